@@ -1,0 +1,2 @@
+//! The cadre binary.
+fn main() {}

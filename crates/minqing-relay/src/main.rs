@@ -1,0 +1,2 @@
+//! The county relay binary.
+fn main() {}
