@@ -5,7 +5,9 @@
 //! feed it bytes and time and carry out what it returns.
 
 mod doc_id;
+pub mod frame;
 mod storage;
 
 pub use doc_id::{DocId, DocIdError};
+pub use frame::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use storage::{MemStorage, Storage, StorageError, load_doc};
