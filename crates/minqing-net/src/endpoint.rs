@@ -1,0 +1,216 @@
+//! quinn endpoints: the relay's listening endpoint and the device's connect, with
+//! a bounded connect time and refusals told apart from network failures.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls_pki_types::CertificateDer;
+
+use crate::tls::{DeviceGate, ServerTls, client_crypto, server_crypto};
+use crate::{Bundle, NetError, REFUSED_MESSAGE};
+
+/// Default bound on reaching the relay: 10 seconds.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Application close code the relay uses when it refuses a device after the handshake.
+pub const CLOSE_REFUSED: u32 = 0x10;
+/// Application close code for a normal end of session.
+pub const CLOSE_DONE: u32 = 0;
+/// Application close code the relay uses when it shuts down.
+pub const CLOSE_SHUTDOWN: u32 = 0x11;
+/// Application close code for a protocol or storage error.
+pub const CLOSE_ERROR: u32 = 0x12;
+
+fn transport(idle: Duration, keep_alive: Option<Duration>) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    // Bounded by construction: `idle` comes from our own options (seconds, not from the network).
+    if let Ok(idle) = quinn::IdleTimeout::try_from(idle) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t.keep_alive_interval(keep_alive);
+    // A device uses one stream per session; leave a few spare.
+    t.max_concurrent_bidi_streams(4u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    Arc::new(t)
+}
+
+/// Binds the relay's QUIC endpoint on `addr` with mutual TLS gated by `gate`.
+pub fn server_endpoint(
+    addr: SocketAddr,
+    tls: &ServerTls,
+    gate: Arc<dyn DeviceGate>,
+) -> Result<quinn::Endpoint, NetError> {
+    let crypto = server_crypto(tls, gate)?;
+    let quic = QuicServerConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    cfg.transport_config(transport(Duration::from_secs(30), None));
+    quinn::Endpoint::server(cfg, addr).map_err(|e| NetError::io(format!("listening on {addr}"), e))
+}
+
+/// How a device connects.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions {
+    /// Bound on reaching the relay and on silence from it once connected.
+    pub timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// A device's connection to its relay, with the endpoint that drives it
+/// (keep both alive for as long as the connection is used).
+#[derive(Debug)]
+pub struct DeviceConnection {
+    /// The client endpoint.
+    pub endpoint: quinn::Endpoint,
+    /// The established connection.
+    pub connection: quinn::Connection,
+    /// The relay address it was made to.
+    pub addr: String,
+}
+
+impl DeviceConnection {
+    /// Closes the connection cleanly and waits (briefly) for the close to be sent.
+    pub async fn close(self) {
+        self.connection.close(CLOSE_DONE.into(), b"done");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr, NetError> {
+    let mut addrs = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| NetError::Unreachable {
+            addr: addr.to_owned(),
+            detail: format!("cannot resolve the address: {e}"),
+        })?;
+    addrs.next().ok_or_else(|| NetError::Unreachable {
+        addr: addr.to_owned(),
+        detail: "the address resolves to nothing".into(),
+    })
+}
+
+/// Connects to the relay named in `bundle`, presenting the bundle's certificate.
+///
+/// Fails with [`NetError::Unreachable`] if the handshake does not finish within
+/// `opts.timeout`, and with [`NetError::Refused`] if the relay rejects the certificate.
+/// Note that with TLS 1.3 a refused client may only learn of the refusal on its first
+/// stream read: map stream errors with [`map_connection_error`].
+pub async fn connect(bundle: &Bundle, opts: ConnectOptions) -> Result<DeviceConnection, NetError> {
+    let addr_text = bundle.relay_addr.clone();
+    let work = async {
+        let addr = resolve(&addr_text).await?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+                .parse()
+                .map_err(|_| NetError::Tls("bind address".into()))?
+        } else {
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| NetError::Tls("bind address".into()))?
+        };
+        let mut endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| NetError::io("opening a UDP socket", e))?;
+        let quic = QuicClientConfig::try_from(client_crypto(bundle)?)
+            .map_err(|e| NetError::Tls(e.to_string()))?;
+        let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+        cfg.transport_config(transport(opts.timeout, Some(opts.timeout / 4)));
+        endpoint.set_default_client_config(cfg);
+        let connecting =
+            endpoint
+                .connect(addr, &bundle.server_name)
+                .map_err(|e| NetError::Unreachable {
+                    addr: addr_text.clone(),
+                    detail: e.to_string(),
+                })?;
+        let connection = connecting
+            .await
+            .map_err(|e| map_connection_error(&e, &addr_text))?;
+        Ok(DeviceConnection {
+            endpoint,
+            connection,
+            addr: addr_text.clone(),
+        })
+    };
+    match tokio::time::timeout(opts.timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(NetError::timed_out(&addr_text, opts.timeout)),
+    }
+}
+
+/// Turns a quinn connection error into a [`NetError`] a cadre can act on:
+/// a TLS alert or the relay's refusal code becomes [`NetError::Refused`],
+/// a timeout or reset [`NetError::Unreachable`].
+pub fn map_connection_error(e: &quinn::ConnectionError, addr: &str) -> NetError {
+    use quinn::ConnectionError as C;
+    match e {
+        C::ConnectionClosed(close) => {
+            let code = u64::from(close.error_code);
+            if (0x100..=0x1ff).contains(&code) {
+                NetError::Refused(REFUSED_MESSAGE.into())
+            } else {
+                NetError::ConnectionLost(close.to_string())
+            }
+        }
+        C::TransportError(t) => {
+            let code = u64::from(t.code);
+            if (0x100..=0x1ff).contains(&code) {
+                NetError::Refused(format!("{REFUSED_MESSAGE} ({t})"))
+            } else {
+                NetError::ConnectionLost(t.to_string())
+            }
+        }
+        C::ApplicationClosed(close) => {
+            let code = close.error_code.into_inner();
+            let reason = String::from_utf8_lossy(&close.reason).into_owned();
+            if code == u64::from(CLOSE_REFUSED) {
+                NetError::Refused(if reason.is_empty() {
+                    REFUSED_MESSAGE.into()
+                } else {
+                    reason
+                })
+            } else if code == u64::from(CLOSE_SHUTDOWN) {
+                NetError::Unreachable {
+                    addr: addr.to_owned(),
+                    detail: "the relay is shutting down".into(),
+                }
+            } else {
+                NetError::ConnectionLost(format!("closed by the relay: {reason}"))
+            }
+        }
+        C::TimedOut | C::Reset => NetError::Unreachable {
+            addr: addr.to_owned(),
+            detail: format!("connection {e}"),
+        },
+        other => NetError::ConnectionLost(other.to_string()),
+    }
+}
+
+/// Maps a stream read error (see [`map_connection_error`]).
+pub fn map_read_error(e: &quinn::ReadError, addr: &str) -> NetError {
+    match e {
+        quinn::ReadError::ConnectionLost(c) => map_connection_error(c, addr),
+        other => NetError::ConnectionLost(other.to_string()),
+    }
+}
+
+/// Maps a stream write error (see [`map_connection_error`]).
+pub fn map_write_error(e: &quinn::WriteError, addr: &str) -> NetError {
+    match e {
+        quinn::WriteError::ConnectionLost(c) => map_connection_error(c, addr),
+        other => NetError::ConnectionLost(other.to_string()),
+    }
+}
+
+/// The SHA-256 fingerprint of the certificate the peer presented, if any.
+pub fn peer_fingerprint(conn: &quinn::Connection) -> Option<String> {
+    let identity = conn.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    certs.first().map(|c| crate::ca::fingerprint(c.as_ref()))
+}

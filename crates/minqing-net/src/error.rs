@@ -1,0 +1,76 @@
+//! `NetError`: what can go wrong in the transport, worded for the person at the laptop.
+
+use std::time::Duration;
+
+/// The message a device shows when the relay refuses its certificate.
+pub const REFUSED_MESSAGE: &str = "the relay refused this laptop's certificate: it is revoked or not enrolled with this relay; ask the operator to enrol it again";
+
+/// Errors of the QUIC / TLS transport and of the relay's certificate authority.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The relay could not be reached within the timeout (no route, nothing listening, timeout).
+    #[error(
+        "the relay at {addr} is unreachable ({detail}); nothing local was lost, try again when the network is back"
+    )]
+    Unreachable {
+        /// The address tried.
+        addr: String,
+        /// What happened (timeout after N s, connection error).
+        detail: String,
+    },
+    /// The relay refused this device during or right after the TLS handshake.
+    #[error("{0}")]
+    Refused(String),
+    /// The connection broke after it was established.
+    #[error("the connection to the relay broke: {0}")]
+    ConnectionLost(String),
+    /// A certificate, key or bundle could not be made or parsed.
+    #[error("certificate error: {0}")]
+    Certificate(String),
+    /// A bundle file is malformed or of an unknown format.
+    #[error("enrolment bundle {path}: {detail}")]
+    Bundle {
+        /// The bundle's path.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The TLS configuration could not be built.
+    #[error("TLS configuration error: {0}")]
+    Tls(String),
+    /// A local I/O error (binding a socket, reading or writing a file).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sync session failed (protocol or storage error), see the message.
+    #[error("sync session failed: {0}")]
+    Session(String),
+}
+
+impl NetError {
+    /// An [`NetError::Io`] with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        NetError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// An [`NetError::Unreachable`] for a connect that did not finish in `timeout`.
+    pub fn timed_out(addr: impl Into<String>, timeout: Duration) -> Self {
+        NetError::Unreachable {
+            addr: addr.into(),
+            detail: format!("no answer within {} s", timeout.as_secs_f32()),
+        }
+    }
+
+    /// Whether this error is the relay refusing the device (as opposed to the network failing).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, NetError::Refused(_))
+    }
+}
