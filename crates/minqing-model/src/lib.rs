@@ -1,1 +1,30 @@
-//! placeholder
+//! minqing's domain model: checked values (身份证号, phone, tags, dates), record
+//! ids, the village document's automerge layout, typed views for `--json`, and
+//! the demand event log with its status fold.
+//!
+//! This crate knows nothing of the network or of disks: it reads and writes
+//! `automerge::AutoCommit` values handed to it.
+
+pub mod demand;
+pub mod error;
+pub mod id;
+pub mod text;
+pub mod validate;
+pub mod view;
+pub mod village;
+
+pub use demand::{DemandEvent, DemandStatus, EventKind, demand_status};
+pub use error::ModelError;
+pub use id::{Id, IdError, IdPrefix};
+pub use validate::{
+    Address, Category, DemandText, Gender, HouseholdNumber, IdCardNumber, Month, Note, PersonName,
+    Phone, PlaceName, Relation, Tag, TeamName, ValidationError, VisitKind, parse_date,
+    parse_past_date,
+};
+pub use view::{
+    DemandView, EventView, HouseholdView, ResidentDetail, ResidentView, VillageView, VisitView,
+};
+pub use village::{
+    Author, NewDemand, NewHousehold, NewResident, NewVisit, RecordKind, ResidentEdit, Village,
+    new_village, skeleton,
+};

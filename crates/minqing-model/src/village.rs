@@ -1,0 +1,814 @@
+//! The village document: its automerge layout, the deterministic skeleton, and
+//! [`Village`], the typed reader and writer over one village's `AutoCommit`.
+//!
+//! Layout (see docs/data-model.md): the root holds maps `info`, `households`,
+//! `residents`, `visits`, `demands` and `leaves`; every record is a map of
+//! scalar fields under its random id. Writes put single keys, so a write costs
+//! the same whatever the size of the village.
+
+use std::collections::BTreeMap;
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
+use chrono::NaiveDate;
+use minqing_sync::DocId;
+use rand::Rng;
+
+use crate::demand::{DemandEvent, EventKind, demand_status, sort_events};
+use crate::error::ModelError;
+use crate::id::{Id, IdPrefix};
+use crate::validate::{
+    Address, Category, DemandText, Gender, HouseholdNumber, IdCardNumber, Note, PersonName, Phone,
+    PlaceName, Relation, Tag, VisitKind,
+};
+use crate::view::{
+    DemandView, EventView, HouseholdView, ResidentDetail, ResidentView, VillageView, VisitView,
+    rfc3339_ms,
+};
+
+/// The automerge actor of the skeleton change, identical on every replica.
+pub const SKELETON_ACTOR: &[u8] = b"minqing-skeleton";
+/// The top-level maps every village document has, created by the skeleton.
+pub const ROOT_MAPS: [&str; 6] = [
+    "info",
+    "households",
+    "residents",
+    "visits",
+    "demands",
+    "leaves",
+];
+
+/// The kinds of record kept in a village, each a top-level map keyed by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RecordKind {
+    /// 户.
+    Household,
+    /// 居民.
+    Resident,
+    /// 走访.
+    Visit,
+    /// 诉求.
+    Demand,
+}
+
+impl RecordKind {
+    /// The singular English name used in messages and commands.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::Household => "household",
+            RecordKind::Resident => "resident",
+            RecordKind::Visit => "visit",
+            RecordKind::Demand => "demand",
+        }
+    }
+}
+
+/// Who writes, from which device, and when: stamped on every record and event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Author {
+    /// The device's id (also its automerge actor).
+    pub device_id: Id,
+    /// The cadre's name.
+    pub cadre: PersonName,
+    /// The current time in unix milliseconds (from the caller's clock).
+    pub now_ms: i64,
+}
+
+/// A household to add.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewHousehold {
+    /// Address.
+    pub address: Address,
+    /// Household number (户号).
+    pub number: Option<HouseholdNumber>,
+}
+
+/// A resident to add. Birth date and gender are taken from the 身份证号 when
+/// not given, and must agree with it when given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewResident {
+    /// The household (full id).
+    pub household: Id,
+    /// Name.
+    pub name: PersonName,
+    /// Gender.
+    pub gender: Option<Gender>,
+    /// Birth date.
+    pub birth: Option<NaiveDate>,
+    /// 身份证号.
+    pub id_card: Option<IdCardNumber>,
+    /// Phone.
+    pub phone: Option<Phone>,
+    /// Relation to the householder.
+    pub relation: Option<Relation>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+/// Changes to a resident: each `Some` field is written as one register; tags
+/// are added and removed one key at a time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResidentEdit {
+    /// New name.
+    pub name: Option<PersonName>,
+    /// New gender.
+    pub gender: Option<Gender>,
+    /// New birth date.
+    pub birth: Option<NaiveDate>,
+    /// New 身份证号 (birth date and gender follow it unless given).
+    pub id_card: Option<IdCardNumber>,
+    /// New phone.
+    pub phone: Option<Phone>,
+    /// New relation.
+    pub relation: Option<Relation>,
+    /// Tags to add.
+    pub add_tags: Vec<Tag>,
+    /// Tags to remove.
+    pub remove_tags: Vec<Tag>,
+}
+
+impl ResidentEdit {
+    /// Whether the edit changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == ResidentEdit::default()
+    }
+}
+
+/// A visit to log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewVisit {
+    /// Household visited (full id).
+    pub household: Id,
+    /// Resident met (full id), if any.
+    pub resident: Option<Id>,
+    /// Kind of visit.
+    pub kind: VisitKind,
+    /// The note.
+    pub note: Note,
+    /// Date of the visit.
+    pub date: NaiveDate,
+}
+
+/// A demand to open (受理).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDemand {
+    /// Resident raising it (full id).
+    pub resident: Id,
+    /// Category.
+    pub category: Category,
+    /// Text.
+    pub text: DemandText,
+}
+
+/// The skeleton: one deterministic change creating the top-level maps, with a
+/// fixed actor and time 0, byte-identical on every replica. Two replicas that
+/// create the same village independently therefore share these maps.
+pub fn skeleton() -> Result<AutoCommit, ModelError> {
+    let mut doc = AutoCommit::new().with_actor(ActorId::from(SKELETON_ACTOR));
+    for key in ROOT_MAPS {
+        doc.put_object(ROOT, key, ObjType::Map)?;
+    }
+    doc.commit_with(CommitOptions::default().with_time(0));
+    Ok(doc)
+}
+
+/// Creates a village document: the skeleton plus one change by `actor` that
+/// sets the village's name and township. `now_ms` is unix milliseconds.
+pub fn new_village(
+    id: &DocId,
+    name: &str,
+    township: Option<&str>,
+    actor: &[u8],
+    now_ms: i64,
+) -> Result<AutoCommit, ModelError> {
+    let name = PlaceName::parse(name)?;
+    let township = township.map(PlaceName::parse).transpose()?;
+    let mut doc = skeleton()?;
+    doc.set_actor(ActorId::from(actor));
+    let info = get_map(&doc, &ROOT, "info").ok_or(ModelError::NotAVillage {
+        village: id.clone(),
+        missing: "info",
+    })?;
+    doc.put(&info, "name", name.as_str())?;
+    if let Some(t) = township {
+        doc.put(&info, "township", t.as_str())?;
+    }
+    doc.put(&info, "created_at", now_ms)?;
+    commit(&mut doc, now_ms);
+    Ok(doc)
+}
+
+fn commit(doc: &mut AutoCommit, now_ms: i64) {
+    doc.commit_with(CommitOptions::default().with_time(now_ms.div_euclid(1000)));
+}
+
+fn get_map(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<ObjId> {
+    match doc.get(obj, key) {
+        Ok(Some((Value::Object(ObjType::Map), id))) => Some(id),
+        _ => None,
+    }
+}
+
+fn get_str(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<String> {
+    match doc.get(obj, key) {
+        Ok(Some((v, _))) => v.as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn get_i64(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<i64> {
+    match doc.get(obj, key) {
+        Ok(Some((v, _))) => v.as_i64(),
+        _ => None,
+    }
+}
+
+/// The ids of the top-level maps of a loaded village.
+#[derive(Clone, Debug)]
+struct Roots {
+    info: ObjId,
+    households: ObjId,
+    residents: ObjId,
+    visits: ObjId,
+    demands: ObjId,
+}
+
+/// One village document, read and written through its typed layout.
+///
+/// It remembers the heads it was last saved at: after writing, call
+/// [`Village::take_unsaved`] and append the bytes to storage.
+#[derive(Debug)]
+pub struct Village {
+    id: DocId,
+    doc: AutoCommit,
+    roots: Roots,
+    saved_heads: Vec<ChangeHash>,
+}
+
+impl Village {
+    /// Wraps a document loaded from storage (everything in it counts as saved).
+    pub fn from_doc(id: DocId, mut doc: AutoCommit) -> Result<Village, ModelError> {
+        let saved_heads = doc.get_heads();
+        let mut v = Village::wrap(id, doc)?;
+        v.saved_heads = saved_heads;
+        Ok(v)
+    }
+
+    /// Wraps a document made in memory (by [`new_village`]): nothing in it counts
+    /// as saved, so [`Village::take_unsaved`] returns all of it.
+    pub fn from_new_doc(id: DocId, doc: AutoCommit) -> Result<Village, ModelError> {
+        Village::wrap(id, doc)
+    }
+
+    fn wrap(id: DocId, doc: AutoCommit) -> Result<Village, ModelError> {
+        let map = |key: &'static str| {
+            get_map(&doc, &ROOT, key).ok_or_else(|| ModelError::NotAVillage {
+                village: id.clone(),
+                missing: key,
+            })
+        };
+        let roots = Roots {
+            info: map("info")?,
+            households: map("households")?,
+            residents: map("residents")?,
+            visits: map("visits")?,
+            demands: map("demands")?,
+        };
+        Ok(Village {
+            id,
+            doc,
+            roots,
+            saved_heads: Vec::new(),
+        })
+    }
+
+    /// Loads a village from stored bytes.
+    pub fn load(id: DocId, bytes: &[u8]) -> Result<Village, ModelError> {
+        let doc = AutoCommit::load(bytes)?;
+        Village::from_doc(id, doc)
+    }
+
+    /// The village id.
+    pub fn id(&self) -> &DocId {
+        &self.id
+    }
+
+    /// The automerge document.
+    pub fn doc(&self) -> &AutoCommit {
+        &self.doc
+    }
+
+    /// The automerge document, mutably (for sync and merge).
+    pub fn doc_mut(&mut self) -> &mut AutoCommit {
+        &mut self.doc
+    }
+
+    /// The current heads.
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// Sets the actor for following writes (the device id's bytes).
+    pub fn set_actor(&mut self, actor: &[u8]) {
+        self.doc.set_actor(ActorId::from(actor));
+    }
+
+    /// The changes made since the last save (or load), as bytes to append to
+    /// storage; empty if there are none. Marks them saved.
+    pub fn take_unsaved(&mut self) -> Vec<u8> {
+        let bytes = self.doc.save_after(&self.saved_heads);
+        self.saved_heads = self.doc.get_heads();
+        bytes
+    }
+
+    /// Merges another replica of the same village into this one.
+    pub fn merge(&mut self, other: &mut Village) -> Result<(), ModelError> {
+        self.doc.merge(&mut other.doc)?;
+        Ok(())
+    }
+
+    // ---- reading ----
+
+    /// The village's name, township and record counts.
+    pub fn view(&self) -> VillageView {
+        VillageView {
+            id: self.id.to_string(),
+            name: get_str(&self.doc, &self.roots.info, "name").unwrap_or_default(),
+            township: get_str(&self.doc, &self.roots.info, "township"),
+            households: self.doc.length(&self.roots.households),
+            residents: self.doc.length(&self.roots.residents),
+            visits: self.doc.length(&self.roots.visits),
+            demands: self.doc.length(&self.roots.demands),
+        }
+    }
+
+    fn root(&self, kind: RecordKind) -> &ObjId {
+        match kind {
+            RecordKind::Household => &self.roots.households,
+            RecordKind::Resident => &self.roots.residents,
+            RecordKind::Visit => &self.roots.visits,
+            RecordKind::Demand => &self.roots.demands,
+        }
+    }
+
+    fn record(&self, kind: RecordKind, id: &Id) -> Option<ObjId> {
+        get_map(&self.doc, self.root(kind), id.as_str())
+    }
+
+    /// Whether a record of `kind` with this id exists (one map lookup).
+    pub fn contains(&self, kind: RecordKind, id: &Id) -> bool {
+        self.record(kind, id).is_some()
+    }
+
+    /// Ids of records of `kind` starting with `prefix` (a range scan of the
+    /// sorted map keys, not a walk of the whole map).
+    pub fn ids_with_prefix(&self, kind: RecordKind, prefix: &IdPrefix) -> Vec<Id> {
+        self.doc
+            .map_range(self.root(kind), prefix.as_str().to_owned()..)
+            .map(|item| item.key.into_owned())
+            .take_while(|key| key.starts_with(prefix.as_str()))
+            .filter_map(|key| Id::parse(&key).ok())
+            .collect()
+    }
+
+    fn ids(&self, kind: RecordKind) -> Vec<Id> {
+        self.doc
+            .keys(self.root(kind))
+            .filter_map(|k| Id::parse(&k).ok())
+            .collect()
+    }
+
+    /// One household.
+    pub fn household(&self, id: &Id) -> Option<HouseholdView> {
+        let obj = self.record(RecordKind::Household, id)?;
+        let s = |k| get_str(&self.doc, &obj, k);
+        Some(HouseholdView {
+            id: id.to_string(),
+            village_id: self.id.to_string(),
+            address: s("address").unwrap_or_default(),
+            number: s("number"),
+            cadre: s("cadre").unwrap_or_default(),
+            created_at: rfc3339_ms(get_i64(&self.doc, &obj, "created_at").unwrap_or(0)),
+        })
+    }
+
+    /// Every household, by creation time then id.
+    pub fn households(&self) -> Vec<HouseholdView> {
+        let mut all: Vec<HouseholdView> = self
+            .ids(RecordKind::Household)
+            .iter()
+            .filter_map(|id| self.household(id))
+            .collect();
+        all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        all
+    }
+
+    /// One resident.
+    pub fn resident(&self, id: &Id) -> Option<ResidentView> {
+        let obj = self.record(RecordKind::Resident, id)?;
+        let s = |k| get_str(&self.doc, &obj, k);
+        let household_id = s("household_id").unwrap_or_default();
+        let address = Id::parse(&household_id)
+            .ok()
+            .and_then(|h| self.record(RecordKind::Household, &h))
+            .and_then(|h| get_str(&self.doc, &h, "address"))
+            .unwrap_or_default();
+        let tags = get_map(&self.doc, &obj, "tags")
+            .map(|t| self.doc.keys(&t).collect())
+            .unwrap_or_default();
+        Some(ResidentView {
+            id: id.to_string(),
+            name: s("name").unwrap_or_default(),
+            gender: s("gender"),
+            birth: s("birth"),
+            id_card: s("id_card"),
+            phone: s("phone"),
+            relation: s("relation"),
+            tags,
+            household_id,
+            village_id: self.id.to_string(),
+            address,
+            cadre: s("cadre").unwrap_or_default(),
+            created_at: rfc3339_ms(get_i64(&self.doc, &obj, "created_at").unwrap_or(0)),
+        })
+    }
+
+    /// Every resident, by creation time then id.
+    pub fn residents(&self) -> Vec<ResidentView> {
+        let mut all: Vec<ResidentView> = self
+            .ids(RecordKind::Resident)
+            .iter()
+            .filter_map(|id| self.resident(id))
+            .collect();
+        all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        all
+    }
+
+    /// A resident with their visits and demands.
+    pub fn resident_detail(&self, id: &Id) -> Option<ResidentDetail> {
+        let resident = self.resident(id)?;
+        let visits = self
+            .visits()
+            .into_iter()
+            .filter(|v| v.resident_id.as_deref() == Some(id.as_str()))
+            .collect();
+        let demands = self
+            .demands()
+            .into_iter()
+            .filter(|d| d.resident_id == id.as_str())
+            .collect();
+        Some(ResidentDetail {
+            resident,
+            visits,
+            demands,
+        })
+    }
+
+    /// One visit.
+    pub fn visit(&self, id: &Id) -> Option<VisitView> {
+        let obj = self.record(RecordKind::Visit, id)?;
+        let s = |k| get_str(&self.doc, &obj, k);
+        Some(VisitView {
+            id: id.to_string(),
+            date: s("date").unwrap_or_default(),
+            kind: s("kind").unwrap_or_default(),
+            note: s("note").unwrap_or_default(),
+            cadre: s("cadre").unwrap_or_default(),
+            household_id: s("household_id").unwrap_or_default(),
+            resident_id: s("resident_id"),
+            village_id: self.id.to_string(),
+            device_id: s("device_id").unwrap_or_default(),
+            created_at: rfc3339_ms(get_i64(&self.doc, &obj, "created_at").unwrap_or(0)),
+        })
+    }
+
+    /// Every visit, by date, then time recorded, then id.
+    pub fn visits(&self) -> Vec<VisitView> {
+        let mut all: Vec<VisitView> = self
+            .ids(RecordKind::Visit)
+            .iter()
+            .filter_map(|id| self.visit(id))
+            .collect();
+        all.sort_by(|a, b| (&a.date, &a.created_at, &a.id).cmp(&(&b.date, &b.created_at, &b.id)));
+        all
+    }
+
+    /// The events of one demand, oldest first.
+    pub fn demand_events(&self, id: &Id) -> Vec<DemandEvent> {
+        let Some(events) = self
+            .record(RecordKind::Demand, id)
+            .and_then(|d| get_map(&self.doc, &d, "events"))
+        else {
+            return Vec::new();
+        };
+        let mut out: Vec<DemandEvent> = self
+            .doc
+            .keys(&events)
+            .filter_map(|key| {
+                let eid = Id::parse(&key).ok()?;
+                let obj = get_map(&self.doc, &events, &key)?;
+                let mut fields = BTreeMap::new();
+                for k in self.doc.keys(&obj) {
+                    if matches!(k.as_str(), "kind" | "at" | "cadre" | "device_id") {
+                        continue;
+                    }
+                    if let Some(v) = get_str(&self.doc, &obj, &k) {
+                        fields.insert(k, v);
+                    }
+                }
+                Some(DemandEvent {
+                    id: eid,
+                    kind: EventKind::from_key(
+                        &get_str(&self.doc, &obj, "kind").unwrap_or_default(),
+                    ),
+                    at_ms: get_i64(&self.doc, &obj, "at").unwrap_or(0),
+                    cadre: get_str(&self.doc, &obj, "cadre").unwrap_or_default(),
+                    device_id: get_str(&self.doc, &obj, "device_id").unwrap_or_default(),
+                    fields,
+                })
+            })
+            .collect();
+        sort_events(&mut out);
+        out
+    }
+
+    /// One demand with its events and derived status.
+    pub fn demand(&self, id: &Id) -> Option<DemandView> {
+        let obj = self.record(RecordKind::Demand, id)?;
+        let s = |k| get_str(&self.doc, &obj, k);
+        let events = self.demand_events(id);
+        let status = demand_status(&events);
+        Some(DemandView {
+            id: id.to_string(),
+            resident_id: s("resident_id").unwrap_or_default(),
+            household_id: s("household_id").unwrap_or_default(),
+            village_id: self.id.to_string(),
+            category: s("category").unwrap_or_default(),
+            text: s("text").unwrap_or_default(),
+            status: status.name().to_owned(),
+            opened_at: rfc3339_ms(get_i64(&self.doc, &obj, "opened_at").unwrap_or(0)),
+            cadre: s("cadre").unwrap_or_default(),
+            device_id: s("device_id").unwrap_or_default(),
+            events: events
+                .into_iter()
+                .map(|e| EventView {
+                    id: e.id.to_string(),
+                    kind: e.kind.as_key().to_owned(),
+                    kind_name: e.kind.name().to_owned(),
+                    at: rfc3339_ms(e.at_ms),
+                    cadre: e.cadre,
+                    device_id: e.device_id,
+                    fields: e.fields,
+                })
+                .collect(),
+        })
+    }
+
+    /// Every demand, by opening time then id.
+    pub fn demands(&self) -> Vec<DemandView> {
+        let mut all: Vec<DemandView> = self
+            .ids(RecordKind::Demand)
+            .iter()
+            .filter_map(|id| self.demand(id))
+            .collect();
+        all.sort_by(|a, b| (&a.opened_at, &a.id).cmp(&(&b.opened_at, &b.id)));
+        all
+    }
+
+    // ---- writing: each method is one automerge change ----
+
+    /// Runs one write; on error, rolls back whatever it had put, so a failed
+    /// command leaves the document as it was.
+    fn atomic<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, ModelError>,
+    ) -> Result<T, ModelError> {
+        let result = f(self);
+        if result.is_err() {
+            self.doc.rollback();
+        }
+        result
+    }
+
+    fn new_record(
+        &mut self,
+        kind: RecordKind,
+        rng: &mut (impl Rng + ?Sized),
+    ) -> Result<(Id, ObjId), ModelError> {
+        let id = Id::random(rng);
+        if self.contains(kind, &id) {
+            return Err(ModelError::DuplicateId {
+                kind: kind.name(),
+                id,
+            });
+        }
+        let root = self.root(kind).clone();
+        let obj = self.doc.put_object(&root, id.as_str(), ObjType::Map)?;
+        Ok((id, obj))
+    }
+
+    fn stamp(&mut self, obj: &ObjId, author: &Author) -> Result<(), ModelError> {
+        self.doc.put(obj, "cadre", author.cadre.as_str())?;
+        self.doc.put(obj, "device_id", author.device_id.as_str())?;
+        self.doc.put(obj, "created_at", author.now_ms)?;
+        Ok(())
+    }
+
+    fn require(&self, kind: RecordKind, id: &Id) -> Result<ObjId, ModelError> {
+        self.record(kind, id).ok_or_else(|| ModelError::NotFound {
+            kind: kind.name(),
+            id: id.clone(),
+            village: self.id.clone(),
+        })
+    }
+
+    /// Adds a household; returns its id.
+    pub fn add_household(
+        &mut self,
+        rng: &mut (impl Rng + ?Sized),
+        author: &Author,
+        new: &NewHousehold,
+    ) -> Result<Id, ModelError> {
+        self.atomic(|v| {
+            let (id, obj) = v.new_record(RecordKind::Household, rng)?;
+            v.doc.put(&obj, "address", new.address.as_str())?;
+            if let Some(n) = &new.number {
+                v.doc.put(&obj, "number", n.as_str())?;
+            }
+            v.stamp(&obj, author)?;
+            commit(&mut v.doc, author.now_ms);
+            Ok(id)
+        })
+    }
+
+    /// Adds a resident to a household of this village; returns the resident's id.
+    pub fn add_resident(
+        &mut self,
+        rng: &mut (impl Rng + ?Sized),
+        author: &Author,
+        new: &NewResident,
+    ) -> Result<Id, ModelError> {
+        self.atomic(|v| {
+            v.require(RecordKind::Household, &new.household)?;
+            let (mut gender, mut birth) = (new.gender, new.birth);
+            if let Some(card) = &new.id_card {
+                card.check_consistent(birth, gender)?;
+                gender = Some(card.gender());
+                birth = Some(card.birth());
+            }
+            let (id, obj) = v.new_record(RecordKind::Resident, rng)?;
+            let doc = &mut v.doc;
+            doc.put(&obj, "household_id", new.household.as_str())?;
+            doc.put(&obj, "name", new.name.as_str())?;
+            if let Some(g) = gender {
+                doc.put(&obj, "gender", g.as_str())?;
+            }
+            if let Some(b) = birth {
+                doc.put(&obj, "birth", b.format("%Y-%m-%d").to_string())?;
+            }
+            if let Some(c) = &new.id_card {
+                doc.put(&obj, "id_card", c.as_str())?;
+            }
+            if let Some(p) = &new.phone {
+                doc.put(&obj, "phone", p.as_str())?;
+            }
+            if let Some(r) = &new.relation {
+                doc.put(&obj, "relation", r.as_str())?;
+            }
+            let tags = doc.put_object(&obj, "tags", ObjType::Map)?;
+            for t in &new.tags {
+                doc.put(&tags, t.as_str(), true)?;
+            }
+            v.stamp(&obj, author)?;
+            commit(&mut v.doc, author.now_ms);
+            Ok(id)
+        })
+    }
+
+    /// Edits a resident: one register per changed field, one key per tag.
+    pub fn edit_resident(
+        &mut self,
+        author: &Author,
+        id: &Id,
+        edit: &ResidentEdit,
+    ) -> Result<(), ModelError> {
+        self.atomic(|v| {
+            let obj = v.require(RecordKind::Resident, id)?;
+            let (mut gender, mut birth) = (edit.gender, edit.birth);
+            // The card that will be stored after the edit decides birth and gender.
+            let stored_card = get_str(&v.doc, &obj, "id_card");
+            if let Some(card) = &edit.id_card {
+                card.check_consistent(birth, gender)?;
+                gender = Some(card.gender());
+                birth = Some(card.birth());
+            } else if let Some(card) = stored_card.as_deref().and_then(|c| {
+                // A stored card was checked when written; re-check it against the edit.
+                IdCardNumber::parse(c, NaiveDate::MAX).ok()
+            }) {
+                card.check_consistent(birth, gender)?;
+            }
+            let doc = &mut v.doc;
+            if let Some(n) = &edit.name {
+                doc.put(&obj, "name", n.as_str())?;
+            }
+            if let Some(g) = gender {
+                doc.put(&obj, "gender", g.as_str())?;
+            }
+            if let Some(b) = birth {
+                doc.put(&obj, "birth", b.format("%Y-%m-%d").to_string())?;
+            }
+            if let Some(c) = &edit.id_card {
+                doc.put(&obj, "id_card", c.as_str())?;
+            }
+            if let Some(p) = &edit.phone {
+                doc.put(&obj, "phone", p.as_str())?;
+            }
+            if let Some(r) = &edit.relation {
+                doc.put(&obj, "relation", r.as_str())?;
+            }
+            if !edit.add_tags.is_empty() || !edit.remove_tags.is_empty() {
+                let tags = match get_map(doc, &obj, "tags") {
+                    Some(t) => t,
+                    None => doc.put_object(&obj, "tags", ObjType::Map)?,
+                };
+                for t in &edit.add_tags {
+                    doc.put(&tags, t.as_str(), true)?;
+                }
+                for t in &edit.remove_tags {
+                    if doc.get(&tags, t.as_str())?.is_some() {
+                        doc.delete(&tags, t.as_str())?;
+                    }
+                }
+            }
+            doc.put(&obj, "updated_at", author.now_ms)?;
+            commit(&mut v.doc, author.now_ms);
+            Ok(())
+        })
+    }
+
+    /// Logs a visit; returns its id. Checks the household (and resident) with
+    /// single lookups: no walk over existing visits.
+    pub fn log_visit(
+        &mut self,
+        rng: &mut (impl Rng + ?Sized),
+        author: &Author,
+        new: &NewVisit,
+    ) -> Result<Id, ModelError> {
+        self.atomic(|v| {
+            v.require(RecordKind::Household, &new.household)?;
+            if let Some(r) = &new.resident {
+                let robj = v.require(RecordKind::Resident, r)?;
+                if get_str(&v.doc, &robj, "household_id").as_deref() != Some(new.household.as_str())
+                {
+                    return Err(ModelError::ResidentNotInHousehold {
+                        resident: r.clone(),
+                        household: new.household.clone(),
+                    });
+                }
+            }
+            let (id, obj) = v.new_record(RecordKind::Visit, rng)?;
+            let doc = &mut v.doc;
+            doc.put(&obj, "date", new.date.format("%Y-%m-%d").to_string())?;
+            doc.put(&obj, "kind", new.kind.as_str())?;
+            doc.put(&obj, "note", new.note.as_str())?;
+            doc.put(&obj, "household_id", new.household.as_str())?;
+            if let Some(r) = &new.resident {
+                doc.put(&obj, "resident_id", r.as_str())?;
+            }
+            v.stamp(&obj, author)?;
+            commit(&mut v.doc, author.now_ms);
+            Ok(id)
+        })
+    }
+
+    /// Opens a demand (受理) for a resident; returns the demand's id.
+    pub fn open_demand(
+        &mut self,
+        rng: &mut (impl Rng + ?Sized),
+        author: &Author,
+        new: &NewDemand,
+    ) -> Result<Id, ModelError> {
+        self.atomic(|v| {
+            let robj = v.require(RecordKind::Resident, &new.resident)?;
+            let household = get_str(&v.doc, &robj, "household_id").unwrap_or_default();
+            let (id, obj) = v.new_record(RecordKind::Demand, rng)?;
+            let event_id = Id::random(rng);
+            let doc = &mut v.doc;
+            doc.put(&obj, "resident_id", new.resident.as_str())?;
+            doc.put(&obj, "household_id", household)?;
+            doc.put(&obj, "category", new.category.as_str())?;
+            doc.put(&obj, "text", new.text.as_str())?;
+            doc.put(&obj, "opened_at", author.now_ms)?;
+            doc.put(&obj, "cadre", author.cadre.as_str())?;
+            doc.put(&obj, "device_id", author.device_id.as_str())?;
+            let events = doc.put_object(&obj, "events", ObjType::Map)?;
+            let ev = doc.put_object(&events, event_id.as_str(), ObjType::Map)?;
+            doc.put(&ev, "kind", EventKind::Opened.as_key())?;
+            doc.put(&ev, "at", author.now_ms)?;
+            doc.put(&ev, "cadre", author.cadre.as_str())?;
+            doc.put(&ev, "device_id", author.device_id.as_str())?;
+            commit(&mut v.doc, author.now_ms);
+            Ok(id)
+        })
+    }
+}
