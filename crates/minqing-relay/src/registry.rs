@@ -1,0 +1,361 @@
+//! The relay's home directory and registry: configuration, CA files, enrolled
+//! devices, villages, last sync times and the audit log.
+//!
+//! The registry lives in small JSON files under `$HOME/registry/`, not in sled,
+//! because sled allows one process per directory and the operator must be able to
+//! `revoke` or `assign` while `serve` runs. Writers take an exclusive lock on
+//! `registry/.lock`, write a temporary file, fsync it and rename it into place;
+//! `serve` re-reads `devices.json` (cached by inode, size and mtime) on every
+//! handshake and session start, so a change applies to the next connection.
+//! `last_sync.json` is written only by `serve`. The audit log `audit.jsonl` is
+//! append-only: one JSON object per line, each written with one `write` on an
+//! `O_APPEND` descriptor and fsynced.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// `format` of `config.json`.
+pub const CONFIG_FORMAT: &str = "minqing-relay/1";
+/// Default address `serve` listens on.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
+/// Largest registry file read, in bytes.
+const MAX_REGISTRY_FILE: u64 = 64 * 1024 * 1024;
+
+/// An error in what the operator typed (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Returns early with a [`UsageError`].
+macro_rules! usage {
+    ($($arg:tt)*) => { return Err(anyhow::Error::new($crate::registry::UsageError(format!($($arg)*)))) };
+}
+pub(crate) use usage;
+
+/// `config.json`: the relay's identity and listen address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Always [`CONFIG_FORMAT`].
+    pub format: String,
+    /// The relay's name (shown to devices).
+    pub name: String,
+    /// Address `serve` binds.
+    pub listen: String,
+    /// The name devices verify the server certificate against.
+    pub server_name: String,
+    /// The relay's automerge actor id, hex.
+    pub actor: String,
+    /// When `init` ran.
+    pub created_at: String,
+}
+
+/// One enrolled device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Device {
+    /// The device id (16 characters of Crockford base32).
+    pub device_id: String,
+    /// The cadre it was enrolled for.
+    pub cadre: String,
+    /// The service team, if any.
+    pub team: Option<String>,
+    /// Assigned villages, sorted.
+    pub villages: Vec<String>,
+    /// SHA-256 of its certificate, hex.
+    pub fingerprint: String,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// When it was revoked.
+    #[serde(default)]
+    pub revoked_at: Option<String>,
+    /// When it was enrolled.
+    pub enrolled_at: String,
+    /// When its certificate expires.
+    pub expires_at: String,
+}
+
+/// One village known to the relay.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VillageEntry {
+    /// Village id (the document id).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Township, if given.
+    #[serde(default)]
+    pub township: Option<String>,
+    /// When it was added.
+    pub created_at: String,
+}
+
+/// One audit line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When, RFC 3339.
+    pub at: String,
+    /// enroll, assign, revoke, refused_handshake, refused_village, sync, village_add.
+    pub kind: String,
+    /// The device concerned, if known.
+    pub device_id: Option<String>,
+    /// The village concerned, if any.
+    pub village: Option<String>,
+    /// Details for the operator.
+    pub detail: String,
+}
+
+/// The current time as RFC 3339 (UTC, seconds).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The files of a relay home.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// A relay home at `root` (not checked).
+    pub fn new(root: PathBuf) -> Self {
+        Home { root }
+    }
+    /// The home directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// `config.json`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+    /// The CA certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("ca").join("ca.pem")
+    }
+    /// The CA key (mode 0600).
+    pub fn ca_key(&self) -> PathBuf {
+        self.root.join("ca").join("ca.key")
+    }
+    /// The server certificate.
+    pub fn server_cert(&self) -> PathBuf {
+        self.root.join("ca").join("server.pem")
+    }
+    /// The server key (mode 0600).
+    pub fn server_key(&self) -> PathBuf {
+        self.root.join("ca").join("server.key")
+    }
+    /// The sled store of documents.
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store")
+    }
+    fn registry(&self) -> PathBuf {
+        self.root.join("registry")
+    }
+    fn devices_path(&self) -> PathBuf {
+        self.registry().join("devices.json")
+    }
+    fn villages_path(&self) -> PathBuf {
+        self.registry().join("villages.json")
+    }
+    fn last_sync_path(&self) -> PathBuf {
+        self.registry().join("last_sync.json")
+    }
+    /// The append-only audit log.
+    pub fn audit_path(&self) -> PathBuf {
+        self.registry().join("audit.jsonl")
+    }
+
+    /// Creates the directories of a new home.
+    pub fn create_dirs(&self) -> Result<()> {
+        for d in [self.root.join("ca"), self.registry()] {
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Reads `config.json`, with a hint when the home was never initialised.
+    pub fn config(&self) -> Result<Config> {
+        let path = self.config_path();
+        if !path.exists() {
+            usage!(
+                "{} is not a relay home: run `minqing-relay init --home {} --name NAME` first, or pass the right --home",
+                self.root.display(),
+                self.root.display()
+            );
+        }
+        let c: Config = read_json(&path)?
+            .with_context(|| format!("{} disappeared while reading it", path.display()))?;
+        if c.format != CONFIG_FORMAT {
+            bail!(
+                "{} has format {:?}, this minqing-relay reads {CONFIG_FORMAT:?}",
+                path.display(),
+                c.format
+            );
+        }
+        Ok(c)
+    }
+
+    /// Takes the registry's write lock until the guard is dropped.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        let path = self.registry().join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        f.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(f)
+    }
+
+    /// Enrolled devices by id.
+    pub fn devices(&self) -> Result<BTreeMap<String, Device>> {
+        Ok(read_json(&self.devices_path())?.unwrap_or_default())
+    }
+    /// Replaces the device registry (hold [`Home::lock`]).
+    pub fn save_devices(&self, d: &BTreeMap<String, Device>) -> Result<()> {
+        write_json(&self.devices_path(), d)
+    }
+    /// Known villages by id.
+    pub fn villages(&self) -> Result<BTreeMap<String, VillageEntry>> {
+        Ok(read_json(&self.villages_path())?.unwrap_or_default())
+    }
+    /// Replaces the village list (hold [`Home::lock`]).
+    pub fn save_villages(&self, v: &BTreeMap<String, VillageEntry>) -> Result<()> {
+        write_json(&self.villages_path(), v)
+    }
+    /// Last successful sync per device.
+    pub fn last_sync(&self) -> Result<BTreeMap<String, String>> {
+        Ok(read_json(&self.last_sync_path())?.unwrap_or_default())
+    }
+    /// Replaces the last-sync table (only `serve` writes it).
+    pub fn save_last_sync(&self, m: &BTreeMap<String, String>) -> Result<()> {
+        write_json(&self.last_sync_path(), m)
+    }
+
+    /// Appends one line to the audit log, durably.
+    pub fn audit(
+        &self,
+        kind: &str,
+        device_id: Option<&str>,
+        village: Option<&str>,
+        detail: impl Into<String>,
+    ) -> Result<()> {
+        let entry = AuditEntry {
+            at: now_rfc3339(),
+            kind: kind.to_owned(),
+            device_id: device_id.map(str::to_owned),
+            village: village.map(str::to_owned),
+            detail: detail.into(),
+        };
+        let mut line = serde_json::to_vec(&entry).context("encoding an audit line")?;
+        line.push(b'\n');
+        let path = self.audit_path();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the audit log {}", path.display()))?;
+        // One write per line: O_APPEND keeps concurrent writers' lines whole.
+        f.write_all(&line)
+            .and_then(|_| f.sync_data())
+            .with_context(|| format!("cannot write the audit log {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Every audit line, oldest first. Unreadable lines are skipped with a warning.
+    pub fn audit_entries(&self) -> Result<Vec<AuditEntry>> {
+        let path = self.audit_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let mut out = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(line) {
+                Ok(e) => out.push(e),
+                Err(e) => tracing::warn!("audit log line {} is unreadable: {e}", n + 1),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a JSON file, `None` if it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if meta.len() > MAX_REGISTRY_FILE {
+        bail!("{} is too large ({} bytes)", path.display(), meta.len());
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is damaged (not the expected JSON)", path.display()))?;
+    Ok(Some(v))
+}
+
+/// Writes a JSON file atomically and durably (mode 0600).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).context("encoding JSON")?;
+    minqing_net::write_private_file(path, &bytes)?;
+    Ok(())
+}
+
+/// The device registry as `serve` sees it: re-read when `devices.json` changes.
+#[derive(Debug)]
+pub struct DeviceCache {
+    home: Home,
+    inner: Mutex<(Option<(u64, u64, i64, i64)>, BTreeMap<String, Device>)>,
+}
+
+impl DeviceCache {
+    /// A cache over `home`'s registry.
+    pub fn new(home: Home) -> Self {
+        DeviceCache {
+            home,
+            inner: Mutex::new((None, BTreeMap::new())),
+        }
+    }
+
+    /// The current registry (re-read if the file changed since the last call).
+    pub fn current(&self) -> Result<BTreeMap<String, Device>> {
+        let path = self.home.devices_path();
+        let key = std::fs::metadata(&path)
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if key.is_none() || inner.0 != key {
+            inner.1 = self.home.devices()?;
+            inner.0 = key;
+        }
+        Ok(inner.1.clone())
+    }
+
+    /// The device whose certificate has this fingerprint.
+    pub fn by_fingerprint(&self, fingerprint: &str) -> Result<Option<Device>> {
+        Ok(self
+            .current()?
+            .into_values()
+            .find(|d| d.fingerprint == fingerprint))
+    }
+}
