@@ -1,0 +1,281 @@
+//! The command line as clap sees it: raw strings, checked later by minqing-model
+//! so that a bad value gets a one-line message saying what to fix (exit 2).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// minqing (民情): offline-first visit logging for village cadres.
+#[derive(Debug, Parser)]
+#[command(name = "minqing", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Where this laptop keeps its data (default: the platform data directory).
+    #[arg(long, global = true, env = "MINQING_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set up this laptop for a cadre (a standalone device).
+    Init(InitArgs),
+    /// Show this laptop's device id, cadre and team.
+    Whoami(JsonArg),
+    /// Villages (村/社区) held on this laptop.
+    #[command(subcommand)]
+    Village(VillageCmd),
+    /// Households (户).
+    #[command(subcommand)]
+    Household(HouseholdCmd),
+    /// Residents (居民档案).
+    #[command(subcommand)]
+    Resident(ResidentCmd),
+    /// Visit notes (民情日记).
+    #[command(subcommand)]
+    Visit(VisitCmd),
+    /// The demand ledger (问题台账).
+    #[command(subcommand)]
+    Demand(DemandCmd),
+    /// Developer tools (not for daily use).
+    #[command(subcommand, hide = true)]
+    Debug(DebugCmd),
+}
+
+/// `--json` for list and show commands.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON (UTF-8, snake_case keys) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `minqing init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The cadre's name, e.g. 张伟.
+    #[arg(long, value_name = "NAME")]
+    pub cadre: Option<String>,
+    /// The service team (服务队).
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<String>,
+}
+
+/// `minqing village ...`.
+#[derive(Debug, Subcommand)]
+pub enum VillageCmd {
+    /// Create a village on this laptop.
+    Add {
+        /// Village id: letters, digits, '-', '_' or '.', e.g. V001.
+        #[arg(long)]
+        id: String,
+        /// Village name, e.g. 小河村.
+        #[arg(long)]
+        name: String,
+        /// Township, e.g. 城关镇.
+        #[arg(long)]
+        township: Option<String>,
+    },
+    /// List the villages held.
+    List(JsonArg),
+}
+
+/// `minqing household ...`.
+#[derive(Debug, Subcommand)]
+pub enum HouseholdCmd {
+    /// Add a household; prints its id on the last line.
+    Add {
+        /// Village id.
+        #[arg(long)]
+        village: String,
+        /// Address, e.g. 小河村三组12号.
+        #[arg(long)]
+        address: String,
+        /// Household number (户号).
+        #[arg(long)]
+        number: Option<String>,
+    },
+    /// List households.
+    List {
+        /// Only this village.
+        #[arg(long)]
+        village: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+/// `minqing resident ...`.
+#[derive(Debug, Subcommand)]
+pub enum ResidentCmd {
+    /// Add a resident to a household; prints the resident id on the last line.
+    Add(ResidentAddArgs),
+    /// Change a resident's fields or tags.
+    Edit(ResidentEditArgs),
+    /// List residents.
+    List {
+        /// Only this village.
+        #[arg(long)]
+        village: Option<String>,
+        /// Only residents with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only residents whose name, 身份证号, phone or address contains this text.
+        #[arg(long)]
+        search: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show one resident with their visits and demands.
+    Show {
+        /// Resident id or a unique prefix of at least 6 characters.
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+/// `minqing resident add`.
+#[derive(Debug, Args)]
+pub struct ResidentAddArgs {
+    /// Household id (or unique prefix).
+    #[arg(long)]
+    pub household: String,
+    /// Name.
+    #[arg(long)]
+    pub name: String,
+    /// 身份证号 (18 characters).
+    #[arg(long = "id-card")]
+    pub id_card: Option<String>,
+    /// Phone: mobile or landline with area code.
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// 男 or 女 (male/female).
+    #[arg(long)]
+    pub gender: Option<String>,
+    /// Birth date, YYYY-MM-DD.
+    #[arg(long)]
+    pub birth: Option<String>,
+    /// Relation to the householder (户主, 配偶, 子女...).
+    #[arg(long)]
+    pub relation: Option<String>,
+    /// A tag (repeatable): 老党员 困难户 留守儿童 独居老人 残疾人 低保户 退役军人, or any short text.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+/// `minqing resident edit`.
+#[derive(Debug, Args)]
+pub struct ResidentEditArgs {
+    /// Resident id or a unique prefix of at least 6 characters.
+    pub id: String,
+    /// New name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// New phone.
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// New 身份证号.
+    #[arg(long = "id-card")]
+    pub id_card: Option<String>,
+    /// New gender.
+    #[arg(long)]
+    pub gender: Option<String>,
+    /// New birth date, YYYY-MM-DD.
+    #[arg(long)]
+    pub birth: Option<String>,
+    /// New relation to the householder.
+    #[arg(long)]
+    pub relation: Option<String>,
+    /// Add a tag (repeatable).
+    #[arg(long = "add-tag")]
+    pub add_tags: Vec<String>,
+    /// Remove a tag (repeatable).
+    #[arg(long = "remove-tag")]
+    pub remove_tags: Vec<String>,
+}
+
+/// `minqing visit ...`.
+#[derive(Debug, Subcommand)]
+pub enum VisitCmd {
+    /// Log a visit; prints the visit id on the last line.
+    Log {
+        /// Household visited (id or unique prefix).
+        #[arg(long)]
+        household: String,
+        /// Resident met (id or unique prefix).
+        #[arg(long)]
+        resident: Option<String>,
+        /// 普遍走访 (regular), 重点走访 (key) or 补访 (makeup).
+        #[arg(long)]
+        kind: String,
+        /// What was seen and heard.
+        #[arg(long)]
+        note: String,
+        /// Date of the visit, YYYY-MM-DD (default: today).
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// List visits.
+    List {
+        /// Only this village.
+        #[arg(long)]
+        village: Option<String>,
+        /// Only visits by this cadre.
+        #[arg(long)]
+        cadre: Option<String>,
+        /// Only visits in this month, YYYY-MM.
+        #[arg(long)]
+        month: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+/// `minqing demand ...`.
+#[derive(Debug, Subcommand)]
+pub enum DemandCmd {
+    /// Open a demand (受理); prints its id on the last line.
+    Open {
+        /// Resident raising it (id or unique prefix).
+        #[arg(long)]
+        resident: String,
+        /// Category, e.g. 医疗, 供水, 道路.
+        #[arg(long)]
+        category: String,
+        /// What the resident asks for.
+        #[arg(long)]
+        text: String,
+    },
+    /// List demands.
+    List {
+        /// Only this village.
+        #[arg(long)]
+        village: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show one demand with its event log.
+    Show {
+        /// Demand id or a unique prefix of at least 6 characters.
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+/// `minqing debug ...`: developer tools.
+#[derive(Debug, Subcommand)]
+pub enum DebugCmd {
+    /// Merge every village of another (not running) home into this one, as a
+    /// sync would, through the store.
+    MergeFrom {
+        /// The other home directory.
+        other: PathBuf,
+    },
+    /// Print each village's automerge heads.
+    Heads(JsonArg),
+}

@@ -1,0 +1,31 @@
+//! One module per command group; `dispatch` routes a parsed command line.
+//! A new group (e.g. `sync`) is one module here plus a variant in `cli::Command`.
+
+mod debug;
+mod demand;
+mod household;
+mod init;
+mod resident;
+mod village;
+mod visit;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::home::{Home, home_dir};
+
+/// Runs a parsed command line.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let dir = home_dir(cli.home)?;
+    match cli.command {
+        Command::Init(args) => init::init(&dir, args),
+        Command::Whoami(j) => init::whoami(&Home::open(&dir)?, j.json),
+        Command::Village(c) => village::run(&Home::open(&dir)?, c),
+        Command::Household(c) => household::run(&Home::open(&dir)?, c),
+        Command::Resident(c) => resident::run(&Home::open(&dir)?, c),
+        Command::Visit(c) => visit::run(&Home::open(&dir)?, c),
+        Command::Demand(c) => demand::run(&Home::open(&dir)?, c),
+        Command::Debug(c) => debug::run(&Home::open(&dir)?, c),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,229 @@
+//! `minqing resident add|edit|list|show`.
+
+use anyhow::Context;
+use minqing_model::{
+    Gender, IdCardNumber, NewResident, PersonName, Phone, RecordKind, Relation, ResidentDetail,
+    ResidentEdit, ResidentView, Tag, parse_past_date, text,
+};
+
+use crate::cli::{ResidentAddArgs, ResidentCmd, ResidentEditArgs};
+use crate::error::usage;
+use crate::home::{Home, today};
+use crate::lookup::find;
+use crate::output;
+
+pub fn run(home: &Home, cmd: ResidentCmd) -> anyhow::Result<()> {
+    match cmd {
+        ResidentCmd::Add(args) => add(home, args),
+        ResidentCmd::Edit(args) => edit(home, args),
+        ResidentCmd::List {
+            village,
+            tag,
+            search,
+            json,
+        } => list(home, village, tag, search, json.json),
+        ResidentCmd::Show { id, json } => show(home, &id, json.json),
+    }
+}
+
+fn tags(raw: &[String], flag: &str) -> anyhow::Result<Vec<Tag>> {
+    raw.iter()
+        .map(|t| Tag::parse(t).with_context(|| flag.to_owned()))
+        .collect()
+}
+
+fn add(home: &Home, a: ResidentAddArgs) -> anyhow::Result<()> {
+    let today = today();
+    // Check every value before touching the store.
+    let name = PersonName::parse(&a.name).context("--name")?;
+    let id_card = a
+        .id_card
+        .map(|c| IdCardNumber::parse(&c, today).context("--id-card"))
+        .transpose()?;
+    let phone = a
+        .phone
+        .map(|p| Phone::parse(&p).context("--phone"))
+        .transpose()?;
+    let gender = a
+        .gender
+        .map(|g| Gender::parse(&g).context("--gender"))
+        .transpose()?;
+    let birth = a
+        .birth
+        .map(|b| parse_past_date("birth date", &b, today).context("--birth"))
+        .transpose()?;
+    let relation = a
+        .relation
+        .map(|r| Relation::parse(&r).context("--relation"))
+        .transpose()?;
+    let tags = tags(&a.tags, "--tag")?;
+    if let Some(card) = &id_card {
+        card.check_consistent(birth, gender)?;
+    }
+    let mut villages = home.villages()?;
+    let (vi, household) =
+        find(&villages, RecordKind::Household, &a.household).context("--household")?;
+    let v = &mut villages[vi];
+    let new = NewResident {
+        household,
+        name,
+        gender,
+        birth,
+        id_card,
+        phone,
+        relation,
+        tags,
+    };
+    let id = v.add_resident(&mut rand::rng(), &home.author(), &new)?;
+    home.save(v)?;
+    output::line(&format!("added resident {} in {}", new.name, v.id()))?;
+    output::line(id.as_str())?;
+    home.compact_later(v.id());
+    Ok(())
+}
+
+fn edit(home: &Home, a: ResidentEditArgs) -> anyhow::Result<()> {
+    let today = today();
+    let edit = ResidentEdit {
+        name: a
+            .name
+            .map(|n| PersonName::parse(&n).context("--name"))
+            .transpose()?,
+        gender: a
+            .gender
+            .map(|g| Gender::parse(&g).context("--gender"))
+            .transpose()?,
+        birth: a
+            .birth
+            .map(|b| parse_past_date("birth date", &b, today).context("--birth"))
+            .transpose()?,
+        id_card: a
+            .id_card
+            .map(|c| IdCardNumber::parse(&c, today).context("--id-card"))
+            .transpose()?,
+        phone: a
+            .phone
+            .map(|p| Phone::parse(&p).context("--phone"))
+            .transpose()?,
+        relation: a
+            .relation
+            .map(|r| Relation::parse(&r).context("--relation"))
+            .transpose()?,
+        add_tags: tags(&a.add_tags, "--add-tag")?,
+        remove_tags: tags(&a.remove_tags, "--remove-tag")?,
+    };
+    if edit.is_empty() {
+        return Err(usage(
+            "nothing to change: give at least one of --name --phone --id-card --gender --birth --relation --add-tag --remove-tag",
+        ));
+    }
+    let mut villages = home.villages()?;
+    let (vi, id) = find(&villages, RecordKind::Resident, &a.id)?;
+    let v = &mut villages[vi];
+    v.edit_resident(&home.author(), &id, &edit)?;
+    home.save(v)?;
+    output::line(&format!("updated resident {id}"))?;
+    output::line(id.as_str())?;
+    home.compact_later(v.id());
+    Ok(())
+}
+
+fn list(
+    home: &Home,
+    village: Option<String>,
+    tag: Option<String>,
+    search: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let tag = tag.map(|t| Tag::parse(&t).context("--tag")).transpose()?;
+    let search = search.map(|s| text::trim(&s).to_lowercase());
+    let villages = match village {
+        Some(id) => vec![home.require_village(id.trim())?],
+        None => home.villages()?,
+    };
+    let matches = |r: &ResidentView| {
+        tag.as_ref()
+            .is_none_or(|t| r.tags.iter().any(|x| x == t.as_str()))
+            && search.as_deref().is_none_or(|s| {
+                [
+                    Some(&r.name),
+                    r.id_card.as_ref(),
+                    r.phone.as_ref(),
+                    Some(&r.address),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|f| f.to_lowercase().contains(s))
+            })
+    };
+    let all: Vec<ResidentView> = villages
+        .iter()
+        .flat_map(|v| v.residents())
+        .filter(matches)
+        .collect();
+    if json {
+        return output::json(&all);
+    }
+    let rows: Vec<Vec<String>> = all
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.id,
+                r.name,
+                output::opt(&r.gender),
+                output::opt(&r.phone),
+                r.tags.join(","),
+                r.address,
+            ]
+        })
+        .collect();
+    output::table(
+        &["居民 id", "姓名", "性别", "电话", "标签", "地址"],
+        &rows,
+        "no residents match",
+    )
+}
+
+fn show(home: &Home, typed: &str, json: bool) -> anyhow::Result<()> {
+    let villages = home.villages()?;
+    let (vi, id) = find(&villages, RecordKind::Resident, typed)?;
+    let detail: ResidentDetail = villages[vi]
+        .resident_detail(&id)
+        .context("the resident vanished while reading")?;
+    if json {
+        return output::json(&detail);
+    }
+    let r = &detail.resident;
+    let field = |k: &str, v: &str| output::line(&format!("{k}  {v}"));
+    field("姓名", &r.name)?;
+    field("id  ", &r.id)?;
+    field("性别", r.gender.as_deref().unwrap_or("-"))?;
+    field("出生", r.birth.as_deref().unwrap_or("-"))?;
+    field("身份证", r.id_card.as_deref().unwrap_or("-"))?;
+    field("电话", r.phone.as_deref().unwrap_or("-"))?;
+    field("关系", r.relation.as_deref().unwrap_or("-"))?;
+    field("标签", &r.tags.join(","))?;
+    field(
+        "住址",
+        &format!("{} (户 {}, 村 {})", r.address, r.household_id, r.village_id),
+    )?;
+    output::line(&format!("走访 ({})", detail.visits.len()))?;
+    for v in &detail.visits {
+        output::line(&format!(
+            "  {} {} {} {}  {}",
+            v.date, v.kind, v.cadre, v.id, v.note
+        ))?;
+    }
+    output::line(&format!("诉求 ({})", detail.demands.len()))?;
+    for d in &detail.demands {
+        output::line(&format!(
+            "  {} {} {} {}  {}",
+            &d.opened_at[..10.min(d.opened_at.len())],
+            d.status,
+            d.category,
+            d.id,
+            d.text
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Exit codes: 0 ok, 2 for input the cadre must correct (usage), 1 for failures.
+
+use minqing_model::{IdError, ModelError, ValidationError};
+use minqing_sync::DocIdError;
+
+/// Exit code for usage errors: bad flags or values that fail their checks.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for failures: unknown ids, ambiguous prefixes, store errors.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// A usage error found by the CLI itself (a missing or contradictory flag).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// Builds an `anyhow::Error` for a usage mistake.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(msg.into()))
+}
+
+fn is_usage_id_error(e: &IdError) -> bool {
+    matches!(e, IdError::Malformed(_) | IdError::PrefixTooShort(_))
+}
+
+/// Picks the exit code for an error: usage if any error in the chain is a
+/// value check that failed, failure otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let usage = err.chain().any(|e| {
+        e.is::<Usage>()
+            || e.is::<ValidationError>()
+            || e.is::<DocIdError>()
+            || e.downcast_ref::<IdError>().is_some_and(is_usage_id_error)
+            || match e.downcast_ref::<ModelError>() {
+                Some(ModelError::Invalid(_)) => true,
+                Some(ModelError::Id(id)) => is_usage_id_error(id),
+                _ => false,
+            }
+    });
+    if usage { EXIT_USAGE } else { EXIT_FAILURE }
+}

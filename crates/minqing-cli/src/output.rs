@@ -1,0 +1,107 @@
+//! Printing: JSON (UTF-8, pretty) for scripts, and compact tables whose columns
+//! line up with Chinese text (CJK characters take two columns).
+
+use std::io::Write;
+
+use serde::Serialize;
+
+/// Prints a value as pretty JSON (non-ASCII characters as they are).
+pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    line(&text)
+}
+
+/// Prints one line to stdout. A closed pipe (`minqing ... | head`) is not an error.
+pub fn line(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+/// Display width of a string in a terminal: wide (CJK, full-width) characters
+/// count two columns.
+pub fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            let u = c as u32;
+            let wide = matches!(u,
+                0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF
+                | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6 | 0x20000..=0x3FFFD);
+            if wide { 2 } else { 1 }
+        })
+        .sum()
+}
+
+/// Cuts `s` to at most `max` display columns, marking a cut with `…`.
+pub fn clip(s: &str, max: usize) -> String {
+    let flat: String = s.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
+    if width(&flat) <= max {
+        return flat;
+    }
+    let mut out = String::new();
+    let mut w = 0;
+    for c in flat.chars() {
+        let cw = width(c.encode_utf8(&mut [0; 4]));
+        if w + cw + 1 > max {
+            break;
+        }
+        out.push(c);
+        w += cw;
+    }
+    out.push('…');
+    out
+}
+
+/// Prints rows as a table with a header; columns padded by display width. An
+/// empty table prints `empty` instead.
+pub fn table(header: &[&str], rows: &[Vec<String>], empty: &str) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        return line(empty);
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(width(cell));
+            }
+        }
+    }
+    let render = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            s.push_str(cell);
+            if i + 1 < widths.len() {
+                s.push_str(&" ".repeat(widths[i].saturating_sub(width(cell))));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    line(&render(&mut header.iter().copied()))?;
+    for row in rows {
+        line(&render(&mut row.iter().map(String::as_str)))?;
+    }
+    Ok(())
+}
+
+/// `Some(s)` as is, `None` as `-`.
+pub fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_else(|| "-".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_count_chinese_as_two_columns() {
+        assert_eq!(width("李秀英"), 6);
+        assert_eq!(width("V001"), 4);
+        assert_eq!(clip("老人腿脚不便，需要代购药品", 10), "老人腿脚…");
+        assert_eq!(clip("短", 10), "短");
+    }
+}
