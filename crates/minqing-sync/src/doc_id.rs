@@ -76,8 +76,14 @@ mod tests {
         assert!(DocId::new("V001").is_ok());
         assert!(DocId::new("xiaohe-cun.2026").is_ok());
         assert_eq!(DocId::new(""), Err(DocIdError::Empty));
-        assert!(matches!(DocId::new("小河村"), Err(DocIdError::BadChar { ch: '小', .. })));
-        assert!(matches!(DocId::new("a/b"), Err(DocIdError::BadChar { ch: '/', .. })));
+        assert!(matches!(
+            DocId::new("小河村"),
+            Err(DocIdError::BadChar { ch: '小', .. })
+        ));
+        assert!(matches!(
+            DocId::new("a/b"),
+            Err(DocIdError::BadChar { ch: '/', .. })
+        ));
         assert_eq!(DocId::new("x".repeat(65)), Err(DocIdError::TooLong(65)));
     }
 }

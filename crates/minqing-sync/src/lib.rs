@@ -2,12 +2,21 @@
 //!
 //! This crate performs no I/O: no sockets, no files, no clock, no global RNG.
 //! Drivers (QUIC in `minqing-net`, the deterministic simulator in the tests)
-//! feed it bytes and time and carry out what it returns.
+//! feed it bytes and carry out what it returns. See docs/sync.md, "Driving the
+//! state machine".
 
+mod device;
 mod doc_id;
 pub mod frame;
+mod host;
+mod relay;
+mod session;
 mod storage;
 
+pub use device::{DeviceEvent, DeviceSession};
 pub use doc_id::{DocId, DocIdError};
 pub use frame::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
+pub use host::{DocHost, StorageDocHost};
+pub use relay::{RelayEvent, RelayOutcome, RelaySession, unauthorized_frame};
+pub use session::{DocOutcome, SessionConfig, SessionError, SessionOutcome};
 pub use storage::{MemStorage, Storage, StorageError, load_doc};

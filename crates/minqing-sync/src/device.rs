@@ -1,0 +1,382 @@
+//! The device side of a sync session: a sans-IO state machine that owns the
+//! device's documents for the session and reports what to persist as events.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use automerge::Automerge;
+use automerge::sync::{State, SyncDoc};
+
+use crate::DocId;
+use crate::frame::{DocHeads, Frame, FrameDecoder, PROTOCOL_VERSION};
+use crate::session::{
+    DocOutcome, Outbox, SessionConfig, SessionError, SessionOutcome, decode_message, decode_state,
+    seed_push_since_shared,
+};
+
+/// What the device driver must do or know, in order. Persist every event
+/// (append / remove / set sync state), then flush, then transmit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceEvent {
+    /// New changes of a held document: append `bytes` to its storage.
+    DocChanged {
+        /// The document.
+        doc: DocId,
+        /// Automerge change bytes (`save_after` of the heads before).
+        bytes: Vec<u8>,
+    },
+    /// A newly assigned document arrived: store `bytes` (a whole saved document).
+    DocAdded {
+        /// The document.
+        doc: DocId,
+        /// `Automerge::save()` of the received document.
+        bytes: Vec<u8>,
+    },
+    /// The document is no longer assigned to this device: delete the local copy.
+    DocRemoved {
+        /// The document.
+        doc: DocId,
+    },
+    /// The sync state with the relay changed: persist it under (relay name, doc).
+    SyncState {
+        /// The document.
+        doc: DocId,
+        /// `automerge::sync::State::encode()`.
+        state: Vec<u8>,
+    },
+    /// The relay refused this document; nothing was exchanged for it.
+    Refused {
+        /// The document.
+        doc: DocId,
+        /// The relay's words.
+        reason: String,
+    },
+    /// The session is complete (a `Bye` is queued); the driver may close after
+    /// transmitting.
+    Finished(SessionOutcome),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitWelcome,
+    Syncing,
+    Done,
+    Failed,
+}
+
+#[derive(Debug)]
+struct DeviceDoc {
+    doc: Automerge,
+    state: State,
+    /// The encoded state last reported (or loaded), to report only changes.
+    persisted: Option<Vec<u8>>,
+    /// Not held before this session: the relay sends it whole.
+    added: bool,
+    added_reported: bool,
+    messages: usize,
+    outcome: Option<DocOutcome>,
+}
+
+/// One device–relay session, device side.
+///
+/// Construct it with the documents the device holds; it queues `Hello` and the
+/// first sync message of every document at once (they form the first flight).
+#[derive(Debug)]
+pub struct DeviceSession {
+    config: SessionConfig,
+    decoder: FrameDecoder,
+    out: Outbox,
+    events: VecDeque<DeviceEvent>,
+    phase: Phase,
+    relay: String,
+    docs: BTreeMap<DocId, DeviceDoc>,
+}
+
+impl DeviceSession {
+    /// Starts a session for `device_id` with the documents it holds, each with the
+    /// sync state persisted for the relay (`None` if it never synced).
+    pub fn new(
+        config: SessionConfig,
+        device_id: &str,
+        docs: Vec<(DocId, Automerge, Option<Vec<u8>>)>,
+    ) -> Result<Self, SessionError> {
+        if docs.len() > config.max_docs {
+            return Err(SessionError::Limit(format!(
+                "{} villages held; at most {} sync in one session",
+                docs.len(),
+                config.max_docs
+            )));
+        }
+        let mut session = DeviceSession {
+            decoder: FrameDecoder::new(config.max_frame_len),
+            config,
+            out: Outbox::default(),
+            events: VecDeque::new(),
+            phase: Phase::AwaitWelcome,
+            relay: String::new(),
+            docs: BTreeMap::new(),
+        };
+        let mut hello = Vec::with_capacity(docs.len());
+        for (id, doc, persisted) in docs {
+            let mut state = decode_state(persisted.as_deref());
+            seed_push_since_shared(&mut state, &doc);
+            hello.push(DocHeads {
+                doc: id.clone(),
+                heads: doc.get_heads(),
+            });
+            session.docs.insert(
+                id,
+                DeviceDoc {
+                    doc,
+                    state,
+                    persisted,
+                    added: false,
+                    added_reported: false,
+                    messages: 0,
+                    outcome: None,
+                },
+            );
+        }
+        session.out.push(
+            &Frame::Hello {
+                version: PROTOCOL_VERSION,
+                device: device_id.to_owned(),
+                docs: hello,
+            },
+            session.config.max_frame_len,
+        )?;
+        let ids: Vec<DocId> = session.docs.keys().cloned().collect();
+        for id in ids {
+            session.send_next(&id)?;
+        }
+        Ok(session)
+    }
+
+    /// Feeds bytes received from the relay (any slice of the stream).
+    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        match self.phase {
+            Phase::Failed => return Err(SessionError::Closed),
+            Phase::Done => return Ok(()),
+            _ => {}
+        }
+        let r = self.handle_input_inner(bytes);
+        if let Err(e) = &r {
+            self.fail(e);
+        }
+        r
+    }
+
+    /// The next encoded frames to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.frames.pop_front()
+    }
+
+    /// The next event for the driver, if any.
+    pub fn poll_event(&mut self) -> Option<DeviceEvent> {
+        self.events.pop_front()
+    }
+
+    /// True once the session has finished (successfully or not).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Done | Phase::Failed)
+    }
+
+    /// The current document of `doc` in this session (for watch mode and tests).
+    pub fn doc(&self, doc: &DocId) -> Option<&Automerge> {
+        self.docs.get(doc).map(|d| &d.doc)
+    }
+
+    fn fail(&mut self, e: &SessionError) {
+        self.phase = Phase::Failed;
+        self.out.frames.clear();
+        if let Some(frame) = e.to_frame("this minqing") {
+            // An error frame is small; if it cannot be encoded there is nothing to send.
+            let _ = self.out.push(&frame, self.config.max_frame_len);
+        }
+    }
+
+    fn handle_input_inner(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.decoder.push(bytes);
+        while let Some(frame) = self.decoder.next_frame()? {
+            self.handle_frame(frame)?;
+            if self.phase == Phase::Done {
+                return Ok(());
+            }
+        }
+        self.maybe_finish()
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> Result<(), SessionError> {
+        match (self.phase, frame) {
+            (_, Frame::Error { code, message }) => Err(SessionError::Remote { code, message }),
+            (Phase::AwaitWelcome, Frame::Welcome { relay, docs, .. }) => {
+                self.on_welcome(relay, docs)
+            }
+            (Phase::Syncing, Frame::Sync { doc, message }) => self.on_sync(doc, &message),
+            (Phase::Syncing, Frame::Refused { doc, reason, .. }) => self.on_refused(doc, reason),
+            (phase, frame) => Err(SessionError::Protocol(format!(
+                "the relay sent {} while the device was {}",
+                frame.kind_name(),
+                match phase {
+                    Phase::AwaitWelcome => "waiting for Welcome",
+                    _ => "syncing",
+                }
+            ))),
+        }
+    }
+
+    fn on_welcome(&mut self, relay: String, docs: Vec<DocHeads>) -> Result<(), SessionError> {
+        if docs.len() > self.config.max_docs {
+            return Err(SessionError::Limit(format!(
+                "the relay assigned {} villages; at most {} sync in one session",
+                docs.len(),
+                self.config.max_docs
+            )));
+        }
+        self.relay = relay;
+        self.phase = Phase::Syncing;
+        let assigned: BTreeMap<DocId, ()> = docs.into_iter().map(|d| (d.doc, ())).collect();
+        for (id, d) in self.docs.iter_mut() {
+            if !assigned.contains_key(id) {
+                d.outcome = Some(DocOutcome::Removed);
+                self.events
+                    .push_back(DeviceEvent::DocRemoved { doc: id.clone() });
+            }
+        }
+        for id in assigned.into_keys() {
+            self.docs.entry(id).or_insert_with(|| DeviceDoc {
+                doc: Automerge::new(),
+                state: State::new(),
+                persisted: None,
+                added: true,
+                added_reported: false,
+                messages: 0,
+                outcome: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn on_sync(&mut self, id: DocId, message: &[u8]) -> Result<(), SessionError> {
+        let max_messages = self.config.max_messages_per_doc;
+        let d = match self.docs.get_mut(&id) {
+            Some(d) if d.outcome != Some(DocOutcome::Removed) => d,
+            _ => {
+                return Err(SessionError::Protocol(format!(
+                    "the relay sent village {id}, which it did not assign to this device"
+                )));
+            }
+        };
+        d.messages += 1;
+        if d.messages > max_messages {
+            return Err(SessionError::Limit(format!(
+                "village {id} did not converge within {max_messages} messages"
+            )));
+        }
+        let msg = decode_message(&id, message)?;
+        let before = d.doc.get_heads();
+        d.doc
+            .receive_sync_message(&mut d.state, msg)
+            .map_err(|e| SessionError::BadMessage {
+                doc: id.clone(),
+                detail: e.to_string(),
+            })?;
+        let after = d.doc.get_heads();
+        if after != before {
+            if d.added && !d.added_reported {
+                d.added_reported = true;
+                self.events.push_back(DeviceEvent::DocAdded {
+                    doc: id.clone(),
+                    bytes: d.doc.save(),
+                });
+            } else {
+                self.events.push_back(DeviceEvent::DocChanged {
+                    doc: id.clone(),
+                    bytes: d.doc.save_after(&before),
+                });
+            }
+        }
+        let encoded = d.state.encode();
+        if d.persisted.as_ref() != Some(&encoded) {
+            d.persisted = Some(encoded.clone());
+            self.events.push_back(DeviceEvent::SyncState {
+                doc: id.clone(),
+                state: encoded,
+            });
+        }
+        // Settled when the relay's last advertised heads are ours.
+        let settled = d.state.their_heads.as_ref() == Some(&after);
+        if settled && d.added && !d.added_reported {
+            // An empty document was assigned: store it all the same.
+            d.added_reported = true;
+            self.events.push_back(DeviceEvent::DocAdded {
+                doc: id.clone(),
+                bytes: d.doc.save(),
+            });
+        }
+        d.outcome = settled.then(|| {
+            if d.added {
+                DocOutcome::Added {
+                    heads: after.clone(),
+                }
+            } else {
+                DocOutcome::InSync {
+                    heads: after.clone(),
+                }
+            }
+        });
+        // Whatever automerge still wants to say: data the relay lacks, or (when
+        // settled) our new heads so the relay can advance its shared heads; the
+        // latter needs no answer.
+        self.send_next(&id)
+    }
+
+    fn on_refused(&mut self, id: DocId, reason: String) -> Result<(), SessionError> {
+        match self.docs.get_mut(&id) {
+            // A document the device was told is no longer assigned: expected.
+            Some(d) if d.outcome == Some(DocOutcome::Removed) => Ok(()),
+            Some(d) => {
+                d.outcome = Some(DocOutcome::Refused {
+                    reason: reason.clone(),
+                });
+                self.events
+                    .push_back(DeviceEvent::Refused { doc: id, reason });
+                Ok(())
+            }
+            None => Err(SessionError::Protocol(format!(
+                "the relay refused village {id}, which this device never offered"
+            ))),
+        }
+    }
+
+    fn send_next(&mut self, id: &DocId) -> Result<(), SessionError> {
+        let Some(d) = self.docs.get_mut(id) else {
+            return Ok(());
+        };
+        if let Some(msg) = d.doc.generate_sync_message(&mut d.state) {
+            let frame = Frame::Sync {
+                doc: id.clone(),
+                message: msg.encode(),
+            };
+            self.out.push(&frame, self.config.max_frame_len)?;
+        }
+        Ok(())
+    }
+
+    fn maybe_finish(&mut self) -> Result<(), SessionError> {
+        if self.phase != Phase::Syncing || self.docs.values().any(|d| d.outcome.is_none()) {
+            return Ok(());
+        }
+        self.out.push(&Frame::Bye, self.config.max_frame_len)?;
+        self.phase = Phase::Done;
+        let docs = self
+            .docs
+            .iter()
+            .filter_map(|(id, d)| d.outcome.clone().map(|o| (id.clone(), o)))
+            .collect();
+        self.events.push_back(DeviceEvent::Finished(SessionOutcome {
+            relay: self.relay.clone(),
+            docs,
+        }));
+        Ok(())
+    }
+}

@@ -1,0 +1,358 @@
+//! The relay side of a sync session: a sans-IO state machine that serves one
+//! device over documents it borrows from a shared [`DocHost`], enforcing the
+//! device's assignment on every frame.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use automerge::ChangeHash;
+use automerge::sync::{State, SyncDoc};
+
+use crate::DocId;
+use crate::frame::{DocHeads, ErrorCode, Frame, FrameDecoder, PROTOCOL_VERSION, RefuseCode};
+use crate::host::DocHost;
+use crate::session::{
+    Outbox, SessionConfig, SessionError, decode_message, decode_state, state_for_empty_peer,
+};
+
+/// What the relay driver must know: audit refusals, log applied changes, and
+/// see the session's end. Changes and sync states are already in the
+/// [`DocHost`]; the driver flushes its storage before transmitting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// The device sent a frame for a document outside its assignment; it was
+    /// refused and nothing of it applied. Write it to the audit log.
+    Refused {
+        /// The document.
+        doc: DocId,
+        /// How many bytes of changes the refused message carried (0: it only asked).
+        change_bytes: usize,
+    },
+    /// Changes from the device were applied to the shared document.
+    Applied {
+        /// The document.
+        doc: DocId,
+        /// Number of new changes.
+        changes: usize,
+    },
+    /// The device said `Bye`: the session is complete.
+    Finished(RelayOutcome),
+}
+
+/// How a relay session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayOutcome {
+    /// For each assigned document, the device's last announced heads.
+    pub synced: BTreeMap<DocId, Vec<ChangeHash>>,
+    /// Documents refused in this session.
+    pub refused: BTreeSet<DocId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitHello,
+    Serving,
+    Done,
+    Failed,
+}
+
+#[derive(Debug)]
+struct RelayDoc {
+    state: State,
+    persisted: Option<Vec<u8>>,
+    messages: usize,
+}
+
+/// One device–relay session, relay side. The transport has already
+/// authenticated the device (its certificate names `device_id`); the session
+/// checks that `Hello` names the same device and serves only `assignment`.
+#[derive(Debug)]
+pub struct RelaySession {
+    config: SessionConfig,
+    relay: String,
+    device: String,
+    assignment: BTreeSet<DocId>,
+    decoder: FrameDecoder,
+    out: Outbox,
+    events: VecDeque<RelayEvent>,
+    phase: Phase,
+    docs: BTreeMap<DocId, RelayDoc>,
+    refused: BTreeSet<DocId>,
+}
+
+/// An encoded `Error` frame telling a device it may not sync at all, for a
+/// transport that wants to say so in words before closing.
+pub fn unauthorized_frame(message: &str) -> Vec<u8> {
+    let frame = Frame::Error {
+        code: ErrorCode::Unauthorized,
+        message: message.chars().take(1000).collect(),
+    };
+    // At most 1000 chars (< 4096 bytes) in a small frame: encoding cannot fail.
+    frame.encode().unwrap_or_default()
+}
+
+impl RelaySession {
+    /// A session serving `device_id` the documents of `assignment`.
+    pub fn new(
+        config: SessionConfig,
+        relay_name: &str,
+        device_id: &str,
+        assignment: BTreeSet<DocId>,
+    ) -> Self {
+        RelaySession {
+            decoder: FrameDecoder::new(config.max_frame_len),
+            config,
+            relay: relay_name.to_owned(),
+            device: device_id.to_owned(),
+            assignment,
+            out: Outbox::default(),
+            events: VecDeque::new(),
+            phase: Phase::AwaitHello,
+            docs: BTreeMap::new(),
+            refused: BTreeSet::new(),
+        }
+    }
+
+    /// Feeds bytes received from the device, using `docs` for the documents.
+    pub fn handle_input(&mut self, bytes: &[u8], docs: &dyn DocHost) -> Result<(), SessionError> {
+        match self.phase {
+            Phase::Failed => return Err(SessionError::Closed),
+            Phase::Done => return Ok(()),
+            _ => {}
+        }
+        let r = self.handle_input_inner(bytes, docs);
+        if let Err(e) = &r {
+            self.phase = Phase::Failed;
+            self.out.frames.clear();
+            if let Some(frame) = e.to_frame("the relay") {
+                // An error frame is small; if it cannot be encoded there is nothing to send.
+                let _ = self.out.push(&frame, self.config.max_frame_len);
+            }
+        }
+        r
+    }
+
+    /// The next encoded frames to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.frames.pop_front()
+    }
+
+    /// The next event for the driver, if any.
+    pub fn poll_event(&mut self) -> Option<RelayEvent> {
+        self.events.pop_front()
+    }
+
+    /// True once the session has finished (successfully or not).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Done | Phase::Failed)
+    }
+
+    /// The device this session serves.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    fn handle_input_inner(&mut self, bytes: &[u8], host: &dyn DocHost) -> Result<(), SessionError> {
+        self.decoder.push(bytes);
+        while let Some(frame) = self.decoder.next_frame()? {
+            match (self.phase, frame) {
+                (_, Frame::Error { code, message }) => {
+                    return Err(SessionError::Remote { code, message });
+                }
+                (Phase::AwaitHello, Frame::Hello { device, docs, .. }) => {
+                    self.on_hello(device, docs, host)?
+                }
+                (Phase::Serving, Frame::Sync { doc, message }) => {
+                    self.on_sync(doc, &message, host)?
+                }
+                (Phase::Serving, Frame::Bye) => {
+                    self.phase = Phase::Done;
+                    let synced = self
+                        .docs
+                        .iter()
+                        .map(|(id, d)| {
+                            (id.clone(), d.state.their_heads.clone().unwrap_or_default())
+                        })
+                        .collect();
+                    self.events.push_back(RelayEvent::Finished(RelayOutcome {
+                        synced,
+                        refused: self.refused.clone(),
+                    }));
+                    return Ok(());
+                }
+                (phase, frame) => {
+                    return Err(SessionError::Protocol(format!(
+                        "the device sent {} while the relay was {}",
+                        frame.kind_name(),
+                        if phase == Phase::AwaitHello {
+                            "waiting for Hello"
+                        } else {
+                            "serving"
+                        }
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_hello(
+        &mut self,
+        device: String,
+        held: Vec<DocHeads>,
+        host: &dyn DocHost,
+    ) -> Result<(), SessionError> {
+        if device != self.device {
+            return Err(SessionError::Unauthorized(format!(
+                "Hello names device {device:?} but its certificate is for {:?}",
+                self.device
+            )));
+        }
+        if held.len() > self.config.max_docs || self.assignment.len() > self.config.max_docs {
+            return Err(SessionError::Limit(format!(
+                "more than {} villages in one session",
+                self.config.max_docs
+            )));
+        }
+        let held: BTreeSet<DocId> = held.into_iter().map(|d| d.doc).collect();
+        let mut welcome = Vec::with_capacity(self.assignment.len());
+        for id in &self.assignment {
+            let mut heads = Vec::new();
+            host.with_doc(id, &mut |am| heads = am.get_heads())?;
+            welcome.push(DocHeads {
+                doc: id.clone(),
+                heads,
+            });
+            let (state, persisted) = if held.contains(id) {
+                let persisted = host.sync_state(&self.device, id)?;
+                (decode_state(persisted.as_deref()), persisted)
+            } else {
+                // The device has nothing of it: the first message carries it whole.
+                (state_for_empty_peer(), None)
+            };
+            self.docs.insert(
+                id.clone(),
+                RelayDoc {
+                    state,
+                    persisted,
+                    messages: 0,
+                },
+            );
+        }
+        self.out.push(
+            &Frame::Welcome {
+                version: PROTOCOL_VERSION,
+                relay: self.relay.clone(),
+                docs: welcome,
+            },
+            self.config.max_frame_len,
+        )?;
+        self.phase = Phase::Serving;
+        let new_docs: Vec<DocId> = self
+            .assignment
+            .iter()
+            .filter(|id| !held.contains(*id))
+            .cloned()
+            .collect();
+        for id in new_docs {
+            self.respond(&id, None, host)?;
+        }
+        Ok(())
+    }
+
+    fn on_sync(
+        &mut self,
+        id: DocId,
+        message: &[u8],
+        host: &dyn DocHost,
+    ) -> Result<(), SessionError> {
+        if !self.assignment.contains(&id) {
+            // Refused, audited, and the rest of the session goes on.
+            let change_bytes = automerge::sync::Message::decode(message)
+                .map(|m| m.changes.iter().map(<[u8]>::len).sum())
+                .unwrap_or(message.len());
+            self.refused.insert(id.clone());
+            self.events.push_back(RelayEvent::Refused {
+                doc: id.clone(),
+                change_bytes,
+            });
+            return self.out.push(
+                &Frame::Refused {
+                    doc: id.clone(),
+                    code: RefuseCode::NotAssigned,
+                    reason: format!(
+                        "village {id} is not assigned to this device; nothing was applied"
+                    ),
+                },
+                self.config.max_frame_len,
+            );
+        }
+        let msg = decode_message(&id, message)?;
+        self.respond(&id, Some(msg), host)
+    }
+
+    /// Applies `msg` (if any) to the shared document and queues automerge's answer.
+    fn respond(
+        &mut self,
+        id: &DocId,
+        msg: Option<automerge::sync::Message>,
+        host: &dyn DocHost,
+    ) -> Result<(), SessionError> {
+        let max_messages = self.config.max_messages_per_doc;
+        let Some(d) = self.docs.get_mut(id) else {
+            // Every assigned document got an entry in on_hello.
+            return Err(SessionError::Protocol(format!(
+                "village {id} has no session state"
+            )));
+        };
+        if msg.is_some() {
+            d.messages += 1;
+            if d.messages > max_messages {
+                return Err(SessionError::Limit(format!(
+                    "village {id} did not converge within {max_messages} messages"
+                )));
+            }
+        }
+        let mut result: Result<(), String> = Ok(());
+        let mut applied = 0usize;
+        let mut reply = None;
+        let mut msg = msg;
+        host.with_doc(id, &mut |am| {
+            let before = am.get_heads();
+            if let Some(m) = msg.take()
+                && let Err(e) = am.receive_sync_message(&mut d.state, m)
+            {
+                result = Err(e.to_string());
+                return;
+            }
+            if am.get_heads() != before {
+                applied = am.get_changes(&before).len();
+            }
+            reply = am.generate_sync_message(&mut d.state);
+        })?;
+        result.map_err(|detail| SessionError::BadMessage {
+            doc: id.clone(),
+            detail,
+        })?;
+        if applied > 0 {
+            self.events.push_back(RelayEvent::Applied {
+                doc: id.clone(),
+                changes: applied,
+            });
+        }
+        let encoded = d.state.encode();
+        if d.persisted.as_ref() != Some(&encoded) {
+            host.set_sync_state(&self.device, id, &encoded)?;
+            d.persisted = Some(encoded);
+        }
+        if let Some(m) = reply {
+            self.out.push(
+                &Frame::Sync {
+                    doc: id.clone(),
+                    message: m.encode(),
+                },
+                self.config.max_frame_len,
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,244 @@
+//! What both session state machines share: configuration, errors, outcomes, and
+//! the small automerge helpers that put the data into the first flight.
+
+use std::collections::VecDeque;
+
+use automerge::sync::{BloomFilter, Capability, Have, Message, State};
+use automerge::{Automerge, ChangeHash, ReadDoc};
+
+use crate::frame::{ErrorCode, Frame, FrameError, MAX_DOCS, MAX_FRAME_LEN};
+use crate::{DocId, StorageError};
+
+/// Limits of one session. The defaults suit minqing; tests may lower them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Largest frame accepted or sent (capped at [`MAX_FRAME_LEN`]).
+    pub max_frame_len: usize,
+    /// Most documents in one session (capped at [`MAX_DOCS`]).
+    pub max_docs: usize,
+    /// Most sync messages received for one document in one session; automerge's
+    /// protocol converges in a handful, so more means a loop (automerge #772).
+    pub max_messages_per_doc: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_frame_len: MAX_FRAME_LEN,
+            max_docs: MAX_DOCS,
+            max_messages_per_doc: 64,
+        }
+    }
+}
+
+/// Why a session ended early. After any of these the session is over: the driver
+/// sends what `poll_transmit` still yields (an `Error` frame) and closes.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The peer's bytes are not a valid frame (malformed, oversized, bad magic).
+    #[error("the peer sent a bad frame: {0}")]
+    Frame(FrameError),
+    /// The peer speaks another protocol version.
+    #[error(
+        "the peer speaks sync protocol {theirs}, this minqing speaks {ours}: update the older side"
+    )]
+    Version {
+        /// Peer's version.
+        theirs: u16,
+        /// Ours.
+        ours: u16,
+    },
+    /// A frame the protocol does not allow here (e.g. `Sync` before `Hello`).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// A sync message for `doc` that automerge cannot decode or apply.
+    #[error("village {doc}: bad sync message: {detail}")]
+    BadMessage {
+        /// The document.
+        doc: DocId,
+        /// What automerge said.
+        detail: String,
+    },
+    /// The device is not allowed to sync with this relay at all.
+    #[error("not authorized: {0}")]
+    Unauthorized(String),
+    /// A limit of [`SessionConfig`] was exceeded.
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+    /// The peer ended the session with an `Error` frame.
+    #[error("the peer ended the session ({code:?}): {message}")]
+    Remote {
+        /// The peer's error code.
+        code: ErrorCode,
+        /// The peer's words.
+        message: String,
+    },
+    /// The relay's document storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Input after the session already failed.
+    #[error("the session has already ended with an error")]
+    Closed,
+}
+
+impl From<FrameError> for SessionError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Version { theirs, ours } => SessionError::Version { theirs, ours },
+            e => SessionError::Frame(e),
+        }
+    }
+}
+
+impl SessionError {
+    /// The `Error` frame that tells the peer about this error, if one should be sent.
+    pub(crate) fn to_frame(&self, we_are: &str) -> Option<Frame> {
+        let (code, message) = match self {
+            SessionError::Remote { .. } | SessionError::Closed => return None,
+            SessionError::Version { theirs, ours } => (
+                ErrorCode::Version,
+                format!(
+                    "{we_are} speaks sync protocol {ours}, you speak {theirs}: update the older side"
+                ),
+            ),
+            SessionError::Frame(_) => (ErrorCode::Malformed, self.to_string()),
+            SessionError::BadMessage { .. } => (ErrorCode::Malformed, self.to_string()),
+            SessionError::Protocol(_) | SessionError::Limit(_) => {
+                (ErrorCode::Protocol, self.to_string())
+            }
+            SessionError::Unauthorized(_) => (ErrorCode::Unauthorized, self.to_string()),
+            SessionError::Storage(_) => (ErrorCode::Internal, format!("{we_are} storage failed")),
+        };
+        Some(Frame::Error { code, message })
+    }
+}
+
+/// How one document ended on the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DocOutcome {
+    /// Device and relay hold the same heads.
+    InSync {
+        /// The common heads.
+        heads: Vec<ChangeHash>,
+    },
+    /// Newly assigned: the whole document arrived and is in sync.
+    Added {
+        /// The common heads.
+        heads: Vec<ChangeHash>,
+    },
+    /// No longer assigned: the local copy is to be deleted.
+    Removed,
+    /// The relay refused it; nothing of it was exchanged.
+    Refused {
+        /// The relay's words.
+        reason: String,
+    },
+}
+
+/// The result of a completed device session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionOutcome {
+    /// The relay's name from `Welcome`.
+    pub relay: String,
+    /// Every document of the session and how it ended.
+    pub docs: std::collections::BTreeMap<DocId, DocOutcome>,
+}
+
+/// Output queue shared by both sides: encoded frames.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pub(crate) frames: VecDeque<Vec<u8>>,
+}
+
+impl Outbox {
+    pub(crate) fn push(&mut self, frame: &Frame, max: usize) -> Result<(), SessionError> {
+        let bytes = frame.encode().map_err(|e| match e {
+            FrameError::TooLarge { len, .. } => SessionError::Limit(format!(
+                "a {} frame of {len} bytes exceeds the frame limit",
+                frame.kind_name()
+            )),
+            e => SessionError::Limit(e.to_string()),
+        })?;
+        if bytes.len() - 4 > max {
+            return Err(SessionError::Limit(format!(
+                "a {} frame of {} bytes exceeds the limit of {max}",
+                frame.kind_name(),
+                bytes.len() - 4
+            )));
+        }
+        self.frames.push_back(bytes);
+        Ok(())
+    }
+}
+
+/// Decodes a peer's sync message and rejects shapes this protocol never produces
+/// and automerge would not survive (several `have` entries with unknown hashes).
+pub(crate) fn decode_message(doc: &DocId, bytes: &[u8]) -> Result<Message, SessionError> {
+    let msg = Message::decode(bytes).map_err(|e| SessionError::BadMessage {
+        doc: doc.clone(),
+        detail: e.to_string(),
+    })?;
+    if msg.have.len() > 1 {
+        return Err(SessionError::BadMessage {
+            doc: doc.clone(),
+            detail: format!("{} `have` entries; at most 1 is allowed", msg.have.len()),
+        });
+    }
+    let sorted = |v: &[ChangeHash]| v.windows(2).all(|w| w[0] < w[1]);
+    if !sorted(&msg.heads) || !sorted(&msg.need) || !msg.have.iter().all(|h| sorted(&h.last_sync)) {
+        return Err(SessionError::BadMessage {
+            doc: doc.clone(),
+            detail: "change hashes are not sorted".into(),
+        });
+    }
+    Ok(msg)
+}
+
+/// Both sides are this implementation: v2 messages and sync reset are supported.
+fn our_capabilities() -> Option<Vec<Capability>> {
+    Some(vec![Capability::MessageV2, Capability::SyncReset])
+}
+
+/// Prepares a persisted state so that the first message sent carries every change
+/// made since the last sync: the peer had at least `shared_heads` then. Without
+/// this automerge would first exchange Bloom filters and send data a round later.
+/// If the shared heads are not all in `doc` (the local copy lost data), the state
+/// is reset and the ordinary protocol runs.
+pub(crate) fn seed_push_since_shared(state: &mut State, doc: &Automerge) {
+    if state.shared_heads.is_empty() {
+        return;
+    }
+    if !state
+        .shared_heads
+        .iter()
+        .all(|h| doc.get_change_by_hash(h).is_some())
+    {
+        *state = State::new();
+        return;
+    }
+    state.their_heads = Some(state.shared_heads.clone());
+    state.their_need = Some(Vec::new());
+    state.their_have = Some(vec![Have {
+        last_sync: state.shared_heads.clone(),
+        bloom: BloomFilter::default(),
+    }]);
+    state.their_capabilities = our_capabilities();
+}
+
+/// A state for a peer known to hold nothing of the document: the first message
+/// generated from it carries the whole document (`save()`), in one piece.
+pub(crate) fn state_for_empty_peer() -> State {
+    let mut state = State::new();
+    state.their_heads = Some(Vec::new());
+    state.their_need = Some(Vec::new());
+    state.their_have = Some(Vec::new());
+    state.their_capabilities = our_capabilities();
+    state
+}
+
+/// Decodes a persisted state, or starts afresh if it does not decode.
+pub(crate) fn decode_state(bytes: Option<&[u8]>) -> State {
+    bytes
+        .and_then(|b| State::decode(b).ok())
+        .unwrap_or_default()
+}

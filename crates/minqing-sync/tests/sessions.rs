@@ -1,0 +1,255 @@
+//! Session behaviour at the edges: version mismatch, frames out of order,
+//! unassigned villages refused while the rest syncs, and hostile input that must
+//! end a session with an error, never a panic.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use minqing_sync::frame::{DocHeads, ErrorCode, Frame, PROTOCOL_VERSION};
+use minqing_sync::{
+    DeviceEvent, DocHost, DocOutcome, MemStorage, RelayEvent, RelaySession, SessionConfig,
+    SessionError, Storage, load_doc,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use support::*;
+
+fn error_frame(bytes: &[u8]) -> Frame {
+    let mut dec = minqing_sync::FrameDecoder::default();
+    dec.push(bytes);
+    dec.next_frame()
+        .expect("valid frame")
+        .expect("complete frame")
+}
+
+#[test]
+fn relay_names_both_versions_when_the_device_is_newer() {
+    let (_s, host) = relay_with(&[]);
+    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d1", BTreeSet::new());
+    let mut hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        device: "d1".into(),
+        docs: vec![],
+    }
+    .encode()
+    .expect("encodes");
+    hello[9..11].copy_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
+    let err = relay
+        .handle_input(&hello, &host)
+        .expect_err("other version");
+    assert!(
+        matches!(err, SessionError::Version { theirs, ours } if theirs == PROTOCOL_VERSION + 1 && ours == PROTOCOL_VERSION)
+    );
+    let Frame::Error { code, message } = error_frame(&relay.poll_transmit().expect("error frame"))
+    else {
+        panic!("expected an Error frame")
+    };
+    assert_eq!(code, ErrorCode::Version);
+    assert!(
+        message.contains(&format!("protocol {PROTOCOL_VERSION}")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("{}", PROTOCOL_VERSION + 1)),
+        "{message}"
+    );
+    // The device reads it as a clear remote error.
+    let mut dev = device_session("d1", &MemStorage::new());
+    let e = dev.handle_input(
+        &Frame::Error {
+            code,
+            message: message.clone(),
+        }
+        .encode()
+        .expect("enc"),
+    );
+    assert!(matches!(
+        e,
+        Err(SessionError::Remote {
+            code: ErrorCode::Version,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn sync_before_hello_and_wrong_device_name_end_the_session() {
+    let d = doc_id("V1");
+    let (_s, host) = relay_with(std::slice::from_ref(&d));
+    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d1", [d.clone()].into());
+    let sync = Frame::Sync {
+        doc: d.clone(),
+        message: vec![0x42, 0, 0, 0, 0],
+    };
+    let e = relay.handle_input(&sync.encode().expect("enc"), &host);
+    assert!(matches!(e, Err(SessionError::Protocol(_))), "{e:?}");
+    assert!(relay.handle_input(&[], &host).is_err(), "stays closed");
+
+    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d1", [d].into());
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        device: "d2".into(),
+        docs: vec![],
+    };
+    let e = relay.handle_input(&hello.encode().expect("enc"), &host);
+    assert!(matches!(e, Err(SessionError::Unauthorized(_))), "{e:?}");
+    let Frame::Error { code, .. } = error_frame(&relay.poll_transmit().expect("error frame"))
+    else {
+        panic!("expected an Error frame")
+    };
+    assert_eq!(code, ErrorCode::Unauthorized);
+}
+
+#[test]
+fn device_rejects_a_village_the_relay_did_not_assign() {
+    let dev_store = MemStorage::new();
+    let mut dev = device_session("d1", &dev_store);
+    while dev.poll_transmit().is_some() {}
+    let bytes = Frame::Welcome {
+        version: PROTOCOL_VERSION,
+        relay: RELAY.into(),
+        docs: vec![],
+    }
+    .encode()
+    .expect("enc");
+    // A Welcome with no villages finishes the session at once.
+    dev.handle_input(&bytes).expect("welcome ok");
+    let events = persist_device_events(&mut dev, &dev_store);
+    assert!(matches!(events.last(), Some(DeviceEvent::Finished(_))));
+    assert!(dev.is_closed());
+
+    let mut dev = device_session("d1", &dev_store);
+    let welcome = Frame::Welcome {
+        version: PROTOCOL_VERSION,
+        relay: RELAY.into(),
+        docs: vec![DocHeads {
+            doc: doc_id("V1"),
+            heads: vec![],
+        }],
+    };
+    dev.handle_input(&welcome.encode().expect("enc"))
+        .expect("welcome ok");
+    let e = dev.handle_input(
+        &Frame::Sync {
+            doc: doc_id("V9"),
+            message: vec![0x42],
+        }
+        .encode()
+        .expect("enc"),
+    );
+    assert!(matches!(e, Err(SessionError::Protocol(_))), "{e:?}");
+}
+
+#[test]
+fn a_change_to_an_unassigned_village_is_refused_and_the_rest_syncs() {
+    let v1 = doc_id("V1");
+    let v2 = doc_id("V2");
+    let (_s, host) = relay_with(&[v1.clone(), v2.clone()]);
+    let dev = MemStorage::new();
+    // The device got both once.
+    let both: BTreeSet<_> = [v1.clone(), v2.clone()].into();
+    lockstep("d1", &dev, &host, &both);
+    // V2 is taken away; the device wrote to both meanwhile.
+    local_write(&dev, &v1, 1, "a", "甲");
+    local_write(&dev, &v2, 1, "b", "乙");
+    let only_v1: BTreeSet<_> = [v1.clone()].into();
+    let f = lockstep("d1", &dev, &host, &only_v1);
+    let outcome = f.outcome.expect("finishes");
+    assert!(matches!(outcome.docs[&v1], DocOutcome::InSync { .. }));
+    assert_eq!(outcome.docs[&v2], DocOutcome::Removed);
+    assert!(
+        f.relay_events.iter().any(|e| matches!(e, RelayEvent::Refused { doc, change_bytes } if *doc == v2 && *change_bytes > 0)),
+        "{:?}",
+        f.relay_events
+    );
+    // V1's change reached the relay, V2's did not, and the device no longer holds V2.
+    assert_eq!(
+        load_doc(&dev, &v1)
+            .expect("load")
+            .expect("held")
+            .get_heads(),
+        host.heads(&v1).expect("heads")
+    );
+    let relay_v2 = host.snapshot(&v2).expect("snapshot");
+    assert_eq!(relay_v2.get_heads(), support::skeleton().get_heads());
+    assert_eq!(dev.docs().expect("docs"), vec![v1]);
+}
+
+#[test]
+fn hostile_sync_messages_end_the_session_without_panic() {
+    let d = doc_id("V1");
+    let (_s, host) = relay_with(std::slice::from_ref(&d));
+    let mut rng = StdRng::seed_from_u64(7);
+    let valid = {
+        // A real first message, to mutate.
+        let dev = MemStorage::new();
+        dev.append(&d, &support::skeleton().save()).expect("append");
+        local_write(&dev, &d, 1, "k", "v");
+        let mut s = device_session("d1", &dev);
+        let _hello = s.poll_transmit().expect("hello");
+        let Frame::Sync { message, .. } = error_frame(&s.poll_transmit().expect("sync")) else {
+            panic!("expected Sync")
+        };
+        message
+    };
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        device: "d1".into(),
+        docs: vec![DocHeads {
+            doc: d.clone(),
+            heads: vec![],
+        }],
+    }
+    .encode()
+    .expect("enc");
+    for round in 0..2000 {
+        let mut msg = valid.clone();
+        match round % 3 {
+            0 => {
+                for _ in 0..rng.random_range(1..4) {
+                    let at = rng.random_range(0..msg.len());
+                    msg[at] ^= 1 << rng.random_range(0..8);
+                }
+            }
+            1 => msg.truncate(rng.random_range(0..msg.len())),
+            _ => msg = (0..rng.random_range(0..80)).map(|_| rng.random()).collect(),
+        }
+        let mut relay =
+            RelaySession::new(SessionConfig::default(), RELAY, "d1", [d.clone()].into());
+        relay
+            .handle_input(&hello, &host as &dyn DocHost)
+            .expect("hello ok");
+        let _ = relay.handle_input(
+            &Frame::Sync {
+                doc: d.clone(),
+                message: msg.clone(),
+            }
+            .encode()
+            .expect("enc"),
+            &host,
+        );
+        // and the device side
+        let dev = MemStorage::new();
+        let mut s = device_session("d1", &dev);
+        let mut bytes = Frame::Welcome {
+            version: PROTOCOL_VERSION,
+            relay: RELAY.into(),
+            docs: vec![DocHeads {
+                doc: d.clone(),
+                heads: vec![],
+            }],
+        }
+        .encode()
+        .expect("enc");
+        bytes.extend(
+            Frame::Sync {
+                doc: d.clone(),
+                message: msg,
+            }
+            .encode()
+            .expect("enc"),
+        );
+        let _ = s.handle_input(&bytes);
+    }
+}
