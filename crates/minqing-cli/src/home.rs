@@ -202,6 +202,25 @@ pub fn init(dir: &Path, cadre: PersonName, team: Option<String>) -> anyhow::Resu
     Ok(device)
 }
 
+/// Environment variable that seeds the id generator, for tests only: with it,
+/// a command makes the same record ids every time it runs.
+pub const TEST_RNG_SEED_ENV: &str = "MINQING_TEST_RNG_SEED";
+
+/// The random source for new record ids: the thread RNG, or a seeded one when
+/// [`TEST_RNG_SEED_ENV`] holds a number (end-to-end tests use it to make two
+/// ids share a prefix).
+pub fn rng() -> Box<dyn rand::RngCore> {
+    match std::env::var(TEST_RNG_SEED_ENV)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        Some(seed) => Box::new(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
+            seed,
+        )),
+        None => Box::new(rand::rng()),
+    }
+}
+
 /// The current time in unix milliseconds.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -26,7 +26,7 @@ pub fn run(home: &Home, cmd: DemandCmd) -> anyhow::Result<()> {
                 category,
                 text,
             };
-            let id = v.open_demand(&mut rand::rng(), &home.author(), &new)?;
+            let id = v.open_demand(&mut *crate::home::rng(), &home.author(), &new)?;
             home.save(v)?;
             output::line(&format!(
                 "opened demand ({}) 受理 in {}",

@@ -21,7 +21,7 @@ pub fn run(home: &Home, cmd: HouseholdCmd) -> anyhow::Result<()> {
                     .transpose()?,
             };
             let mut v = home.require_village(village.trim())?;
-            let id = v.add_household(&mut rand::rng(), &home.author(), &new)?;
+            let id = v.add_household(&mut *crate::home::rng(), &home.author(), &new)?;
             home.save(&mut v)?;
             output::line(&format!("added household {} in {}", new.address, v.id()))?;
             output::line(id.as_str())?;

@@ -74,7 +74,7 @@ fn add(home: &Home, a: ResidentAddArgs) -> anyhow::Result<()> {
         relation,
         tags,
     };
-    let id = v.add_resident(&mut rand::rng(), &home.author(), &new)?;
+    let id = v.add_resident(&mut *crate::home::rng(), &home.author(), &new)?;
     home.save(v)?;
     output::line(&format!("added resident {} in {}", new.name, v.id()))?;
     output::line(id.as_str())?;

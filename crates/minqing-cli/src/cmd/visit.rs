@@ -51,7 +51,7 @@ pub fn run(home: &Home, cmd: VisitCmd) -> anyhow::Result<()> {
                 note,
                 date,
             };
-            let id = v.log_visit(&mut rand::rng(), &home.author(), &new)?;
+            let id = v.log_visit(&mut *crate::home::rng(), &home.author(), &new)?;
             home.save(v)?;
             output::line(&format!("logged {} {} in {}", new.kind, new.date, v.id()))?;
             output::line(id.as_str())?;
@@ -78,11 +78,15 @@ pub fn run(home: &Home, cmd: VisitCmd) -> anyhow::Result<()> {
                         minqing_model::parse_date(&v.date).is_ok_and(|d| m.contains(d))
                     })
             };
-            let all: Vec<VisitView> = villages
+            let mut all: Vec<VisitView> = villages
                 .iter()
                 .flat_map(|v| v.visits())
                 .filter(keep)
                 .collect();
+            // Newest last across all villages, as within one.
+            all.sort_by(|a, b| {
+                (&a.date, &a.created_at, &a.id).cmp(&(&b.date, &b.created_at, &b.id))
+            });
             if json.json {
                 return output::json(&all);
             }
