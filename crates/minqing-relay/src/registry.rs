@@ -321,11 +321,14 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     Ok(())
 }
 
+/// Inode, size and modification time (s, ns) of a file: changes on every rename-into-place.
+type FileStamp = (u64, u64, i64, i64);
+
 /// The device registry as `serve` sees it: re-read when `devices.json` changes.
 #[derive(Debug)]
 pub struct DeviceCache {
     home: Home,
-    inner: Mutex<(Option<(u64, u64, i64, i64)>, BTreeMap<String, Device>)>,
+    inner: Mutex<(Option<FileStamp>, BTreeMap<String, Device>)>,
 }
 
 impl DeviceCache {

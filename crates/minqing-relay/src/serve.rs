@@ -1,11 +1,313 @@
-//! `serve`: the QUIC endpoint that syncs villages with enrolled laptops.
+//! `serve`: the QUIC endpoint that syncs villages with enrolled laptops, one
+//! `RelaySession` per connection over the shared, cached relay documents.
 
-use anyhow::{Result, bail};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::registry::Home;
+use anyhow::{Context, Result};
+use minqing_net::{
+    CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, DeviceGate, ServerTls, quinn,
+};
+use minqing_store::SledStorage;
+use minqing_sync::{DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost};
+use tracing::Instrument;
+
+use crate::admin::{actor, ensure_village_doc};
+use crate::registry::{Config, Device, DeviceCache, Home, now_rfc3339};
+
+/// How long shutdown waits for running sessions.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// How long a connection may take to open its sync stream.
+const STREAM_WAIT: Duration = Duration::from_secs(10);
+/// Most sessions served at once; more connections are refused until one ends.
+const MAX_SESSIONS: usize = 4096;
+
+/// The handshake gate over the device registry.
+struct RegistryGate {
+    home: Home,
+    devices: Arc<DeviceCache>,
+}
+
+impl DeviceGate for RegistryGate {
+    fn admit(&self, fingerprint: &str) -> Result<(), String> {
+        match self.devices.by_fingerprint(fingerprint) {
+            Ok(Some(d)) if !d.revoked => Ok(()),
+            Ok(Some(d)) => Err(format!("laptop {} ({}) is revoked", d.device_id, d.cadre)),
+            Ok(None) => Err("certificate is not enrolled with this relay".into()),
+            Err(e) => Err(format!("the device registry cannot be read: {e:#}")),
+        }
+    }
+
+    fn refused(&self, fingerprint: &str, reason: &str) {
+        let device = self
+            .devices
+            .by_fingerprint(fingerprint)
+            .ok()
+            .flatten()
+            .map(|d| d.device_id);
+        tracing::warn!(fingerprint, reason, "handshake refused");
+        if let Err(e) = self.home.audit(
+            "refused_handshake",
+            device.as_deref(),
+            None,
+            format!("{reason}; certificate {fingerprint}"),
+        ) {
+            tracing::error!("cannot write the audit log: {e:#}");
+        }
+    }
+}
+
+/// Everything the sessions share.
+struct Relay {
+    home: Home,
+    config: Config,
+    devices: Arc<DeviceCache>,
+    store: Arc<SledStorage>,
+    host: StorageDocHost,
+    created: Mutex<BTreeSet<String>>,
+    last_sync: Mutex<BTreeMap<String, String>>,
+}
+
+impl Relay {
+    /// Creates the documents of villages added since the last check.
+    fn ensure_villages(&self) -> Result<()> {
+        let villages = self.home.villages()?;
+        let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, v) in villages {
+            if created.contains(&id) {
+                continue;
+            }
+            if ensure_village_doc(&self.store, &v, &actor(&self.config))? {
+                tracing::info!(village = %id, "created the village document");
+            }
+            created.insert(id);
+        }
+        Ok(())
+    }
+
+    fn audit(&self, kind: &str, device: &str, village: Option<&str>, detail: String) {
+        if let Err(e) = self.home.audit(kind, Some(device), village, detail) {
+            tracing::error!("cannot write the audit log: {e:#}");
+        }
+    }
+
+    fn record_sync(&self, device: &str) {
+        let mut last = self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
+        last.insert(device.to_owned(), now_rfc3339());
+        if let Err(e) = self.home.save_last_sync(&last) {
+            tracing::error!("cannot record the last sync time: {e:#}");
+        }
+    }
+}
 
 /// Runs the relay until SIGINT or SIGTERM.
 pub fn serve(home: &Home) -> Result<()> {
-    home.config()?;
-    bail!("serve is not built yet")
+    let config = home.config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve_async(home.clone(), config))
+}
+
+async fn serve_async(home: Home, config: Config) -> Result<()> {
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let tls = ServerTls {
+        ca_cert_pem: read(home.ca_cert())?,
+        cert_pem: read(home.server_cert())?,
+        key_pem: read(home.server_key())?,
+    };
+    let addr: SocketAddr = config
+        .listen
+        .parse()
+        .with_context(|| format!("config.json: listen {:?} is not an address", config.listen))?;
+    let store = Arc::new(SledStorage::open(&home.store()).with_context(|| {
+        format!(
+            "cannot open the relay's store {} (is another `minqing-relay serve` running on this home?)",
+            home.store().display()
+        )
+    })?);
+    let devices = Arc::new(DeviceCache::new(home.clone()));
+    let relay = Arc::new(Relay {
+        home: home.clone(),
+        devices: devices.clone(),
+        host: StorageDocHost::new(store.clone() as Arc<dyn Storage>),
+        store: store.clone(),
+        created: Mutex::new(BTreeSet::new()),
+        last_sync: Mutex::new(home.last_sync()?),
+        config: config.clone(),
+    });
+    relay.ensure_villages()?;
+    let gate = Arc::new(RegistryGate {
+        home: home.clone(),
+        devices,
+    });
+    let endpoint = minqing_net::server_endpoint(addr, &tls, gate)?;
+    let compactor = store.spawn_compactor(Duration::from_secs(60));
+    // The line scripts and tests wait for: the bound address.
+    eprintln!(
+        "relay {:?} listening on {}",
+        config.name,
+        endpoint
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    tracing::info!(addr = %addr, "listening");
+
+    let mut sessions = tokio::task::JoinSet::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                while sessions.try_join_next().is_some() {}
+                if sessions.len() >= MAX_SESSIONS {
+                    incoming.refuse();
+                    continue;
+                }
+                let relay = relay.clone();
+                let span = tracing::info_span!("conn", remote = %incoming.remote_address());
+                sessions.spawn(async move { serve_connection(relay, incoming).await }.instrument(span));
+            }
+        }
+    }
+    tracing::info!(open = sessions.len(), "shutting down: no new connections");
+    eprintln!(
+        "relay shutting down: waiting for {} session(s)",
+        sessions.len()
+    );
+    let _ = tokio::time::timeout(SHUTDOWN_WAIT, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    sessions.abort_all();
+    endpoint.close(CLOSE_SHUTDOWN.into(), b"relay shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    compactor.stop();
+    store.flush().context("cannot flush the relay's store")?;
+    eprintln!("relay stopped; everything is flushed");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming) {
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("handshake failed: {e}");
+            return;
+        }
+    };
+    let device =
+        match minqing_net::peer_fingerprint(&conn).map(|fp| relay.devices.by_fingerprint(&fp)) {
+            Some(Ok(Some(d))) if !d.revoked => d,
+            _ => {
+                conn.close(
+                    CLOSE_REFUSED.into(),
+                    minqing_net::REFUSED_MESSAGE.as_bytes(),
+                );
+                return;
+            }
+        };
+    let span = tracing::info_span!("device", id = %device.device_id, cadre = %device.cadre);
+    async move {
+        match serve_device(&relay, &conn, &device).await {
+            Ok(()) => conn.close(CLOSE_DONE.into(), b"done"),
+            Err(e) => {
+                tracing::warn!("session ended: {e:#}");
+                conn.close(CLOSE_ERROR.into(), format!("{e:#}").as_bytes());
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn serve_device(relay: &Relay, conn: &quinn::Connection, device: &Device) -> Result<()> {
+    if let Err(e) = relay.ensure_villages() {
+        tracing::error!("cannot create new village documents: {e:#}");
+    }
+    let assignment: BTreeSet<DocId> = device
+        .villages
+        .iter()
+        .filter_map(|v| DocId::new(v.clone()).ok())
+        .collect();
+    let (mut send, mut recv) = match tokio::time::timeout(STREAM_WAIT, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!("connection ended before a session: {e}");
+            return Ok(());
+        }
+        Err(_) => anyhow::bail!("no sync stream within {} s", STREAM_WAIT.as_secs()),
+    };
+    let mut session = RelaySession::new(
+        SessionConfig::default(),
+        &relay.config.name,
+        &device.device_id,
+        assignment,
+    );
+    let mut finished = false;
+    let device_id = device.device_id.clone();
+    let mut on_event = |ev: RelayEvent| match ev {
+        RelayEvent::Refused { doc, change_bytes } => {
+            tracing::warn!(village = %doc, change_bytes, "refused a frame for an unassigned village");
+            relay.audit(
+                "refused_village",
+                &device_id,
+                Some(doc.as_str()),
+                format!("not assigned to this laptop; {change_bytes} bytes of changes not applied"),
+            );
+        }
+        RelayEvent::Applied { doc, changes } => {
+            tracing::info!(village = %doc, changes, "applied changes");
+        }
+        RelayEvent::Finished(outcome) => {
+            finished = true;
+            tracing::info!(
+                docs = outcome.synced.len(),
+                refused = outcome.refused.len(),
+                "session finished"
+            );
+        }
+    };
+    minqing_net::run_relay_session(
+        &mut send,
+        &mut recv,
+        &mut session,
+        &relay.host,
+        &*relay.store,
+        &mut on_event,
+    )
+    .await?;
+    if finished {
+        relay.record_sync(&device.device_id);
+        relay.audit(
+            "sync",
+            &device.device_id,
+            None,
+            format!("villages [{}]", device.villages.join(",")),
+        );
+    }
+    Ok(())
 }

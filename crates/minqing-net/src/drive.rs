@@ -1,0 +1,167 @@
+//! Drivers that run a sans-IO `minqing-sync` session over one QUIC bidirectional
+//! stream: read bytes, feed the session, persist and flush what it produced, and
+//! only then send its frames.
+
+use std::time::Duration;
+
+use minqing_sync::{
+    DeviceEvent, DeviceSession, DocHost, RelayEvent, RelaySession, SessionOutcome, Storage,
+};
+use quinn::{RecvStream, SendStream};
+
+use crate::endpoint::{map_connection_error, map_read_error, map_write_error};
+use crate::{DeviceConnection, NetError};
+
+/// Largest chunk read from the stream at once.
+const READ_CHUNK: usize = 256 * 1024;
+/// How long a finished session waits for the peer's end of stream.
+const LINGER: Duration = Duration::from_secs(5);
+
+fn storage_err(e: minqing_sync::StorageError) -> NetError {
+    NetError::Session(e.to_string())
+}
+
+async fn transmit(
+    send: &mut SendStream,
+    mut next: impl FnMut() -> Option<Vec<u8>>,
+    addr: &str,
+) -> Result<(), NetError> {
+    while let Some(frame) = next() {
+        send.write_all(&frame)
+            .await
+            .map_err(|e| map_write_error(&e, addr))?;
+    }
+    Ok(())
+}
+
+/// Runs the relay side of a session on an accepted stream until the device says
+/// `Bye`, the stream ends or an error occurs. Every event is passed to
+/// `on_event` (audit refusals, record the outcome); the host's storage is
+/// flushed before any frame produced by the same input is sent.
+pub async fn run_relay_session(
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    session: &mut RelaySession,
+    host: &(dyn DocHost + Sync),
+    storage: &dyn Storage,
+    on_event: &mut (dyn FnMut(RelayEvent) + Send),
+) -> Result<(), NetError> {
+    let peer = session.device().to_owned();
+    loop {
+        let chunk = recv
+            .read_chunk(READ_CHUNK, true)
+            .await
+            .map_err(|e| map_read_error(&e, &peer))?;
+        let Some(chunk) = chunk else {
+            if session.is_closed() {
+                return Ok(());
+            }
+            return Err(NetError::ConnectionLost(
+                "the device ended the stream before the session finished".into(),
+            ));
+        };
+        let result = session.handle_input(&chunk.bytes, host);
+        while let Some(ev) = session.poll_event() {
+            on_event(ev);
+        }
+        // Durable before anything that acknowledges it leaves.
+        storage.flush().map_err(storage_err)?;
+        transmit(send, || session.poll_transmit(), &peer).await?;
+        if let Err(e) = result {
+            let _ = send.finish();
+            return Err(NetError::Session(e.to_string()));
+        }
+        if session.is_closed() {
+            let _ = send.finish();
+            // Let the device read the end of our stream; it closes the connection.
+            let _ = tokio::time::timeout(LINGER, recv.read_to_end(0)).await;
+            return Ok(());
+        }
+    }
+}
+
+/// Persists one device event into `storage` (sync states under `peer`, the relay's
+/// name). Returns the outcome when the session finished.
+pub fn apply_device_event(
+    storage: &dyn Storage,
+    peer: &str,
+    event: &DeviceEvent,
+) -> Result<Option<SessionOutcome>, minqing_sync::StorageError> {
+    match event {
+        DeviceEvent::DocChanged { doc, bytes } => storage.append(doc, bytes)?,
+        DeviceEvent::DocAdded { doc, bytes } => {
+            // A stale copy (e.g. a village removed and assigned again) is replaced whole.
+            if storage.load(doc)?.is_some() {
+                storage.remove(doc)?;
+            }
+            storage.append(doc, bytes)?;
+        }
+        DeviceEvent::DocRemoved { doc } => storage.remove(doc)?,
+        DeviceEvent::SyncState { doc, state } => storage.set_sync_state(peer, doc, state)?,
+        DeviceEvent::Refused { .. } => {}
+        DeviceEvent::Finished(outcome) => return Ok(Some(outcome.clone())),
+    }
+    Ok(None)
+}
+
+/// Runs the device side of a session over a new stream of `conn`: sends the first
+/// flight, then applies each input, persisting every event into `storage` and
+/// flushing before it sends what the input produced. `on_event` sees every event
+/// after it was persisted (for notices). Returns the session's outcome.
+pub async fn run_device_session(
+    conn: &DeviceConnection,
+    session: &mut DeviceSession,
+    storage: &dyn Storage,
+    peer: &str,
+    on_event: &mut (dyn FnMut(&DeviceEvent) + Send),
+) -> Result<SessionOutcome, NetError> {
+    let addr = conn.addr.clone();
+    let (mut send, mut recv) = conn
+        .connection
+        .open_bi()
+        .await
+        .map_err(|e| map_connection_error(&e, &addr))?;
+    transmit(&mut send, || session.poll_transmit(), &addr).await?;
+    let mut outcome = None;
+    loop {
+        let chunk = recv
+            .read_chunk(READ_CHUNK, true)
+            .await
+            .map_err(|e| map_read_error(&e, &addr))?;
+        let Some(chunk) = chunk else {
+            return match outcome {
+                Some(o) => Ok(o),
+                None => Err(NetError::ConnectionLost(
+                    "the relay ended the stream before the session finished".into(),
+                )),
+            };
+        };
+        let result = session.handle_input(&chunk.bytes);
+        while let Some(ev) = session.poll_event() {
+            if let Some(o) = apply_device_event(storage, peer, &ev).map_err(storage_err)? {
+                outcome = Some(o);
+            }
+            on_event(&ev);
+        }
+        storage.flush().map_err(storage_err)?;
+        transmit(&mut send, || session.poll_transmit(), &addr).await?;
+        if let Err(e) = result {
+            let _ = send.finish();
+            return Err(match e {
+                minqing_sync::SessionError::Remote {
+                    code: minqing_sync::frame::ErrorCode::Unauthorized,
+                    message,
+                } => NetError::Refused(message),
+                other => NetError::Session(other.to_string()),
+            });
+        }
+        if let Some(o) = &outcome
+            && session.is_closed()
+        {
+            let _ = send.finish();
+            // Wait (briefly) for the relay to end its side; the data is already safe.
+            let _ = tokio::time::timeout(LINGER, recv.read_to_end(0)).await;
+            return Ok(o.clone());
+        }
+    }
+}
