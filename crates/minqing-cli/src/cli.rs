@@ -40,6 +40,10 @@ pub enum Command {
     /// The demand ledger (问题台账).
     #[command(subcommand)]
     Demand(DemandCmd),
+    /// Sync assigned villages with the relay (one pass, or --watch).
+    Sync(SyncArgs),
+    /// Relay address, last successful sync, villages with local changes.
+    Status(JsonArg),
     /// Developer tools (not for daily use).
     #[command(subcommand, hide = true)]
     Debug(DebugCmd),
@@ -62,6 +66,20 @@ pub struct InitArgs {
     /// The service team (服务队).
     #[arg(long, value_name = "TEAM")]
     pub team: Option<String>,
+    /// Set up from an enrolment bundle made by `minqing-relay enroll`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["cadre", "team"])]
+    pub bundle: Option<PathBuf>,
+}
+
+/// `minqing sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Give up on an unreachable relay after this many seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub timeout: u64,
+    /// Stay up: sync after local writes and whenever the relay is reachable again.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// `minqing village ...`.

@@ -165,3 +165,32 @@ pub async fn run_device_session(
         }
     }
 }
+
+/// Whether `doc` holds changes the peer has not acknowledged: its heads differ
+/// from the shared heads in the persisted sync state (`None`: never synced).
+pub fn has_local_changes(doc: &automerge::Automerge, state: Option<&[u8]>) -> bool {
+    let Some(state) = state.and_then(|s| automerge::sync::State::decode(s).ok()) else {
+        return true;
+    };
+    let mut ours = doc.get_heads();
+    let mut shared = state.shared_heads;
+    ours.sort();
+    shared.sort();
+    ours != shared
+}
+
+/// A held document with its persisted sync state, as `DeviceSession::new` takes it.
+pub type HeldDoc = (minqing_sync::DocId, automerge::Automerge, Option<Vec<u8>>);
+
+/// Loads every document of `storage` with its sync state for `peer`, ready for
+/// [`minqing_sync::DeviceSession::new`].
+pub fn device_docs(storage: &dyn Storage, peer: &str) -> Result<Vec<HeldDoc>, NetError> {
+    let mut out = Vec::new();
+    for id in storage.docs().map_err(storage_err)? {
+        if let Some(doc) = minqing_sync::load_doc(storage, &id).map_err(storage_err)? {
+            let state = storage.sync_state(peer, &id).map_err(storage_err)?;
+            out.push((id, doc, state));
+        }
+    }
+    Ok(out)
+}

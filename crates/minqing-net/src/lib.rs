@@ -17,7 +17,10 @@ pub use ca::{
     CA_VALIDITY, DEFAULT_SERVER_NAME, DEVICE_CERT_VALIDITY, IssuedCert, RelayCa, Validity,
     fingerprint, fingerprint_pem, parse_cert_pem,
 };
-pub use drive::{apply_device_event, run_device_session, run_relay_session};
+pub use drive::{
+    HeldDoc, apply_device_event, device_docs, has_local_changes, run_device_session,
+    run_relay_session,
+};
 pub use endpoint::{
     CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, ConnectOptions, DEFAULT_TIMEOUT,
     DeviceConnection, connect, map_connection_error, map_read_error, map_write_error,

@@ -6,6 +6,7 @@ mod demand;
 mod household;
 mod init;
 mod resident;
+mod sync;
 mod village;
 mod visit;
 
@@ -18,6 +19,12 @@ use crate::home::{Home, home_dir};
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = home_dir(cli.home)?;
     match cli.command {
+        Command::Sync(a) => return sync::sync(&Home::open(&dir)?, a.timeout, a.watch),
+        Command::Status(j) => sync::status(&Home::open(&dir)?, j.json),
+        Command::Init(args) if args.bundle.is_some() => sync::init_bundle(
+            &dir,
+            args.bundle.as_deref().unwrap_or(std::path::Path::new("")),
+        ),
         Command::Init(args) => init::init(&dir, args),
         Command::Whoami(j) => init::whoami(&Home::open(&dir)?, j.json),
         Command::Village(c) => village::run(&Home::open(&dir)?, c),
