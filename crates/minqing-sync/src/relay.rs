@@ -77,6 +77,7 @@ pub struct RelaySession {
     phase: Phase,
     docs: BTreeMap<DocId, RelayDoc>,
     refused: BTreeSet<DocId>,
+    refused_frames: usize,
 }
 
 /// An encoded `Error` frame telling a device it may not sync at all, for a
@@ -109,6 +110,7 @@ impl RelaySession {
             phase: Phase::AwaitHello,
             docs: BTreeMap::new(),
             refused: BTreeSet::new(),
+            refused_frames: 0,
         }
     }
 
@@ -270,6 +272,13 @@ impl RelaySession {
             let change_bytes = automerge::sync::Message::decode(message)
                 .map(|m| m.changes.iter().map(<[u8]>::len).sum())
                 .unwrap_or(message.len());
+            self.refused_frames += 1;
+            if self.refused_frames > self.config.max_docs {
+                return Err(SessionError::Limit(format!(
+                    "more than {} refused frames in one session",
+                    self.config.max_docs
+                )));
+            }
             self.refused.insert(id.clone());
             self.events.push_back(RelayEvent::Refused {
                 doc: id.clone(),
