@@ -253,3 +253,71 @@ fn hostile_sync_messages_end_the_session_without_panic() {
         let _ = s.handle_input(&bytes);
     }
 }
+
+#[test]
+fn a_relay_restored_from_an_old_backup_gets_the_lost_changes_back() {
+    let v1 = doc_id("V1");
+    let (_s, host) = relay_with(std::slice::from_ref(&v1));
+    relay_write(&host, &v1, 50, "r0", "早");
+    let dev = MemStorage::new();
+    let assignment: BTreeSet<_> = [v1.clone()].into();
+    lockstep("d1", &dev, &host, &assignment);
+    let backup = host.snapshot(&v1).expect("snapshot").save();
+    let mut written = Vec::new();
+    for i in 0..3 {
+        written.push(local_write(&dev, &v1, 1, &format!("k{i}"), "值"));
+    }
+    relay_write(&host, &v1, 50, "r1", "晚");
+    lockstep("d1", &dev, &host, &assignment);
+
+    // The relay's disk is replaced by the backup: its documents and sync states are older.
+    let restored = std::sync::Arc::new(MemStorage::new());
+    restored.append(&v1, &backup).expect("append");
+    let host = minqing_sync::StorageDocHost::new(restored);
+    written.push(local_write(&dev, &v1, 1, "k-after", "新"));
+    let f = lockstep("d1", &dev, &host, &assignment);
+    assert!(matches!(
+        f.outcome.clone().expect("finishes").docs[&v1],
+        DocOutcome::InSync { .. }
+    ));
+    let relay_doc = host.snapshot(&v1).expect("snapshot");
+    let local = load_doc(&dev, &v1).expect("load").expect("held");
+    assert_eq!(relay_doc.get_heads(), local.get_heads());
+    for h in &written {
+        assert!(automerge::ReadDoc::get_change_by_hash(&relay_doc, h).is_some());
+    }
+    eprintln!(
+        "restore from backup: {} round trips after the handshake",
+        f.round_trips_after_handshake()
+    );
+}
+
+#[test]
+fn a_sync_state_ahead_of_the_local_document_is_reset_not_trusted() {
+    // The device's persisted state names heads it does not hold (its document
+    // chunks were lost but the state survived): it must fall back to a full exchange.
+    let v1 = doc_id("V1");
+    let (_s, host) = relay_with(std::slice::from_ref(&v1));
+    relay_write(&host, &v1, 50, "r0", "早");
+    let dev = MemStorage::new();
+    let assignment: BTreeSet<_> = [v1.clone()].into();
+    lockstep("d1", &dev, &host, &assignment);
+    relay_write(&host, &v1, 50, "r1", "晚");
+    lockstep("d1", &dev, &host, &assignment);
+    let state = dev
+        .sync_state(RELAY, &v1)
+        .expect("read")
+        .expect("state kept");
+    // Replace the document by the bare skeleton, keeping the state.
+    dev.remove(&v1).expect("remove");
+    dev.append(&v1, &support::skeleton().save())
+        .expect("append");
+    dev.set_sync_state(RELAY, &v1, &state).expect("write");
+    let f = lockstep("d1", &dev, &host, &assignment);
+    assert!(matches!(
+        f.outcome.expect("finishes").docs[&v1],
+        DocOutcome::InSync { .. }
+    ));
+    let local = load_doc(&dev, &v1).expect("load").expect("held");
+    assert_eq!(local.get_heads(), host.heads(&v1).expect("heads"));
+}
