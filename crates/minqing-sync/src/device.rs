@@ -186,6 +186,7 @@ impl DeviceSession {
     }
 
     fn fail(&mut self, e: &SessionError) {
+        tracing::warn!(relay = %self.relay, error = %e, "sync session failed");
         self.phase = Phase::Failed;
         self.out.frames.clear();
         if let Some(frame) = e.to_frame("this minqing") {
@@ -368,6 +369,7 @@ impl DeviceSession {
         }
         self.out.push(&Frame::Bye, self.config.max_frame_len)?;
         self.phase = Phase::Done;
+        tracing::debug!(relay = %self.relay, docs = self.docs.len(), "all villages settled; Bye");
         let docs = self
             .docs
             .iter()

@@ -62,14 +62,18 @@ impl StorageDocHost {
     }
 
     fn entry(&self, doc: &DocId) -> Result<Arc<Mutex<Automerge>>, StorageError> {
-        let mut docs = relock(&self.docs);
-        if let Some(d) = docs.get(doc) {
+        if let Some(d) = relock(&self.docs).get(doc) {
             return Ok(Arc::clone(d));
         }
+        // Load without holding the map lock: a large village takes a while, and
+        // sessions on other villages must not wait for it. If two sessions load
+        // the same village at once, the first to insert wins and both use it.
         let loaded = load_doc(&*self.storage, doc)?.unwrap_or_default();
-        let d = Arc::new(Mutex::new(loaded));
-        docs.insert(doc.clone(), Arc::clone(&d));
-        Ok(d)
+        let mut docs = relock(&self.docs);
+        let d = docs
+            .entry(doc.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(loaded)));
+        Ok(Arc::clone(d))
     }
 
     /// The heads of `doc` as the relay holds it (empty if it holds nothing).

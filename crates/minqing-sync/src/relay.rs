@@ -123,6 +123,7 @@ impl RelaySession {
         }
         let r = self.handle_input_inner(bytes, docs);
         if let Err(e) = &r {
+            tracing::warn!(device = %self.device, error = %e, "sync session failed");
             self.phase = Phase::Failed;
             self.out.frames.clear();
             if let Some(frame) = e.to_frame("the relay") {
@@ -167,6 +168,7 @@ impl RelaySession {
                     self.on_sync(doc, &message, host)?
                 }
                 (Phase::Serving, Frame::Bye) => {
+                    tracing::debug!(device = %self.device, "device said Bye");
                     self.phase = Phase::Done;
                     let synced = self
                         .docs
@@ -279,6 +281,7 @@ impl RelaySession {
                     self.config.max_docs
                 )));
             }
+            tracing::warn!(device = %self.device, doc = %id, change_bytes, "refused: village not assigned");
             self.refused.insert(id.clone());
             self.events.push_back(RelayEvent::Refused {
                 doc: id.clone(),
@@ -343,6 +346,7 @@ impl RelaySession {
             detail,
         })?;
         if applied > 0 {
+            tracing::debug!(device = %self.device, doc = %id, changes = applied, "applied changes");
             self.events.push_back(RelayEvent::Applied {
                 doc: id.clone(),
                 changes: applied,
