@@ -114,7 +114,201 @@ pub fn run(root: &Path) -> Result<(), String> {
         label: name.to_owned(),
     };
     offline_day(&minqing("laptop-zhang"))?;
+    let relay = Tool {
+        bin: bins.join("minqing-relay"),
+        home_flag: "--home",
+        home: work.join("relay"),
+        label: "relay".to_owned(),
+    };
+    let laptops = [
+        minqing("laptop-a"),
+        minqing("laptop-b"),
+        minqing("laptop-c"),
+    ];
+    let result = county(&relay, &laptops, &work);
     say("Done. The homes are under target/demo/ if you want to look around.");
+    result
+}
+
+/// A running `minqing-relay serve`, stopped with SIGTERM when dropped.
+struct Serving(std::process::Child);
+
+impl Serving {
+    fn start(relay: &Tool) -> Result<Serving, String> {
+        println!("\x1b[1m[relay]$ minqing-relay serve &\x1b[0m");
+        let child = Command::new(&relay.bin)
+            .arg(relay.home_flag)
+            .arg(&relay.home)
+            .arg("serve")
+            .spawn()
+            .map_err(|e| format!("cannot start the relay: {e}"))?;
+        // Give the endpoint a moment to bind; laptops retry within their timeout anyway.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        Ok(Serving(child))
+    }
+
+    fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// A free UDP port on 127.0.0.1 for the demo relay.
+fn free_port() -> Result<u16, String> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    socket
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+/// Part 2: a county relay, three laptops, two of them sharing 小河村, offline edits that merge.
+fn county(relay: &Tool, laptops: &[Tool; 3], work: &Path) -> Result<(), String> {
+    let [a, b, c] = laptops;
+    say("The county relay: the operator creates it, adds villages and enrols three laptops");
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    relay.run(&["init", "--name", "城关镇民情中心", "--listen", &listen])?;
+    relay.run(&["village", "add", "--id", "V001", "--name", "小河村"])?;
+    relay.run(&["village", "add", "--id", "V002", "--name", "大王庄"])?;
+    let mut ids = Vec::new();
+    for (laptop, cadre, villages) in [
+        (a, "张伟", "V001"),
+        (b, "王芳", "V001"),
+        (c, "刘强", "V002"),
+    ] {
+        let bundle = work.join(format!("{}.bundle", laptop.label));
+        let bundle = bundle.to_string_lossy().into_owned();
+        let out = relay.run(&[
+            "enroll",
+            "--cadre",
+            cadre,
+            "--team",
+            "城关服务队",
+            "--villages",
+            villages,
+            "--out",
+            &bundle,
+        ])?;
+        ids.push(last_line(&out));
+        laptop.run(&["init", "--bundle", &bundle])?;
+    }
+    relay.run(&["devices"])?;
+
+    say("The relay comes up; every laptop fetches its villages (and only those)");
+    let serving = Serving::start(relay)?;
+    for laptop in [a, b, c] {
+        laptop.run(&["sync"])?;
+    }
+    say("张伟 registers a household and a resident in 小河村, and syncs; 王芳 receives them");
+    let h = last_line(&a.run(&[
+        "household",
+        "add",
+        "--village",
+        "V001",
+        "--address",
+        "小河村二组7号",
+        "--number",
+        "0207",
+    ])?);
+    let r = last_line(&a.run(&[
+        "resident",
+        "add",
+        "--household",
+        &h,
+        "--name",
+        "周桂兰",
+        "--gender",
+        "女",
+        "--id-card",
+        "370811194305056780",
+        "--phone",
+        "13905370001",
+        "--tag",
+        "独居老人",
+    ])?);
+    a.run(&["sync"])?;
+    b.run(&["sync"])?;
+    b.run(&["resident", "list", "--village", "V001"])?;
+
+    say("The network goes down for days (the relay stops). Both cadres keep working offline");
+    serving.stop();
+    a.run(&["resident", "edit", &r, "--phone", "13905370002"])?;
+    a.run(&[
+        "visit",
+        "log",
+        "--household",
+        &h,
+        "--resident",
+        &r,
+        "--kind",
+        "重点走访",
+        "--note",
+        "老人换了新手机号，身体状况稳定。",
+    ])?;
+    b.run(&[
+        "resident",
+        "edit",
+        &r,
+        "--phone",
+        "13905370003",
+        "--add-tag",
+        "困难户",
+    ])?;
+    b.run(&[
+        "visit",
+        "log",
+        "--household",
+        &h,
+        "--resident",
+        &r,
+        "--kind",
+        "普遍走访",
+        "--note",
+        "了解到老人医保报销有困难，帮助联系镇医保站。",
+    ])?;
+    c.run(&["status"])?;
+    a.run_failing(&["sync", "--timeout", "2"])?;
+
+    say(
+        "The link returns: each laptop syncs; the relay merges; a second pass brings everyone up to date",
+    );
+    let serving = Serving::start(relay)?;
+    for laptop in [a, b, c, a, b] {
+        laptop.run(&["sync"])?;
+    }
+    let show_a = a.run(&["resident", "show", &r, "--json"])?;
+    let show_b = b.run(&["resident", "show", &r, "--json"])?;
+    let list_a = a.run(&["visit", "list", "--village", "V001", "--json"])?;
+    let list_b = b.run(&["visit", "list", "--village", "V001", "--json"])?;
+    if show_a != show_b || list_a != list_b {
+        return Err("the two laptops did not converge".into());
+    }
+    say(
+        "Converged: 张伟's and 王芳's laptops print byte-identical JSON — one phone number won on both, both visits and both tags are kept",
+    );
+    a.run(&["resident", "show", &r])?;
+    c.run(&["village", "list"])?;
+
+    say("刘强's laptop is lost: the operator revokes it, and the relay refuses it");
+    relay.run(&["revoke", &ids[2]])?;
+    c.run_failing(&["sync"])?;
+    serving.stop();
+    relay.run(&["audit"])?;
+    relay.run(&["devices"])?;
     Ok(())
 }
 
