@@ -1,1 +1,640 @@
-//! placeholder
+//! `SledStorage`: the sled implementation of `minqing_sync::Storage` (snapshots plus
+//! incremental chunks, compaction), and the small metadata tree devices and the relay keep.
+//!
+//! See `docs/store.md` for the on-disk layout, durability and compaction rules.
+
+mod compactor;
+mod record;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use minqing_sync::{DocId, Storage, StorageError};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+pub use compactor::CompactorHandle;
+
+/// A document is compacted when it has more chunks than this.
+pub const COMPACT_CHUNKS: u64 = 64;
+
+/// A document whose chunks outweigh its snapshot is compacted only once the
+/// chunks hold at least this many bytes, so that small documents do not churn.
+pub const COMPACT_MIN_BYTES: u64 = 64 * 1024;
+
+/// How long `open` keeps retrying while the directory is locked.
+pub const OPEN_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Longest peer name accepted for a sync state, in bytes.
+pub const MAX_PEER_LEN: usize = 256;
+
+/// Longest metadata key accepted, in bytes.
+pub const MAX_META_KEY_LEN: usize = 1024;
+
+/// Errors of the sled store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (or another handle in this process) holds the store.
+    #[error(
+        "another minqing process is using {}; wait for it to finish or stop it, then try again",
+        path.display()
+    )]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// A document's stored bytes are damaged. Other documents are unaffected.
+    #[error("village {doc}: stored data is corrupt ({detail}); other villages are unaffected")]
+    Corrupt {
+        /// The damaged document.
+        doc: DocId,
+        /// What is wrong, e.g. "chunk 17 fails its checksum".
+        detail: String,
+    },
+    /// A key in the store is not what this build writes (a damaged or foreign store).
+    #[error("store key {key:?} in tree {tree} is malformed")]
+    BadKey {
+        /// The tree holding the key.
+        tree: &'static str,
+        /// The key, lossily decoded.
+        key: String,
+    },
+    /// A caller passed a peer name or metadata key the store cannot hold.
+    #[error("invalid {what}: {detail}")]
+    Invalid {
+        /// What was invalid ("peer name", "metadata key").
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// sled failed.
+    #[error("the store at {} failed: {source}", path.display())]
+    Sled {
+        /// The store directory.
+        path: PathBuf,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+    /// The file system failed.
+    #[error("cannot use the store directory {}: {source}", path.display())]
+    Io {
+        /// The directory concerned.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<StoreError> for StorageError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Corrupt { doc, detail } => StorageError::Corrupt { doc, detail },
+            other => StorageError::Backend(Box::new(other)),
+        }
+    }
+}
+
+/// Sizes of what is stored for one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DocStats {
+    /// Number of incremental chunks since the last compaction.
+    pub chunks: u64,
+    /// Payload bytes of those chunks.
+    pub chunk_bytes: u64,
+    /// Payload bytes of the snapshot (0 if there is none).
+    pub snapshot_bytes: u64,
+}
+
+impl DocStats {
+    /// Whether these sizes call for a compaction (see [`COMPACT_CHUNKS`],
+    /// [`COMPACT_MIN_BYTES`]).
+    pub fn needs_compaction(&self) -> bool {
+        self.chunks > COMPACT_CHUNKS
+            || (self.chunks > 1
+                && self.chunk_bytes > self.snapshot_bytes
+                && self.chunk_bytes >= COMPACT_MIN_BYTES)
+    }
+}
+
+/// The sled store. Cheap to clone: clones share one database.
+#[derive(Clone)]
+pub struct SledStorage {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SledStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStorage")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    snapshots: sled::Tree,
+    chunks: sled::Tree,
+    sync_states: sled::Tree,
+    meta: sled::Tree,
+    /// Next chunk seq per document, filled lazily from the last stored key.
+    next_seq: Mutex<BTreeMap<DocId, u64>>,
+    /// Held by compaction and `remove`, so that two of them never interleave
+    /// on the same store (sled's lock makes this process the only writer).
+    maintenance: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data is a plain map / unit; a panic elsewhere while holding it
+    // cannot leave it half-updated in a way that matters, so carry on.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn chunk_prefix(doc: &DocId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(doc.as_str().len() + 1);
+    k.extend_from_slice(doc.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+fn chunk_key(doc: &DocId, seq: u64) -> Vec<u8> {
+    let mut k = chunk_prefix(doc);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn seq_of(key: &[u8], prefix_len: usize) -> Option<u64> {
+    let tail: [u8; 8] = key.get(prefix_len..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+fn check_peer(peer: &str) -> Result<(), StoreError> {
+    if peer.is_empty() || peer.len() > MAX_PEER_LEN || peer.contains('\0') {
+        return Err(StoreError::Invalid {
+            what: "peer name",
+            detail: format!("{peer:?} must be 1 to {MAX_PEER_LEN} bytes without NUL"),
+        });
+    }
+    Ok(())
+}
+
+fn check_meta_key(key: &str) -> Result<(), StoreError> {
+    if key.len() > MAX_META_KEY_LEN {
+        return Err(StoreError::Invalid {
+            what: "metadata key",
+            detail: format!("{} bytes long; at most {MAX_META_KEY_LEN}", key.len()),
+        });
+    }
+    Ok(())
+}
+
+fn sync_key(peer: &str, doc: &DocId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(peer.len() + 1 + doc.as_str().len());
+    k.extend_from_slice(peer.as_bytes());
+    k.push(0);
+    k.extend_from_slice(doc.as_str().as_bytes());
+    k
+}
+
+/// Everything read from disk for one document.
+struct Loaded {
+    snapshot: Option<sled::IVec>,
+    /// (key, payload) in seq order.
+    chunks: Vec<(sled::IVec, Vec<u8>)>,
+}
+
+/// Why a compaction transaction gave up.
+#[derive(Debug)]
+enum CompactAbort {
+    /// The snapshot or a chunk changed since it was read.
+    Changed,
+}
+
+impl SledStorage {
+    /// Opens (creating if needed) the store in directory `path`.
+    ///
+    /// If the directory is locked, retries for [`OPEN_LOCK_WAIT`] (a `Db`
+    /// dropped a moment ago in this process releases its lock asynchronously),
+    /// then reports [`StoreError::Locked`].
+    pub fn open(path: &Path) -> Result<SledStorage, StoreError> {
+        std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let started = Instant::now();
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if started.elapsed() >= OPEN_LOCK_WAIT {
+                        return Err(StoreError::Locked {
+                            path: path.to_owned(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(source) => {
+                    return Err(StoreError::Sled {
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
+            }
+        };
+        let sled_err = |source| StoreError::Sled {
+            path: path.to_owned(),
+            source,
+        };
+        let snapshots = db.open_tree("snapshots").map_err(sled_err)?;
+        let chunks = db.open_tree("chunks").map_err(sled_err)?;
+        let sync_states = db.open_tree("sync_states").map_err(sled_err)?;
+        let meta = db.open_tree("meta").map_err(sled_err)?;
+        Ok(SledStorage {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                db,
+                snapshots,
+                chunks,
+                sync_states,
+                meta,
+                next_seq: Mutex::new(BTreeMap::new()),
+                maintenance: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The directory this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn sled(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled {
+            path: self.inner.path.clone(),
+            source,
+        }
+    }
+
+    fn tx_err<E>(
+        &self,
+        e: TransactionError<E>,
+        on_abort: impl FnOnce(E) -> StoreError,
+    ) -> StoreError {
+        match e {
+            TransactionError::Abort(a) => on_abort(a),
+            TransactionError::Storage(s) => self.sled(s),
+        }
+    }
+
+    /// The value kept under metadata `key`.
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_meta_key(key)?;
+        Ok(self
+            .inner
+            .meta
+            .get(key.as_bytes())
+            .map_err(|e| self.sled(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Keeps `value` under metadata `key`. Not durable until [`Storage::flush`].
+    pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        check_meta_key(key)?;
+        self.inner
+            .meta
+            .insert(key.as_bytes(), value)
+            .map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
+    /// Removes metadata `key` (nothing happens if it is absent).
+    pub fn meta_remove(&self, key: &str) -> Result<(), StoreError> {
+        check_meta_key(key)?;
+        self.inner
+            .meta
+            .remove(key.as_bytes())
+            .map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
+    /// Every metadata entry whose key starts with `prefix`, sorted by key.
+    pub fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        check_meta_key(prefix)?;
+        let mut out = Vec::new();
+        for kv in self.inner.meta.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let key = String::from_utf8(k.to_vec()).map_err(|e| StoreError::BadKey {
+                tree: "meta",
+                key: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            })?;
+            out.push((key, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Sizes of what is kept for `doc`.
+    pub fn stats(&self, doc: &DocId) -> Result<DocStats, StoreError> {
+        let mut stats = DocStats::default();
+        if let Some(s) = self
+            .inner
+            .snapshots
+            .get(doc.as_str().as_bytes())
+            .map_err(|e| self.sled(e))?
+        {
+            stats.snapshot_bytes = s.len().saturating_sub(record::HEADER_LEN) as u64;
+        }
+        for kv in self.inner.chunks.scan_prefix(chunk_prefix(doc)) {
+            let (_, v) = kv.map_err(|e| self.sled(e))?;
+            stats.chunks += 1;
+            stats.chunk_bytes += v.len().saturating_sub(record::HEADER_LEN) as u64;
+        }
+        Ok(stats)
+    }
+
+    /// Reads and checks every record of `doc`.
+    fn read_doc(&self, doc: &DocId) -> Result<Loaded, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            doc: doc.clone(),
+            detail,
+        };
+        let snapshot = self
+            .inner
+            .snapshots
+            .get(doc.as_str().as_bytes())
+            .map_err(|e| self.sled(e))?;
+        if let Some(s) = &snapshot {
+            record::decode(s).map_err(|e| corrupt(format!("the snapshot {e}")))?;
+        }
+        let prefix = chunk_prefix(doc);
+        let mut chunks = Vec::new();
+        for kv in self.inner.chunks.scan_prefix(&prefix) {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let Some(seq) = seq_of(&k, prefix.len()) else {
+                return Err(corrupt(format!(
+                    "a chunk key of {} bytes is malformed",
+                    k.len()
+                )));
+            };
+            let payload = record::decode(&v).map_err(|e| corrupt(format!("chunk {seq} {e}")))?;
+            chunks.push((k.clone(), payload.to_vec()));
+        }
+        Ok(Loaded { snapshot, chunks })
+    }
+
+    /// Compacts `doc` if [`DocStats::needs_compaction`] says so. Returns whether it did.
+    pub fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StoreError> {
+        if !self.stats(doc)?.needs_compaction() {
+            return Ok(false);
+        }
+        self.compact_inner(doc)
+    }
+
+    /// Rewrites `doc` as one snapshot (`Automerge::save`) and deletes the chunks
+    /// folded into it. Chunks appended meanwhile are kept.
+    pub fn compact(&self, doc: &DocId) -> Result<(), StoreError> {
+        self.compact_inner(doc).map(|_| ())
+    }
+
+    fn compact_inner(&self, doc: &DocId) -> Result<bool, StoreError> {
+        let _guard = lock(&self.inner.maintenance);
+        let loaded = self.read_doc(doc)?;
+        if loaded.chunks.is_empty() {
+            return Ok(false);
+        }
+        let mut bytes = Vec::new();
+        if let Some(s) = &loaded.snapshot {
+            bytes.extend_from_slice(record::decode(s).unwrap_or_default());
+        }
+        for (_, c) in &loaded.chunks {
+            bytes.extend_from_slice(c);
+        }
+        let am = automerge::Automerge::load(&bytes).map_err(|e| StoreError::Corrupt {
+            doc: doc.clone(),
+            detail: format!("the stored changes do not load: {e}"),
+        })?;
+        use automerge::ReadDoc;
+        let missing = am.get_missing_deps(&[]);
+        if !missing.is_empty() {
+            // Changes whose dependencies are not here yet sit in automerge's
+            // queue and `save` would drop them: keep the chunks as they are.
+            tracing::warn!(%doc, missing = missing.len(), "not compacting: changes wait for missing dependencies");
+            return Ok(false);
+        }
+        let snapshot = record::encode(&am.save());
+        let key = doc.as_str().as_bytes();
+        let old = loaded.snapshot.clone();
+        let chunk_keys: Vec<sled::IVec> = loaded.chunks.iter().map(|(k, _)| k.clone()).collect();
+        let res = (&self.inner.snapshots, &self.inner.chunks).transaction(|(snaps, chunks)| {
+            if snaps.get(key)? != old {
+                return Err(ConflictableTransactionError::Abort(CompactAbort::Changed));
+            }
+            for k in &chunk_keys {
+                if chunks.remove(k)?.is_none() {
+                    return Err(ConflictableTransactionError::Abort(CompactAbort::Changed));
+                }
+            }
+            snaps.insert(key, snapshot.as_slice())?;
+            Ok(())
+        });
+        match res {
+            Ok(()) => {
+                tracing::debug!(%doc, chunks = chunk_keys.len(), snapshot = snapshot.len(), "compacted");
+                Ok(true)
+            }
+            Err(TransactionError::Abort(CompactAbort::Changed)) => {
+                tracing::debug!(%doc, "compaction skipped: the document changed under it");
+                Ok(false)
+            }
+            Err(TransactionError::Storage(e)) => Err(self.sled(e)),
+        }
+    }
+
+    /// Starts a background thread that runs [`SledStorage::compact_if_needed`]
+    /// over every document every `interval`, flushing after each compaction.
+    /// It stops when the returned handle is dropped.
+    pub fn spawn_compactor(&self, interval: Duration) -> CompactorHandle {
+        compactor::spawn(self.clone(), interval)
+    }
+
+    fn next_seq(&self, doc: &DocId) -> Result<u64, StoreError> {
+        let mut seqs = lock(&self.inner.next_seq);
+        if let Some(n) = seqs.get_mut(doc) {
+            let seq = *n;
+            *n += 1;
+            return Ok(seq);
+        }
+        let prefix = chunk_prefix(doc);
+        let last = self
+            .inner
+            .chunks
+            .scan_prefix(&prefix)
+            .next_back()
+            .transpose()
+            .map_err(|e| self.sled(e))?;
+        let seq = match last {
+            None => 0,
+            Some((k, _)) => match seq_of(&k, prefix.len()) {
+                Some(s) => s.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+                    doc: doc.clone(),
+                    detail: "chunk sequence numbers are exhausted".into(),
+                })?,
+                None => {
+                    return Err(StoreError::Corrupt {
+                        doc: doc.clone(),
+                        detail: format!("a chunk key of {} bytes is malformed", k.len()),
+                    });
+                }
+            },
+        };
+        seqs.insert(doc.clone(), seq + 1);
+        Ok(seq)
+    }
+
+    fn docs_inner(&self) -> Result<Vec<DocId>, StoreError> {
+        let mut out = std::collections::BTreeSet::new();
+        for k in self.inner.snapshots.iter().keys() {
+            let k = k.map_err(|e| self.sled(e))?;
+            out.insert(self.doc_from_key(&k, "snapshots")?);
+        }
+        // Jump from one document's chunks to the next instead of reading them all.
+        let mut from: Vec<u8> = Vec::new();
+        while let Some(kv) = self.inner.chunks.range(from.as_slice()..).next() {
+            let (k, _) = kv.map_err(|e| self.sled(e))?;
+            let end = k.iter().position(|&b| b == 0).unwrap_or(k.len());
+            let doc = self.doc_from_key(&k[..end], "chunks")?;
+            from = chunk_prefix(&doc);
+            // `doc 0x01` sorts after every key `doc 0x00 ..`.
+            if let Some(last) = from.last_mut() {
+                *last = 1;
+            }
+            out.insert(doc);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn doc_from_key(&self, k: &[u8], tree: &'static str) -> Result<DocId, StoreError> {
+        std::str::from_utf8(k)
+            .ok()
+            .and_then(|s| DocId::new(s).ok())
+            .ok_or_else(|| StoreError::BadKey {
+                tree,
+                key: String::from_utf8_lossy(k).into_owned(),
+            })
+    }
+
+    fn load_inner(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
+        let loaded = self.read_doc(doc)?;
+        if loaded.snapshot.is_none() && loaded.chunks.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        if let Some(s) = &loaded.snapshot {
+            // Checked by `read_doc` above.
+            out.extend_from_slice(record::decode(s).unwrap_or_default());
+        }
+        for (_, c) in &loaded.chunks {
+            out.extend_from_slice(c);
+        }
+        Ok(Some(out))
+    }
+
+    fn append_inner(&self, doc: &DocId, bytes: &[u8]) -> Result<(), StoreError> {
+        let seq = self.next_seq(doc)?;
+        self.inner
+            .chunks
+            .insert(chunk_key(doc, seq), record::encode(bytes))
+            .map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
+    fn remove_inner(&self, doc: &DocId) -> Result<(), StoreError> {
+        let _guard = lock(&self.inner.maintenance);
+        let mut chunk_keys = Vec::new();
+        for k in self.inner.chunks.scan_prefix(chunk_prefix(doc)).keys() {
+            chunk_keys.push(k.map_err(|e| self.sled(e))?);
+        }
+        let mut state_keys = Vec::new();
+        for k in self.inner.sync_states.iter().keys() {
+            let k = k.map_err(|e| self.sled(e))?;
+            let doc_part = k.iter().position(|&b| b == 0).map(|i| &k[i + 1..]);
+            if doc_part == Some(doc.as_str().as_bytes()) {
+                state_keys.push(k);
+            }
+        }
+        let key = doc.as_str().as_bytes();
+        (
+            &self.inner.snapshots,
+            &self.inner.chunks,
+            &self.inner.sync_states,
+        )
+            .transaction(|(snaps, chunks, states)| {
+                snaps.remove(key)?;
+                for k in &chunk_keys {
+                    chunks.remove(k)?;
+                }
+                for k in &state_keys {
+                    states.remove(k)?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| self.tx_err(e, |()| unreachable_abort()))
+    }
+
+    fn flush_inner(&self) -> Result<(), StoreError> {
+        self.inner.db.flush().map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+}
+
+/// The transactions above only abort with the reasons they handle themselves.
+fn unreachable_abort() -> StoreError {
+    StoreError::Invalid {
+        what: "transaction",
+        detail: "aborted for no reason (a bug in minqing-store)".into(),
+    }
+}
+
+impl Storage for SledStorage {
+    fn docs(&self) -> Result<Vec<DocId>, StorageError> {
+        Ok(self.docs_inner()?)
+    }
+
+    fn load(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.load_inner(doc)?)
+    }
+
+    fn append(&self, doc: &DocId, bytes: &[u8]) -> Result<(), StorageError> {
+        Ok(self.append_inner(doc, bytes)?)
+    }
+
+    fn remove(&self, doc: &DocId) -> Result<(), StorageError> {
+        Ok(self.remove_inner(doc)?)
+    }
+
+    fn sync_state(&self, peer: &str, doc: &DocId) -> Result<Option<Vec<u8>>, StorageError> {
+        check_peer(peer)?;
+        Ok(self
+            .inner
+            .sync_states
+            .get(sync_key(peer, doc))
+            .map_err(|e| self.sled(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn set_sync_state(&self, peer: &str, doc: &DocId, state: &[u8]) -> Result<(), StorageError> {
+        check_peer(peer)?;
+        self.inner
+            .sync_states
+            .insert(sync_key(peer, doc), state)
+            .map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(self.flush_inner()?)
+    }
+}

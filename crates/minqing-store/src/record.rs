@@ -1,0 +1,73 @@
+//! The chunk record format: `version: u8`, `crc32: u32 BE` of the payload, payload.
+
+/// The only record version written so far.
+pub(crate) const RECORD_VERSION: u8 = 1;
+
+/// Bytes before the payload: version and checksum.
+pub(crate) const HEADER_LEN: usize = 5;
+
+/// Wraps `payload` in a record.
+pub(crate) fn encode(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.push(RECORD_VERSION);
+    out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Why a stored record cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RecordError {
+    /// Shorter than the header.
+    Truncated(usize),
+    /// A version this build does not know.
+    Version(u8),
+    /// The payload does not match its checksum.
+    Checksum,
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordError::Truncated(n) => write!(f, "is truncated ({n} bytes)"),
+            RecordError::Version(v) => write!(f, "has unknown record version {v}"),
+            RecordError::Checksum => f.write_str("fails its checksum"),
+        }
+    }
+}
+
+/// Checks a record and returns its payload.
+pub(crate) fn decode(record: &[u8]) -> Result<&[u8], RecordError> {
+    if record.len() < HEADER_LEN {
+        return Err(RecordError::Truncated(record.len()));
+    }
+    let (header, payload) = record.split_at(HEADER_LEN);
+    if header[0] != RECORD_VERSION {
+        return Err(RecordError::Version(header[0]));
+    }
+    let crc = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    if crc32fast::hash(payload) != crc {
+        return Err(RecordError::Checksum);
+    }
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_detects_damage() {
+        let rec = encode("民情日记".as_bytes());
+        assert_eq!(decode(&rec), Ok("民情日记".as_bytes()));
+        let mut bad = rec.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x01;
+        assert_eq!(decode(&bad), Err(RecordError::Checksum));
+        let mut v2 = rec.clone();
+        v2[0] = 2;
+        assert_eq!(decode(&v2), Err(RecordError::Version(2)));
+        assert_eq!(decode(&rec[..3]), Err(RecordError::Truncated(3)));
+        assert_eq!(decode(&encode(b"")), Ok(&b""[..]));
+    }
+}
