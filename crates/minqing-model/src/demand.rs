@@ -3,8 +3,8 @@
 //! A demand (诉求) is an append-only log of events kept in an automerge map keyed
 //! by event id, so that events appended offline on several laptops are all kept
 //! after a merge. Its status is never stored: [`demand_status`] derives it from
-//! the merged events, deterministically. This issue knows only `opened` (受理);
-//! the workflow (直办, 转办, 督办, 反馈, 回访, 销号) adds kinds and fold rules.
+//! the merged events, deterministically; the fold and its rules live in
+//! [`crate::workflow`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +17,20 @@ use crate::id::Id;
 pub enum EventKind {
     /// 受理: the demand was taken down from the resident.
     Opened,
+    /// 直办: handled directly by the cadre.
+    Handled,
+    /// 转办: transferred to a department.
+    Transferred,
+    /// 督办: supervised.
+    Supervised,
+    /// 反馈: the answer was given to the resident.
+    Feedback,
+    /// 回访: the return visit, with satisfaction.
+    Revisited,
+    /// 销号: closed.
+    Closed,
+    /// 重开: reopened.
+    Reopened,
     /// A kind this version does not know, kept verbatim.
     Other(String),
 }
@@ -26,6 +40,13 @@ impl EventKind {
     pub fn as_key(&self) -> &str {
         match self {
             EventKind::Opened => "opened",
+            EventKind::Handled => "handled",
+            EventKind::Transferred => "transferred",
+            EventKind::Supervised => "supervised",
+            EventKind::Feedback => "feedback",
+            EventKind::Revisited => "revisited",
+            EventKind::Closed => "closed",
+            EventKind::Reopened => "reopened",
             EventKind::Other(s) => s,
         }
     }
@@ -34,6 +55,13 @@ impl EventKind {
     pub fn from_key(key: &str) -> EventKind {
         match key {
             "opened" => EventKind::Opened,
+            "handled" => EventKind::Handled,
+            "transferred" => EventKind::Transferred,
+            "supervised" => EventKind::Supervised,
+            "feedback" => EventKind::Feedback,
+            "revisited" => EventKind::Revisited,
+            "closed" => EventKind::Closed,
+            "reopened" => EventKind::Reopened,
             other => EventKind::Other(other.to_owned()),
         }
     }
@@ -42,6 +70,13 @@ impl EventKind {
     pub fn name(&self) -> &str {
         match self {
             EventKind::Opened => "受理",
+            EventKind::Handled => "直办",
+            EventKind::Transferred => "转办",
+            EventKind::Supervised => "督办",
+            EventKind::Feedback => "反馈",
+            EventKind::Revisited => "回访",
+            EventKind::Closed => "销号",
+            EventKind::Reopened => "重开",
             EventKind::Other(s) => s,
         }
     }
@@ -70,6 +105,14 @@ pub struct DemandEvent {
 pub enum DemandStatus {
     /// 受理: taken down, not yet handled.
     Accepted,
+    /// 办理中: handled directly or transferred, no answer yet.
+    InProgress,
+    /// 已反馈: the answer was given to the resident.
+    Answered,
+    /// 已回访: the return visit was made.
+    Revisited,
+    /// 已销号: closed.
+    Closed,
 }
 
 impl DemandStatus {
@@ -77,6 +120,10 @@ impl DemandStatus {
     pub fn name(self) -> &'static str {
         match self {
             DemandStatus::Accepted => "受理",
+            DemandStatus::InProgress => "办理中",
+            DemandStatus::Answered => "已反馈",
+            DemandStatus::Revisited => "已回访",
+            DemandStatus::Closed => "已销号",
         }
     }
 }
@@ -87,25 +134,23 @@ impl fmt::Display for DemandStatus {
     }
 }
 
-/// Orders events the way the fold reads them: by time, then id (ids break
-/// ties between laptops deterministically).
+/// Orders events the way the fold reads them: the `opened` event first (a
+/// laptop whose clock is behind must not put a step before the 受理), then by
+/// time, then id (ids break ties between laptops deterministically).
 pub fn sort_events(events: &mut [DemandEvent]) {
-    events.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+    events.sort_by(|a, b| {
+        (a.kind != EventKind::Opened, a.at_ms, &a.id).cmp(&(
+            b.kind != EventKind::Opened,
+            b.at_ms,
+            &b.id,
+        ))
+    });
 }
 
 /// Derives a demand's status from its merged event log: a pure function of the
 /// set of events, whatever order they arrive in.
 pub fn demand_status(events: &[DemandEvent]) -> DemandStatus {
-    let mut sorted = events.to_vec();
-    sort_events(&mut sorted);
-    let mut status = DemandStatus::Accepted;
-    for event in &sorted {
-        status = match (&event.kind, status) {
-            (EventKind::Opened, _) => DemandStatus::Accepted,
-            (EventKind::Other(_), s) => s,
-        };
-    }
-    status
+    crate::workflow::fold(events).status
 }
 
 #[cfg(test)]
@@ -127,7 +172,10 @@ mod tests {
     fn opened_demand_is_accepted_and_unknown_kinds_are_ignored() {
         let a = ev("aaaaaaaaaaaaaaaa", "opened", 1);
         let b = ev("bbbbbbbbbbbbbbbb", "escalated-by-future-version", 2);
-        assert_eq!(demand_status(std::slice::from_ref(&a)), DemandStatus::Accepted);
+        assert_eq!(
+            demand_status(std::slice::from_ref(&a)),
+            DemandStatus::Accepted
+        );
         assert_eq!(
             demand_status(&[b.clone(), a.clone()]),
             DemandStatus::Accepted

@@ -12,6 +12,12 @@ pub mod text;
 pub mod validate;
 pub mod view;
 pub mod village;
+pub mod workflow;
+
+// Helpers shared by unit tests; not every test module uses every helper.
+#[cfg(test)]
+#[allow(dead_code)]
+mod testkit;
 
 pub use demand::{DemandEvent, DemandStatus, EventKind, demand_status};
 pub use error::ModelError;
@@ -27,4 +33,7 @@ pub use view::{
 pub use village::{
     Author, NewDemand, NewHousehold, NewResident, NewVisit, RecordKind, ResidentEdit, Village,
     new_village, skeleton,
+};
+pub use workflow::{
+    Department, Fold, Refusal, Satisfaction, Step, Transition, WorkflowError, WorkflowView, fold,
 };

@@ -127,13 +127,23 @@ pub struct DemandView {
     pub text: String,
     /// Status derived from the events, in Chinese (受理, ...).
     pub status: String,
+    /// Department of the latest valid 转办, if any.
+    pub department: Option<String>,
+    /// Due date (`YYYY-MM-DD`) of the latest valid 转办, if it had one.
+    pub due: Option<String>,
+    /// Satisfaction of the latest valid 回访 (满意 / 基本满意 / 不满意).
+    pub satisfaction: Option<String>,
+    /// When it was closed (RFC 3339, UTC), if it is 已销号.
+    pub closed_at: Option<String>,
+    /// How many events are flagged (kept but not applied by the fold).
+    pub flagged: usize,
     /// When it was opened (RFC 3339, UTC).
     pub opened_at: String,
     /// The cadre who opened it.
     pub cadre: String,
     /// Device that opened it.
     pub device_id: String,
-    /// The event log, oldest first.
+    /// The event log in fold order (受理 first, then by time).
     pub events: Vec<EventView>,
 }
 
@@ -154,6 +164,9 @@ pub struct EventView {
     pub device_id: String,
     /// Payload fields, if any.
     pub fields: BTreeMap<String, String>,
+    /// Why the fold did not apply this event (a concurrent step made it
+    /// invalid), or `null` if it was applied.
+    pub flag: Option<String>,
 }
 
 /// Formats unix milliseconds as RFC 3339 in UTC with milliseconds

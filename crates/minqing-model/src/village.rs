@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use minqing_sync::DocId;
 use rand::Rng;
 
-use crate::demand::{DemandEvent, EventKind, demand_status, sort_events};
+use crate::demand::{DemandEvent, EventKind, sort_events};
 use crate::error::ModelError;
 use crate::id::{Id, IdPrefix};
 use crate::validate::{
@@ -536,8 +536,7 @@ impl Village {
     pub fn demand(&self, id: &Id) -> Option<DemandView> {
         let obj = self.record(RecordKind::Demand, id)?;
         let s = |k| get_str(&self.doc, &obj, k);
-        let events = self.demand_events(id);
-        let status = demand_status(&events);
+        let fold = crate::workflow::fold(&self.demand_events(id));
         Some(DemandView {
             id: id.to_string(),
             resident_id: s("resident_id").unwrap_or_default(),
@@ -545,20 +544,27 @@ impl Village {
             village_id: self.id.to_string(),
             category: s("category").unwrap_or_default(),
             text: s("text").unwrap_or_default(),
-            status: status.name().to_owned(),
+            status: fold.status.name().to_owned(),
+            department: fold.department.clone(),
+            due: fold.due.map(|d| d.format("%Y-%m-%d").to_string()),
+            satisfaction: fold.satisfaction.map(|s| s.as_str().to_owned()),
+            closed_at: fold.closed_at_ms.map(rfc3339_ms),
+            flagged: fold.flagged().count(),
             opened_at: rfc3339_ms(get_i64(&self.doc, &obj, "opened_at").unwrap_or(0)),
             cadre: s("cadre").unwrap_or_default(),
             device_id: s("device_id").unwrap_or_default(),
-            events: events
+            events: fold
+                .steps
                 .into_iter()
-                .map(|e| EventView {
-                    id: e.id.to_string(),
-                    kind: e.kind.as_key().to_owned(),
-                    kind_name: e.kind.name().to_owned(),
-                    at: rfc3339_ms(e.at_ms),
-                    cadre: e.cadre,
-                    device_id: e.device_id,
-                    fields: e.fields,
+                .map(|step| EventView {
+                    id: step.event.id.to_string(),
+                    kind: step.event.kind.as_key().to_owned(),
+                    kind_name: step.event.kind.name().to_owned(),
+                    at: rfc3339_ms(step.event.at_ms),
+                    cadre: step.event.cadre,
+                    device_id: step.event.device_id,
+                    fields: step.event.fields,
+                    flag: step.flag,
                 })
                 .collect(),
         })
