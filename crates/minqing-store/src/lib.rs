@@ -400,6 +400,16 @@ impl SledStorage {
     }
 
     fn compact_inner(&self, doc: &DocId) -> Result<bool, StoreError> {
+        self.compact_inner_with(doc, &mut || {})
+    }
+
+    /// Compaction, with `between` run after the document was read and saved
+    /// and before the transaction (tests use it to write in that window).
+    fn compact_inner_with(
+        &self,
+        doc: &DocId,
+        between: &mut dyn FnMut(),
+    ) -> Result<bool, StoreError> {
         let _guard = lock(&self.inner.maintenance);
         let loaded = self.read_doc(doc)?;
         if loaded.chunks.is_empty() {
@@ -428,6 +438,7 @@ impl SledStorage {
         let key = doc.as_str().as_bytes();
         let old = loaded.snapshot.clone();
         let chunk_keys: Vec<sled::IVec> = loaded.chunks.iter().map(|(k, _)| k.clone()).collect();
+        between();
         let res = (&self.inner.snapshots, &self.inner.chunks).transaction(|(snaps, chunks)| {
             if snaps.get(key)? != old {
                 return Err(ConflictableTransactionError::Abort(CompactAbort::Changed));
@@ -636,5 +647,61 @@ impl Storage for SledStorage {
 
     fn flush(&self) -> Result<(), StorageError> {
         Ok(self.flush_inner()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT, ReadDoc};
+
+    #[test]
+    fn a_chunk_appended_after_compaction_read_its_chunks_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStorage::open(dir.path()).unwrap();
+        let v = DocId::new("V1").unwrap();
+        let mut am = AutoCommit::new();
+        let mut put = |store: &SledStorage, key: &str| {
+            let heads = am.get_heads();
+            am.put(ROOT, key, "走访").unwrap();
+            am.commit();
+            store.append(&v, &am.save_after(&heads)).unwrap();
+        };
+        for i in 0..3 {
+            put(&store, &format!("k{i}"));
+        }
+        let did = store
+            .compact_inner_with(&v, &mut || put(&store, "late"))
+            .unwrap();
+        assert!(did);
+        assert_eq!(store.stats(&v).unwrap().chunks, 1, "the late chunk is kept");
+        let loaded = minqing_sync::load_doc(&store, &v).unwrap().unwrap();
+        for key in ["k0", "k1", "k2", "late"] {
+            assert!(loaded.get(ROOT, key).unwrap().is_some(), "{key} is lost");
+        }
+    }
+
+    #[test]
+    fn compaction_gives_up_if_the_document_was_removed_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStorage::open(dir.path()).unwrap();
+        let v = DocId::new("V1").unwrap();
+        let mut am = AutoCommit::new();
+        am.put(ROOT, "k", "v").unwrap();
+        store.append(&v, &am.save()).unwrap();
+        // `remove` takes the maintenance lock, so delete the chunk directly,
+        // as a second process-level writer would.
+        let did = store
+            .compact_inner_with(&v, &mut || {
+                store.inner.chunks.remove(chunk_key(&v, 0)).unwrap();
+            })
+            .unwrap();
+        assert!(!did);
+        assert_eq!(
+            store.load(&v).unwrap(),
+            None,
+            "compaction must not resurrect it"
+        );
     }
 }
