@@ -6,6 +6,7 @@
 //! `automerge::AutoCommit` values handed to it.
 
 pub mod demand;
+pub mod duty;
 pub mod error;
 pub mod id;
 pub mod text;
@@ -20,6 +21,7 @@ pub mod workflow;
 mod testkit;
 
 pub use demand::{DemandEvent, DemandStatus, EventKind, demand_status};
+pub use duty::{DutyError, LeaveReason, LeaveStatus, LeaveView, month_of, settle_leaves};
 pub use error::ModelError;
 pub use id::{Id, IdError, IdPrefix};
 pub use validate::{
