@@ -1,0 +1,470 @@
+//! Report output: one [`Table`] type (title, Chinese column headers, typed
+//! cells) rendered as a readable text table (CJK-width aware), as CSV, and as
+//! an `.xlsx` workbook with one sheet per table.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use rust_xlsxwriter::{Format, Workbook};
+use serde::Serialize;
+
+/// Longest column drawn in text and xlsx output, in display columns; longer
+/// text is cut with `…` in the text table only.
+pub const MAX_COLUMN_WIDTH: usize = 60;
+/// Most rows written to one table (a bound on report size).
+pub const MAX_ROWS: usize = 1_000_000;
+
+/// One cell of a table.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Cell {
+    /// Text.
+    Text(String),
+    /// A whole number.
+    Int(i64),
+    /// A decimal number, shown with two decimals.
+    Float(f64),
+    /// A ratio 0..1, shown as a percentage with one decimal.
+    Percent(f64),
+    /// Nothing.
+    Empty,
+}
+
+impl Cell {
+    /// A text cell.
+    pub fn text(s: impl Into<String>) -> Cell {
+        Cell::Text(s.into())
+    }
+
+    /// An integer cell from a count.
+    pub fn count(n: usize) -> Cell {
+        Cell::Int(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+
+    /// How the cell reads in text and CSV output.
+    pub fn display(&self) -> String {
+        match self {
+            Cell::Text(s) => s.clone(),
+            Cell::Int(n) => n.to_string(),
+            Cell::Float(x) => format!("{x:.2}"),
+            Cell::Percent(x) => format!("{:.1}%", x * 100.0),
+            Cell::Empty => String::new(),
+        }
+    }
+
+    fn is_number(&self) -> bool {
+        matches!(self, Cell::Int(_) | Cell::Float(_) | Cell::Percent(_))
+    }
+}
+
+/// A titled table with column headers and rows of typed cells.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Table {
+    /// The title (the sheet name in xlsx, a heading in text and CSV).
+    pub title: String,
+    /// Column headers.
+    pub columns: Vec<String>,
+    /// Rows; each as long as `columns` (shorter rows are padded when drawn).
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// Errors writing a report file.
+#[derive(Debug, thiserror::Error)]
+pub enum SheetError {
+    /// The file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CSV writer failed.
+    #[error("cannot write CSV {path}: {source}")]
+    Csv {
+        /// The file.
+        path: String,
+        /// Why.
+        source: csv::Error,
+    },
+    /// The xlsx writer failed.
+    #[error("cannot write spreadsheet {path}: {source}")]
+    Xlsx {
+        /// The file.
+        path: String,
+        /// Why.
+        source: rust_xlsxwriter::XlsxError,
+    },
+    /// A table has more rows than [`MAX_ROWS`].
+    #[error("table {title:?} has {rows} rows; at most {MAX_ROWS} can be written")]
+    TooManyRows {
+        /// The table.
+        title: String,
+        /// Its rows.
+        rows: usize,
+    },
+}
+
+/// Display width of a character in a terminal: 2 for CJK and full-width
+/// forms, 0 for control characters, 1 otherwise.
+pub fn char_width(c: char) -> usize {
+    let u = c as u32;
+    if c.is_control() {
+        0
+    } else if matches!(u,
+        0x1100..=0x115F
+        | 0x2E80..=0x303E
+        | 0x3041..=0x33FF
+        | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF
+        | 0xA000..=0xA4CF
+        | 0xAC00..=0xD7A3
+        | 0xF900..=0xFAFF
+        | 0xFE30..=0xFE4F
+        | 0xFF00..=0xFF60
+        | 0xFFE0..=0xFFE6
+        | 0x20000..=0x3FFFD)
+    {
+        2
+    } else {
+        1
+    }
+}
+
+/// Display width of a string (see [`char_width`]).
+pub fn str_width(s: &str) -> usize {
+    s.chars().map(char_width).sum()
+}
+
+/// Cuts `s` to at most `max` display columns, ending with `…` if cut.
+fn clip(s: &str, max: usize) -> String {
+    if str_width(s) <= max {
+        return s.to_owned();
+    }
+    let mut out = String::new();
+    let mut w = 0;
+    for c in s.chars() {
+        let cw = char_width(c);
+        if w + cw + 1 > max {
+            break;
+        }
+        out.push(c);
+        w += cw;
+    }
+    out.push('…');
+    out
+}
+
+fn pad(s: &str, width: usize, right: bool) -> String {
+    let fill = " ".repeat(width.saturating_sub(str_width(s)));
+    if right {
+        format!("{fill}{s}")
+    } else {
+        format!("{s}{fill}")
+    }
+}
+
+impl Table {
+    /// A table with a title and headers, and no rows yet.
+    pub fn new(title: impl Into<String>, columns: &[&str]) -> Table {
+        Table {
+            title: title.into(),
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Appends a row.
+    pub fn push(&mut self, row: Vec<Cell>) {
+        self.rows.push(row);
+    }
+
+    fn cell(&self, row: usize, col: usize) -> &Cell {
+        self.rows
+            .get(row)
+            .and_then(|r| r.get(col))
+            .unwrap_or(&Cell::Empty)
+    }
+
+    /// The readable text table: the title, then aligned columns (numbers to
+    /// the right), two spaces apart, widths counted in display columns.
+    pub fn render(&self) -> String {
+        let cells: Vec<Vec<String>> = (0..self.rows.len())
+            .map(|r| {
+                (0..self.columns.len())
+                    .map(|c| clip(&self.cell(r, c).display(), MAX_COLUMN_WIDTH))
+                    .collect()
+            })
+            .collect();
+        let widths: Vec<usize> = (0..self.columns.len())
+            .map(|c| {
+                cells
+                    .iter()
+                    .map(|r| str_width(&r[c]))
+                    .chain([str_width(&self.columns[c])])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        let line = |parts: Vec<String>| parts.join("  ").trim_end().to_owned();
+        out.push_str(&self.title);
+        out.push('\n');
+        out.push_str(&line(
+            self.columns
+                .iter()
+                .zip(&widths)
+                .map(|(h, w)| pad(h, *w, false))
+                .collect(),
+        ));
+        out.push('\n');
+        out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect()));
+        out.push('\n');
+        if self.rows.is_empty() {
+            out.push_str("(none)\n");
+        }
+        for (r, row) in cells.iter().enumerate() {
+            let parts = row
+                .iter()
+                .enumerate()
+                .map(|(c, s)| pad(s, widths[c], self.cell(r, c).is_number()))
+                .collect();
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "{}", line(parts));
+        }
+        out
+    }
+}
+
+/// Renders several tables one after another, separated by a blank line.
+pub fn render_tables(tables: &[Table]) -> String {
+    tables
+        .iter()
+        .map(Table::render)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn check_rows(tables: &[Table]) -> Result<(), SheetError> {
+    match tables.iter().find(|t| t.rows.len() > MAX_ROWS) {
+        Some(t) => Err(SheetError::TooManyRows {
+            title: t.title.clone(),
+            rows: t.rows.len(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Writes the tables to one CSV file (UTF-8 with a byte-order mark, so that
+/// Excel and WPS read the Chinese correctly). Each table is a one-cell title
+/// row, a header row and its rows; tables are separated by an empty row.
+/// Percentages are written as `95.0%`.
+pub fn write_csv(tables: &[Table], path: &Path) -> Result<(), SheetError> {
+    check_rows(tables)?;
+    let shown = path.display().to_string();
+    let io = |source| SheetError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let csv_err = |source| SheetError::Csv {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = std::fs::File::create(path).map_err(io)?;
+    std::io::Write::write_all(&mut file, "\u{feff}".as_bytes()).map_err(io)?;
+    let mut w = csv::WriterBuilder::new().flexible(true).from_writer(file);
+    for (i, t) in tables.iter().enumerate() {
+        if i > 0 {
+            w.write_record([""]).map_err(csv_err)?;
+        }
+        w.write_record([t.title.as_str()]).map_err(csv_err)?;
+        w.write_record(&t.columns).map_err(csv_err)?;
+        for r in 0..t.rows.len() {
+            let rec: Vec<String> = (0..t.columns.len())
+                .map(|c| t.cell(r, c).display())
+                .collect();
+            w.write_record(&rec).map_err(csv_err)?;
+        }
+    }
+    let mut file = w.into_inner().map_err(|e| io(e.into_error()))?;
+    std::io::Write::flush(&mut file).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(())
+}
+
+/// A valid, unique sheet name for a title: no `[]:*?/\`, at most 31
+/// characters.
+fn sheet_name(title: &str, taken: &[String]) -> String {
+    let clean: String = title
+        .chars()
+        .filter(|c| !matches!(c, '[' | ']' | ':' | '*' | '?' | '/' | '\\'))
+        .collect();
+    let clean = clean.trim_matches('\'').trim();
+    let base: String = if clean.is_empty() {
+        "Sheet".to_owned()
+    } else {
+        clean.chars().take(31).collect()
+    };
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken.iter().any(|t| t.eq_ignore_ascii_case(&name)) {
+        let suffix = format!(" ({n})");
+        let keep = 31usize.saturating_sub(suffix.chars().count());
+        name = format!("{}{suffix}", base.chars().take(keep).collect::<String>());
+        n += 1;
+    }
+    name
+}
+
+/// Writes the tables to an `.xlsx` workbook: one sheet per table, named after
+/// its title, the header in the first row (bold, frozen), numbers as numbers,
+/// percentages as numbers with a `0.0%` format, column widths set to fit.
+pub fn write_xlsx(tables: &[Table], path: &Path) -> Result<(), SheetError> {
+    check_rows(tables)?;
+    let shown = path.display().to_string();
+    let xl = |source| SheetError::Xlsx {
+        path: shown.clone(),
+        source,
+    };
+    let mut book = Workbook::new();
+    let bold = Format::new().set_bold();
+    let percent = Format::new().set_num_format("0.0%");
+    let decimal = Format::new().set_num_format("0.00");
+    let mut names: Vec<String> = Vec::new();
+    for t in tables {
+        let name = sheet_name(&t.title, &names);
+        let sheet = book.add_worksheet();
+        sheet.set_name(name.as_str()).map_err(xl)?;
+        names.push(name);
+        for (c, h) in t.columns.iter().enumerate() {
+            let col = u16::try_from(c).unwrap_or(u16::MAX);
+            sheet
+                .write_string_with_format(0, col, h, &bold)
+                .map_err(xl)?;
+            let width = (0..t.rows.len())
+                .map(|r| str_width(&t.cell(r, c).display()))
+                .chain([str_width(h)])
+                .max()
+                .unwrap_or(8)
+                .clamp(6, MAX_COLUMN_WIDTH);
+            // Widths are whole display columns, well within f64.
+            sheet
+                .set_column_width(col, (width + 2) as f64)
+                .map_err(xl)?;
+        }
+        for r in 0..t.rows.len() {
+            // `check_rows` bounds rows far below u32::MAX.
+            let row = u32::try_from(r + 1).unwrap_or(u32::MAX);
+            for c in 0..t.columns.len() {
+                let col = u16::try_from(c).unwrap_or(u16::MAX);
+                match t.cell(r, c) {
+                    Cell::Text(s) => {
+                        sheet.write_string(row, col, s.as_str()).map_err(xl)?;
+                    }
+                    // Report counts are far below 2^53: exact as f64.
+                    Cell::Int(n) => {
+                        sheet.write_number(row, col, *n as f64).map_err(xl)?;
+                    }
+                    Cell::Float(x) => {
+                        sheet
+                            .write_number_with_format(row, col, *x, &decimal)
+                            .map_err(xl)?;
+                    }
+                    Cell::Percent(x) => {
+                        sheet
+                            .write_number_with_format(row, col, *x, &percent)
+                            .map_err(xl)?;
+                    }
+                    Cell::Empty => {}
+                }
+            }
+        }
+        sheet.set_freeze_panes(1, 0).map_err(xl)?;
+    }
+    book.save(path).map_err(xl)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calamine::{Data, Reader, open_workbook_auto};
+
+    fn sample() -> Vec<Table> {
+        let mut a = Table::new("月度走访", &["干部", "走访次数", "覆盖率", "平均"]);
+        a.push(vec![
+            Cell::text("李书记"),
+            Cell::Int(12),
+            Cell::Percent(0.75),
+            Cell::Float(1.5),
+        ]);
+        a.push(vec![Cell::text("Wang"), Cell::Int(3), Cell::Percent(0.0)]);
+        let b = Table::new("月度走访", &["类别"]);
+        vec![a, b]
+    }
+
+    #[test]
+    fn widths_count_cjk_as_two_columns() {
+        assert_eq!(str_width("李书记"), 6);
+        assert_eq!(str_width("ab"), 2);
+        assert_eq!(str_width("１２"), 4);
+        assert_eq!(str_width("a\u{3000}b"), 4);
+        assert_eq!(clip("一二三四五", 7), "一二三…");
+    }
+
+    #[test]
+    fn text_tables_align_chinese_and_numbers() {
+        let text = sample()[0].render();
+        let expected = "\
+月度走访
+干部    走访次数  覆盖率  平均
+------  --------  ------  ----
+李书记        12   75.0%  1.50
+Wang           3    0.0%
+";
+        assert_eq!(text, expected);
+        assert!(render_tables(&sample()).contains("\n\n月度走访\n类别\n----\n(none)\n"));
+    }
+
+    #[test]
+    fn csv_has_a_bom_titles_and_percentages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        write_csv(&sample(), &path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "\u{feff}月度走访\n干部,走访次数,覆盖率,平均\n李书记,12,75.0%,1.50\nWang,3,0.0%,\n\"\"\n月度走访\n类别\n"
+        );
+    }
+
+    #[test]
+    fn xlsx_reads_back_with_calamine() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.xlsx");
+        write_xlsx(&sample(), &path).unwrap();
+        let mut book = open_workbook_auto(&path).unwrap();
+        assert_eq!(book.sheet_names(), ["月度走访", "月度走访 (2)"]);
+        let range = book.worksheet_range("月度走访").unwrap();
+        assert_eq!(range.get((0, 0)), Some(&Data::String("干部".into())));
+        assert_eq!(range.get((0, 2)), Some(&Data::String("覆盖率".into())));
+        assert_eq!(range.get((1, 0)), Some(&Data::String("李书记".into())));
+        assert_eq!(range.get((1, 1)), Some(&Data::Float(12.0)));
+        assert_eq!(range.get((1, 2)), Some(&Data::Float(0.75)));
+        assert_eq!(range.get((1, 3)), Some(&Data::Float(1.5)));
+        assert_eq!(range.get((2, 1)), Some(&Data::Float(3.0)));
+        assert_eq!(range.height(), 3);
+        let empty = book.worksheet_range("月度走访 (2)").unwrap();
+        assert_eq!(empty.get((0, 0)), Some(&Data::String("类别".into())));
+        assert_eq!(empty.height(), 1);
+    }
+
+    #[test]
+    fn sheet_names_are_cleaned_and_unique() {
+        let taken = vec!["台账".to_owned()];
+        assert_eq!(sheet_name("台账", &taken), "台账 (2)");
+        assert_eq!(sheet_name("a/b:c?", &[]), "abc");
+        assert_eq!(sheet_name("", &[]), "Sheet");
+        assert_eq!(sheet_name(&"长".repeat(40), &[]).chars().count(), 31);
+    }
+}
