@@ -9,6 +9,7 @@ pub mod demand;
 pub mod duty;
 pub mod error;
 pub mod id;
+pub mod report;
 pub mod sheet;
 pub mod text;
 pub mod validate;
@@ -25,6 +26,10 @@ pub use demand::{DemandEvent, DemandStatus, EventKind, demand_status};
 pub use duty::{DutyError, LeaveReason, LeaveStatus, LeaveView, month_of, settle_leaves};
 pub use error::ModelError;
 pub use id::{Id, IdError, IdPrefix};
+pub use report::{
+    CadreMonth, GroupCount, LedgerReport, MonthlyReport, OverdueDemand, ledger_report, local_date,
+    monthly_report,
+};
 pub use sheet::{Cell, SheetError, Table, render_tables, write_csv, write_xlsx};
 pub use validate::{
     Address, Category, DemandText, Gender, HouseholdNumber, IdCardNumber, Month, Note, PersonName,
