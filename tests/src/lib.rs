@@ -193,3 +193,269 @@ impl Home {
         self.minqing(&["init", "--cadre", cadre]).id()
     }
 }
+
+impl Home {
+    /// `minqing init --bundle FILE` on this home; returns the device id.
+    pub fn init_bundle(&self, bundle: &Path) -> String {
+        let bundle = bundle.to_str().expect("temporary paths are UTF-8");
+        self.minqing(&["init", "--bundle", bundle]).id()
+    }
+
+    /// Every regular file under this home, with its raw bytes.
+    pub fn files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        files_under(self.path())
+    }
+}
+
+/// Every regular file under `dir` (recursively) with its raw bytes.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(p),
+                Ok(t) if t.is_file() => {
+                    if let Ok(bytes) = std::fs::read(&p) {
+                        out.push((p, bytes));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A free UDP port on 127.0.0.1 (free when asked; another process could take it later).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a UDP socket can be bound on 127.0.0.1")
+        .port()
+}
+
+/// Sends `signal` (e.g. "TERM", "KILL") to a process with kill(1).
+pub fn send_signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A `minqing-relay` home in a temporary directory, listening on a free port of
+/// 127.0.0.1, with its `serve` process (when started). The process is killed
+/// when the value is dropped.
+pub struct Relay {
+    dir: tempfile::TempDir,
+    /// The address `serve` listens on and bundles name.
+    pub addr: String,
+    server: Option<std::process::Child>,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Relay {
+    /// `minqing-relay init --name NAME --listen 127.0.0.1:<free port>`.
+    pub fn init(name: &str) -> Relay {
+        Relay::init_at(name, &format!("127.0.0.1:{}", free_udp_port()))
+    }
+
+    /// `minqing-relay init --name NAME --listen ADDR`.
+    pub fn init_at(name: &str, addr: &str) -> Relay {
+        let relay = Relay {
+            dir: tempfile::Builder::new()
+                .prefix("minqing-relay-e2e-")
+                .tempdir()
+                .expect("a temporary directory can be created"),
+            addr: addr.to_owned(),
+            server: None,
+            log: Default::default(),
+        };
+        relay.run(&["init", "--name", name, "--listen", addr]).ok();
+        relay
+    }
+
+    /// A copy of a stopped relay's home (same CA, registry and store), for
+    /// repeating a scenario from the same starting point.
+    pub fn copy_of(other: &Relay) -> Relay {
+        assert!(other.server.is_none(), "copy a stopped relay only");
+        let relay = Relay {
+            dir: tempfile::Builder::new()
+                .prefix("minqing-relay-e2e-")
+                .tempdir()
+                .expect("a temporary directory can be created"),
+            addr: other.addr.clone(),
+            server: None,
+            log: Default::default(),
+        };
+        copy_dir(&other.home(), &relay.home());
+        relay
+    }
+
+    /// The relay's home directory.
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("relay")
+    }
+
+    /// A `minqing-relay --home <home> ARGS` command, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = command("minqing-relay");
+        cmd.arg("--home").arg(self.home()).args(args);
+        cmd
+    }
+
+    /// Runs `minqing-relay --home <home> ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self
+            .command(args)
+            .output()
+            .expect("minqing-relay can be started");
+        Run::new(format!("minqing-relay {}", args.join(" ")), out)
+    }
+
+    /// `village add --id ID --name NAME`.
+    pub fn village_add(&self, id: &str, name: &str) {
+        self.run(&["village", "add", "--id", id, "--name", name])
+            .ok();
+    }
+
+    /// `enroll --cadre CADRE --villages VILLAGES`; returns the device id and
+    /// the bundle's path (inside the relay's temporary directory).
+    pub fn enroll(&self, cadre: &str, villages: &str) -> (String, PathBuf) {
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let path = self.dir.path().join(format!("device-{n}.bundle"));
+        let id = self
+            .run(&[
+                "enroll",
+                "--cadre",
+                cadre,
+                "--villages",
+                villages,
+                "--out",
+                path.to_str().expect("temporary paths are UTF-8"),
+            ])
+            .id();
+        (id, path)
+    }
+
+    /// `audit --json`, parsed.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        match self.run(&["audit", "--json"]).json() {
+            serde_json::Value::Array(a) => a,
+            other => panic!("audit --json is not an array: {other}"),
+        }
+    }
+
+    /// Starts `serve` and waits (up to 30 s) until it prints that it listens.
+    pub fn start(&mut self) {
+        assert!(self.server.is_none(), "the relay is already running");
+        let mut child = self
+            .command(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("minqing-relay serve can be started");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            // Keep draining so the relay never blocks on a full pipe.
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        if rx.recv_timeout(std::time::Duration::from_secs(30)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("minqing-relay serve did not listen:\n{}", self.log());
+        }
+        self.server = Some(child);
+    }
+
+    /// What `serve` printed on stderr so far (all runs).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether `serve` was started and not stopped.
+    pub fn is_running(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// SIGKILL, then wait for the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM; waits up to 20 s for a graceful exit (then SIGKILL). Returns
+    /// whether the relay exited on its own with status 0.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.server.take() else {
+            return false;
+        };
+        send_signal(child.id(), "TERM");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Copies a directory tree (regular files and directories only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("the copy's directory can be created");
+    for e in std::fs::read_dir(from).expect("the directory to copy is readable") {
+        let e = e.expect("a directory entry is readable");
+        let target = to.join(e.file_name());
+        let t = e.file_type().expect("a file type is readable");
+        if t.is_dir() {
+            copy_dir(&e.path(), &target);
+        } else if t.is_file() {
+            std::fs::copy(e.path(), &target).expect("a file can be copied");
+        }
+    }
+}
+
+impl Home {
+    /// A copy of another (not running) home: same device identity and data.
+    pub fn copy_of(other: &Home) -> Home {
+        let home = Home::new();
+        copy_dir(other.path(), home.path());
+        home
+    }
+}

@@ -80,6 +80,9 @@ pub struct SyncArgs {
     /// Stay up: sync after local writes and whenever the relay is reachable again.
     #[arg(long)]
     pub watch: bool,
+    /// With --watch: also sync at least this often, to bring other laptops' writes.
+    #[arg(long, default_value_t = 30, value_name = "SECS", requires = "watch")]
+    pub interval: u64,
 }
 
 /// `minqing village ...`.

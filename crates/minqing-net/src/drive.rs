@@ -2,6 +2,7 @@
 //! stream: read bytes, feed the session, persist and flush what it produced, and
 //! only then send its frames.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use minqing_sync::{
@@ -34,44 +35,86 @@ async fn transmit(
     Ok(())
 }
 
+/// What one input did to a relay session, computed off the async runtime.
+struct RelayStep {
+    session: RelaySession,
+    result: Result<(), minqing_sync::SessionError>,
+    events: Vec<RelayEvent>,
+    frames: Vec<Vec<u8>>,
+}
+
 /// Runs the relay side of a session on an accepted stream until the device says
 /// `Bye`, the stream ends or an error occurs. Every event is passed to
 /// `on_event` (audit refusals, record the outcome); the host's storage is
 /// flushed before any frame produced by the same input is sent.
+///
+/// The CPU and disk work of each input (decoding, applying changes to the
+/// documents, generating sync messages, the flush) runs on tokio's blocking
+/// pool (`spawn_blocking`), never on the runtime's worker threads, so that many
+/// devices syncing at once do not stall the endpoint or each other's network
+/// I/O. The session moves into the blocking task and back for each input.
 pub async fn run_relay_session(
     send: &mut SendStream,
     recv: &mut RecvStream,
-    session: &mut RelaySession,
-    host: &(dyn DocHost + Sync),
-    storage: &dyn Storage,
+    session: RelaySession,
+    host: Arc<dyn DocHost + Send + Sync>,
+    storage: Arc<dyn Storage>,
     on_event: &mut (dyn FnMut(RelayEvent) + Send),
 ) -> Result<(), NetError> {
     let peer = session.device().to_owned();
+    let mut session = Some(session);
     loop {
         let chunk = recv
             .read_chunk(READ_CHUNK, true)
             .await
             .map_err(|e| map_read_error(&e, &peer))?;
         let Some(chunk) = chunk else {
-            if session.is_closed() {
+            if session.as_ref().is_some_and(RelaySession::is_closed) {
                 return Ok(());
             }
             return Err(NetError::ConnectionLost(
                 "the device ended the stream before the session finished".into(),
             ));
         };
-        let result = session.handle_input(&chunk.bytes, host);
-        while let Some(ev) = session.poll_event() {
+        let Some(mut s) = session.take() else {
+            // The session is put back after every step; a missing one means the
+            // previous step's task failed, which returned early.
+            return Err(NetError::Session("session state lost".into()));
+        };
+        let (host, storage) = (host.clone(), storage.clone());
+        let step = tokio::task::spawn_blocking(move || -> Result<RelayStep, NetError> {
+            let result = s.handle_input(&chunk.bytes, &*host);
+            let mut events = Vec::new();
+            while let Some(ev) = s.poll_event() {
+                events.push(ev);
+            }
+            // Durable before anything that acknowledges it leaves.
+            storage.flush().map_err(storage_err)?;
+            let mut frames = Vec::new();
+            while let Some(f) = s.poll_transmit() {
+                frames.push(f);
+            }
+            Ok(RelayStep {
+                session: s,
+                result,
+                events,
+                frames,
+            })
+        })
+        .await
+        .map_err(|e| NetError::Session(format!("the session's worker failed: {e}")))??;
+        for ev in step.events {
             on_event(ev);
         }
-        // Durable before anything that acknowledges it leaves.
-        storage.flush().map_err(storage_err)?;
-        transmit(send, || session.poll_transmit(), &peer).await?;
-        if let Err(e) = result {
+        let mut frames = step.frames.into_iter();
+        transmit(send, || frames.next(), &peer).await?;
+        if let Err(e) = step.result {
             let _ = send.finish();
             return Err(NetError::Session(e.to_string()));
         }
-        if session.is_closed() {
+        let closed = step.session.is_closed();
+        session = Some(step.session);
+        if closed {
             let _ = send.finish();
             // Let the device read the end of our stream; it closes the connection.
             let _ = tokio::time::timeout(LINGER, recv.read_to_end(0)).await;

@@ -145,8 +145,9 @@ pub async fn connect(bundle: &Bundle, opts: ConnectOptions) -> Result<DeviceConn
 }
 
 /// Turns a quinn connection error into a [`NetError`] a cadre can act on:
-/// a TLS alert or the relay's refusal code becomes [`NetError::Refused`],
-/// a timeout or reset [`NetError::Unreachable`].
+/// a TLS alert from the relay or its refusal code becomes [`NetError::Refused`],
+/// a TLS failure raised here (the relay's certificate is not the bundle's
+/// relay's) [`NetError::WrongRelay`], a timeout or reset [`NetError::Unreachable`].
 pub fn map_connection_error(e: &quinn::ConnectionError, addr: &str) -> NetError {
     use quinn::ConnectionError as C;
     match e {
@@ -158,10 +159,15 @@ pub fn map_connection_error(e: &quinn::ConnectionError, addr: &str) -> NetError 
                 NetError::ConnectionLost(close.to_string())
             }
         }
+        // Raised by this side: a TLS failure here means the relay's certificate
+        // did not pass our check (the relay refusing us arrives as ConnectionClosed).
         C::TransportError(t) => {
             let code = u64::from(t.code);
             if (0x100..=0x1ff).contains(&code) {
-                NetError::Refused(format!("{REFUSED_MESSAGE} ({t})"))
+                NetError::WrongRelay {
+                    addr: addr.to_owned(),
+                    detail: t.to_string(),
+                }
             } else {
                 NetError::ConnectionLost(t.to_string())
             }

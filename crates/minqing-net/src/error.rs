@@ -21,6 +21,18 @@ pub enum NetError {
     /// The relay refused this device during or right after the TLS handshake.
     #[error("{0}")]
     Refused(String),
+    /// The relay did not prove it is the relay of this laptop's bundle (its
+    /// certificate is not signed by the bundle's CA, or names another server).
+    /// Nothing was sent to it.
+    #[error(
+        "the relay at {addr} is not the relay this laptop was enrolled with ({detail}); nothing was sent to it: check the relay address, or ask the operator for a new enrolment bundle"
+    )]
+    WrongRelay {
+        /// The address tried.
+        addr: String,
+        /// What the TLS check said.
+        detail: String,
+    },
     /// The connection broke after it was established.
     #[error("the connection to the relay broke: {0}")]
     ConnectionLost(String),
@@ -72,5 +84,12 @@ impl NetError {
     /// Whether this error is the relay refusing the device (as opposed to the network failing).
     pub fn is_refused(&self) -> bool {
         matches!(self, NetError::Refused(_))
+    }
+
+    /// Whether trust failed in either direction: the relay refused this device
+    /// ([`NetError::Refused`]) or the device does not trust the relay
+    /// ([`NetError::WrongRelay`]). Retrying does not help; the operator must act.
+    pub fn is_trust_failure(&self) -> bool {
+        matches!(self, NetError::Refused(_) | NetError::WrongRelay { .. })
     }
 }

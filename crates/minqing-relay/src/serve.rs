@@ -11,7 +11,9 @@ use minqing_net::{
     CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, DeviceGate, ServerTls, quinn,
 };
 use minqing_store::SledStorage;
-use minqing_sync::{DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost};
+use minqing_sync::{
+    DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost,
+};
 use tracing::Instrument;
 
 use crate::admin::{actor, ensure_village_doc};
@@ -65,7 +67,7 @@ struct Relay {
     config: Config,
     devices: Arc<DeviceCache>,
     store: Arc<SledStorage>,
-    host: StorageDocHost,
+    host: Arc<StorageDocHost>,
     created: Mutex<BTreeSet<String>>,
     last_sync: Mutex<BTreeMap<String, String>>,
 }
@@ -135,7 +137,7 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
     let relay = Arc::new(Relay {
         home: home.clone(),
         devices: devices.clone(),
-        host: StorageDocHost::new(store.clone() as Arc<dyn Storage>),
+        host: Arc::new(StorageDocHost::new(store.clone() as Arc<dyn Storage>)),
         store: store.clone(),
         created: Mutex::new(BTreeSet::new()),
         last_sync: Mutex::new(home.last_sync()?),
@@ -178,6 +180,7 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
             }
         }
     }
+    while sessions.try_join_next().is_some() {}
     tracing::info!(open = sessions.len(), "shutting down: no new connections");
     eprintln!(
         "relay shutting down: waiting for {} session(s)",
@@ -244,9 +247,13 @@ async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming) {
     .await;
 }
 
-async fn serve_device(relay: &Relay, conn: &quinn::Connection, device: &Device) -> Result<()> {
-    if let Err(e) = relay.ensure_villages() {
-        tracing::error!("cannot create new village documents: {e:#}");
+async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Device) -> Result<()> {
+    let r = relay.clone();
+    let ensured = tokio::task::spawn_blocking(move || r.ensure_villages()).await;
+    match ensured {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("cannot create new village documents: {e:#}"),
+        Err(e) => tracing::error!("cannot create new village documents: {e}"),
     }
     let assignment: BTreeSet<DocId> = device
         .villages
@@ -261,23 +268,19 @@ async fn serve_device(relay: &Relay, conn: &quinn::Connection, device: &Device) 
         }
         Err(_) => anyhow::bail!("no sync stream within {} s", STREAM_WAIT.as_secs()),
     };
-    let mut session = RelaySession::new(
+    let session = RelaySession::new(
         SessionConfig::default(),
         &relay.config.name,
         &device.device_id,
         assignment,
     );
     let mut finished = false;
-    let device_id = device.device_id.clone();
+    // Refusals, audited after the session (off the runtime).
+    let mut refusals: Vec<(DocId, usize)> = Vec::new();
     let mut on_event = |ev: RelayEvent| match ev {
         RelayEvent::Refused { doc, change_bytes } => {
-            tracing::warn!(village = %doc, change_bytes, "refused a frame for an unassigned village");
-            relay.audit(
-                "refused_village",
-                &device_id,
-                Some(doc.as_str()),
-                format!("not assigned to this laptop; {change_bytes} bytes of changes not applied"),
-            );
+            tracing::info!(village = %doc, change_bytes, "refused a frame for an unassigned village");
+            refusals.push((doc, change_bytes));
         }
         RelayEvent::Applied { doc, changes } => {
             tracing::info!(village = %doc, changes, "applied changes");
@@ -291,23 +294,52 @@ async fn serve_device(relay: &Relay, conn: &quinn::Connection, device: &Device) 
             );
         }
     };
-    minqing_net::run_relay_session(
+    let result = minqing_net::run_relay_session(
         &mut send,
         &mut recv,
-        &mut session,
-        &relay.host,
-        &*relay.store,
+        session,
+        relay.host.clone(),
+        relay.store.clone(),
         &mut on_event,
     )
-    .await?;
-    if finished {
-        relay.record_sync(&device.device_id);
-        relay.audit(
-            "sync",
-            &device.device_id,
-            None,
-            format!("villages [{}]", device.villages.join(",")),
-        );
-    }
+    .await;
+    // The audit log and last-sync table are fsynced files: off the runtime too.
+    let r = relay.clone();
+    let device = device.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for (doc, change_bytes) in refusals {
+            if is_stale(&r, &device.device_id, &doc, change_bytes) {
+                tracing::info!(village = %doc, "stale village: no longer assigned, nothing new in it");
+                continue;
+            }
+            r.audit(
+                "refused_village",
+                &device.device_id,
+                Some(doc.as_str()),
+                format!("not assigned to this laptop; {change_bytes} bytes of changes not applied"),
+            );
+        }
+        if finished {
+            r.record_sync(&device.device_id);
+            r.audit(
+                "sync",
+                &device.device_id,
+                None,
+                format!("villages [{}]", device.villages.join(",")),
+            );
+        }
+    })
+    .await;
+    result?;
     Ok(())
+}
+
+/// Whether a refusal is only a village taken away from this laptop, mentioned
+/// once more in its first flight with no change in it: the relay synced that
+/// village with this device before (it holds their sync state), and the device
+/// removes its copy during this very session. Such a refusal is logged, not
+/// audited; a refusal carrying changes, or for a village this device never
+/// synced, is audited as `refused_village`.
+fn is_stale(relay: &Relay, device: &str, doc: &DocId, change_bytes: usize) -> bool {
+    change_bytes == 0 && matches!(relay.host.sync_state(device, doc), Ok(Some(_)))
 }

@@ -19,7 +19,7 @@ use crate::home::{Home, home_dir};
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = home_dir(cli.home)?;
     match cli.command {
-        Command::Sync(a) => return sync::sync(&Home::open(&dir)?, a.timeout, a.watch),
+        Command::Sync(a) => return sync::sync(Home::open(&dir)?, &a),
         Command::Status(j) => sync::status(&Home::open(&dir)?, j.json),
         Command::Init(args) if args.bundle.is_some() => sync::init_bundle(
             &dir,

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use minqing_net::{Bundle, ConnectOptions, NetError};
+use minqing_store::SledStorage;
 use minqing_sync::{DeviceEvent, DocOutcome, SessionConfig, SessionOutcome, Storage};
 use serde::Serialize;
 
+use crate::cli::SyncArgs;
 use crate::error::usage;
 use crate::home::{self, Home};
 use crate::output;
@@ -57,25 +59,75 @@ pub fn init_bundle(dir: &Path, bundle_path: &Path) -> anyhow::Result<()> {
     output::line(&bundle.device_id)
 }
 
-fn bundle(home: &Home) -> anyhow::Result<Bundle> {
-    let raw = home.store.meta_get(BUNDLE_KEY)?.ok_or_else(|| {
+fn bundle(store: &SledStorage) -> anyhow::Result<Bundle> {
+    let raw = store.meta_get(BUNDLE_KEY)?.ok_or_else(|| {
         usage("this laptop is not enrolled with a relay: set it up with `minqing init --bundle FILE` from the operator")
     })?;
     Bundle::from_json(std::str::from_utf8(&raw).unwrap_or_default()).map_err(anyhow::Error::from)
 }
 
-/// One sync pass; prints per-village outcomes.
-async fn pass(home: &Home, bundle: &Bundle, timeout: Duration) -> Result<SessionOutcome, NetError> {
-    let conn = minqing_net::connect(bundle, ConnectOptions { timeout }).await?;
-    let docs = minqing_net::device_docs(&home.store, &bundle.relay_name)?;
+/// Exit code when trust failed: the relay refused this laptop (revoked, not
+/// enrolled) or is not the relay of its bundle. Retrying will not help.
+pub const EXIT_REFUSED: u8 = 3;
+
+/// Where the store comes from during a pass: already open (one pass), or
+/// opened once connected and closed right after (watch mode, so that the
+/// cadre's own commands can use the store between passes).
+enum StoreSource<'a> {
+    Open(&'a SledStorage),
+    Dir(&'a Path),
+}
+
+/// One sync pass: connect, then run the session over the store. The outer
+/// error is local (the store); the inner one is the relay's or the network's.
+async fn pass(
+    source: StoreSource<'_>,
+    bundle: &Bundle,
+    timeout: Duration,
+) -> anyhow::Result<Result<(SessionOutcome, Vec<String>), NetError>> {
+    let conn = match minqing_net::connect(bundle, ConnectOptions { timeout }).await {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let opened;
+    let store = match source {
+        StoreSource::Open(s) => s,
+        StoreSource::Dir(dir) => {
+            opened = match home::open_store(dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    conn.close().await;
+                    return Err(e);
+                }
+            };
+            &opened
+        }
+    };
+    let result = session(&conn, store, bundle).await;
+    conn.close().await;
+    let out = match result {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    report(store)?;
+    Ok(Ok(out))
+}
+
+/// Runs the session on an open connection; the notices to print.
+async fn session(
+    conn: &minqing_net::DeviceConnection,
+    store: &SledStorage,
+    bundle: &Bundle,
+) -> Result<(SessionOutcome, Vec<String>), NetError> {
+    let docs = minqing_net::device_docs(store, &bundle.relay_name)?;
     let mut session =
         minqing_sync::DeviceSession::new(SessionConfig::default(), &bundle.device_id, docs)
             .map_err(|e| NetError::Session(e.to_string()))?;
     let mut notices = Vec::new();
     let out = minqing_net::run_device_session(
-        &conn,
+        conn,
         &mut session,
-        &home.store,
+        store,
         &bundle.relay_name,
         &mut |ev| {
             if let DeviceEvent::DocRemoved { doc } = ev {
@@ -85,17 +137,22 @@ async fn pass(home: &Home, bundle: &Bundle, timeout: Duration) -> Result<Session
             }
         },
     )
-    .await;
-    conn.close().await;
-    for n in notices {
-        let _ = output::line(&n);
-    }
-    out
+    .await?;
+    Ok((out, notices))
 }
 
-fn report(home: &Home, out: &SessionOutcome) -> anyhow::Result<bool> {
-    home.store.meta_put(LAST_SYNC_KEY, now().as_bytes())?;
-    home.store.flush()?;
+/// Records the time of a successful sync.
+fn report(store: &SledStorage) -> anyhow::Result<()> {
+    store.meta_put(LAST_SYNC_KEY, now().as_bytes())?;
+    store.flush()?;
+    Ok(())
+}
+
+/// Prints what a pass did; whether every village is in sync.
+fn print_outcome(out: &SessionOutcome, notices: &[String]) -> anyhow::Result<bool> {
+    for n in notices {
+        output::line(n)?;
+    }
     let mut all_ok = true;
     for (doc, o) in &out.docs {
         let what = match o {
@@ -112,68 +169,166 @@ fn report(home: &Home, out: &SessionOutcome) -> anyhow::Result<bool> {
     Ok(all_ok)
 }
 
-/// `minqing sync [--timeout SECS] [--watch]`.
-pub fn sync(home: &Home, timeout_secs: u64, watch: bool) -> anyhow::Result<std::process::ExitCode> {
-    let bundle = bundle(home)?;
-    let timeout = Duration::from_secs(timeout_secs.max(1));
+/// Prints a trust failure the way `main` prints errors; the exit code for it.
+fn refused(bundle: &Bundle, e: &NetError) -> std::process::ExitCode {
+    eprintln!("error: sync with relay {} failed: {e}", bundle.relay_name);
+    std::process::ExitCode::from(EXIT_REFUSED)
+}
+
+/// `minqing sync [--timeout SECS] [--watch [--interval SECS]]`.
+///
+/// Exit codes: 0 every assigned village in sync; 1 unreachable, connection
+/// broken, or a village refused; [`EXIT_REFUSED`] the relay refused this laptop
+/// or is not its relay; 2 usage (not enrolled with a relay).
+pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCode> {
+    let bundle = bundle(&home.store)?;
+    let timeout = Duration::from_secs(args.timeout.max(1));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    if !watch {
-        let out = rt
-            .block_on(pass(home, &bundle, timeout))
-            .with_context(|| format!("sync with relay {} failed", bundle.relay_name))?;
-        let ok = report(home, &out)?;
-        return Ok(if ok {
-            std::process::ExitCode::SUCCESS
-        } else {
-            std::process::ExitCode::from(1)
-        });
+    if !args.watch {
+        let context = || format!("sync with relay {} failed", bundle.relay_name);
+        return match rt.block_on(pass(StoreSource::Open(&home.store), &bundle, timeout))? {
+            Ok((out, notices)) => Ok(if print_outcome(&out, &notices)? {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            }),
+            Err(e) if e.is_trust_failure() => Ok(refused(&bundle, &e)),
+            Err(e) => Err(anyhow::Error::from(e).context(context())),
+        };
     }
-    // Watch: sync now, then whenever local data changes or the relay comes back,
-    // with exponential backoff (1 s to 60 s) while it is unreachable.
+    let dir = home.dir.clone();
+    // The store is opened only for a pass or a quick look, so that the cadre's
+    // own commands can write while this runs.
+    drop(home);
+    watch(
+        &rt,
+        &dir,
+        &bundle,
+        timeout,
+        Duration::from_secs(args.interval.max(1)),
+    )
+}
+
+/// How often watch mode looks for local writes.
+const WATCH_POLL: Duration = Duration::from_secs(1);
+/// Longest wait between attempts while the relay is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Watch mode: sync now; then after local writes, at least every `interval`,
+/// and while the relay is unreachable with exponential backoff (1 s to 60 s),
+/// so that a write made offline reaches the relay soon after it is back.
+fn watch(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    bundle: &Bundle,
+    timeout: Duration,
+    interval: Duration,
+) -> anyhow::Result<std::process::ExitCode> {
     let mut backoff = Duration::from_secs(1);
-    let mut last_heads = None;
+    // The store's files and the villages' heads right after the last good pass.
+    let mut synced: Option<(FileStamps, Heads)> = None;
+    let mut last_pass = std::time::Instant::now();
     loop {
-        let heads = local_fingerprint(home);
-        let due = last_heads.as_ref() != Some(&heads) || backoff > Duration::from_secs(1);
-        if due || last_heads.is_none() {
-            match rt.block_on(pass(home, &bundle, timeout)) {
-                Ok(out) => {
-                    report(home, &out)?;
-                    backoff = Duration::from_secs(1);
-                    last_heads = Some(local_fingerprint(home));
-                }
-                Err(e) if e.is_refused() => {
-                    return Err(anyhow::Error::from(e).context("the relay refused this laptop"));
-                }
-                Err(e) => {
-                    eprintln!("{e}; retrying in {} s", backoff.as_secs());
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
-                    continue;
+        let due = match &synced {
+            None => true,
+            Some(_) if last_pass.elapsed() >= interval => true,
+            Some((stamps, heads)) => {
+                let now = file_stamps(&home::store_dir(dir));
+                if &now == stamps {
+                    false
+                } else {
+                    // Something wrote to the store: a local write, or only
+                    // sled's housekeeping. The heads tell.
+                    match local_heads(dir) {
+                        Ok(h) if &h == heads => {
+                            synced = Some((now, h));
+                            false
+                        }
+                        Ok(_) => true,
+                        Err(e) => {
+                            tracing::debug!("cannot look at the store now: {e:#}");
+                            false
+                        }
+                    }
                 }
             }
+        };
+        if !due {
+            std::thread::sleep(WATCH_POLL);
+            continue;
         }
-        std::thread::sleep(Duration::from_secs(2));
+        last_pass = std::time::Instant::now();
+        match rt.block_on(pass(StoreSource::Dir(dir), bundle, timeout)) {
+            Ok(Ok((out, notices))) => {
+                print_outcome(&out, &notices)?;
+                backoff = Duration::from_secs(1);
+                synced = match local_heads(dir) {
+                    Ok(h) => Some((file_stamps(&home::store_dir(dir)), h)),
+                    Err(_) => None,
+                };
+                if synced.is_none() {
+                    std::thread::sleep(WATCH_POLL);
+                }
+            }
+            Ok(Err(e)) if e.is_trust_failure() => return Ok(refused(bundle, &e)),
+            Ok(Err(e)) => {
+                eprintln!("{e}; retrying in {} s", backoff.as_secs());
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                // Retry even without new local writes: there may be some unsent.
+                synced = None;
+            }
+            // The store could not be opened (a long command holds it): later.
+            Err(e) => {
+                eprintln!("error: {e:#}; retrying in {} s", WATCH_POLL.as_secs());
+                std::thread::sleep(WATCH_POLL);
+            }
+        }
     }
 }
 
-/// The heads of every held village, to notice local writes in watch mode.
-fn local_fingerprint(home: &Home) -> Vec<(String, Vec<String>)> {
-    let Ok(ids) = home.store.docs() else {
-        return Vec::new();
-    };
-    ids.into_iter()
-        .filter_map(|id| {
-            let doc = minqing_sync::load_doc(&home.store, &id).ok()??;
-            Some((
-                id.to_string(),
-                doc.get_heads().iter().map(|h| h.to_string()).collect(),
-            ))
-        })
-        .collect()
+/// Size and modification time of every file of the store directory: cheap to
+/// read without opening the store (which would lock out the cadre's commands).
+type FileStamps = Vec<(std::path::PathBuf, u64, std::time::SystemTime)>;
+
+fn file_stamps(dir: &Path) -> FileStamps {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                out.push((e.path(), meta.len(), modified));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Each held village's heads (the store is opened and closed again).
+type Heads = Vec<(String, Vec<String>)>;
+
+fn local_heads(dir: &Path) -> anyhow::Result<Heads> {
+    let store = home::open_store(dir)?;
+    let mut out = Vec::new();
+    for id in store.docs()? {
+        if let Some(doc) = minqing_sync::load_doc(&store, &id)? {
+            let mut heads: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
+            heads.sort();
+            out.push((id.to_string(), heads));
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Serialize)]
@@ -192,7 +347,7 @@ struct Status {
 
 /// `minqing status [--json]`.
 pub fn status(home: &Home, json: bool) -> anyhow::Result<()> {
-    let bundle = bundle(home)?;
+    let bundle = bundle(&home.store)?;
     let last_sync = home
         .store
         .meta_get(LAST_SYNC_KEY)?
