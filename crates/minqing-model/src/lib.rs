@@ -9,6 +9,7 @@ pub mod demand;
 pub mod duty;
 pub mod error;
 pub mod id;
+pub mod import;
 pub mod report;
 pub mod sheet;
 pub mod text;
@@ -26,6 +27,10 @@ pub use demand::{DemandEvent, DemandStatus, EventKind, demand_status};
 pub use duty::{DutyError, LeaveReason, LeaveStatus, LeaveView, month_of, settle_leaves};
 pub use error::ModelError;
 pub use id::{Id, IdError, IdPrefix};
+pub use import::{
+    ImportError, ImportOutcome, ImportPlan, ImportSummary, RawRow, RejectedRow, plan_import,
+    read_rows,
+};
 pub use report::{
     CadreMonth, GroupCount, LedgerReport, MonthlyReport, OverdueDemand, ledger_report, local_date,
     monthly_report,

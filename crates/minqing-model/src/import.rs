@@ -1,0 +1,932 @@
+//! Import of household registers (户籍登记表) from `.csv` and `.xlsx` files:
+//! header recognition, row checks with the model's own checked types, grouping
+//! into households, matching against the village so that a re-import changes
+//! nothing, and applying the plan.
+//!
+//! - Headers are recognised by name after removing spaces (full-width too) and
+//!   `*` marks: 姓名; 性别; 身份证号 / 身份证号码 / 公民身份号码; 联系电话 /
+//!   手机号 / 电话; 住址 / 家庭住址 / 现住址 / 地址; 户号; 与户主关系 / 关系;
+//!   人员类别 / 标签 / 类别; 出生日期 / 出生年月日. The header is the first row
+//!   (of the first 20) that has 姓名; other columns are ignored. Row numbers
+//!   are the spreadsheet's (the header row of a plain file is row 1).
+//! - Blank rows are skipped. A bad row is reported with its row number and the
+//!   reason and imported no further; good rows are imported.
+//! - Households are keyed by 户号 + 住址 (an address is required).
+//! - Gender and birth date are taken from the 身份证号 when absent, and must
+//!   agree with it when given.
+//! - Matching: a row with a 身份证号 matches the village's resident with that
+//!   number (or, failing that, one without a number with the same name in the
+//!   same household); a row without one matches by name in the same
+//!   household. A matched row is left unchanged. A 身份证号 appearing twice in
+//!   the file is rejected the second time.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use calamine::{Data, Reader};
+use chrono::NaiveDate;
+use rand::Rng;
+use serde::Serialize;
+
+use crate::error::ModelError;
+use crate::id::Id;
+use crate::text::{fold_full_width, trim};
+use crate::validate::{
+    Address, Gender, HouseholdNumber, IdCardNumber, PersonName, Phone, Relation, Tag,
+    ValidationError, parse_past_date,
+};
+use crate::village::{Author, NewHousehold, NewResident, Village};
+
+/// Largest file read, in bytes.
+pub const MAX_FILE_BYTES: u64 = 50 * 1024 * 1024;
+/// Most rows read from a file.
+pub const MAX_ROWS: usize = 100_000;
+/// Most columns read from a row.
+pub const MAX_COLUMNS: usize = 200;
+/// Rows searched for the header.
+pub const HEADER_SEARCH_ROWS: usize = 20;
+
+/// Errors reading a register file (bad rows are not errors: see [`RejectedRow`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error(
+        "{path} is {bytes} bytes; at most {MAX_FILE_BYTES} can be imported: split the register"
+    )]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        bytes: u64,
+    },
+    /// More rows than [`MAX_ROWS`].
+    #[error("{path} has more than {MAX_ROWS} rows: split the register")]
+    TooManyRows {
+        /// The file.
+        path: String,
+    },
+    /// Not `.csv` or `.xlsx`.
+    #[error("{path}: only .csv and .xlsx registers can be imported; save the sheet as one of them")]
+    UnknownFormat {
+        /// The file.
+        path: String,
+    },
+    /// A CSV file that is not UTF-8 (often GBK from older Excel).
+    #[error(
+        "{path} is not UTF-8 text (GBK?): save it as \"CSV UTF-8\" or as .xlsx and import again"
+    )]
+    NotUtf8 {
+        /// The file.
+        path: String,
+    },
+    /// The CSV could not be parsed.
+    #[error("{path}: {source}")]
+    Csv {
+        /// The file.
+        path: String,
+        /// Why.
+        source: csv::Error,
+    },
+    /// The spreadsheet could not be read.
+    #[error("{path}: cannot read the spreadsheet: {message}")]
+    Sheet {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// No row with a 姓名 header.
+    #[error(
+        "no header row with 姓名 in the first {HEADER_SEARCH_ROWS} rows: the register needs a 姓名 column (and 住址 or 家庭住址)"
+    )]
+    NoHeader,
+    /// A header row without an address column.
+    #[error(
+        "the header row {row} has no 住址 / 家庭住址 column: residents are grouped into households by address"
+    )]
+    NoAddressColumn {
+        /// The header's row number.
+        row: usize,
+    },
+    /// The village document failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// One row of a sheet: its spreadsheet row number and its cells as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRow {
+    /// Row number as the spreadsheet shows it (1-based).
+    pub row: usize,
+    /// Cells, as text.
+    pub cells: Vec<String>,
+}
+
+/// Reads a `.csv` or `.xlsx` file (by extension) into rows.
+pub fn read_rows(path: &Path) -> Result<Vec<RawRow>, ImportError> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| ImportError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(ImportError::TooLarge {
+            path: shown,
+            bytes: meta.len(),
+        });
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match ext.as_str() {
+        "csv" => {
+            let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+                path: shown.clone(),
+                source,
+            })?;
+            read_csv(&shown, &bytes)
+        }
+        "xlsx" | "xlsm" | "xls" | "ods" => read_sheet(path),
+        _ => Err(ImportError::UnknownFormat { path: shown }),
+    }
+}
+
+/// Reads CSV bytes (UTF-8, with or without a byte-order mark).
+pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<RawRow>, ImportError> {
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ImportError::NotUtf8 {
+            path: name.to_owned(),
+        });
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        if i >= MAX_ROWS {
+            return Err(ImportError::TooManyRows {
+                path: name.to_owned(),
+            });
+        }
+        let record = record.map_err(|source| ImportError::Csv {
+            path: name.to_owned(),
+            source,
+        })?;
+        rows.push(RawRow {
+            row: i + 1,
+            cells: record.iter().take(MAX_COLUMNS).map(str::to_owned).collect(),
+        });
+    }
+    Ok(rows)
+}
+
+/// A spreadsheet cell as text: whole numbers without `.0`, dates as
+/// `YYYY-MM-DD`.
+fn cell_text(cell: &Data) -> String {
+    match cell {
+        Data::String(s) => s.clone(),
+        Data::Int(n) => n.to_string(),
+        Data::Float(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
+        Data::Float(x) => x.to_string(),
+        Data::Bool(b) => b.to_string(),
+        Data::DateTime(dt) => dt
+            .as_datetime()
+            .map(|d| d.date().format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
+        Data::DateTimeIso(s) => s.chars().take(10).collect(),
+        Data::DurationIso(s) => s.clone(),
+        Data::Error(_) | Data::Empty => String::new(),
+    }
+}
+
+/// Reads the first sheet of a workbook.
+pub fn read_sheet(path: &Path) -> Result<Vec<RawRow>, ImportError> {
+    let shown = path.display().to_string();
+    let sheet_err = |message: String| ImportError::Sheet {
+        path: shown.clone(),
+        message,
+    };
+    let mut book = calamine::open_workbook_auto(path).map_err(|e| sheet_err(e.to_string()))?;
+    let Some(first) = book.sheet_names().first().cloned() else {
+        return Err(sheet_err("it has no sheets".to_owned()));
+    };
+    let range = book
+        .worksheet_range(&first)
+        .map_err(|e| sheet_err(e.to_string()))?;
+    let (start_row, start_col) = range.start().unwrap_or((0, 0));
+    if range.height() > MAX_ROWS {
+        return Err(ImportError::TooManyRows { path: shown });
+    }
+    let start_row = start_row as usize;
+    let lead = start_col as usize;
+    Ok(range
+        .rows()
+        .enumerate()
+        .map(|(i, cells)| RawRow {
+            row: start_row + i + 1,
+            cells: std::iter::repeat_n(String::new(), lead.min(MAX_COLUMNS))
+                .chain(cells.iter().map(cell_text))
+                .take(MAX_COLUMNS)
+                .collect(),
+        })
+        .collect())
+}
+
+/// The columns the importer knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Field {
+    Name,
+    Gender,
+    IdCard,
+    Phone,
+    Address,
+    Number,
+    Relation,
+    Tags,
+    Birth,
+}
+
+impl Field {
+    fn header(self) -> &'static str {
+        match self {
+            Field::Name => "姓名",
+            Field::Gender => "性别",
+            Field::IdCard => "身份证号",
+            Field::Phone => "联系电话",
+            Field::Address => "住址",
+            Field::Number => "户号",
+            Field::Relation => "与户主关系",
+            Field::Tags => "人员类别",
+            Field::Birth => "出生日期",
+        }
+    }
+}
+
+fn recognise(header: &str) -> Option<Field> {
+    let h: String = fold_full_width(header)
+        .chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '*' | '\u{3000}'))
+        .collect();
+    Some(match h.as_str() {
+        "姓名" | "居民姓名" | "名字" => Field::Name,
+        "性别" => Field::Gender,
+        "身份证号" | "身份证号码" | "公民身份号码" | "公民身份证号码" | "证件号码" => {
+            Field::IdCard
+        }
+        "联系电话" | "手机号" | "手机号码" | "电话" | "联系方式" => Field::Phone,
+        "住址" | "家庭住址" | "现住址" | "地址" | "居住地址" => Field::Address,
+        "户号" | "户编号" => Field::Number,
+        "与户主关系" | "与户主的关系" | "关系" => Field::Relation,
+        "人员类别" | "标签" | "类别" | "人员类型" => Field::Tags,
+        "出生日期" | "出生年月日" | "生日" => Field::Birth,
+        _ => return None,
+    })
+}
+
+/// A row that was not imported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RejectedRow {
+    /// Spreadsheet row number.
+    pub row: usize,
+    /// Why, naming the column.
+    pub reason: String,
+}
+
+/// A household referenced by good rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedHousehold {
+    /// The household to add (or that matched).
+    pub new: NewHousehold,
+    /// The village's household it matched, if any.
+    pub existing: Option<Id>,
+    /// First row that named it.
+    pub first_row: usize,
+}
+
+/// A resident to add.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedResident {
+    /// Spreadsheet row number.
+    pub row: usize,
+    /// Index into [`ImportPlan::households`].
+    pub household: usize,
+    /// Name.
+    pub name: PersonName,
+    /// Gender (from the card when absent).
+    pub gender: Option<Gender>,
+    /// Birth date (from the card when absent).
+    pub birth: Option<NaiveDate>,
+    /// 身份证号.
+    pub id_card: Option<IdCardNumber>,
+    /// Phone.
+    pub phone: Option<Phone>,
+    /// Relation to the householder.
+    pub relation: Option<Relation>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+/// What an import would do; applied by [`Village::apply_import`] (not at all
+/// on a dry run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportPlan {
+    /// Rows with data (after the header, blank rows excluded).
+    pub data_rows: usize,
+    /// Blank rows skipped.
+    pub blank_rows: usize,
+    /// Distinct households (户号 + 住址) named by any data row, good or bad.
+    pub households_in_file: usize,
+    /// Households named by good rows, new and matched.
+    pub households: Vec<PlannedHousehold>,
+    /// Residents to add.
+    pub residents_new: Vec<PlannedResident>,
+    /// Rows matching a resident already in the village (left unchanged).
+    pub unchanged: Vec<usize>,
+    /// Rows not imported.
+    pub rejected: Vec<RejectedRow>,
+}
+
+/// The serialisable summary of a plan (what `--json` prints).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    /// Rows with data.
+    pub data_rows: usize,
+    /// Blank rows skipped.
+    pub blank_rows: usize,
+    /// Distinct households (户号 + 住址) named by any data row, good or bad.
+    pub households_in_file: usize,
+    /// Households named by good rows (a household whose rows were all
+    /// rejected is not imported).
+    pub households: usize,
+    /// Of those, new.
+    pub households_new: usize,
+    /// Residents added (or to add, on a dry run).
+    pub residents_new: usize,
+    /// Rows matching residents already there.
+    pub unchanged: usize,
+    /// Rows imported or matched.
+    pub imported: usize,
+    /// Rejected rows with reasons.
+    pub rejected: Vec<RejectedRow>,
+}
+
+impl ImportPlan {
+    /// Households to add.
+    pub fn households_new(&self) -> usize {
+        self.households
+            .iter()
+            .filter(|h| h.existing.is_none())
+            .count()
+    }
+
+    /// The summary.
+    pub fn summary(&self) -> ImportSummary {
+        ImportSummary {
+            data_rows: self.data_rows,
+            blank_rows: self.blank_rows,
+            households_in_file: self.households_in_file,
+            households: self.households.len(),
+            households_new: self.households_new(),
+            residents_new: self.residents_new.len(),
+            unchanged: self.unchanged.len(),
+            imported: self.residents_new.len() + self.unchanged.len(),
+            rejected: self.rejected.clone(),
+        }
+    }
+
+    /// Whether applying the plan would write nothing.
+    pub fn is_noop(&self) -> bool {
+        self.residents_new.is_empty() && self.households_new() == 0
+    }
+}
+
+/// Splits a tag cell on 、，, ; ； / and spaces.
+pub fn split_tags(cell: &str) -> Vec<&str> {
+    cell.split(|c: char| {
+        matches!(c, '、' | '，' | ',' | ';' | '；' | '/' | '／') || c.is_whitespace()
+    })
+    .map(trim)
+    .filter(|s| !s.is_empty())
+    .collect()
+}
+
+/// Reads a birth date written `YYYY-MM-DD`, `YYYY/M/D`, `YYYY.M.D` or
+/// `YYYYMMDD`.
+fn parse_birth(s: &str, today: NaiveDate) -> Result<NaiveDate, ValidationError> {
+    let folded = fold_full_width(trim(s));
+    let parts: Vec<&str> = folded.split(['-', '/', '.']).collect();
+    let normal = match parts.as_slice() {
+        [y, m, d] if y.len() == 4 && (1..=2).contains(&m.len()) && (1..=2).contains(&d.len()) => {
+            format!("{y}-{m:0>2}-{d:0>2}")
+        }
+        [all] if all.len() == 8 && all.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{}-{}-{}", &all[..4], &all[4..6], &all[6..])
+        }
+        _ => folded.clone(),
+    };
+    parse_past_date("出生日期", &normal, today).map_err(|e| match e {
+        ValidationError::Date { .. } => ValidationError::Date {
+            input: s.to_owned(),
+        },
+        other => other,
+    })
+}
+
+struct Columns(BTreeMap<Field, usize>);
+
+impl Columns {
+    fn get<'r>(&self, row: &'r RawRow, field: Field) -> Option<&'r str> {
+        let i = *self.0.get(&field)?;
+        let v = trim(row.cells.get(i)?);
+        (!v.is_empty()).then_some(v)
+    }
+}
+
+/// A checked row.
+struct GoodRow {
+    household_key: (String, String),
+    household: NewHousehold,
+    resident: PlannedResident,
+}
+
+fn check_row(cols: &Columns, row: &RawRow, today: NaiveDate) -> Result<GoodRow, String> {
+    let col = |f: Field| cols.get(row, f);
+    let tag = |f: Field| move |e: ValidationError| format!("{}: {e}", f.header());
+    let name = PersonName::parse(col(Field::Name).unwrap_or("")).map_err(tag(Field::Name))?;
+    let id_card = col(Field::IdCard)
+        .map(|s| IdCardNumber::parse(s, today))
+        .transpose()
+        .map_err(tag(Field::IdCard))?;
+    let gender = col(Field::Gender)
+        .map(Gender::parse)
+        .transpose()
+        .map_err(tag(Field::Gender))?;
+    let birth = col(Field::Birth)
+        .map(|s| parse_birth(s, today))
+        .transpose()
+        .map_err(tag(Field::Birth))?;
+    let (mut gender, mut birth) = (gender, birth);
+    if let Some(card) = &id_card {
+        if let Some(g) = gender
+            && g != card.gender()
+        {
+            return Err(format!(
+                "性别 {g} disagrees with the 身份证号, whose 17th digit says {}: fix one of them",
+                card.gender()
+            ));
+        }
+        if let Some(b) = birth
+            && b != card.birth()
+        {
+            return Err(format!(
+                "出生日期 {b} disagrees with the 身份证号, which says {}: fix one of them",
+                card.birth()
+            ));
+        }
+        gender = Some(card.gender());
+        birth = Some(card.birth());
+    }
+    let phone = col(Field::Phone)
+        .map(Phone::parse)
+        .transpose()
+        .map_err(tag(Field::Phone))?;
+    let relation = col(Field::Relation)
+        .map(Relation::parse)
+        .transpose()
+        .map_err(tag(Field::Relation))?;
+    let tags = split_tags(col(Field::Tags).unwrap_or(""))
+        .into_iter()
+        .map(Tag::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(tag(Field::Tags))?;
+    let address = Address::parse(col(Field::Address).unwrap_or("")).map_err(|_| {
+        "住址 is empty: every resident needs a household address (住址 / 家庭住址)".to_owned()
+    })?;
+    let number = col(Field::Number)
+        .map(HouseholdNumber::parse)
+        .transpose()
+        .map_err(tag(Field::Number))?;
+    let key = (
+        number
+            .as_ref()
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default(),
+        address.as_str().to_owned(),
+    );
+    Ok(GoodRow {
+        household_key: key,
+        household: NewHousehold { address, number },
+        resident: PlannedResident {
+            row: row.row,
+            household: 0,
+            name,
+            gender,
+            birth,
+            id_card,
+            phone,
+            relation,
+            tags,
+        },
+    })
+}
+
+/// Plans an import of `rows` into `village`: checks every row, groups
+/// households, matches what is already there. Writes nothing.
+pub fn plan_import(
+    village: &Village,
+    rows: &[RawRow],
+    today: NaiveDate,
+) -> Result<ImportPlan, ImportError> {
+    let (header_at, cols) = rows
+        .iter()
+        .take(HEADER_SEARCH_ROWS)
+        .enumerate()
+        .find_map(|(i, r)| {
+            let mut map = BTreeMap::new();
+            for (c, h) in r.cells.iter().enumerate() {
+                if let Some(f) = recognise(h) {
+                    map.entry(f).or_insert(c);
+                }
+            }
+            map.contains_key(&Field::Name).then_some((i, Columns(map)))
+        })
+        .ok_or(ImportError::NoHeader)?;
+    if !cols.0.contains_key(&Field::Address) {
+        return Err(ImportError::NoAddressColumn {
+            row: rows[header_at].row,
+        });
+    }
+    // What the village already holds.
+    let mut households_by_key: BTreeMap<(String, String), Id> = BTreeMap::new();
+    for h in village.households() {
+        if let Ok(id) = Id::parse(&h.id) {
+            households_by_key
+                .entry((h.number.unwrap_or_default(), h.address))
+                .or_insert(id);
+        }
+    }
+    let residents = village.residents();
+    let mut by_card: BTreeMap<String, ()> = BTreeMap::new();
+    // (household id, name) of residents without a card, and with one.
+    let mut by_name_no_card: BTreeMap<(String, String), ()> = BTreeMap::new();
+    let mut by_name: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for r in &residents {
+        match &r.id_card {
+            Some(c) => {
+                by_card.insert(c.clone(), ());
+            }
+            None => {
+                by_name_no_card.insert((r.household_id.clone(), r.name.clone()), ());
+            }
+        }
+        by_name.insert((r.household_id.clone(), r.name.clone()), ());
+    }
+
+    let mut plan = ImportPlan {
+        data_rows: 0,
+        blank_rows: 0,
+        households_in_file: 0,
+        households: Vec::new(),
+        residents_new: Vec::new(),
+        unchanged: Vec::new(),
+        rejected: Vec::new(),
+    };
+    let mut household_index: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut cards_in_file: BTreeMap<String, usize> = BTreeMap::new();
+    let mut names_in_file: BTreeMap<(usize, String), usize> = BTreeMap::new();
+    let mut keys_in_file: std::collections::BTreeSet<(String, String)> = Default::default();
+    for row in &rows[header_at + 1..] {
+        if row.cells.iter().all(|c| trim(c).is_empty()) {
+            plan.blank_rows += 1;
+            continue;
+        }
+        plan.data_rows += 1;
+        if let Some(address) = cols.get(row, Field::Address) {
+            let number = cols.get(row, Field::Number).unwrap_or("");
+            keys_in_file.insert((number.to_owned(), address.to_owned()));
+        }
+        let mut good = match check_row(&cols, row, today) {
+            Ok(g) => g,
+            Err(reason) => {
+                plan.rejected.push(RejectedRow {
+                    row: row.row,
+                    reason,
+                });
+                continue;
+            }
+        };
+        if let Some(card) = &good.resident.id_card
+            && let Some(first) = cards_in_file.get(card.as_str())
+        {
+            plan.rejected.push(RejectedRow {
+                row: row.row,
+                reason: format!("身份证号 {card} already appears on row {first}"),
+            });
+            continue;
+        }
+        let existing_household = households_by_key.get(&good.household_key).cloned();
+        let hi = *household_index
+            .entry(good.household_key.clone())
+            .or_insert_with(|| {
+                plan.households.push(PlannedHousehold {
+                    new: good.household.clone(),
+                    existing: existing_household.clone(),
+                    first_row: row.row,
+                });
+                plan.households.len() - 1
+            });
+        good.resident.household = hi;
+        let name = good.resident.name.as_str().to_owned();
+        let in_village = |map: &BTreeMap<(String, String), ()>| {
+            existing_household
+                .as_ref()
+                .is_some_and(|h| map.contains_key(&(h.to_string(), name.clone())))
+        };
+        let matched = match &good.resident.id_card {
+            Some(card) => by_card.contains_key(card.as_str()) || in_village(&by_name_no_card),
+            None => in_village(&by_name),
+        };
+        if let Some(card) = &good.resident.id_card {
+            cards_in_file.insert(card.as_str().to_owned(), row.row);
+        } else if let Some(first) = names_in_file.get(&(hi, name.clone())) {
+            plan.rejected.push(RejectedRow {
+                row: row.row,
+                reason: format!(
+                    "姓名 {name} without a 身份证号 already appears in this household on row {first}"
+                ),
+            });
+            continue;
+        }
+        names_in_file.entry((hi, name)).or_insert(row.row);
+        if matched {
+            plan.unchanged.push(row.row);
+        } else {
+            plan.residents_new.push(good.resident);
+        }
+    }
+    plan.households_in_file = keys_in_file.len();
+    Ok(plan)
+}
+
+/// What applying a plan added.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImportOutcome {
+    /// Households added.
+    pub households_added: Vec<Id>,
+    /// Residents added.
+    pub residents_added: Vec<Id>,
+}
+
+impl Village {
+    /// Applies an import plan made by [`plan_import`] for this village: adds
+    /// the new households, then the new residents (one change each).
+    pub fn apply_import(
+        &mut self,
+        rng: &mut (impl Rng + ?Sized),
+        author: &Author,
+        plan: &ImportPlan,
+    ) -> Result<ImportOutcome, ModelError> {
+        let mut out = ImportOutcome::default();
+        let mut ids: Vec<Id> = Vec::with_capacity(plan.households.len());
+        for h in &plan.households {
+            let id = match &h.existing {
+                Some(id) => id.clone(),
+                None => {
+                    let id = self.add_household(rng, author, &h.new)?;
+                    out.households_added.push(id.clone());
+                    id
+                }
+            };
+            ids.push(id);
+        }
+        for r in &plan.residents_new {
+            let Some(household) = ids.get(r.household).cloned() else {
+                continue;
+            };
+            let new = NewResident {
+                household,
+                name: r.name.clone(),
+                gender: r.gender,
+                birth: r.birth,
+                id_card: r.id_card.clone(),
+                phone: r.phone.clone(),
+                relation: r.relation.clone(),
+                tags: r.tags.clone(),
+            };
+            out.residents_added
+                .push(self.add_resident(rng, author, &new)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+
+    fn today() -> NaiveDate {
+        date("2026-03-01")
+    }
+
+    fn register() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/register.csv")
+    }
+
+    fn expected() -> serde_json::Value {
+        let p =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/register.expected.json");
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    }
+
+    /// Imports `path` into `v` and checks the counts against
+    /// register.expected.json; returns the summary.
+    fn import_and_check(v: &mut Village, path: &Path) -> ImportSummary {
+        let exp = expected();
+        let rows = read_rows(path).unwrap();
+        let plan = plan_import(v, &rows, today()).unwrap();
+        let s = plan.summary();
+        assert_eq!(s.data_rows as u64, exp["data_rows"].as_u64().unwrap());
+        assert_eq!(s.blank_rows as u64, exp["blank_rows"].as_u64().unwrap());
+        assert_eq!(s.imported as u64, exp["imported"].as_u64().unwrap());
+        assert_eq!(s.rejected.len() as u64, exp["rejected"].as_u64().unwrap());
+        assert_eq!(
+            s.households_in_file as u64,
+            exp["households"].as_u64().unwrap()
+        );
+        // Households 0017 and 0051 have one member each, on a rejected row.
+        assert_eq!(s.households, 118);
+        let rows_bad: Vec<u64> = s.rejected.iter().map(|r| r.row as u64).collect();
+        let rows_exp: Vec<u64> = exp["bad_rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["row"].as_u64().unwrap())
+            .collect();
+        assert_eq!(rows_bad, rows_exp);
+        let reasons: Vec<&str> = s.rejected.iter().map(|r| r.reason.as_str()).collect();
+        let must = [
+            "身份证号: 身份证号 check digit is wrong",
+            "姓名: the name is empty",
+            "联系电话: phone \"12345\"",
+            "身份证号: 身份证号 \"37081119\" has 8 characters",
+            "性别 ",
+            "出生日期 1999-01-01 disagrees with the 身份证号",
+            "出生日期: date \"1970-13-45\" is not a date",
+        ];
+        for (got, want) in reasons.iter().zip(must) {
+            assert!(
+                got.starts_with(want),
+                "{got:?} does not start with {want:?}"
+            );
+        }
+        let before = (v.households().len(), v.residents().len());
+        let out = v
+            .apply_import(&mut rng(3), &author(DEV_A, "李书记", 5_000), &plan)
+            .unwrap();
+        assert_eq!(out.residents_added.len(), s.residents_new);
+        assert_eq!(v.households().len(), before.0 + s.households_new);
+        assert_eq!(v.residents().len(), before.1 + s.residents_new);
+        s
+    }
+
+    #[test]
+    fn the_sample_register_imports_and_reimport_is_a_noop() {
+        let mut v = village("V1", "小河村");
+        let s = import_and_check(&mut v, &register());
+        assert_eq!(
+            (s.households_new, s.residents_new, s.unchanged),
+            (118, 274, 0)
+        );
+        // Derived from the 身份证号 where the sheet left them blank.
+        let r = v.residents();
+        assert!(r.iter().all(|r| r.gender.is_some() && r.birth.is_some()));
+        // Row 7: 刘德明, 退役军人、独居老人.
+        let liu = r.iter().find(|r| r.name == "刘德明").unwrap();
+        assert_eq!(liu.tags, ["独居老人", "退役军人"]);
+        assert_eq!(liu.address, "小河村1组3号");
+        // Full-width spaces around names are trimmed.
+        assert!(r.iter().all(|r| !r.name.contains('\u{3000}')));
+        let heads = v.heads();
+        let again = import_and_check(&mut v, &register());
+        assert_eq!(
+            (again.households_new, again.residents_new, again.unchanged),
+            (0, 0, 274)
+        );
+        assert_eq!(v.heads(), heads, "re-import wrote something");
+    }
+
+    #[test]
+    fn the_same_register_as_xlsx_imports_the_same() {
+        let rows = read_rows(&register()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("register.xlsx");
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        for (r, row) in rows.iter().enumerate() {
+            for (c, cell) in row.cells.iter().enumerate() {
+                if !cell.is_empty() {
+                    sheet
+                        .write_string(r as u32, c as u16, cell.as_str())
+                        .unwrap();
+                }
+            }
+        }
+        book.save(&path).unwrap();
+        let mut v = village("V1", "小河村");
+        let s = import_and_check(&mut v, &path);
+        assert_eq!(s.residents_new, 274);
+        // And the xlsx after the csv changes nothing.
+        let mut w = village("V1", "小河村");
+        import_and_check(&mut w, &register());
+        let heads = w.heads();
+        let again = import_and_check(&mut w, &path);
+        assert_eq!(again.residents_new, 0);
+        assert_eq!(w.heads(), heads);
+    }
+
+    #[test]
+    fn dry_run_plans_write_nothing_and_headers_are_recognised() {
+        let csv = "户籍登记表（小河村）\n\
+                   序号,＊姓名,公民身份号码,手机号,家庭住址,户号,标签,出生日期,其他\n\
+                   1,王五,11010519491231002X,138 0013 8000,小河村2组1号,0101,老党员；困难户 独居老人,,x\n\
+                   2,王小五,,,小河村2组1号,0101,,2010/5/6,\n\
+                   ,,,,,,,,\n\
+                   3,赵六,,,,,,,\n";
+        let rows = read_csv("t.csv", format!("\u{feff}{csv}").as_bytes()).unwrap();
+        let mut v = village("V1", "小河村");
+        let heads = v.heads();
+        let plan = plan_import(&v, &rows, today()).unwrap();
+        assert_eq!(v.heads(), heads);
+        let s = plan.summary();
+        assert_eq!(
+            (s.data_rows, s.blank_rows, s.households, s.residents_new),
+            (3, 1, 1, 2)
+        );
+        assert_eq!(s.rejected.len(), 1);
+        assert_eq!(s.rejected[0].row, 6);
+        assert!(
+            s.rejected[0].reason.starts_with("住址 is empty"),
+            "{:?}",
+            s.rejected
+        );
+        let wang = &plan.residents_new[0];
+        assert_eq!(wang.phone.as_ref().unwrap().as_str(), "13800138000");
+        assert_eq!(wang.gender, Some(Gender::Female));
+        let tags: Vec<&str> = wang.tags.iter().map(|t| t.as_str()).collect();
+        assert_eq!(tags, ["老党员", "困难户", "独居老人"]);
+        assert_eq!(plan.residents_new[1].birth, Some(date("2010-05-06")));
+        assert_eq!(
+            plan.households[0].new.number.as_ref().unwrap().as_str(),
+            "0101"
+        );
+        assert!(matches!(
+            plan_import(
+                &v,
+                &read_csv("t.csv", "a,b\n1,2\n".as_bytes()).unwrap(),
+                today()
+            ),
+            Err(ImportError::NoHeader)
+        ));
+        assert!(matches!(
+            read_csv("t.csv", &[0xd0, 0xd5, 0xc3, 0xfb]),
+            Err(ImportError::NotUtf8 { .. })
+        ));
+    }
+
+    #[test]
+    fn residents_without_cards_match_by_name_in_household() {
+        let csv = "姓名,住址\n张三,小河村1号\n张三,小河村1号\n李四,小河村1号\n";
+        let rows = read_csv("t.csv", csv.as_bytes()).unwrap();
+        let mut v = village("V1", "小河村");
+        let plan = plan_import(&v, &rows, today()).unwrap();
+        assert_eq!(plan.residents_new.len(), 2);
+        assert_eq!(plan.rejected.len(), 1);
+        assert!(
+            plan.rejected[0]
+                .reason
+                .contains("already appears in this household on row 2")
+        );
+        v.apply_import(&mut rng(1), &author(DEV_A, "李书记", 1), &plan)
+            .unwrap();
+        let again = plan_import(&v, &rows, today()).unwrap();
+        assert!(again.is_noop());
+        assert_eq!(again.unchanged, [2, 4]);
+        assert_eq!(
+            split_tags(" 老党员、困难户，低保户,a;b／c / d "),
+            ["老党员", "困难户", "低保户", "a", "b", "c", "d"]
+        );
+    }
+}
