@@ -5,6 +5,7 @@
 //! This crate knows nothing of the network or of disks: it reads and writes
 //! `automerge::AutoCommit` values handed to it.
 
+pub mod dedupe;
 pub mod demand;
 pub mod duty;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod workflow;
 #[allow(dead_code)]
 mod testkit;
 
+pub use dedupe::{DedupeError, DuplicateGroup};
 pub use demand::{DemandEvent, DemandStatus, EventKind, demand_status};
 pub use duty::{DutyError, LeaveReason, LeaveStatus, LeaveView, month_of, settle_leaves};
 pub use error::ModelError;

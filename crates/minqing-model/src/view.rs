@@ -71,6 +71,9 @@ pub struct ResidentView {
     pub cadre: String,
     /// When the resident was added (RFC 3339, UTC).
     pub created_at: String,
+    /// If this resident was merged into another (a duplicate), the resident
+    /// it now stands for; such residents are left out of lists.
+    pub merged_into: Option<String>,
 }
 
 /// A resident with their visits and demands (`resident show`).

@@ -430,15 +430,17 @@ impl Village {
             address,
             cadre: s("cadre").unwrap_or_default(),
             created_at: rfc3339_ms(get_i64(&self.doc, &obj, "created_at").unwrap_or(0)),
+            merged_into: Some(self.canonical_resident(id.as_str())).filter(|c| c != id.as_str()),
         })
     }
 
-    /// Every resident, by creation time then id.
+    /// Every resident not merged into another, by creation time then id.
     pub fn residents(&self) -> Vec<ResidentView> {
         let mut all: Vec<ResidentView> = self
             .ids(RecordKind::Resident)
             .iter()
             .filter_map(|id| self.resident(id))
+            .filter(|r| r.merged_into.is_none())
             .collect();
         all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
         all
@@ -475,7 +477,7 @@ impl Village {
             note: s("note").unwrap_or_default(),
             cadre: s("cadre").unwrap_or_default(),
             household_id: s("household_id").unwrap_or_default(),
-            resident_id: s("resident_id"),
+            resident_id: s("resident_id").map(|r| self.canonical_resident(&r)),
             village_id: self.id.to_string(),
             device_id: s("device_id").unwrap_or_default(),
             created_at: rfc3339_ms(get_i64(&self.doc, &obj, "created_at").unwrap_or(0)),
@@ -539,7 +541,7 @@ impl Village {
         let fold = crate::workflow::fold(&self.demand_events(id));
         Some(DemandView {
             id: id.to_string(),
-            resident_id: s("resident_id").unwrap_or_default(),
+            resident_id: self.canonical_resident(&s("resident_id").unwrap_or_default()),
             household_id: s("household_id").unwrap_or_default(),
             village_id: self.id.to_string(),
             category: s("category").unwrap_or_default(),
