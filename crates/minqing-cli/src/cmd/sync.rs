@@ -236,15 +236,17 @@ fn watch(
             None => true,
             Some(_) if last_pass.elapsed() >= interval => true,
             Some((stamps, heads)) => {
-                let now = file_stamps(&home::store_dir(dir));
-                if &now == stamps {
+                if &file_stamps(&home::store_dir(dir)) == stamps {
                     false
                 } else {
                     // Something wrote to the store: a local write, or only
                     // sled's housekeeping. The heads tell.
+                    tracing::debug!("the store changed; comparing heads");
                     match local_heads(dir) {
                         Ok(h) if &h == heads => {
-                            synced = Some((now, h));
+                            // Measured after the look: opening the store
+                            // touches its files too.
+                            synced = Some((file_stamps(&home::store_dir(dir)), h));
                             false
                         }
                         Ok(_) => true,
