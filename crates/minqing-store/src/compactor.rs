@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use minqing_sync::Storage;
+use minqing_sync::Storage as _;
 
 use crate::SledStorage;
 
@@ -73,14 +73,9 @@ fn run_once(store: &SledStorage, rx: &mpsc::Receiver<()>) {
         if let Err(mpsc::TryRecvError::Disconnected) = rx.try_recv() {
             return;
         }
-        match store.compact_if_needed(&doc) {
-            Ok(true) => {
-                if let Err(e) = store.flush() {
-                    tracing::warn!(%doc, error = %e, "compactor cannot flush");
-                }
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(%doc, error = %e, "compaction failed"),
+        // `compact_if_needed` flushes after it compacts.
+        if let Err(e) = store.compact_if_needed(&doc) {
+            tracing::warn!(%doc, error = %e, "compaction failed");
         }
     }
 }

@@ -385,7 +385,8 @@ impl SledStorage {
         Ok(Loaded { snapshot, chunks })
     }
 
-    /// Compacts `doc` if [`DocStats::needs_compaction`] says so. Returns whether it did.
+    /// Compacts `doc` (see [`SledStorage::compact`]) if [`DocStats::needs_compaction`]
+    /// says so. Returns whether it did.
     pub fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StoreError> {
         if !self.stats(doc)?.needs_compaction() {
             return Ok(false);
@@ -394,7 +395,8 @@ impl SledStorage {
     }
 
     /// Rewrites `doc` as one snapshot (`Automerge::save`) and deletes the chunks
-    /// folded into it. Chunks appended meanwhile are kept.
+    /// folded into it. Chunks appended meanwhile are kept. Flushes before it
+    /// returns (so that the next write's flush does not pay for the snapshot).
     pub fn compact(&self, doc: &DocId) -> Result<(), StoreError> {
         self.compact_inner(doc).map(|_| ())
     }
@@ -453,6 +455,9 @@ impl SledStorage {
         });
         match res {
             Ok(()) => {
+                // Flush here, off the write path: otherwise the next command's
+                // flush would pay for writing the whole new snapshot.
+                self.flush_inner()?;
                 tracing::debug!(%doc, chunks = chunk_keys.len(), snapshot = snapshot.len(), "compacted");
                 Ok(true)
             }
@@ -465,7 +470,7 @@ impl SledStorage {
     }
 
     /// Starts a background thread that runs [`SledStorage::compact_if_needed`]
-    /// over every document every `interval`, flushing after each compaction.
+    /// over every document every `interval`.
     /// It stops when the returned handle is dropped.
     pub fn spawn_compactor(&self, interval: Duration) -> CompactorHandle {
         compactor::spawn(self.clone(), interval)
