@@ -40,6 +40,15 @@ pub enum Command {
     /// The demand ledger (问题台账).
     #[command(subcommand)]
     Demand(DemandCmd),
+    /// Leave (请假) from a monthly visit round.
+    #[command(subcommand)]
+    Leave(LeaveCmd),
+    /// Supervisors' reports: monthly duty per cadre, the demand ledger.
+    #[command(subcommand)]
+    Report(ReportCmd),
+    /// Import a household register (户籍登记表) from .csv or .xlsx.
+    #[command(subcommand)]
+    Import(ImportCmd),
     /// Sync assigned villages with the relay (one pass, or --watch).
     Sync(SyncArgs),
     /// Relay address, last successful sync, villages with local changes.
@@ -156,6 +165,22 @@ pub enum ResidentCmd {
         id: String,
         #[command(flatten)]
         json: JsonArg,
+    },
+    /// List residents that share a 身份证号 (the same person entered twice).
+    Duplicates {
+        /// Only this village.
+        #[arg(long)]
+        village: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Fold resident OTHER into KEEP: OTHER's visits and demands show under
+    /// KEEP, KEEP's empty fields are filled from OTHER; prints KEEP's id.
+    Merge {
+        /// The resident kept (id or unique prefix).
+        keep: String,
+        /// The duplicate folded into it (id or unique prefix).
+        other: String,
     },
 }
 
@@ -276,13 +301,177 @@ pub enum DemandCmd {
         /// Only this village.
         #[arg(long)]
         village: Option<String>,
+        /// Only demands in this status: 受理 办理中 已反馈 已回访 已销号 (accepted,
+        /// in-progress, answered, revisited, closed).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only overdue demands: past their due date and not 已销号.
+        #[arg(long)]
+        overdue: bool,
+        #[command(flatten)]
+        today: TodayArg,
         #[command(flatten)]
         json: JsonArg,
     },
-    /// Show one demand with its event log.
+    /// Show one demand with its timeline.
     Show {
         /// Demand id or a unique prefix of at least 6 characters.
         id: String,
+        #[command(flatten)]
+        today: TodayArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// 直办: the cadre handles the demand directly; prints the event id.
+    Handle {
+        /// Demand id or a unique prefix of at least 6 characters.
+        id: String,
+    },
+    /// 转办: transfer the demand to a department; prints the event id.
+    Transfer {
+        /// Demand id or a unique prefix of at least 6 characters.
+        id: String,
+        /// The department, e.g. 镇卫生院, 县住建局.
+        #[arg(long)]
+        to: String,
+        /// When it must be done, YYYY-MM-DD.
+        #[arg(long)]
+        due: Option<String>,
+    },
+    /// 督办: record supervision of the demand; prints the event id.
+    Supervise {
+        /// Demand id or a unique prefix of at least 6 characters.
+        id: String,
+        /// What was urged.
+        #[arg(long)]
+        note: String,
+    },
+    /// 反馈: record the answer given to the resident; prints the event id.
+    Feedback {
+        /// Demand id or a unique prefix of at least 6 characters.
+        id: String,
+        /// The answer.
+        #[arg(long)]
+        text: String,
+    },
+    /// 回访: record the return visit and the resident's satisfaction; prints the event id.
+    Revisit {
+        /// Demand id or a unique prefix of at least 6 characters.
+        id: String,
+        /// 满意 / 基本满意 / 不满意 (satisfied / basically / dissatisfied).
+        #[arg(long)]
+        satisfaction: String,
+        /// A note on the visit.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// 销号: close the demand (after 回访); prints the event id.
+    Close {
+        /// Demand id or a unique prefix of at least 6 characters.
+        id: String,
+    },
+    /// 重开: reopen an answered, revisited or closed demand; prints the event id.
+    Reopen {
+        /// Demand id or a unique prefix of at least 6 characters.
+        id: String,
+        /// Why it is reopened.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `--today`: the day overdue is judged on.
+#[derive(Debug, Args)]
+pub struct TodayArg {
+    /// Judge overdue as of this day, YYYY-MM-DD (default: today, China time).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub today: Option<String>,
+}
+
+/// `minqing leave ...`.
+#[derive(Debug, Subcommand)]
+pub enum LeaveCmd {
+    /// Record this cadre's leave from a month's visit round; prints the leave id.
+    Add {
+        /// The month of the missed round, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// The village to record it in (needed when more than one is held).
+        #[arg(long)]
+        village: Option<String>,
+    },
+    /// List leaves and the 补访 visits that settled them.
+    List {
+        /// Only this village.
+        #[arg(long)]
+        village: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+/// Output options of a report.
+#[derive(Debug, Args)]
+pub struct ReportOut {
+    /// Print the report as JSON (and nothing else on stdout).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report as CSV (UTF-8 with BOM) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Also write the report as an .xlsx workbook to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub xlsx: Option<PathBuf>,
+}
+
+/// `minqing report ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// Monthly duty per cadre: visits, coverage, key residents, leave, make-ups, demands.
+    Monthly {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Only this village.
+        #[arg(long)]
+        village: Option<String>,
+        #[command(flatten)]
+        out: ReportOut,
+    },
+    /// The demand ledger (问题台账): collected, closed, resolution rate, overdue...
+    Ledger {
+        /// Demands opened on or after this day, YYYY-MM-DD.
+        #[arg(long)]
+        from: Option<String>,
+        /// Demands opened on or before this day, YYYY-MM-DD.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this village.
+        #[arg(long)]
+        village: Option<String>,
+        #[command(flatten)]
+        today: TodayArg,
+        #[command(flatten)]
+        out: ReportOut,
+    },
+}
+
+/// `minqing import ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImportCmd {
+    /// Import residents and households from a register (.csv or .xlsx).
+    Residents {
+        /// The register file.
+        file: PathBuf,
+        /// The village to import into.
+        #[arg(long)]
+        village: String,
+        /// Check the file and say what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         json: JsonArg,
     },

@@ -3,6 +3,7 @@
 
 mod admin;
 mod registry;
+mod report;
 mod serve;
 
 use std::path::PathBuf;
@@ -82,6 +83,12 @@ enum Cmd {
     },
     /// Serve laptops until SIGINT or SIGTERM.
     Serve,
+    /// County reports over every village: `report monthly --month YYYY-MM`,
+    /// `report ledger [--from] [--to]` (table, --json, --csv FILE, --xlsx FILE).
+    Report {
+        #[command(subcommand)]
+        cmd: report::ReportCmd,
+    },
     /// Show the audit log.
     Audit {
         /// Print JSON.
@@ -176,6 +183,7 @@ fn run() -> Result<ExitCode> {
         Cmd::Devices { json } => admin::devices(&home, json)?,
         Cmd::Audit { json } => admin::audit(&home, json)?,
         Cmd::Serve => serve::serve(&home)?,
+        Cmd::Report { cmd } => report::run(&home, cmd)?,
     }
     Ok(ExitCode::SUCCESS)
 }

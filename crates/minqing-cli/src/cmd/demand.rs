@@ -1,12 +1,19 @@
-//! `minqing demand open|list|show`.
+//! `minqing demand open|list|show`; the workflow steps (handle, transfer, ...)
+//! are in `cmd/workflow.rs`.
 
 use anyhow::Context;
-use minqing_model::{Category, DemandText, DemandView, NewDemand, RecordKind};
+use minqing_model::{
+    Category, DemandStatus, DemandText, DemandView, NewDemand, RecordKind, WorkflowError,
+};
 
 use crate::cli::DemandCmd;
+use crate::error::usage;
 use crate::home::Home;
 use crate::lookup::find;
 use crate::output;
+
+use super::report::today_or;
+use super::workflow;
 
 pub fn run(home: &Home, cmd: DemandCmd) -> anyhow::Result<()> {
     match cmd {
@@ -37,56 +44,158 @@ pub fn run(home: &Home, cmd: DemandCmd) -> anyhow::Result<()> {
             home.compact_later(v.id());
             Ok(())
         }
-        DemandCmd::List { village, json } => {
-            let villages = match village {
-                Some(id) => vec![home.require_village(id.trim())?],
-                None => home.villages()?,
-            };
-            let all: Vec<DemandView> = villages.iter().flat_map(|v| v.demands()).collect();
-            if json.json {
-                return output::json(&all);
-            }
-            let rows: Vec<Vec<String>> = all
-                .into_iter()
-                .map(|d| {
-                    vec![
-                        d.opened_at.get(..10).unwrap_or_default().to_owned(),
-                        d.status,
-                        d.category,
-                        d.id,
-                        output::clip(&d.text, 40),
-                    ]
-                })
-                .collect();
-            output::table(
-                &["受理日期", "状态", "类别", "诉求 id", "内容"],
-                &rows,
-                "no demands",
-            )
+        DemandCmd::List {
+            village,
+            status,
+            overdue,
+            today,
+            json,
+        } => list(home, village, status, overdue, &today, json.json),
+        DemandCmd::Show { id, today, json } => show(home, &id, &today, json.json),
+        step => workflow::run(home, step),
+    }
+}
+
+/// A demand as `--json` prints it: the model's view plus `overdue` (judged
+/// on `--today`).
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    demand: &'a DemandView,
+    overdue: bool,
+}
+
+/// Parses `--status`, as a usage error (exit 2) when unknown.
+fn parse_status(raw: &str) -> anyhow::Result<DemandStatus> {
+    DemandStatus::parse(raw).map_err(|e: WorkflowError| usage(format!("--status: {e}")))
+}
+
+fn list(
+    home: &Home,
+    village: Option<String>,
+    status: Option<String>,
+    overdue: bool,
+    today: &crate::cli::TodayArg,
+    json: bool,
+) -> anyhow::Result<()> {
+    let status = status.as_deref().map(parse_status).transpose()?;
+    let today = today_or(today)?;
+    let villages = match village {
+        Some(id) => vec![home.require_village(id.trim())?],
+        None => home.villages()?,
+    };
+    let all: Vec<DemandView> = villages
+        .iter()
+        .flat_map(|v| v.demands())
+        .filter(|d| status.is_none_or(|s| d.status == s.name()))
+        .filter(|d| !overdue || d.is_overdue(today))
+        .collect();
+    if json {
+        let shown: Vec<Shown> = all
+            .iter()
+            .map(|d| Shown {
+                demand: d,
+                overdue: d.is_overdue(today),
+            })
+            .collect();
+        return output::json(&shown);
+    }
+    let rows: Vec<Vec<String>> = all
+        .into_iter()
+        .map(|d| {
+            let late = if d.is_overdue(today) { "逾期" } else { "" };
+            vec![
+                china_time(&d.opened_at)
+                    .get(..10)
+                    .unwrap_or_default()
+                    .to_owned(),
+                d.status.clone(),
+                d.category.clone(),
+                output::opt(&d.department),
+                d.due
+                    .clone()
+                    .map(|x| format!("{x} {late}"))
+                    .unwrap_or_else(|| "-".to_owned()),
+                d.id.clone(),
+                output::clip(&d.text, 40),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "受理日期",
+            "状态",
+            "类别",
+            "部门",
+            "期限",
+            "诉求 id",
+            "内容",
+        ],
+        &rows,
+        "no demands match",
+    )
+}
+
+/// An RFC 3339 time as `YYYY-MM-DD HH:MM` in China Standard Time (as reports
+/// read dates); the input as is if it does not parse.
+fn china_time(at: &str) -> String {
+    let cst = chrono::FixedOffset::east_opt(minqing_model::report::REPORT_UTC_OFFSET_SECS);
+    match (chrono::DateTime::parse_from_rfc3339(at), cst) {
+        (Ok(t), Some(cst)) => t.with_timezone(&cst).format("%Y-%m-%d %H:%M").to_string(),
+        _ => at.to_owned(),
+    }
+}
+
+fn show(home: &Home, typed: &str, today: &crate::cli::TodayArg, json: bool) -> anyhow::Result<()> {
+    let today = today_or(today)?;
+    let villages = home.villages()?;
+    let (vi, id) = find(&villages, RecordKind::Demand, typed)?;
+    let d = villages[vi]
+        .demand(&id)
+        .context("the demand vanished while reading")?;
+    let overdue = d.is_overdue(today);
+    if json {
+        return output::json(&Shown {
+            demand: &d,
+            overdue,
+        });
+    }
+    output::line(&format!("诉求  {}", d.id))?;
+    output::line(&format!("状态  {}", d.status))?;
+    output::line(&format!("类别  {}", d.category))?;
+    output::line(&format!("内容  {}", d.text))?;
+    output::line(&format!(
+        "居民  {} (户 {}, 村 {})",
+        d.resident_id, d.household_id, d.village_id
+    ))?;
+    output::line(&format!("部门  {}", output::opt(&d.department)))?;
+    let due = match &d.due {
+        Some(due) if overdue => format!("{due} (逾期 overdue as of {today})"),
+        Some(due) => due.clone(),
+        None => "-".to_owned(),
+    };
+    output::line(&format!("期限  {due}"))?;
+    if let Some(s) = &d.satisfaction {
+        output::line(&format!("满意度 {s}"))?;
+    }
+    if d.flagged > 0 {
+        output::line(&format!(
+            "注意  {} step(s) recorded concurrently were kept but not applied (⚠ below)",
+            d.flagged
+        ))?;
+    }
+    output::line(&format!("时间线 ({})", d.events.len()))?;
+    for e in &d.events {
+        let details: Vec<String> = e.fields.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let mut line = format!("  {}  {}  {}", china_time(&e.at), e.kind_name, e.cadre);
+        if !details.is_empty() {
+            line.push_str("  ");
+            line.push_str(&output::clip(&details.join("; "), 80));
         }
-        DemandCmd::Show { id, json } => {
-            let villages = home.villages()?;
-            let (vi, id) = find(&villages, RecordKind::Demand, &id)?;
-            let d = villages[vi]
-                .demand(&id)
-                .context("the demand vanished while reading")?;
-            if json.json {
-                return output::json(&d);
-            }
-            output::line(&format!("诉求  {}", d.id))?;
-            output::line(&format!("状态  {}", d.status))?;
-            output::line(&format!("类别  {}", d.category))?;
-            output::line(&format!("内容  {}", d.text))?;
-            output::line(&format!(
-                "居民  {} (户 {}, 村 {})",
-                d.resident_id, d.household_id, d.village_id
-            ))?;
-            output::line(&format!("受理  {} {}", d.opened_at, d.cadre))?;
-            output::line(&format!("事件 ({})", d.events.len()))?;
-            for e in &d.events {
-                output::line(&format!("  {} {} {} {}", e.at, e.kind_name, e.cadre, e.id))?;
-            }
-            Ok(())
+        output::line(&line)?;
+        if let Some(flag) = &e.flag {
+            output::line(&format!("      ⚠ 已标记: {flag}"))?;
         }
     }
+    Ok(())
 }

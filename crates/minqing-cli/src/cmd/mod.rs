@@ -4,11 +4,15 @@
 mod debug;
 mod demand;
 mod household;
+mod import;
 mod init;
+mod leave;
+mod report;
 mod resident;
 mod sync;
 mod village;
 mod visit;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -32,6 +36,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resident(c) => resident::run(&Home::open(&dir)?, c),
         Command::Visit(c) => visit::run(&Home::open(&dir)?, c),
         Command::Demand(c) => demand::run(&Home::open(&dir)?, c),
+        Command::Leave(c) => leave::run(&Home::open(&dir)?, c),
+        Command::Report(c) => report::run(&Home::open(&dir)?, c),
+        Command::Import(c) => import::run(&Home::open(&dir)?, c),
         Command::Debug(c) => debug::run(&Home::open(&dir)?, c),
     }?;
     Ok(ExitCode::SUCCESS)

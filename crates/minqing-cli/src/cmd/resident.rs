@@ -23,7 +23,81 @@ pub fn run(home: &Home, cmd: ResidentCmd) -> anyhow::Result<()> {
             json,
         } => list(home, village, tag, search, json.json),
         ResidentCmd::Show { id, json } => show(home, &id, json.json),
+        ResidentCmd::Duplicates { village, json } => duplicates(home, village, json.json),
+        ResidentCmd::Merge { keep, other } => merge(home, &keep, &other),
     }
+}
+
+/// `resident duplicates`: residents of one village sharing a 身份证号.
+fn duplicates(home: &Home, village: Option<String>, json: bool) -> anyhow::Result<()> {
+    let villages = match village {
+        Some(id) => vec![home.require_village(id.trim())?],
+        None => home.villages()?,
+    };
+    #[derive(serde::Serialize)]
+    struct Group {
+        village_id: String,
+        #[serde(flatten)]
+        group: minqing_model::DuplicateGroup,
+    }
+    let groups: Vec<Group> = villages
+        .iter()
+        .flat_map(|v| {
+            v.duplicate_residents().into_iter().map(|group| Group {
+                village_id: v.id().to_string(),
+                group,
+            })
+        })
+        .collect();
+    if json {
+        return output::json(&groups);
+    }
+    if groups.is_empty() {
+        return output::line("no duplicate residents");
+    }
+    for g in &groups {
+        output::line(&format!(
+            "身份证号 {} (村 {}): {} residents",
+            g.group.id_card,
+            g.village_id,
+            g.group.residents.len()
+        ))?;
+        for r in &g.group.residents {
+            output::line(&format!(
+                "  {}  {}  {}  {}  {}",
+                r.id,
+                r.name,
+                output::opt(&r.phone),
+                r.address,
+                r.created_at
+            ))?;
+        }
+    }
+    output::line("merge one into another with `minqing resident merge KEEP OTHER`")
+}
+
+/// `resident merge KEEP OTHER`.
+fn merge(home: &Home, keep: &str, other: &str) -> anyhow::Result<()> {
+    let mut villages = home.villages()?;
+    let (ki, keep) = find(&villages, RecordKind::Resident, keep).context("KEEP")?;
+    let (oi, other) = find(&villages, RecordKind::Resident, other).context("OTHER")?;
+    if ki != oi {
+        anyhow::bail!(
+            "residents {keep} (village {}) and {other} (village {}) live in different villages; only duplicates within one village can be merged",
+            villages[ki].id(),
+            villages[oi].id()
+        );
+    }
+    let v = &mut villages[ki];
+    v.merge_residents(&home.author(), &keep, &other)?;
+    home.save(v)?;
+    output::line(&format!(
+        "merged resident {other} into {keep} in {}: its visits and demands now show under {keep}",
+        v.id()
+    ))?;
+    output::line(keep.as_str())?;
+    home.compact_later(v.id());
+    Ok(())
 }
 
 fn tags(raw: &[String], flag: &str) -> anyhow::Result<Vec<Tag>> {

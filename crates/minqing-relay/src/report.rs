@@ -1,0 +1,184 @@
+//! `minqing-relay report monthly|ledger`: the supervisors' reports over every
+//! village in the relay's store (the whole county), with the same definitions
+//! and output options as the laptop's `minqing report`.
+//!
+//! The store is sled, which admits one process per directory: while `serve`
+//! runs, the report cannot open it and says so (stop serve, or run the report
+//! on a copy of the home taken while serve was stopped).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use minqing_model::{Month, Table, Village, local_date, parse_date, render_tables};
+use minqing_store::{SledStorage, StoreError};
+use minqing_sync::{DocId, Storage};
+use serde::Serialize;
+
+use crate::registry::{Home, usage};
+
+/// Output options of a report.
+#[derive(Debug, clap::Args)]
+pub struct ReportOut {
+    /// Print the report as JSON (and nothing else on stdout).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report as CSV (UTF-8 with BOM) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Also write the report as an .xlsx workbook to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub xlsx: Option<PathBuf>,
+}
+
+/// `report ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ReportCmd {
+    /// Monthly duty per cadre over every village: visits, coverage, key
+    /// residents, leave, make-ups, demands.
+    Monthly {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Only this village.
+        #[arg(long)]
+        village: Option<String>,
+        #[command(flatten)]
+        out: ReportOut,
+    },
+    /// The demand ledger (问题台账) over every village.
+    Ledger {
+        /// Demands opened on or after this day, YYYY-MM-DD.
+        #[arg(long)]
+        from: Option<String>,
+        /// Demands opened on or before this day, YYYY-MM-DD.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this village.
+        #[arg(long)]
+        village: Option<String>,
+        /// Judge overdue as of this day, YYYY-MM-DD (default: today, China time).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        today: Option<String>,
+        #[command(flatten)]
+        out: ReportOut,
+    },
+}
+
+fn date_arg(flag: &str, raw: Option<&str>) -> Result<Option<NaiveDate>> {
+    match raw.map(parse_date) {
+        None => Ok(None),
+        Some(Ok(d)) => Ok(Some(d)),
+        Some(Err(e)) => usage!("{flag}: {e}"),
+    }
+}
+
+/// Runs a report.
+pub fn run(home: &Home, cmd: ReportCmd) -> Result<()> {
+    home.config()?;
+    match cmd {
+        ReportCmd::Monthly {
+            month,
+            village,
+            out,
+        } => {
+            let month = match Month::parse(&month) {
+                Ok(m) => m,
+                Err(e) => usage!("--month: {e}"),
+            };
+            let villages = load(home, village.as_deref())?;
+            let report = minqing_model::monthly_report(&villages, month);
+            emit(&report, &report.tables(), &out)
+        }
+        ReportCmd::Ledger {
+            from,
+            to,
+            village,
+            today,
+            out,
+        } => {
+            let from = date_arg("--from", from.as_deref())?;
+            let to = date_arg("--to", to.as_deref())?;
+            let today = date_arg("--today", today.as_deref())?
+                .unwrap_or_else(|| local_date(chrono::Utc::now().timestamp_millis()));
+            let villages = load(home, village.as_deref())?;
+            let report = minqing_model::ledger_report(&villages, from, to, today);
+            emit(&report, &report.tables(), &out)
+        }
+    }
+}
+
+/// Loads every village of the store (or one); a village that does not load
+/// is reported on stderr and left out.
+fn load(home: &Home, only: Option<&str>) -> Result<Vec<Village>> {
+    let only = match only.map(|v| DocId::new(v.trim())) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(e)) => usage!("--village: {e}"),
+    };
+    let store = match SledStorage::open(&home.store()) {
+        Ok(s) => s,
+        Err(StoreError::Locked { path }) => anyhow::bail!(
+            "the relay's store {} is in use by `minqing-relay serve` (sled allows one process): stop serve (SIGTERM), run the report, and start serve again — or run the report with --home on a copy of the home taken while serve was stopped",
+            path.display()
+        ),
+        Err(e) => return Err(e).context("cannot open the relay's store"),
+    };
+    let ids = match only {
+        Some(id) => {
+            if store.load(&id)?.is_none() {
+                anyhow::bail!(
+                    "no village {id} in the relay's store (`minqing-relay village list` shows them)"
+                );
+            }
+            vec![id]
+        }
+        None => store.docs().context("cannot list the relay's villages")?,
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let loaded = store
+            .load(&id)
+            .with_context(|| format!("cannot read village {id}"))
+            .and_then(|b| {
+                let b = b.with_context(|| format!("village {id} vanished"))?;
+                Village::load(id.clone(), &b).with_context(|| format!("village {id} does not load"))
+            });
+        match loaded {
+            Ok(v) => out.push(v),
+            Err(e) => eprintln!("warning: village {id} left out of the report: {e:#}"),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the report where asked: files first (each synced to disk), then
+/// stdout — JSON alone with `--json`; else the paths written, or the readable
+/// tables when no file was asked for.
+fn emit<T: Serialize>(report: &T, tables: &[Table], out: &ReportOut) -> Result<()> {
+    let mut written: Vec<&Path> = Vec::new();
+    if let Some(path) = &out.csv {
+        minqing_model::write_csv(tables, path)
+            .with_context(|| format!("--csv: cannot write {}", path.display()))?;
+        written.push(path);
+    }
+    if let Some(path) = &out.xlsx {
+        minqing_model::write_xlsx(tables, path)
+            .with_context(|| format!("--xlsx: cannot write {}", path.display()))?;
+        written.push(path);
+    }
+    if out.json {
+        for p in &written {
+            eprintln!("wrote {}", p.display());
+        }
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    if written.is_empty() {
+        println!("{}", render_tables(tables).trim_end());
+    }
+    for p in written {
+        println!("{}", p.display());
+    }
+    Ok(())
+}
