@@ -70,18 +70,12 @@ fn bundle(store: &SledStorage) -> anyhow::Result<Bundle> {
 /// enrolled) or is not the relay of its bundle. Retrying will not help.
 pub const EXIT_REFUSED: u8 = 3;
 
-/// Where the store comes from during a pass: already open (one pass), or
-/// opened once connected and closed right after (watch mode, so that the
-/// cadre's own commands can use the store between passes).
-enum StoreSource<'a> {
-    Open(&'a SledStorage),
-    Dir(&'a Path),
-}
-
-/// One sync pass: connect, then run the session over the store. The outer
-/// error is local (the store); the inner one is the relay's or the network's.
+/// One sync pass: connect, then open the store of home `dir`, run the session
+/// and close the store again. The store is not held while the relay is being
+/// reached (up to the timeout), so the cadre's own commands keep working then.
+/// The outer error is local (the store); the inner one the relay's or the network's.
 async fn pass(
-    source: StoreSource<'_>,
+    dir: &Path,
     bundle: &Bundle,
     timeout: Duration,
 ) -> anyhow::Result<Result<(SessionOutcome, Vec<String>), NetError>> {
@@ -89,27 +83,20 @@ async fn pass(
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
-    let opened;
-    let store = match source {
-        StoreSource::Open(s) => s,
-        StoreSource::Dir(dir) => {
-            opened = match home::open_store(dir) {
-                Ok(s) => s,
-                Err(e) => {
-                    conn.close().await;
-                    return Err(e);
-                }
-            };
-            &opened
+    let store = match home::open_store(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            conn.close().await;
+            return Err(e);
         }
     };
-    let result = session(&conn, store, bundle).await;
+    let result = session(&conn, &store, bundle).await;
     conn.close().await;
     let out = match result {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
-    report(store)?;
+    report(&store)?;
     Ok(Ok(out))
 }
 
@@ -187,9 +174,13 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let dir = home.dir.clone();
+    // The store is opened only for a pass (or, watching, a quick look), so that
+    // the cadre's own commands can write meanwhile.
+    drop(home);
     if !args.watch {
         let context = || format!("sync with relay {} failed", bundle.relay_name);
-        return match rt.block_on(pass(StoreSource::Open(&home.store), &bundle, timeout))? {
+        return match rt.block_on(pass(&dir, &bundle, timeout))? {
             Ok((out, notices)) => Ok(if print_outcome(&out, &notices)? {
                 std::process::ExitCode::SUCCESS
             } else {
@@ -199,10 +190,6 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
             Err(e) => Err(anyhow::Error::from(e).context(context())),
         };
     }
-    let dir = home.dir.clone();
-    // The store is opened only for a pass or a quick look, so that the cadre's
-    // own commands can write while this runs.
-    drop(home);
     watch(
         &rt,
         &dir,
@@ -263,7 +250,7 @@ fn watch(
             continue;
         }
         last_pass = std::time::Instant::now();
-        match rt.block_on(pass(StoreSource::Dir(dir), bundle, timeout)) {
+        match rt.block_on(pass(dir, bundle, timeout)) {
             Ok(Ok((out, notices))) => {
                 print_outcome(&out, &notices)?;
                 backoff = Duration::from_secs(1);
