@@ -1,4 +1,6 @@
-//! Project automation: `cargo xtask ci` (what CI runs), `cargo xtask demo` (the main job).
+//! Project automation: `cargo xtask ci` (what CI runs), `cargo xtask demo` (the main job),
+//! `cargo xtask gen-data` and `cargo xtask bench` (the benchmark harness in
+//! `crates/minqing-bench`, run in release mode).
 //!
 //! xtask depends on nothing in the workspace so that it compiles in seconds; it
 //! drives the workspace through `cargo` and the built binaries.
@@ -13,10 +15,18 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("demo") => demo::run(&root()),
+        Some("gen-data") => bench_tool("gen-data", &args[1..]),
+        Some("bench") => bench_tool("bench", &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo>");
-            eprintln!("  ci    fmt check, clippy -D warnings, build, every test");
-            eprintln!("  demo  a cadre's offline day, then sync through a relay, on 127.0.0.1");
+            eprintln!("usage: cargo xtask <ci|demo|gen-data|bench>");
+            eprintln!("  ci        fmt check, clippy -D warnings, build, every test");
+            eprintln!("  demo      a cadre's offline day, then sync through a relay, on 127.0.0.1");
+            eprintln!(
+                "  gen-data  --profile device|county|quick --seed N --out DIR: a deterministic data set in real stores"
+            );
+            eprintln!(
+                "  bench     [--quick] every benchmark scenario; writes docs/benchmarks.md (--quick: target/bench-quick.md)"
+            );
             return ExitCode::from(2);
         }
     };
@@ -51,6 +61,25 @@ pub fn cargo(args: &[&str]) -> Result<(), String> {
     } else {
         Err(format!("`cargo {}` failed ({status})", args.join(" ")))
     }
+}
+
+/// Builds the binaries the benchmarks drive (release), then runs
+/// `minqing-bench SUB ARGS` through `cargo run --release`.
+fn bench_tool(sub: &str, args: &[String]) -> Result<(), String> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "minqing",
+        "-p",
+        "minqing-relay",
+        "-p",
+        "minqing-testkit",
+        "--bins",
+    ])?;
+    let mut full: Vec<&str> = vec!["run", "--release", "-p", "minqing-bench", "--", sub];
+    full.extend(args.iter().map(String::as_str));
+    cargo(&full)
 }
 
 fn ci() -> Result<(), String> {

@@ -1,0 +1,322 @@
+//! `minqing-bench gen-data`: writes a relay home holding the county and the
+//! device homes the scenarios start from, deterministically from a seed.
+//!
+//! Layout of `--out DIR`:
+//!
+//! | path | what |
+//! |---|---|
+//! | `relay/` | relay home (`minqing-relay init`), every village in its store, every bench device in its registry |
+//! | `device/` | the cadre's laptop (`minqing init --bundle`): the profile's 4 full villages, synced (shared heads persisted on both sides) |
+//! | `device100/` | a laptop with 100 villages (the 4 full ones and 96 small ones), synced (county profile) |
+//! | `fresh.bundle.json` | an enrolled laptop with nothing on it yet, assigned the 4 full villages (S1) |
+//! | `naive.json` | one bundle per village of `device100` for the naive baseline (one document per session) |
+//! | `r1.json` | bundles of the simulated devices of R1, each assigned one village, with their synced sync states |
+//! | `manifest.json` | profile, seed, ids, saved sizes |
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc;
+
+use anyhow::{Context, Result};
+use minqing_model::Id;
+use minqing_net::Bundle;
+use minqing_sync::{DocId, Storage};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::county::{self, VillageSize};
+use crate::homes::{self, Bins, RelayHome};
+
+/// A data set's shape.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    /// Its name (`device`, `county`, `quick`).
+    pub name: &'static str,
+    /// Villages on the cadre's laptop (full size).
+    pub full: usize,
+    /// Size of those villages.
+    pub full_size: VillageSize,
+    /// Further villages on the relay only (small).
+    pub light: usize,
+    /// Size of those villages.
+    pub light_size: VillageSize,
+    /// Villages on the many-village laptop (0: none).
+    pub many: usize,
+    /// Simulated devices for R1.
+    pub r1_devices: usize,
+}
+
+impl Profile {
+    /// The profile called `name`.
+    pub fn named(name: &str) -> Result<Profile> {
+        Ok(match name {
+            "device" => Profile {
+                name: "device",
+                full: 4,
+                full_size: VillageSize::FULL,
+                light: 0,
+                light_size: VillageSize::LIGHT,
+                many: 0,
+                r1_devices: 0,
+            },
+            "county" => Profile {
+                name: "county",
+                full: 4,
+                full_size: VillageSize::FULL,
+                light: 496,
+                light_size: VillageSize::LIGHT,
+                many: 100,
+                r1_devices: 1000,
+            },
+            "quick" => Profile {
+                name: "quick",
+                full: 4,
+                full_size: VillageSize::TINY,
+                light: 16,
+                light_size: VillageSize::TINY,
+                many: 20,
+                r1_devices: 20,
+            },
+            other => anyhow::bail!("unknown profile {other:?}: use device, county or quick"),
+        })
+    }
+}
+
+/// What `gen-data` made, read back by the scenarios.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Profile name.
+    pub profile: String,
+    /// Seed.
+    pub seed: u64,
+    /// The relay's name (peer name of device sync states).
+    pub relay_name: String,
+    /// The villages of `device/`.
+    pub device_villages: Vec<String>,
+    /// The villages of `device100/` (empty: none).
+    pub many_villages: Vec<String>,
+    /// Every village on the relay.
+    pub all_villages: Vec<String>,
+    /// `Automerge::save()` size of every village, bytes.
+    pub saved_bytes: BTreeMap<String, u64>,
+    /// Residents, visits and demands in the device villages.
+    pub device_counts: [usize; 3],
+    /// Seconds the generation took.
+    pub seconds: f64,
+}
+
+/// One simulated R1 device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimDevice {
+    /// Its bundle.
+    pub bundle: Bundle,
+    /// Its village.
+    pub village: String,
+    /// Its persisted sync state for the village (shared heads = the relay's).
+    pub state: Vec<u8>,
+}
+
+fn village_seed(seed: u64, index: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// A built village, saved.
+struct Made {
+    index: usize,
+    id: DocId,
+    name: String,
+    township: String,
+    bytes: Vec<u8>,
+    heads: Vec<automerge::ChangeHash>,
+    counts: [usize; 3],
+}
+
+/// The encoded sync state of a peer that holds exactly `heads`.
+pub fn synced_state(heads: &[automerge::ChangeHash]) -> Vec<u8> {
+    let mut s = automerge::sync::State::new();
+    s.shared_heads = heads.to_vec();
+    s.encode()
+}
+
+fn build(seed: u64, index: usize, size: VillageSize, actor: &[u8]) -> Result<Made> {
+    let mut rng = StdRng::seed_from_u64(village_seed(seed, index));
+    let (info, mut village) = county::build_village(&mut rng, index, size, actor)?;
+    let counts = [
+        village.residents().len(),
+        village.visits().len(),
+        village.demands().len(),
+    ];
+    let bytes = village.doc_mut().save();
+    let heads = village.heads();
+    Ok(Made {
+        index,
+        id: info.id,
+        name: info.name,
+        township: info.township,
+        bytes,
+        heads,
+        counts,
+    })
+}
+
+/// Generates the data set of `profile` into `out` (which must not exist).
+pub fn generate(bins: &Bins, profile: Profile, seed: u64, out: &Path) -> Result<Manifest> {
+    let started = std::time::Instant::now();
+    if out.exists() {
+        anyhow::bail!("{} exists already; choose a new --out", out.display());
+    }
+    std::fs::create_dir_all(out)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let relay_name = "县民情中继";
+    let mut relay = RelayHome::init(bins, &out.join("relay"), relay_name, rng.random())?;
+
+    let total = profile.full + profile.light;
+    let ids: Vec<String> = (0..total).map(|i| format!("V{i:04}")).collect();
+    let device_villages: Vec<String> = ids[..profile.full].to_vec();
+    let many_villages: Vec<String> = if profile.many > 0 {
+        ids[..profile.many.min(total)].to_vec()
+    } else {
+        Vec::new()
+    };
+
+    // Identities first, so that the sync states can be written with the villages.
+    let mk_id = |rng: &mut StdRng| Id::random(rng).as_str().to_owned();
+    let device_id = mk_id(&mut rng);
+    let device_bundle = relay.enrol(&device_id, "李明", &device_villages)?;
+    let fresh_bundle = relay.enrol(&mk_id(&mut rng), "王芳", &device_villages)?;
+    let many = if profile.many > 0 {
+        Some(relay.enrol(&mk_id(&mut rng), "张伟", &many_villages)?)
+    } else {
+        None
+    };
+    let mut naive = Vec::new();
+    for v in if many_villages.is_empty() {
+        &device_villages
+    } else {
+        &many_villages
+    } {
+        naive.push(relay.enrol(&mk_id(&mut rng), "赵强", std::slice::from_ref(v))?);
+    }
+    let mut r1 = Vec::new();
+    for i in 0..profile.r1_devices {
+        let village = ids[i % total].clone();
+        let b = relay.enrol(&mk_id(&mut rng), "陈静", std::slice::from_ref(&village))?;
+        r1.push((b, village));
+    }
+    relay.write_devices()?;
+    homes::device_home(bins, &out.join("device"), &device_bundle)?;
+    if let Some(b) = &many {
+        homes::device_home(bins, &out.join("device100"), b)?;
+    }
+    std::fs::write(
+        out.join("fresh.bundle.json"),
+        serde_json::to_vec_pretty(&fresh_bundle)?,
+    )?;
+    std::fs::write(out.join("naive.json"), serde_json::to_vec(&naive)?)?;
+
+    // Villages, built on two threads, written by this one.
+    let relay_store = homes::open_store(&relay.dir.join("store"))?;
+    let device_store = homes::open_store(&out.join("device/store"))?;
+    let many_store = if many.is_some() {
+        Some(homes::open_store(&out.join("device100/store"))?)
+    } else {
+        None
+    };
+    let threads = 2;
+    let (tx, rx) = mpsc::sync_channel::<Result<Made>>(4);
+    let mut registry = Vec::new();
+    let mut saved_bytes = BTreeMap::new();
+    let mut device_counts = [0usize; 3];
+    let mut heads_of = BTreeMap::new();
+    std::thread::scope(|scope| -> Result<()> {
+        for t in 0..threads {
+            let tx = tx.clone();
+            let actor = relay.actor.clone();
+            scope.spawn(move || {
+                for index in (t..total).step_by(threads) {
+                    let size = if index < profile.full {
+                        profile.full_size
+                    } else {
+                        profile.light_size
+                    };
+                    if tx.send(build(seed, index, size, &actor)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (n, made) in rx.iter().enumerate() {
+            let m = made?;
+            relay_store.append(&m.id, &m.bytes)?;
+            let state = synced_state(&m.heads);
+            if m.index < profile.full {
+                device_store.append(&m.id, &m.bytes)?;
+                device_store.set_sync_state(relay_name, &m.id, &state)?;
+                relay_store.set_sync_state(&device_id, &m.id, &state)?;
+                for (c, x) in device_counts.iter_mut().zip(m.counts) {
+                    *c += x;
+                }
+            }
+            if let (Some(store), Some(b)) = (&many_store, &many)
+                && m.index < profile.many
+            {
+                store.append(&m.id, &m.bytes)?;
+                store.set_sync_state(relay_name, &m.id, &state)?;
+                relay_store.set_sync_state(&b.device_id, &m.id, &state)?;
+            }
+            registry.push((m.id.to_string(), m.name, m.township));
+            saved_bytes.insert(m.id.to_string(), m.bytes.len() as u64);
+            heads_of.insert(m.id.to_string(), m.heads);
+            if (n + 1) % 50 == 0 {
+                tracing::info!("{} of {total} villages written", n + 1);
+            }
+        }
+        Ok(())
+    })?;
+    registry.sort();
+    relay.write_villages(&registry)?;
+    let mut sims = Vec::with_capacity(r1.len());
+    for (bundle, village) in r1 {
+        let heads = heads_of.get(&village).context("R1 village was generated")?;
+        let state = synced_state(heads);
+        relay_store.set_sync_state(&bundle.device_id, &DocId::new(village.clone())?, &state)?;
+        sims.push(SimDevice {
+            bundle,
+            village,
+            state,
+        });
+    }
+    std::fs::write(out.join("r1.json"), serde_json::to_vec(&sims)?)?;
+    for s in [Some(&relay_store), Some(&device_store), many_store.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        s.flush()?;
+    }
+    let manifest = Manifest {
+        profile: profile.name.to_owned(),
+        seed,
+        relay_name: relay_name.to_owned(),
+        device_villages,
+        many_villages,
+        all_villages: ids,
+        saved_bytes,
+        device_counts,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    std::fs::write(
+        out.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )?;
+    Ok(manifest)
+}
+
+/// Reads the manifest of a generated data set.
+#[allow(dead_code)] // used by the scenarios
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let raw = std::fs::read(dir.join("manifest.json"))
+        .with_context(|| format!("{} holds no generated data set", dir.display()))?;
+    Ok(serde_json::from_slice(&raw)?)
+}

@@ -1,0 +1,254 @@
+//! Real minqing homes for the benchmarks: a relay home made by `minqing-relay
+//! init`, device homes made by `minqing init --bundle`, villages and sync states
+//! written straight into their sled stores, and devices enrolled in bulk with
+//! the relay's CA (the registry files are written in the format
+//! `crates/minqing-relay/src/registry.rs` defines).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use minqing_net::{BUNDLE_FORMAT, Bundle, RelayCa, Validity};
+use minqing_store::SledStorage;
+use serde::{Deserialize, Serialize};
+
+/// The built binaries the benchmark drives.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    /// `minqing`.
+    pub minqing: PathBuf,
+    /// `minqing-relay`.
+    pub relay: PathBuf,
+}
+
+impl Bins {
+    /// Finds the binaries next to this one (the same `target/<profile>/`).
+    pub fn locate() -> Result<Bins> {
+        let exe = std::env::current_exe().context("cannot find the minqing-bench executable")?;
+        let dir = exe
+            .parent()
+            .context("minqing-bench has no parent directory")?
+            .to_path_buf();
+        let bins = Bins {
+            minqing: dir.join("minqing"),
+            relay: dir.join("minqing-relay"),
+        };
+        for b in [&bins.minqing, &bins.relay] {
+            if !b.exists() {
+                bail!(
+                    "{} is missing: build it first (`cargo build --release -p minqing -p minqing-relay`, or use `cargo xtask bench`)",
+                    b.display()
+                );
+            }
+        }
+        Ok(bins)
+    }
+}
+
+/// Runs a command, returning its stdout; fails with its stderr.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Opens a sled store, retrying briefly (sled may still hold the lock of a
+/// store just closed in this process).
+pub fn open_store(dir: &Path) -> Result<SledStorage> {
+    let mut last = None;
+    for _ in 0..50 {
+        match SledStorage::open(dir) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(anyhow::anyhow!(
+        "cannot open the store {}: {last:?}",
+        dir.display()
+    ))
+}
+
+/// One enrolled device, as `registry/devices.json` holds it (mirror of the
+/// relay's `registry::Device`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RegistryDevice {
+    device_id: String,
+    cadre: String,
+    team: Option<String>,
+    villages: Vec<String>,
+    fingerprint: String,
+    revoked: bool,
+    #[serde(default)]
+    revoked_at: Option<String>,
+    enrolled_at: String,
+    expires_at: String,
+}
+
+/// One village, as `registry/villages.json` holds it (mirror of the relay's
+/// `registry::VillageEntry`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RegistryVillage {
+    id: String,
+    name: String,
+    #[serde(default)]
+    township: Option<String>,
+    created_at: String,
+}
+
+/// A relay home under construction.
+#[derive(Debug)]
+pub struct RelayHome {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The relay's name.
+    pub name: String,
+    /// The relay's automerge actor.
+    pub actor: Vec<u8>,
+    ca: RelayCa,
+    devices: BTreeMap<String, RegistryDevice>,
+}
+
+const CREATED_AT: &str = "2024-01-01T00:00:00Z";
+
+impl RelayHome {
+    /// `minqing-relay init`, then replaces the random actor with `actor` so that
+    /// the generated documents are the same for every run with the same seed.
+    pub fn init(bins: &Bins, dir: &Path, name: &str, actor: [u8; 16]) -> Result<RelayHome> {
+        run(Command::new(&bins.relay).arg("--home").arg(dir).args([
+            "init",
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:4433",
+        ]))?;
+        let config_path = dir.join("config.json");
+        let mut config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&config_path).context("reading the relay's config.json")?,
+        )?;
+        let hex: String = actor.iter().map(|b| format!("{b:02x}")).collect();
+        config["actor"] = serde_json::Value::String(hex);
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+        let ca = RelayCa::load(
+            name,
+            &std::fs::read_to_string(dir.join("ca/ca.pem"))?,
+            &std::fs::read_to_string(dir.join("ca/ca.key"))?,
+        )?;
+        Ok(RelayHome {
+            dir: dir.to_path_buf(),
+            name: name.to_owned(),
+            actor: actor.to_vec(),
+            ca,
+            devices: BTreeMap::new(),
+        })
+    }
+
+    /// Records the villages in `registry/villages.json`.
+    pub fn write_villages(&self, villages: &[(String, String, String)]) -> Result<()> {
+        let map: BTreeMap<String, RegistryVillage> = villages
+            .iter()
+            .map(|(id, name, township)| {
+                (
+                    id.clone(),
+                    RegistryVillage {
+                        id: id.clone(),
+                        name: name.clone(),
+                        township: Some(township.clone()),
+                        created_at: CREATED_AT.into(),
+                    },
+                )
+            })
+            .collect();
+        std::fs::write(
+            self.dir.join("registry/villages.json"),
+            serde_json::to_vec_pretty(&map)?,
+        )?;
+        Ok(())
+    }
+
+    /// Issues a certificate for `device_id` and records it; returns its bundle.
+    pub fn enrol(&mut self, device_id: &str, cadre: &str, villages: &[String]) -> Result<Bundle> {
+        let validity = Validity::from_now(Duration::from_secs(730 * 86_400));
+        let cert = self.ca.issue_device(device_id, validity)?;
+        let mut villages = villages.to_vec();
+        villages.sort();
+        self.devices.insert(
+            device_id.to_owned(),
+            RegistryDevice {
+                device_id: device_id.to_owned(),
+                cadre: cadre.to_owned(),
+                team: None,
+                villages: villages.clone(),
+                fingerprint: cert.fingerprint.clone(),
+                revoked: false,
+                revoked_at: None,
+                enrolled_at: CREATED_AT.into(),
+                expires_at: "2099-01-01T00:00:00Z".into(),
+            },
+        );
+        Ok(Bundle {
+            format: BUNDLE_FORMAT.into(),
+            device_id: device_id.to_owned(),
+            cadre: cadre.to_owned(),
+            team: None,
+            relay_name: self.name.clone(),
+            relay_addr: "127.0.0.1:4433".into(),
+            server_name: minqing_net::DEFAULT_SERVER_NAME.into(),
+            ca_cert_pem: self.ca.cert_pem().to_owned(),
+            cert_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+            villages,
+            issued_at: CREATED_AT.into(),
+        })
+    }
+
+    /// Writes `registry/devices.json` with every device enrolled so far.
+    pub fn write_devices(&self) -> Result<()> {
+        std::fs::write(
+            self.dir.join("registry/devices.json"),
+            serde_json::to_vec_pretty(&self.devices)?,
+        )?;
+        Ok(())
+    }
+}
+
+/// Sets up a device home from a bundle with the real `minqing init --bundle`.
+pub fn device_home(bins: &Bins, dir: &Path, bundle: &Bundle) -> Result<()> {
+    let path = dir.with_extension("bundle.json");
+    bundle.write(&path)?;
+    run(Command::new(&bins.minqing)
+        .arg("--home")
+        .arg(dir)
+        .arg("init")
+        .arg("--bundle")
+        .arg(&path))?;
+    Ok(())
+}
+
+/// Copies a directory tree (stores are copied before every run so that each
+/// run starts from the same state).
+#[allow(dead_code)] // used by the scenarios
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
