@@ -9,9 +9,9 @@
 use anyhow::{Context, Result};
 use chrono::{Datelike, NaiveDate, NaiveTime};
 use minqing_model::{
-    Address, Author, Category, DemandText, Gender, HouseholdNumber, Id, IdCardNumber, NewDemand,
-    NewHousehold, NewResident, NewVisit, Note, PersonName, Phone, Relation, Tag, Village,
-    VisitKind, new_village,
+    Address, Author, Category, DemandStatus, DemandText, Department, Gender, HouseholdNumber, Id,
+    IdCardNumber, NewDemand, NewHousehold, NewResident, NewVisit, Note, PersonName, Phone,
+    Relation, Satisfaction, Tag, Transition, Village, VisitKind, new_village,
 };
 use minqing_sync::DocId;
 use rand::Rng;
@@ -211,7 +211,7 @@ pub fn build_village(
         let author = cadre.author(ms_on(rng, date));
         let category = *text::weighted(rng, text::CATEGORIES);
         let text_ = text::demand_text(rng);
-        village.open_demand(
+        let demand = village.open_demand(
             rng,
             &author,
             &NewDemand {
@@ -220,9 +220,81 @@ pub fn build_village(
                 text: DemandText::parse(text_)?,
             },
         )?;
+        // How far along its closed loop the demand got, in rough proportions.
+        let steps = *text::weighted(
+            rng,
+            &[(0usize, 10), (1, 15), (2, 15), (3, 15), (4, 40), (6, 5)],
+        );
+        let mut at = author.now_ms;
+        for _ in 0..steps {
+            at += rng.random_range(1..=10) * 86_400_000;
+            let cadre = &team[rng.random_range(0..team.len())];
+            village.set_actor(cadre.device_id.as_bytes());
+            if !next_step(&mut village, rng, &cadre.author(at), &demand)? {
+                break;
+            }
+        }
     }
     Ok((VillageInfo { id, name, township }, village))
 }
+
+/// Records the natural next step of a demand's closed loop (受理 → 直办/转办 →
+/// 反馈 → 回访 → 销号, 销号 → 重开, sometimes a 督办 on the way). Returns false
+/// when the demand does not exist.
+pub fn next_step(
+    village: &mut Village,
+    rng: &mut StdRng,
+    author: &Author,
+    demand: &Id,
+) -> Result<bool> {
+    let Some(fold) = village.demand_fold(demand) else {
+        return Ok(false);
+    };
+    let note = |rng: &mut StdRng| Note::parse(text::demand_text(rng));
+    let step = match fold.status {
+        DemandStatus::Accepted if rng.random_bool(0.5) => Transition::Handle,
+        DemandStatus::Accepted => Transition::Transfer {
+            department: Department::parse(*text::weighted(rng, DEPARTMENTS))?,
+            due: Some(
+                chrono::DateTime::from_timestamp_millis(author.now_ms)
+                    .map_or(today(), |t| t.date_naive())
+                    + chrono::Duration::days(15),
+            ),
+        },
+        DemandStatus::InProgress if fold.department.is_some() && rng.random_bool(0.1) => {
+            Transition::Supervise { note: note(rng)? }
+        }
+        DemandStatus::InProgress => Transition::Feedback { text: note(rng)? },
+        DemandStatus::Answered => Transition::Revisit {
+            satisfaction: *text::weighted(
+                rng,
+                &[
+                    (Satisfaction::Satisfied, 70),
+                    (Satisfaction::Basic, 22),
+                    (Satisfaction::Dissatisfied, 8),
+                ],
+            ),
+            note: None,
+        },
+        DemandStatus::Revisited => Transition::Close,
+        DemandStatus::Closed => Transition::Reopen { reason: note(rng)? },
+        // A status added by a newer model: leave the demand as it is.
+        _ => return Ok(false),
+    };
+    village
+        .record_step(rng, author, demand, &step)
+        .map_err(|e| anyhow::anyhow!("demand {demand}: {e}"))?;
+    Ok(true)
+}
+
+const DEPARTMENTS: &[(&str, u32)] = &[
+    ("镇民政办", 5),
+    ("镇卫生院", 3),
+    ("县交通局", 2),
+    ("县水务局", 2),
+    ("镇农业服务中心", 3),
+    ("县人社局", 2),
+];
 
 /// The residents of one household (household id left empty), 1–6 people with
 /// relations, birth dates, 身份证号, phones and tags in realistic proportions.
