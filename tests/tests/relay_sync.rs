@@ -109,8 +109,8 @@ fn three_devices_converge_and_hold_only_their_villages() {
     relay.village_add("V1", "小河村");
     relay.village_add("V2", "大山村");
     relay.village_add("V3", "东风社区");
-    let (_, a) = device(&relay, "王芳", "V1,V2");
-    let (_, b) = device(&relay, "李明", "V1");
+    let (a_id, a) = device(&relay, "王芳", "V1,V2");
+    let (b_id, b) = device(&relay, "李明", "V1");
     let (c_id, c) = device(&relay, "赵六", "V1,V3");
     relay.start();
 
@@ -271,6 +271,50 @@ fn three_devices_converge_and_hold_only_their_villages() {
             .any(|e| e["kind"] == "refused_village" && e["device_id"] == c_id.as_str()),
         "a removed village with nothing new is not a refusal worth auditing"
     );
+
+    // A village taken away while the laptop holds unsynced changes to it: the
+    // changes are refused (audited with their size) and the copy is removed.
+    visit(&a, &h1, None, "王芳：调走前未同步的记录。");
+    relay.run(&["assign", &a_id[..8], "--villages", "V2"]).ok();
+    let out = sync(&a);
+    assert!(out.contains("notice: village V1"), "{out}");
+    assert_eq!(villages(&a), ["V2"]);
+    let log = relay.audit();
+    let refused = log
+        .iter()
+        .find(|e| e["kind"] == "refused_village" && e["device_id"] == a_id.as_str())
+        .unwrap_or_else(|| panic!("A's refused changes are audited: {log:#?}"));
+    assert_eq!(refused["village"], "V1");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("bytes of changes not applied") && !d.contains("; 0 bytes")),
+        "{refused}"
+    );
+
+    // The operator's view: every laptop's last sync, and an audit log of whole
+    // JSON lines with the documented fields.
+    let devices = relay.run(&["devices", "--json"]).json();
+    for id in [&a_id, &b_id, &c_id] {
+        let row = devices
+            .as_array()
+            .and_then(|d| d.iter().find(|r| r["device_id"] == id.as_str()))
+            .unwrap_or_else(|| panic!("device {id} is listed: {devices}"));
+        assert!(row["last_sync"].is_string(), "{row}");
+    }
+    let raw = std::fs::read_to_string(relay.home().join("registry").join("audit.jsonl"))
+        .expect("the audit log exists");
+    let mut kinds = BTreeSet::new();
+    for line in raw.lines() {
+        let e = minqing_e2e::json(line);
+        for field in ["at", "kind", "device_id", "village", "detail"] {
+            assert!(e.get(field).is_some(), "audit line without {field}: {line}");
+        }
+        kinds.insert(e["kind"].as_str().unwrap_or_default().to_owned());
+    }
+    for kind in ["village_add", "enroll", "assign", "sync", "refused_village"] {
+        assert!(kinds.contains(kind), "no {kind} in the audit log:\n{raw}");
+    }
     assert!(
         relay.stop(),
         "SIGTERM stops the relay cleanly:\n{}",
