@@ -834,3 +834,87 @@ fn check_csv(path: &Path) {
     assert_eq!(wf[col("重点人员")], "1");
     assert_eq!(wf[col("覆盖率")], "50.0%");
 }
+
+fn add_with_card(home: &Home, household: &str, name: &str, card: &str, phone: &str) -> String {
+    home.minqing(&[
+        "resident",
+        "add",
+        "--household",
+        household,
+        "--name",
+        name,
+        "--id-card",
+        card,
+        "--phone",
+        phone,
+    ])
+    .id()
+}
+
+fn resident_ids(home: &Home) -> Vec<String> {
+    home.minqing(&["resident", "list", "--json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn duplicates_found_and_crossed_merges_on_two_laptops_converge() {
+    let (a, b) = (Home::new(), Home::new());
+    a.init("张伟");
+    b.init("王芳");
+    village(&a, "V1", "小河村");
+    let h = household(&a, "V1", "小河村三组12号");
+    merge(&b, &a);
+    // The same person entered on both laptops offline, each with a visit or demand.
+    let card = "370811195803151224";
+    let ra = add_with_card(&a, &h, "李秀英", card, "13905371234");
+    let rb = add_with_card(&b, &h, "李秀英", card, "13800138000");
+    let visit_id = visit(&a, &h, Some(&ra), "重点走访", "2025-03-05");
+    let demand = open_demand(&b, &rb, "医疗", "慢病报销");
+    merge(&a, &b);
+    merge(&b, &a);
+
+    let dups = a.minqing(&["resident", "duplicates", "--json"]).json();
+    let groups = dups.as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{dups}");
+    assert_eq!(groups[0]["id_card"], card);
+    assert_eq!(groups[0]["village_id"], "V1");
+    assert_eq!(groups[0]["residents"].as_array().unwrap().len(), 2);
+    let text = a.minqing(&["resident", "duplicates"]).ok();
+    assert!(text.contains(&ra) && text.contains(&rb), "{text}");
+
+    // Merge refusals: a resident into itself (exit 1), a short prefix (exit 2).
+    a.minqing(&["resident", "merge", &ra, &ra]).fails(1);
+    a.minqing(&["resident", "merge", &ra[..3], &rb]).fails(2);
+
+    // Crossed merges at once: 张伟 keeps ra, 王芳 keeps rb.
+    assert_eq!(
+        a.minqing(&["resident", "merge", &ra[..6], &rb[..6]]).id(),
+        ra
+    );
+    assert_eq!(b.minqing(&["resident", "merge", &rb, &ra]).id(), rb);
+    merge(&a, &b);
+    merge(&b, &a);
+    let survivor = ra.clone().min(rb.clone());
+    assert_eq!(resident_ids(&a), [survivor.clone()]);
+    assert_eq!(resident_ids(&b), [survivor.clone()]);
+    for home in [&a, &b] {
+        assert!(
+            home.minqing(&["resident", "duplicates", "--json"])
+                .json()
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        let shown = home
+            .minqing(&["resident", "show", &survivor, "--json"])
+            .json();
+        assert_eq!(shown["visits"][0]["id"], visit_id.as_str());
+        assert_eq!(shown["demands"][0]["id"], demand.as_str());
+    }
+    assert_eq!(heads(&a), heads(&b));
+}
