@@ -113,7 +113,8 @@ struct Row {
     snapshot_kib: u64,
     open_ms: f64,
     total: Summary,
-    automerge: Summary,
+    edit: Summary,
+    save_after: Summary,
     store: Summary,
     fsync: Summary,
 }
@@ -136,11 +137,26 @@ fn summarize(mut us: Vec<f64>) -> Summary {
     }
 }
 
-fn run(cfg: &Config, n: usize) -> Row {
+/// One village under test, with the samples taken from it.
+struct Bench {
+    n: usize,
+    _dir: tempfile::TempDir,
+    snapshot_bytes: u64,
+    open_ms: f64,
+    store: SledStorage,
+    am: AutoCommit,
+    visits: automerge::ObjId,
+    heads: Vec<ChangeHash>,
+    rng: Rng,
+    /// Baseline for the disk itself: 300 bytes appended to a plain file and fsynced.
+    plain: std::fs::File,
+    samples: [Vec<f64>; 5],
+}
+
+fn setup(cfg: &Config, n: usize) -> Bench {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ n as u64);
     let snapshot_bytes = prepare(dir.path(), n, &mut rng);
-
     let mut opens = Vec::new();
     for _ in 0..cfg.open_reps {
         let (store, _, took) = open_and_load(dir.path());
@@ -149,42 +165,65 @@ fn run(cfg: &Config, n: usize) -> Row {
     }
     opens.sort_by(f64::total_cmp);
     let open_ms = opens[opens.len() / 2];
-
     let (store, mut am, _) = open_and_load(dir.path());
     let visits = visits_obj(&am);
-    let doc = village();
-    let mut heads: Vec<ChangeHash> = am.get_heads();
-    let (mut total, mut amt, mut st, mut raw) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    // Baseline for the disk itself: append 300 bytes to a plain file and fsync it.
-    let mut plain =
-        std::fs::File::create(dir.path().join("fsync-baseline")).expect("baseline file");
-    for i in 0..cfg.writes {
-        let t0 = Instant::now();
-        add_visit(&mut am, &visits, &mut rng, n + i);
-        let bytes = am.save_after(&heads);
-        heads = am.get_heads();
-        let t1 = Instant::now();
-        store.append(&doc, &bytes).expect("append");
-        store.flush().expect("flush");
-        let t2 = Instant::now();
-        total.push((t2 - t0).as_secs_f64() * 1e6);
-        amt.push((t1 - t0).as_secs_f64() * 1e6);
-        st.push((t2 - t1).as_secs_f64() * 1e6);
-        let t3 = Instant::now();
-        std::io::Write::write_all(&mut plain, &[0x5a; 300]).expect("baseline write");
-        plain.sync_data().expect("baseline fsync");
-        raw.push(t3.elapsed().as_secs_f64() * 1e6);
-        // As the CLI does after printing its result: not timed.
-        store.compact_if_needed(&doc).expect("compact");
-    }
-    Row {
+    let heads = am.get_heads();
+    let plain = std::fs::File::create(dir.path().join("fsync-baseline")).expect("baseline file");
+    Bench {
         n,
-        snapshot_kib: snapshot_bytes / 1024,
+        _dir: dir,
+        snapshot_bytes,
         open_ms,
-        total: summarize(total),
-        automerge: summarize(amt),
-        store: summarize(st),
-        fsync: summarize(raw),
+        store,
+        am,
+        visits,
+        heads,
+        rng,
+        plain,
+        samples: Default::default(),
+    }
+}
+
+impl Bench {
+    /// Logs one visit as the CLI does, timing its parts.
+    fn write_one(&mut self, i: usize) {
+        let doc = village();
+        let t0 = Instant::now();
+        add_visit(&mut self.am, &self.visits, &mut self.rng, self.n + i);
+        let ta = Instant::now();
+        let bytes = self.am.save_after(&self.heads);
+        self.heads = self.am.get_heads();
+        let t1 = Instant::now();
+        self.store.append(&doc, &bytes).expect("append");
+        self.store.flush().expect("flush");
+        let t2 = Instant::now();
+        std::io::Write::write_all(&mut self.plain, &[0x5a; 300]).expect("baseline write");
+        self.plain.sync_data().expect("baseline fsync");
+        let t3 = Instant::now();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        for (v, d) in self
+            .samples
+            .iter_mut()
+            .zip([t2 - t0, ta - t0, t1 - ta, t2 - t1, t3 - t2])
+        {
+            v.push(us(d));
+        }
+        // As the CLI does after printing its result: not timed.
+        self.store.compact_if_needed(&doc).expect("compact");
+    }
+
+    fn row(self) -> Row {
+        let [total, edit, sa, st, raw] = self.samples;
+        Row {
+            n: self.n,
+            snapshot_kib: self.snapshot_bytes / 1024,
+            open_ms: self.open_ms,
+            total: summarize(total),
+            edit: summarize(edit),
+            save_after: summarize(sa),
+            store: summarize(st),
+            fsync: summarize(raw),
+        }
     }
 }
 
@@ -220,22 +259,34 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .expect("--writes takes a number");
     }
-    let mut rows = Vec::new();
+    let mut benches = Vec::new();
     for &n in &cfg.sizes {
-        eprintln!("write_cost: village with {n} prior visits …");
-        rows.push(run(&cfg, n));
+        eprintln!("write_cost: preparing a village with {n} prior visits …");
+        benches.push(setup(&cfg, n));
     }
+    // Interleave the villages write by write, so that every size sees the same
+    // machine (other processes, disk) while it is measured.
+    eprintln!(
+        "write_cost: {} writes to each village, interleaved …",
+        cfg.writes
+    );
+    for i in 0..cfg.writes {
+        for b in &mut benches {
+            b.write_one(i);
+        }
+    }
+    let rows: Vec<Row> = benches.into_iter().map(Bench::row).collect();
     println!(
-        "{} single-visit writes per row (put + commit + save_after + append + flush); times in µs unless noted\n",
+        "{} single-visit writes per row (put + commit + save_after + append + flush), the rows interleaved write by write; times in µs unless noted\n",
         cfg.writes
     );
     println!(
-        "| prior visits | snapshot KiB | open+load ms | p50 | p99 | max | mean | automerge p50 / p99 | append+flush p50 / p99 | plain fsync p50 / p99 |"
+        "| prior visits | snapshot KiB | open+load ms | p50 | p99 | max | mean | put+commit p50 / p99 | save_after+heads p50 / p99 | append+flush p50 / p99 | plain fsync p50 / p99 |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} |",
+            "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} |",
             r.n,
             r.snapshot_kib,
             r.open_ms,
@@ -243,8 +294,10 @@ fn main() {
             r.total.p99,
             r.total.max,
             r.total.mean,
-            r.automerge.p50,
-            r.automerge.p99,
+            r.edit.p50,
+            r.edit.p99,
+            r.save_after.p50,
+            r.save_after.p99,
             r.store.p50,
             r.store.p99,
             r.fsync.p50,

@@ -143,6 +143,10 @@ struct Inner {
     meta: sled::Tree,
     /// Next chunk seq per document, filled lazily from the last stored key.
     next_seq: Mutex<BTreeMap<DocId, u64>>,
+    /// sled's log file, kept open to fsync it (see `flush_inner`).
+    log_file: std::fs::File,
+    /// Blob files already fsynced (see `flush_inner`).
+    synced_blobs: Mutex<std::collections::BTreeSet<std::ffi::OsString>>,
     /// Held by compaction and `remove`, so that two of them never interleave
     /// on the same store (sled's lock makes this process the only writer).
     maintenance: Mutex<()>,
@@ -253,6 +257,11 @@ impl SledStorage {
         let chunks = db.open_tree("chunks").map_err(sled_err)?;
         let sync_states = db.open_tree("sync_states").map_err(sled_err)?;
         let meta = db.open_tree("meta").map_err(sled_err)?;
+        let log_path = path.join("db");
+        let log_file = std::fs::File::open(&log_path).map_err(|source| StoreError::Io {
+            path: log_path,
+            source,
+        })?;
         Ok(SledStorage {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -262,6 +271,8 @@ impl SledStorage {
                 sync_states,
                 meta,
                 next_seq: Mutex::new(BTreeMap::new()),
+                log_file,
+                synced_blobs: Mutex::new(std::collections::BTreeSet::new()),
                 maintenance: Mutex::new(()),
             }),
         })
@@ -512,22 +523,38 @@ impl SledStorage {
 
     fn docs_inner(&self) -> Result<Vec<DocId>, StoreError> {
         let mut out = std::collections::BTreeSet::new();
+        // A malformed key (only sled-level damage could write one) is skipped
+        // with a warning, so that one damaged record does not hide every village.
         for k in self.inner.snapshots.iter().keys() {
             let k = k.map_err(|e| self.sled(e))?;
-            out.insert(self.doc_from_key(&k, "snapshots")?);
+            match self.doc_from_key(&k, "snapshots") {
+                Ok(doc) => {
+                    out.insert(doc);
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping a malformed snapshot key"),
+            }
         }
         // Jump from one document's chunks to the next instead of reading them all.
         let mut from: Vec<u8> = Vec::new();
         while let Some(kv) = self.inner.chunks.range(from.as_slice()..).next() {
             let (k, _) = kv.map_err(|e| self.sled(e))?;
             let end = k.iter().position(|&b| b == 0).unwrap_or(k.len());
-            let doc = self.doc_from_key(&k[..end], "chunks")?;
-            from = chunk_prefix(&doc);
-            // `doc 0x01` sorts after every key `doc 0x00 ..`.
-            if let Some(last) = from.last_mut() {
-                *last = 1;
+            match self.doc_from_key(&k[..end], "chunks") {
+                Ok(doc) => {
+                    from = chunk_prefix(&doc);
+                    // `doc 0x01` sorts after every key `doc 0x00 ..`.
+                    if let Some(last) = from.last_mut() {
+                        *last = 1;
+                    }
+                    out.insert(doc);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a malformed chunk key");
+                    // The smallest key after `k`.
+                    from = k.to_vec();
+                    from.push(0);
+                }
             }
-            out.insert(doc);
         }
         Ok(out.into_iter().collect())
     }
@@ -600,8 +627,54 @@ impl SledStorage {
             .map_err(|e| self.tx_err(e, |()| unreachable_abort()))
     }
 
+    /// Makes every write so far durable, also against power loss.
+    ///
+    /// On Linux, sled 0.34.7's `flush` ends in `sync_file_range`, which writes
+    /// the log's pages but neither commits the file's size nor flushes the
+    /// disk's write cache, and it never fsyncs the blob files it writes for
+    /// large values (snapshots, a whole village received in one piece). So
+    /// after sled's flush this fdatasyncs the log file and fsyncs every blob
+    /// file not synced before, and then the blob directory.
     fn flush_inner(&self) -> Result<(), StoreError> {
         self.inner.db.flush().map_err(|e| self.sled(e))?;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        self.inner
+            .log_file
+            .sync_data()
+            .map_err(io(&self.inner.path.join("db")))?;
+        let blobs = self.inner.path.join("blobs");
+        let entries = match std::fs::read_dir(&blobs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&blobs)(e)),
+        };
+        let mut synced = lock(&self.inner.synced_blobs);
+        let mut present = std::collections::BTreeSet::new();
+        let mut any_new = false;
+        for entry in entries {
+            let entry = entry.map_err(io(&blobs))?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                let file = entry.path();
+                match std::fs::File::open(&file) {
+                    Ok(f) => f.sync_all().map_err(io(&file))?,
+                    // sled removed it meanwhile (blob garbage collection).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io(&file)(e)),
+                }
+                any_new = true;
+            }
+            present.insert(name);
+        }
+        if any_new {
+            std::fs::File::open(&blobs)
+                .and_then(|d| d.sync_all())
+                .map_err(io(&blobs))?;
+        }
+        *synced = present;
         Ok(())
     }
 }

@@ -453,3 +453,30 @@ fn crc32fast_hash(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn a_malformed_key_does_not_hide_the_other_villages() {
+    let dir = tempfile::tempdir().unwrap();
+    fill_three_villages(dir.path());
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("chunks")
+            .unwrap()
+            .insert(b"bad key\xff", b"x")
+            .unwrap();
+        db.open_tree("snapshots")
+            .unwrap()
+            .insert(b"\xfe", b"x")
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStorage::open(dir.path()).unwrap();
+    let names: Vec<String> = store
+        .docs()
+        .unwrap()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(names, ["V1", "V2", "V3"]);
+    assert_eq!(value(&store, &doc("V3"), "k1").as_deref(), Some("V3 第1条"));
+}
