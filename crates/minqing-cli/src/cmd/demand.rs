@@ -103,7 +103,7 @@ fn list(
     let rows: Vec<Vec<String>> = all
         .into_iter()
         .map(|d| {
-            let late = if d.is_overdue(today) { "逾期" } else { "" };
+            let late = if d.is_overdue(today) { " 逾期" } else { "" };
             vec![
                 china_time(&d.opened_at)
                     .get(..10)
@@ -114,7 +114,7 @@ fn list(
                 output::opt(&d.department),
                 d.due
                     .clone()
-                    .map(|x| format!("{x} {late}"))
+                    .map(|x| format!("{x}{late}"))
                     .unwrap_or_else(|| "-".to_owned()),
                 d.id.clone(),
                 output::clip(&d.text, 40),
