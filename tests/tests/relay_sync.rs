@@ -594,3 +594,31 @@ fn watch_mode_follows_local_writes_and_relay_restarts() {
     drop(watcher);
     assert!(relay.stop());
 }
+
+#[test]
+fn relay_opens_after_a_kill_during_sleds_own_snapshot() {
+    let mut relay = Relay::init("县中继");
+    relay.village_add("V1", "小河村");
+    let (_, a) = device(&relay, "王芳", "V1");
+    relay.start();
+    sync(&a);
+    let h = household(&a, "V1", "小河村三组12号");
+    let v = visit(&a, &h, None, "王芳：入户走访。");
+    sync(&a);
+    relay.kill();
+    // What a kill while sled writes its snapshot leaves behind: a partial
+    // `snap.<lsn>.generating` that sorts after every finished snapshot.
+    std::fs::write(
+        relay
+            .home()
+            .join("store")
+            .join("snap.FFFFFFFFFFFFFFFF.generating"),
+        b"part",
+    )
+    .expect("the store directory is writable");
+    relay.start();
+    let (_, b) = device(&relay, "李明", "V1");
+    sync(&b);
+    assert!(visit_ids(&b, "V1").contains(&v), "the relay kept the visit");
+    assert!(relay.stop());
+}
