@@ -203,7 +203,6 @@ fn a_demand_goes_round_the_whole_loop_and_invalid_steps_write_nothing() {
     assert_eq!(s["satisfaction"], "满意");
     assert!(s["closed_at"].is_string());
     assert_eq!(s["flagged"], 0);
-    assert_eq!(s["overdue"], false, "a closed demand is never overdue");
     let kinds: Vec<&str> = s["events"]
         .as_array()
         .unwrap()
@@ -282,7 +281,7 @@ fn a_demand_goes_round_the_whole_loop_and_invalid_steps_write_nothing() {
         "转办",
         "县水务局",
         "回访",
-        "satisfaction: 满意",
+        "满意度: 满意",
         "销号",
         "重开",
         "逾期",

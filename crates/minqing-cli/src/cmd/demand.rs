@@ -56,15 +56,6 @@ pub fn run(home: &Home, cmd: DemandCmd) -> anyhow::Result<()> {
     }
 }
 
-/// A demand as `--json` prints it: the model's view plus `overdue` (judged
-/// on `--today`).
-#[derive(serde::Serialize)]
-struct Shown<'a> {
-    #[serde(flatten)]
-    demand: &'a DemandView,
-    overdue: bool,
-}
-
 /// Parses `--status`, as a usage error (exit 2) when unknown.
 fn parse_status(raw: &str) -> anyhow::Result<DemandStatus> {
     DemandStatus::parse(raw).map_err(|e: WorkflowError| usage(format!("--status: {e}")))
@@ -91,14 +82,7 @@ fn list(
         .filter(|d| !overdue || d.is_overdue(today))
         .collect();
     if json {
-        let shown: Vec<Shown> = all
-            .iter()
-            .map(|d| Shown {
-                demand: d,
-                overdue: d.is_overdue(today),
-            })
-            .collect();
-        return output::json(&shown);
+        return output::json(&all);
     }
     let rows: Vec<Vec<String>> = all
         .into_iter()
@@ -136,6 +120,19 @@ fn list(
     )
 }
 
+/// The Chinese label of an event's payload field (unknown ones as stored).
+fn field_label(key: &str) -> &str {
+    match key {
+        "department" => "部门",
+        "due" => "期限",
+        "note" => "备注",
+        "text" => "答复",
+        "satisfaction" => "满意度",
+        "reason" => "原因",
+        other => other,
+    }
+}
+
 /// An RFC 3339 time as `YYYY-MM-DD HH:MM` in China Standard Time (as reports
 /// read dates); the input as is if it does not parse.
 fn china_time(at: &str) -> String {
@@ -155,10 +152,8 @@ fn show(home: &Home, typed: &str, today: &crate::cli::TodayArg, json: bool) -> a
         .context("the demand vanished while reading")?;
     let overdue = d.is_overdue(today);
     if json {
-        return output::json(&Shown {
-            demand: &d,
-            overdue,
-        });
+        // The model's view: the same object `resident show --json` lists.
+        return output::json(&d);
     }
     output::line(&format!("诉求  {}", d.id))?;
     output::line(&format!("状态  {}", d.status))?;
@@ -186,7 +181,11 @@ fn show(home: &Home, typed: &str, today: &crate::cli::TodayArg, json: bool) -> a
     }
     output::line(&format!("时间线 ({})", d.events.len()))?;
     for e in &d.events {
-        let details: Vec<String> = e.fields.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let details: Vec<String> = e
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{}: {v}", field_label(k)))
+            .collect();
         let mut line = format!("  {}  {}  {}", china_time(&e.at), e.kind_name, e.cadre);
         if !details.is_empty() {
             line.push_str("  ");
