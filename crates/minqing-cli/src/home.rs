@@ -226,7 +226,8 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Today's date on this laptop's clock.
+/// Today's date in China Standard Time: the calendar of visit dates, reports and
+/// overdue demands alike, whatever time zone the laptop is set to.
 pub fn today() -> chrono::NaiveDate {
-    chrono::Local::now().date_naive()
+    minqing_model::local_date(now_ms())
 }

@@ -6,23 +6,18 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use minqing_model::{Month, Table, Village, local_date, parse_date, render_tables};
+use minqing_model::{Month, Table, Village, parse_date, render_tables};
 use serde::Serialize;
 
 use crate::cli::{ReportCmd, ReportOut, TodayArg};
-use crate::home::{Home, now_ms};
+use crate::home::Home;
 use crate::output;
-
-/// Today in China Standard Time (the calendar reports and overdue use).
-pub fn china_today() -> NaiveDate {
-    local_date(now_ms())
-}
 
 /// The day given by `--today`, else today in China Standard Time.
 pub fn today_or(arg: &TodayArg) -> anyhow::Result<NaiveDate> {
     match &arg.today {
         Some(d) => Ok(parse_date(d).context("--today")?),
-        None => Ok(china_today()),
+        None => Ok(crate::home::today()),
     }
 }
 
