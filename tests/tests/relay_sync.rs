@@ -112,6 +112,10 @@ fn three_devices_converge_and_hold_only_their_villages() {
     let (a_id, a) = device(&relay, "王芳", "V1,V2");
     let (b_id, b) = device(&relay, "李明", "V1");
     let (c_id, c) = device(&relay, "赵六", "V1,V3");
+    // E writes to V2 only: its device id is the automerge actor of its changes,
+    // and a document's actor table is stored uncompressed, so any copy of V2 —
+    // even one that arrived whole, compressed — carries E's id in the clear.
+    let (e_id, e) = device(&relay, "孙八", "V2");
     relay.start();
 
     // Each device's first sync brings exactly its villages.
@@ -154,7 +158,11 @@ fn three_devices_converge_and_hold_only_their_villages() {
         "赵六：独居老人，腿脚不便，需代购药品。",
     ));
     written.insert(visit(&c, &h1, None, "赵六：路过回访，一切安好。"));
-    // A writes into V2, which only A holds: a string B must never store.
+    sync(&e);
+    let h_e = household(&e, "V2", "大山村二组5号");
+    visit(&e, &h_e, None, "孙八：大山村走访。");
+    sync(&e);
+    // A writes into V2, which B does not hold: strings B must never store.
     let h_v2 = household(&a, "V2", "大山村一组1号");
     resident(&a, &h_v2, "欧阳秘密", "13600000003");
     visit(&a, &h_v2, None, "大山村机密走访记录");
@@ -261,6 +269,20 @@ fn three_devices_converge_and_hold_only_their_villages() {
         .filter_map(|r| r["name"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(names, ["欧阳秘密"], "V2 arrives whole");
+    // The check for E's id can fail: C's copy of V2, which arrived whole, has it.
+    assert!(
+        c.files()
+            .iter()
+            .any(|(_, bytes)| contains_bytes(bytes, e_id.as_bytes())),
+        "a copy of V2 received from the relay should carry its author's id"
+    );
+    for (path, bytes) in b.files() {
+        assert!(
+            !contains_bytes(&bytes, e_id.as_bytes()),
+            "B stored data of V2 (its author's id) in {}",
+            path.display()
+        );
+    }
     // The next sync is quiet about V1, and the relay does not audit a stale refusal.
     let out = sync(&c);
     assert!(!out.contains("V1"), "{out}");
@@ -452,6 +474,15 @@ fn relay_killed_mid_sync_loses_nothing() {
             "round {round}: relay killed after {delay:?}; the device's sync exited {:?}",
             out.status.code()
         );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(0) => {}
+            Some(1) => assert!(
+                stderr.contains("nothing local was lost"),
+                "seed {seed} round {round}: a cut sync says nothing was lost:\n{stderr}"
+            ),
+            other => panic!("seed {seed} round {round}: sync exited {other:?}:\n{stderr}"),
+        }
         // The relay's store opens again and the device's next sync completes.
         relay.start();
         sync(&dev);

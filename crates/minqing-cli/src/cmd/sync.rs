@@ -187,7 +187,11 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
                 std::process::ExitCode::from(1)
             }),
             Err(e) if e.is_trust_failure() => Ok(refused(&bundle, &e)),
-            Err(e) => Err(anyhow::Error::from(e).context(context())),
+            Err(e @ NetError::Unreachable { .. }) => Err(anyhow::Error::from(e).context(context())),
+            Err(e) => Err(anyhow::anyhow!(
+                "{}: {e}; nothing local was lost: what did not reach the relay goes with the next sync",
+                context()
+            )),
         };
     }
     watch(
