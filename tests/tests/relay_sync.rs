@@ -378,14 +378,14 @@ fn refused_unreachable_and_revoked_laptops_keep_their_data() {
         err.contains("refused") && err.contains("not enrolled"),
         "{err}"
     );
+    // (The relay writes the line on a worker thread just after the refusal.)
     assert!(
-        relay
-            .audit()
-            .iter()
-            .any(|e| e["kind"] == "refused_handshake"
-                && e["detail"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("not enrolled"))),
+        eventually(Duration::from_secs(10), || relay.audit().iter().any(|e| e
+            ["kind"]
+            == "refused_handshake"
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("not enrolled")))),
         "the unenrolled handshake is audited"
     );
     let _ = ghost_id;
@@ -396,7 +396,11 @@ fn refused_unreachable_and_revoked_laptops_keep_their_data() {
     let err = a.minqing(&["sync", "--timeout", "5"]).fails(3);
     assert!(err.contains("refused") && err.contains("revoked"), "{err}");
     assert!(audit_has(&relay, "revoke", &a_id));
-    assert!(audit_has(&relay, "refused_handshake", &a_id));
+    assert!(eventually(Duration::from_secs(10), || audit_has(
+        &relay,
+        "refused_handshake",
+        &a_id
+    )));
     let held = visit_ids(&a, "V1");
     assert!(held.contains(&v) && held.contains(&unsynced), "{held:?}");
 

@@ -50,13 +50,18 @@ impl DeviceGate for RegistryGate {
             .flatten()
             .map(|d| d.device_id);
         tracing::warn!(fingerprint, reason, "handshake refused");
-        if let Err(e) = self.home.audit(
-            "refused_handshake",
-            device.as_deref(),
-            None,
-            format!("{reason}; certificate {fingerprint}"),
-        ) {
-            tracing::error!("cannot write the audit log: {e:#}");
+        let home = self.home.clone();
+        let detail = format!("{reason}; certificate {fingerprint}");
+        let write = move || {
+            if let Err(e) = home.audit("refused_handshake", device.as_deref(), None, detail) {
+                tracing::error!("cannot write the audit log: {e:#}");
+            }
+        };
+        // Called from the TLS handshake on the runtime: the fsynced audit write
+        // goes to the blocking pool.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(write)),
+            Err(_) => write(),
         }
     }
 }
@@ -233,17 +238,22 @@ async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming) {
             return;
         }
     };
-    let device =
-        match minqing_net::peer_fingerprint(&conn).map(|fp| relay.devices.by_fingerprint(&fp)) {
-            Some(Ok(Some(d))) if !d.revoked => d,
-            _ => {
-                conn.close(
-                    CLOSE_REFUSED.into(),
-                    minqing_net::REFUSED_MESSAGE.as_bytes(),
-                );
-                return;
-            }
-        };
+    let lookup = {
+        let fp = minqing_net::peer_fingerprint(&conn);
+        let devices = relay.devices.clone();
+        // The registry may be re-read from disk: off the runtime.
+        tokio::task::spawn_blocking(move || fp.map(|fp| devices.by_fingerprint(&fp))).await
+    };
+    let device = match lookup {
+        Ok(Some(Ok(Some(d)))) if !d.revoked => d,
+        _ => {
+            conn.close(
+                CLOSE_REFUSED.into(),
+                minqing_net::REFUSED_MESSAGE.as_bytes(),
+            );
+            return;
+        }
+    };
     let span = tracing::info_span!("device", id = %device.device_id, cadre = %device.cadre);
     async move {
         match serve_device(&relay, &conn, &device).await {

@@ -260,7 +260,18 @@ async fn relay_serves_enrolled_devices_only_their_villages() {
     let err = sync(&b, &sb).await.unwrap_err();
     assert!(err.is_refused(), "{err:?}");
     assert!(err.to_string().contains("revoked or not enrolled"), "{err}");
-    let log = audit(&home);
+    // The relay writes the line on a worker thread just after the refusal.
+    let mut log = audit(&home);
+    for _ in 0..100 {
+        if log
+            .iter()
+            .any(|e| e["kind"] == "refused_handshake" && e["device_id"] == b_id.as_str())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        log = audit(&home);
+    }
     assert!(
         log.iter()
             .any(|e| e["kind"] == "refused_handshake" && e["device_id"] == b_id.as_str()),
