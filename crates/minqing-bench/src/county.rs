@@ -254,7 +254,10 @@ pub fn next_step(
     let step = match fold.status {
         DemandStatus::Accepted if rng.random_bool(0.5) => Transition::Handle,
         DemandStatus::Accepted => Transition::Transfer {
-            department: Department::parse(*text::weighted(rng, DEPARTMENTS))?,
+            department: {
+                let d: &&str = text::weighted(rng, DEPARTMENTS);
+                Department::parse(d)?
+            },
             due: Some(
                 chrono::DateTime::from_timestamp_millis(author.now_ms)
                     .map_or(today(), |t| t.date_naive())

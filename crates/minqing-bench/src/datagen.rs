@@ -314,7 +314,6 @@ pub fn generate(bins: &Bins, profile: Profile, seed: u64, out: &Path) -> Result<
 }
 
 /// Reads the manifest of a generated data set.
-#[allow(dead_code)] // used by the scenarios
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let raw = std::fs::read(dir.join("manifest.json"))
         .with_context(|| format!("{} holds no generated data set", dir.display()))?;

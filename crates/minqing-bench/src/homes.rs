@@ -237,7 +237,6 @@ pub fn device_home(bins: &Bins, dir: &Path, bundle: &Bundle) -> Result<()> {
 
 /// Copies a directory tree (stores are copied before every run so that each
 /// run starts from the same state).
-#[allow(dead_code)] // used by the scenarios
 pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {

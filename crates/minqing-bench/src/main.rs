@@ -2,8 +2,10 @@
 //! `cargo xtask bench` — a deterministic county generator writing real minqing
 //! stores, and the scenarios that write docs/benchmarks.md.
 
+mod bench;
 mod county;
 mod datagen;
+mod harness;
 mod homes;
 mod text;
 
@@ -35,6 +37,22 @@ enum Cmd {
         /// Output directory (must not exist).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Run every scenario and write docs/benchmarks.md (with --quick: tiny
+    /// sizes, target/bench-quick.md).
+    Bench {
+        /// Tiny data set, few runs; the report goes to target/bench-quick.md.
+        #[arg(long)]
+        quick: bool,
+        /// Runs per figure (default 5, or 1 with --quick).
+        #[arg(long)]
+        runs: Option<usize>,
+        /// Seed of the data set.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The workspace root (default: the current directory).
+        #[arg(long)]
+        root: Option<PathBuf>,
     },
 }
 
@@ -74,6 +92,25 @@ fn run() -> Result<()> {
                 m.seconds,
                 out.display()
             );
+        }
+        Cmd::Bench {
+            quick,
+            runs,
+            seed,
+            root,
+        } => {
+            let bins = homes::Bins::locate()?;
+            let opts = bench::Options {
+                quick,
+                runs: runs.unwrap_or(if quick { 1 } else { 5 }).max(1),
+                seed,
+                root: match root {
+                    Some(r) => r,
+                    None => std::env::current_dir()?,
+                },
+            };
+            let out = bench::run(&bins, &opts)?;
+            println!("report written to {}", out.display());
         }
     }
     Ok(())

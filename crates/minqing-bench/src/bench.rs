@@ -1,0 +1,1088 @@
+//! `minqing-bench bench`: runs W1, W2, S1–S3 (with the naive baseline) and R1
+//! on a generated data set and writes the report between the
+//! `<!-- bench:begin -->` / `<!-- bench:end -->` markers of docs/benchmarks.md.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use minqing_model::{NewVisit, Note, Village, VisitKind};
+use minqing_net::Bundle;
+use minqing_store::SledStorage;
+use minqing_sync::{DocId, MemStorage, Storage};
+use minqing_testkit::shaper::{LinkConfig, UdpShaper};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::county::{self, VillageSize};
+use crate::datagen::{self, Manifest, Profile, SimDevice};
+use crate::harness::{
+    self, NoSyncState, OnlyDocs, RelayProc, device_sync, lockstep_round_trips, percentile, summary,
+};
+use crate::homes::{self, Bins, copy_dir, open_store};
+
+/// Options of one bench run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Tiny sizes, few runs, report to target/bench-quick.md.
+    pub quick: bool,
+    /// Runs per figure.
+    pub runs: usize,
+    /// Seed of the data set.
+    pub seed: u64,
+    /// Workspace root (for target/ and docs/).
+    pub root: PathBuf,
+}
+
+/// One line of the report.
+struct Row {
+    id: &'static str,
+    what: String,
+    unit: &'static str,
+    values: Vec<f64>,
+    target: String,
+    met: Option<bool>,
+    note: String,
+}
+
+struct Report {
+    rows: Vec<Row>,
+}
+
+impl Report {
+    fn add(
+        &mut self,
+        id: &'static str,
+        what: impl Into<String>,
+        unit: &'static str,
+        values: Vec<f64>,
+    ) -> &mut Row {
+        self.rows.push(Row {
+            id,
+            what: what.into(),
+            unit,
+            values,
+            target: String::new(),
+            met: None,
+            note: String::new(),
+        });
+        let last = self.rows.len() - 1;
+        &mut self.rows[last]
+    }
+}
+
+impl Row {
+    fn median(&self) -> f64 {
+        summary(&self.values).0
+    }
+    fn target(&mut self, text: &str, met: bool) -> &mut Row {
+        self.target = text.to_owned();
+        self.met = Some(met);
+        self
+    }
+    /// Marks a miss with how far the median is from `limit`.
+    fn miss_by(&mut self, limit: f64) -> &mut Row {
+        if self.met == Some(false) && limit > 0.0 {
+            let m = self.median();
+            let add = format!("missed by {:.2}× the target", m / limit);
+            self.note = if self.note.is_empty() {
+                add
+            } else {
+                format!("{}; {add}", self.note)
+            };
+        }
+        self
+    }
+    fn note(&mut self, text: impl Into<String>) -> &mut Row {
+        self.note = text.into();
+        self
+    }
+}
+
+fn fmt_num(x: f64, unit: &str) -> String {
+    if x.is_nan() {
+        return "–".into();
+    }
+    match unit {
+        "ms" if x < 10.0 => format!("{x:.2}"),
+        "ms" => format!("{x:.0}"),
+        "B" | "count" => format!("{x:.0}"),
+        "MiB" | "s" | "×" => format!("{x:.2}"),
+        _ => format!("{x:.2}"),
+    }
+}
+
+/// Runs everything and writes the report.
+pub fn run(bins: &Bins, opts: &Options) -> Result<PathBuf> {
+    let profile = Profile::named(if opts.quick { "quick" } else { "county" })?;
+    let data = opts
+        .root
+        .join("target/bench-data")
+        .join(format!("{}-seed{}", profile.name, opts.seed));
+    if !data.join("manifest.json").exists() {
+        let _ = std::fs::remove_dir_all(&data);
+        eprintln!(
+            "generating the {} data set into {} …",
+            profile.name,
+            data.display()
+        );
+        datagen::generate(bins, profile, opts.seed, &data)?;
+    }
+    let manifest = datagen::read_manifest(&data)?;
+    let scratch = opts.root.join("target/bench-scratch");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut report = Report { rows: Vec::new() };
+    let started = Instant::now();
+
+    eprintln!("W1 …");
+    w1(opts, &scratch, &mut report)?;
+    eprintln!("W2 …");
+    w2(bins, opts, &data, &manifest, &scratch, &mut report)?;
+    eprintln!("S1–S3 …");
+    rt.block_on(sync_scenarios(
+        bins,
+        opts,
+        &data,
+        &manifest,
+        &scratch,
+        &mut report,
+    ))?;
+    eprintln!("R1 …");
+    rt.block_on(r1(bins, opts, &data, &manifest, &scratch, &mut report))?;
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let text = render(opts, &manifest, &report, started.elapsed())?;
+    let out = if opts.quick {
+        let p = opts.root.join("target/bench-quick.md");
+        std::fs::write(
+            &p,
+            format!("<!-- bench:begin -->\n{text}<!-- bench:end -->\n"),
+        )?;
+        p
+    } else {
+        let p = opts.root.join("docs/benchmarks.md");
+        splice(&p, &text)?;
+        p
+    };
+    Ok(out)
+}
+
+/// Replaces what lies between the markers (or appends the block).
+fn splice(path: &Path, text: &str) -> Result<()> {
+    const BEGIN: &str = "<!-- bench:begin -->";
+    const END: &str = "<!-- bench:end -->";
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let block = format!("{BEGIN}\n{text}{END}");
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if e > b => format!("{}{block}{}", &old[..b], &old[e + END.len()..]),
+        _ if old.trim().is_empty() => format!("# Benchmarks\n\n{block}\n"),
+        _ => format!("{}\n\n{block}\n", old.trim_end()),
+    };
+    std::fs::write(path, new)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- W1
+
+fn w1(opts: &Options, scratch: &Path, report: &mut Report) -> Result<()> {
+    let sizes: &[usize] = if opts.quick {
+        &[0, 50, 200]
+    } else {
+        &[0, 5_000, 20_000]
+    };
+    let writes = if opts.quick { 20 } else { 200 };
+    let mut p99_by_size = Vec::new();
+    for &prior in sizes {
+        let dir = scratch.join(format!("w1-{prior}"));
+        let mut rng = StdRng::seed_from_u64(opts.seed ^ prior as u64);
+        let size = VillageSize {
+            households: 380,
+            visits: prior,
+            demands: 0,
+        };
+        let (info, mut village) = county::build_village(&mut rng, 9000, size, &[1u8; 16])?;
+        let bytes = village.doc_mut().save();
+        {
+            let store = open_store(&dir)?;
+            store.append(&info.id, &bytes)?;
+            store.flush()?;
+        }
+        let households = village.households();
+        drop(village);
+        let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+        for run in 0..opts.runs {
+            let store = open_store(&dir)?;
+            let bytes = store.load(&info.id)?.context("W1 village")?;
+            let mut v = Village::load(info.id.clone(), &bytes)?;
+            let cadre = county::Cadre::random(&mut rng)?;
+            v.set_actor(cadre.device_id.as_bytes());
+            let mut lat = Vec::with_capacity(writes);
+            for _ in 0..writes {
+                let h = &households[rng.random_range(0..households.len())];
+                let note = Note::parse(&crate::text::note(&mut rng))?;
+                let household = minqing_model::Id::parse(&h.id)?;
+                let date = chrono::NaiveDate::from_ymd_opt(2025, 1, 2).context("date")?;
+                let t = Instant::now();
+                v.log_visit(
+                    &mut rng,
+                    &cadre.author(1_735_800_000_000),
+                    &NewVisit {
+                        household,
+                        resident: None,
+                        kind: VisitKind::Regular,
+                        note,
+                        date,
+                    },
+                )?;
+                store.append(&info.id, &v.take_unsaved())?;
+                store.flush()?;
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                // As the CLI does after printing: compaction off the write path.
+                store.compact_if_needed(&info.id)?;
+            }
+            p50s.push(percentile(&lat, 50.0));
+            p99s.push(percentile(&lat, 99.0));
+            let _ = run;
+        }
+        report
+            .add(
+                "W1",
+                format!("log a visit, {prior} prior visits: p50"),
+                "ms",
+                p50s,
+            )
+            .note(format!(
+                "{writes} visits per run, each `log_visit` + append + fsync flush"
+            ));
+        let p99 = summary(&p99s).0;
+        p99_by_size.push(p99);
+        report
+            .add(
+                "W1",
+                format!("log a visit, {prior} prior visits: p99"),
+                "ms",
+                p99s,
+            )
+            .target("≤ 10 ms", p99 <= 10.0)
+            .miss_by(10.0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if let (Some(first), Some(last)) = (p99_by_size.first(), p99_by_size.last()) {
+        let ratio = last / first;
+        report
+            .add(
+                "W1",
+                format!("p99 at {} prior visits ÷ p99 at 0", sizes[sizes.len() - 1]),
+                "×",
+                vec![ratio],
+            )
+            .target("≤ 1.5×", ratio <= 1.5)
+            .miss_by(1.5);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- W2
+
+fn w2(
+    bins: &Bins,
+    opts: &Options,
+    data: &Path,
+    m: &Manifest,
+    scratch: &Path,
+    report: &mut Report,
+) -> Result<()> {
+    let home = scratch.join("w2-device");
+    copy_dir(&data.join("device"), &home)?;
+    let village = &m.device_villages[0];
+    let have_time = Path::new("/usr/bin/time").exists();
+    let (mut secs, mut rss) = (Vec::new(), Vec::new());
+    for _ in 0..opts.runs {
+        let mut cmd = if have_time {
+            let mut c = Command::new("/usr/bin/time");
+            c.args(["-f", "W2 %e %M"]).arg(&bins.minqing);
+            c
+        } else {
+            Command::new(&bins.minqing)
+        };
+        cmd.arg("--home")
+            .arg(&home)
+            .args(["resident", "list", "--village", village, "--json"]);
+        let t = Instant::now();
+        let out = cmd.output()?;
+        let wall = t.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            out.status.success(),
+            "resident list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        secs.push(wall);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if let Some(kb) = err
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("W2 "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|k| k.parse::<f64>().ok())
+        {
+            rss.push(kb / 1024.0);
+        }
+    }
+    let t = summary(&secs).0;
+    report
+        .add("W2", format!("cold open + `minqing resident list --village {village} --json` (device profile store)"), "s", secs)
+        .target("≤ 0.5 s", t <= 0.5)
+        .miss_by(0.5)
+        .note("new process each run; wall time including process start; page cache warm");
+    report
+        .add("W2", "peak RSS of that command", "MiB", rss)
+        .note(if have_time {
+            "GNU time %M (max RSS)"
+        } else {
+            "no /usr/bin/time: not measured"
+        });
+    Ok(())
+}
+
+// ---------------------------------------------------------------- S1–S3 and the naive baseline
+
+struct Case {
+    /// The device home to copy (None: a fresh laptop from `fresh.bundle.json`).
+    device: Option<&'static str>,
+    villages: Vec<String>,
+    /// 50 visits and 20 demand events over the first 4 villages.
+    work: bool,
+}
+
+struct Measured {
+    secs: f64,
+    bytes: f64,
+    round_trips: usize,
+    protocol_bytes: usize,
+    ok: bool,
+}
+
+/// One run: fresh copies, day's work, relay up, shaper at `delay`, sync (minqing
+/// or naive), counters; then round trips on the sans-IO core on copies of the
+/// same stores.
+#[allow(clippy::too_many_arguments)]
+async fn sync_once(
+    bins: &Bins,
+    data: &Path,
+    m: &Manifest,
+    scratch: &Path,
+    case: &Case,
+    rtt_ms: u64,
+    naive: bool,
+    seed: u64,
+) -> Result<Measured> {
+    let run = scratch.join("sync");
+    let _ = std::fs::remove_dir_all(&run);
+    copy_dir(&data.join("relay"), &run.join("relay"))?;
+    let bundle: Bundle = match case.device {
+        Some(name) => {
+            copy_dir(&data.join(name), &run.join("device"))?;
+            Bundle::read(&data.join(format!("{name}.bundle.json")))?
+        }
+        None => serde_json::from_slice(&std::fs::read(data.join("fresh.bundle.json"))?)?,
+    };
+    let device_store = open_store(&run.join("device/store"))?;
+    let work_villages: Vec<DocId> = case
+        .villages
+        .iter()
+        .take(4)
+        .map(|v| DocId::new(v.clone()))
+        .collect::<Result<_, _>>()?;
+    if case.work {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let date = chrono::NaiveDate::from_ymd_opt(2025, 1, 3).context("date")?;
+        harness::day_of_work(
+            &device_store,
+            &work_villages,
+            &bundle.device_id,
+            &mut rng,
+            50,
+            20,
+            date,
+        )?;
+        // Teammates' work on the relay, which this laptop pulls: 5 visits per village.
+        let relay_store = open_store(&run.join("relay/store"))?;
+        let mate = minqing_model::Id::random(&mut rng);
+        harness::day_of_work(
+            &relay_store,
+            &work_villages,
+            mate.as_str(),
+            &mut rng,
+            5 * work_villages.len(),
+            0,
+            date,
+        )?;
+    }
+    // Keep a copy of both stores before the sync, for the lockstep counter.
+    device_store.flush()?;
+    drop(device_store);
+    copy_dir(&run.join("relay/store"), &run.join("lockstep-relay"))?;
+    copy_dir(&run.join("device/store"), &run.join("lockstep-device"))?;
+    let device_store = open_store(&run.join("device/store"))?;
+
+    let relay = RelayProc::start(bins, &run.join("relay"))?;
+    let shaper = UdpShaper::start(
+        "127.0.0.1:0".parse()?,
+        relay.addr,
+        LinkConfig::delay(Duration::from_millis(rtt_ms / 2)),
+    )
+    .await?;
+    let addr = shaper.local_addr();
+    let naive_bundles: Vec<Bundle> =
+        serde_json::from_slice(&std::fs::read(data.join("naive.json"))?)?;
+    let t = Instant::now();
+    let mut ok = true;
+    if naive {
+        for v in &case.villages {
+            let b = naive_bundles
+                .iter()
+                .find(|b| b.villages == [v.clone()])
+                .with_context(|| format!("no naive bundle for {v}"))?;
+            let only = OnlyDocs {
+                inner: &device_store,
+                docs: [DocId::new(v.clone())?].into_iter().collect(),
+            };
+            let store = NoSyncState(&only);
+            let r = device_sync(&store, b, addr).await?;
+            ok &= r.outcome.docs.len() == 1;
+        }
+    } else {
+        let r = device_sync(&device_store, &bundle, addr).await?;
+        ok &= r.outcome.docs.len() == case.villages.len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let stats = shaper.handle().stats();
+    drop(shaper);
+    relay.stop();
+    drop(device_store);
+
+    // Round trips, deterministically, on copies of the same stores.
+    let relay_store: Arc<dyn Storage> = Arc::new(open_store(&run.join("lockstep-relay"))?);
+    let host = harness::relay_host(relay_store);
+    let dev = open_store(&run.join("lockstep-device"))?;
+    let (mut round_trips, mut protocol_bytes) = (0, 0);
+    if naive {
+        for v in &case.villages {
+            let b = naive_bundles
+                .iter()
+                .find(|b| b.villages == [v.clone()])
+                .context("naive bundle")?;
+            let only = OnlyDocs {
+                inner: &dev,
+                docs: [DocId::new(v.clone())?].into_iter().collect(),
+            };
+            let assignment: BTreeSet<DocId> = only.docs.clone();
+            let (rt, by) = lockstep_round_trips(
+                &b.device_id,
+                &m.relay_name,
+                &NoSyncState(&only),
+                &host,
+                &assignment,
+            )?;
+            // One handshake per village: after the first, each costs a round trip more.
+            round_trips += rt + 1;
+            protocol_bytes += by;
+        }
+        round_trips = round_trips.saturating_sub(1);
+    } else {
+        let assignment: BTreeSet<DocId> = bundle
+            .villages
+            .iter()
+            .map(|v| DocId::new(v.clone()))
+            .collect::<Result<_, _>>()?;
+        let (rt, by) =
+            lockstep_round_trips(&bundle.device_id, &m.relay_name, &dev, &host, &assignment)?;
+        round_trips = rt;
+        protocol_bytes = by;
+    }
+    Ok(Measured {
+        secs,
+        bytes: (stats.up.bytes + stats.down.bytes) as f64,
+        round_trips,
+        protocol_bytes,
+        ok,
+    })
+}
+
+async fn sync_scenarios(
+    bins: &Bins,
+    opts: &Options,
+    data: &Path,
+    m: &Manifest,
+    scratch: &Path,
+    report: &mut Report,
+) -> Result<()> {
+    let many = !m.many_villages.is_empty();
+    let n_many = m.many_villages.len();
+    let runs = opts.runs;
+    let col =
+        |ms: &[Measured], f: &dyn Fn(&Measured) -> f64| ms.iter().map(f).collect::<Vec<f64>>();
+
+    // S1: a fresh laptop receives its 4 villages.
+    let s1 = Case {
+        device: None,
+        villages: m.device_villages.clone(),
+        work: false,
+    };
+    let fresh_home = scratch.join("fresh");
+    let _ = fresh_home;
+    let saved: u64 = m
+        .device_villages
+        .iter()
+        .filter_map(|v| m.saved_bytes.get(v))
+        .sum();
+    let s1_runs = measure_fresh(bins, data, m, scratch, runs, false).await?;
+    let s1_naive = measure_fresh(bins, data, m, scratch, runs, true).await?;
+    let _ = &s1;
+    let t = col(&s1_runs, &|x| x.secs);
+    let tn = col(&s1_naive, &|x| x.secs);
+    report.add(
+        "S1",
+        "initial sync of a fresh laptop, 4 villages, 0 ms: time",
+        "s",
+        t.clone(),
+    );
+    report
+        .add(
+            "S1",
+            "  naive baseline (one village per session, no sync state): time",
+            "s",
+            tn.clone(),
+        )
+        .note(format!(
+            "naive ÷ minqing = {:.2}×",
+            summary(&tn).0 / summary(&t).0
+        ));
+    let bytes = col(&s1_runs, &|x| x.bytes);
+    let ratio = summary(&bytes).0 / saved as f64;
+    report
+        .add(
+            "S1",
+            format!("bytes on the wire (UDP payload both ways) vs saved size {saved} B"),
+            "×",
+            vec![ratio],
+        )
+        .target("≤ 1.1×", ratio <= 1.1)
+        .miss_by(1.1)
+        .note(format!(
+            "{:.0} B on the wire; sync frames alone: {} B",
+            summary(&bytes).0,
+            s1_runs.first().map_or(0, |x| x.protocol_bytes)
+        ));
+    let rt = col(&s1_runs, &|x| x.round_trips as f64);
+    report.add(
+        "S1",
+        "round trips after the handshake (sans-IO lockstep, same stores)",
+        "count",
+        rt,
+    );
+
+    // S2: an offline day, at three RTTs, 4 villages (and 100).
+    let s2 = Case {
+        device: Some("device"),
+        villages: m.device_villages.clone(),
+        work: true,
+    };
+    let mut cases: Vec<(String, Case)> = vec![("4 villages".into(), s2)];
+    if many {
+        cases.push((
+            format!("{n_many} villages"),
+            Case {
+                device: Some("device100"),
+                villages: m.many_villages.clone(),
+                work: true,
+            },
+        ));
+    }
+    let rtts: &[u64] = if opts.quick {
+        &[0, 100]
+    } else {
+        &[0, 100, 300]
+    };
+    for (label, case) in &cases {
+        for &rtt in rtts {
+            let ours =
+                measure_runs(bins, data, m, scratch, case, rtt, false, runs, opts.seed).await?;
+            let naive =
+                measure_runs(bins, data, m, scratch, case, rtt, true, runs, opts.seed).await?;
+            let t = col(&ours, &|x| x.secs);
+            let tn = col(&naive, &|x| x.secs);
+            anyhow::ensure!(
+                ours.iter().all(|x| x.ok),
+                "S2 sync did not settle every village"
+            );
+            report.add(
+                "S2",
+                format!("offline day (50 visits, 20 demand events), {label}, {rtt} ms RTT: time"),
+                "s",
+                t.clone(),
+            );
+            report
+                .add(
+                    "S2",
+                    format!("  naive baseline, {label}, {rtt} ms RTT: time"),
+                    "s",
+                    tn.clone(),
+                )
+                .note(format!(
+                    "naive ÷ minqing = {:.2}×",
+                    summary(&tn).0 / summary(&t).0
+                ));
+            if rtt == rtts[0] {
+                let rt = col(&ours, &|x| x.round_trips as f64);
+                let max_rt = rt.iter().cloned().fold(0.0, f64::max);
+                report
+                    .add(
+                        "S2",
+                        format!("round trips after the handshake, {label}"),
+                        "count",
+                        rt,
+                    )
+                    .target("≤ 2", max_rt <= 2.0);
+                let rtn = col(&naive, &|x| x.round_trips as f64);
+                report.add(
+                    "S2",
+                    format!("  naive baseline round trips, {label}"),
+                    "count",
+                    rtn,
+                );
+                report.add(
+                    "S2",
+                    format!("bytes on the wire, {label}"),
+                    "B",
+                    col(&ours, &|x| x.bytes),
+                );
+                report.add(
+                    "S2",
+                    format!("  naive baseline bytes, {label}"),
+                    "B",
+                    col(&naive, &|x| x.bytes),
+                );
+            }
+        }
+    }
+
+    // S3: nothing to do, 100 villages (or the profile's many-village laptop).
+    let s3 = Case {
+        device: Some(if many { "device100" } else { "device" }),
+        villages: if many {
+            m.many_villages.clone()
+        } else {
+            m.device_villages.clone()
+        },
+        work: false,
+    };
+    let n = s3.villages.len();
+    let ours = measure_runs(bins, data, m, scratch, &s3, 0, false, runs, opts.seed).await?;
+    let naive = measure_runs(bins, data, m, scratch, &s3, 0, true, runs, opts.seed).await?;
+    let t = col(&ours, &|x| x.secs);
+    let tn = col(&naive, &|x| x.secs);
+    report.add(
+        "S3",
+        format!("nothing to do, {n} villages, 0 ms: time"),
+        "s",
+        t.clone(),
+    );
+    report
+        .add(
+            "S3",
+            format!("  naive baseline, {n} villages: time"),
+            "s",
+            tn.clone(),
+        )
+        .note(format!(
+            "naive ÷ minqing = {:.2}×",
+            summary(&tn).0 / summary(&t).0
+        ));
+    let rt = col(&ours, &|x| x.round_trips as f64);
+    let max_rt = rt.iter().cloned().fold(0.0, f64::max);
+    report
+        .add(
+            "S3",
+            format!("round trips after the handshake, {n} villages"),
+            "count",
+            rt,
+        )
+        .target("≤ 1", max_rt <= 1.0);
+    let by = col(&ours, &|x| x.bytes);
+    let b = summary(&by).0;
+    report
+        .add("S3", format!("bytes on the wire, {n} villages"), "B", by)
+        .target("≤ 4 KB (4,096 B)", b <= 4096.0)
+        .miss_by(4096.0)
+        .note(format!(
+            "sync frames alone: {} B; the rest is QUIC and TLS (handshake with certificates, ACKs)",
+            ours.first().map_or(0, |x| x.protocol_bytes)
+        ));
+    report.add(
+        "S3",
+        format!("  naive baseline bytes, {n} villages"),
+        "B",
+        col(&naive, &|x| x.bytes),
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure_runs(
+    bins: &Bins,
+    data: &Path,
+    m: &Manifest,
+    scratch: &Path,
+    case: &Case,
+    rtt: u64,
+    naive: bool,
+    runs: usize,
+    seed: u64,
+) -> Result<Vec<Measured>> {
+    let mut out = Vec::new();
+    for i in 0..runs {
+        out.push(sync_once(bins, data, m, scratch, case, rtt, naive, seed + i as u64).await?);
+    }
+    Ok(out)
+}
+
+/// S1 runs: a fresh home from `fresh.bundle.json` (or naive bundles).
+async fn measure_fresh(
+    bins: &Bins,
+    data: &Path,
+    m: &Manifest,
+    scratch: &Path,
+    runs: usize,
+    naive: bool,
+) -> Result<Vec<Measured>> {
+    let mut out = Vec::new();
+    let fresh: Bundle = serde_json::from_slice(&std::fs::read(data.join("fresh.bundle.json"))?)?;
+    let naive_bundles: Vec<Bundle> =
+        serde_json::from_slice(&std::fs::read(data.join("naive.json"))?)?;
+    for _ in 0..runs {
+        let run = scratch.join("s1");
+        let _ = std::fs::remove_dir_all(&run);
+        copy_dir(&data.join("relay"), &run.join("relay"))?;
+        copy_dir(&data.join("relay/store"), &run.join("lockstep-relay"))?;
+        let relay = RelayProc::start(bins, &run.join("relay"))?;
+        let shaper = UdpShaper::start(
+            "127.0.0.1:0".parse()?,
+            relay.addr,
+            LinkConfig::delay(Duration::ZERO),
+        )
+        .await?;
+        let addr = shaper.local_addr();
+        let store = SledStorage::open(&run.join("device"))?;
+        let t = Instant::now();
+        let mut ok = true;
+        if naive {
+            for v in &m.device_villages {
+                let b = naive_bundles
+                    .iter()
+                    .find(|b| b.villages == [v.clone()])
+                    .context("naive bundle")?;
+                let only = OnlyDocs {
+                    inner: &store,
+                    docs: [DocId::new(v.clone())?].into_iter().collect(),
+                };
+                let r = device_sync(&NoSyncState(&only), b, addr).await?;
+                if r.outcome.docs.len() != 1 {
+                    eprintln!(
+                        "naive S1 {v}: {:?}",
+                        r.outcome.docs.keys().collect::<Vec<_>>()
+                    );
+                    ok = false;
+                }
+            }
+        } else {
+            let r = device_sync(&store, &fresh, addr).await?;
+            if r.outcome.docs.len() != m.device_villages.len() {
+                eprintln!("S1: {:?}", r.outcome.docs.keys().collect::<Vec<_>>());
+                ok = false;
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        anyhow::ensure!(ok, "S1 did not receive every village");
+        let stats = shaper.handle().stats();
+        drop(shaper);
+        relay.stop();
+        drop(store);
+        let host = harness::relay_host(Arc::new(open_store(&run.join("lockstep-relay"))?));
+        let dev = MemStorage::new();
+        let (round_trips, protocol_bytes) = if naive {
+            let mut total = 0;
+            let mut bytes = 0;
+            for v in &m.device_villages {
+                let b = naive_bundles
+                    .iter()
+                    .find(|b| b.villages == [v.clone()])
+                    .context("naive bundle")?;
+                let a: BTreeSet<DocId> = [DocId::new(v.clone())?].into_iter().collect();
+                let only = OnlyDocs {
+                    inner: &dev,
+                    docs: a.clone(),
+                };
+                let (rt, by) = lockstep_round_trips(
+                    &b.device_id,
+                    &m.relay_name,
+                    &NoSyncState(&only),
+                    &host,
+                    &a,
+                )?;
+                total += rt + 1;
+                bytes += by;
+            }
+            (total.saturating_sub(1), bytes)
+        } else {
+            let a: BTreeSet<DocId> = fresh
+                .villages
+                .iter()
+                .map(|v| DocId::new(v.clone()))
+                .collect::<Result<_, _>>()?;
+            lockstep_round_trips(&fresh.device_id, &m.relay_name, &dev, &host, &a)?
+        };
+        out.push(Measured {
+            secs,
+            bytes: (stats.up.bytes + stats.down.bytes) as f64,
+            round_trips,
+            protocol_bytes,
+            ok,
+        });
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- R1
+
+async fn r1(
+    bins: &Bins,
+    opts: &Options,
+    data: &Path,
+    _m: &Manifest,
+    scratch: &Path,
+    report: &mut Report,
+) -> Result<()> {
+    let sims: Vec<SimDevice> = serde_json::from_slice(&std::fs::read(data.join("r1.json"))?)?;
+    let n = sims.len();
+    let runs = if opts.quick { 1 } else { opts.runs.min(3) };
+    let (mut totals, mut p50s, mut p99s, mut rss, mut errors) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let dir = scratch.join("r1");
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_dir(&data.join("relay"), &dir.join("relay"))?;
+        // Each device holds its village as the relay has it, plus 2 visits of its day.
+        let relay_store = open_store(&dir.join("relay/store"))?;
+        let mut devices = Vec::with_capacity(n);
+        let mut rng = StdRng::seed_from_u64(opts.seed + run as u64);
+        let date = chrono::NaiveDate::from_ymd_opt(2025, 1, 3).context("date")?;
+        for s in &sims {
+            let id = DocId::new(s.village.clone())?;
+            let bytes = relay_store.load(&id)?.context("R1 village on the relay")?;
+            let store = MemStorage::new();
+            store.append(&id, &bytes)?;
+            store.set_sync_state(&s.bundle.relay_name, &id, &s.state)?;
+            harness::day_of_work(
+                &store,
+                std::slice::from_ref(&id),
+                &s.bundle.device_id,
+                &mut rng,
+                2,
+                0,
+                date,
+            )?;
+            devices.push((Arc::new(store), s.bundle.clone()));
+        }
+        drop(relay_store);
+        let relay = RelayProc::start(bins, &dir.join("relay"))?;
+        let addr = relay.addr;
+        let t = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (store, bundle) in devices {
+            tasks.spawn(async move {
+                let t = Instant::now();
+                let r = device_sync(&*store, &bundle, addr).await;
+                let secs = match &r {
+                    Ok(r) => r.elapsed.as_secs_f64(),
+                    Err(_) => t.elapsed().as_secs_f64(),
+                };
+                (secs, r.map(|r| r.outcome.docs.len()))
+            });
+        }
+        let mut lat = Vec::with_capacity(n);
+        let mut errs = 0usize;
+        let mut first_error = None;
+        while let Some(j) = tasks.join_next().await {
+            match j {
+                Ok((secs, Ok(1))) => lat.push(secs),
+                Ok((_, Ok(k))) => {
+                    errs += 1;
+                    first_error.get_or_insert(format!("{k} villages in the outcome, expected 1"));
+                }
+                Ok((_, Err(e))) => {
+                    errs += 1;
+                    first_error.get_or_insert(format!("{e:#}"));
+                }
+                Err(e) => {
+                    errs += 1;
+                    first_error.get_or_insert(e.to_string());
+                }
+            }
+        }
+        totals.push(t.elapsed().as_secs_f64());
+        p50s.push(percentile(&lat, 50.0));
+        p99s.push(percentile(&lat, 99.0));
+        rss.push(
+            relay
+                .peak_rss()
+                .map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0)),
+        );
+        errors.push(errs as f64);
+        if let Some(e) = first_error {
+            eprintln!("R1 run {run}: {errs} errors, first: {e}");
+        }
+        relay.stop();
+    }
+    let max_err = errors.iter().cloned().fold(0.0, f64::max);
+    let max_rss = rss.iter().cloned().fold(0.0, f64::max);
+    report
+        .add("R1", format!("{n} devices at once, each pushes 2 visits and pulls: total"), "s", totals)
+        .note("one bench process (all devices, own certificate and QUIC connection each) and one relay process share the 2 cores");
+    report.add("R1", "per-device sync time p50", "s", p50s);
+    report.add("R1", "per-device sync time p99", "s", p99s);
+    report
+        .add("R1", "relay peak RSS (VmHWM)", "MiB", rss)
+        .target("≤ 1 GiB", max_rss <= 1024.0)
+        .miss_by(1024.0);
+    report
+        .add("R1", "errors", "count", errors)
+        .target("0", max_err == 0.0);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- report
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn render(opts: &Options, m: &Manifest, report: &Report, took: Duration) -> Result<String> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0);
+    let mut s = String::new();
+    writeln!(
+        s,
+        "## Measured by `cargo xtask bench`{}\n",
+        if opts.quick {
+            " --quick (tiny sizes; not a measurement)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        s,
+        "- **Command**: `cargo xtask bench{}` (seed {}, {} runs per figure unless noted; R1 {} runs)",
+        if opts.quick { " --quick" } else { "" },
+        opts.seed,
+        opts.runs,
+        if opts.quick { 1 } else { opts.runs.min(3) }
+    )?;
+    writeln!(
+        s,
+        "- **Commit**: `{}`{}",
+        sh("git", &["rev-parse", "--short", "HEAD"]),
+        if sh("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+            ""
+        } else {
+            " (with uncommitted changes in the tree)"
+        }
+    )?;
+    writeln!(
+        s,
+        "- **Machine**: {} × {cpu}, {:.1} GiB RAM, {}; rustc {}",
+        sh("nproc", &[]),
+        mem as f64 / 1048576.0,
+        sh("uname", &["-sr"]),
+        sh("rustc", &["--version"])
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+    )?;
+    writeln!(
+        s,
+        "- **Data**: profile `{}` seed {}: {} villages on the relay; the laptop holds {} villages with {} residents, {} visits, {} demands; many-village laptop: {} villages",
+        m.profile,
+        m.seed,
+        m.all_villages.len(),
+        m.device_villages.len(),
+        m.device_counts[0],
+        m.device_counts[1],
+        m.device_counts[2],
+        m.many_villages.len()
+    )?;
+    writeln!(s, "- **Took**: {:.0} s\n", took.as_secs_f64())?;
+    writeln!(
+        s,
+        "| id | figure | median | min | max | unit | target | met | notes |"
+    )?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
+    for r in &report.rows {
+        let (med, min, max) = summary(&r.values);
+        writeln!(
+            s,
+            "| {} | {} | **{}** | {} | {} | {} | {} | {} | {} |",
+            r.id,
+            r.what,
+            fmt_num(med, r.unit),
+            fmt_num(min, r.unit),
+            fmt_num(max, r.unit),
+            r.unit,
+            r.target,
+            match r.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "",
+            },
+            r.note
+        )?;
+        let _ = r.median();
+    }
+    writeln!(s)?;
+    Ok(s)
+}
+
+/// Unused-import guard for helpers only some builds use.
+#[allow(dead_code)]
+fn _uses(_: &homes::Bins) {}

@@ -1,0 +1,355 @@
+//! Shared pieces of the scenarios: a relay process on a fresh port, an
+//! in-process device sync over QUIC (through the link shaper), the lockstep
+//! round-trip counter on the sans-IO core, a day's offline work, peak RSS.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use minqing_model::{NewVisit, Note, Village, VisitKind};
+use minqing_net::{Bundle, ConnectOptions};
+use minqing_sync::{
+    DeviceEvent, DeviceSession, DocHost, DocId, RelaySession, SessionConfig, SessionOutcome,
+    Storage, StorageDocHost, StorageError,
+};
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use crate::county::{self, Cadre};
+use crate::homes::Bins;
+use crate::text;
+
+/// A running `minqing-relay serve`.
+pub struct RelayProc {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl RelayProc {
+    /// Starts `minqing-relay serve` on `home` at a fresh loopback port.
+    pub fn start(bins: &Bins, home: &Path) -> Result<RelayProc> {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let config_path = home.join("config.json");
+        let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path)?)?;
+        config["listen"] = serde_json::Value::String(addr.to_string());
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+        let mut child = Command::new(&bins.relay)
+            .arg("--home")
+            .arg(home)
+            .arg("serve")
+            .env("MINQING_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start minqing-relay serve")?;
+        let stderr = child.stderr.take().context("relay stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("listening on") => break,
+                Some(Ok(_)) => {}
+                _ => {
+                    let _ = child.kill();
+                    bail!("minqing-relay serve exited before listening");
+                }
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Ok(RelayProc { child, addr })
+    }
+
+    /// Peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        vm_hwm(self.child.id())
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// VmHWM of a process, in bytes.
+pub fn vm_hwm(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// What one device sync over QUIC cost.
+#[derive(Debug, Clone)]
+pub struct SyncRun {
+    /// From the start of `connect` to the session's outcome.
+    pub elapsed: Duration,
+    /// The outcome.
+    pub outcome: SessionOutcome,
+}
+
+/// Syncs a device store with the relay at `addr` (usually the shaper) over
+/// QUIC: connect, one session over every held village, persisted and flushed
+/// like `minqing sync`. `store` may hide sync states (the naive baseline).
+pub async fn device_sync(
+    store: &dyn Storage,
+    bundle: &Bundle,
+    addr: SocketAddr,
+) -> Result<SyncRun> {
+    let mut bundle = bundle.clone();
+    bundle.relay_addr = addr.to_string();
+    let started = Instant::now();
+    let conn = minqing_net::connect(
+        &bundle,
+        ConnectOptions {
+            timeout: Duration::from_secs(120),
+        },
+    )
+    .await?;
+    let docs = minqing_net::device_docs(store, &bundle.relay_name)?;
+    let mut session = DeviceSession::new(SessionConfig::default(), &bundle.device_id, docs)?;
+    let outcome = minqing_net::run_device_session(
+        &conn,
+        &mut session,
+        store,
+        &bundle.relay_name,
+        &mut |_| {},
+    )
+    .await?;
+    let elapsed = started.elapsed();
+    conn.close().await;
+    Ok(SyncRun { elapsed, outcome })
+}
+
+/// A storage that never keeps sync states: the naive baseline's device.
+pub struct NoSyncState<'a>(pub &'a dyn Storage);
+
+impl Storage for NoSyncState<'_> {
+    fn docs(&self) -> Result<Vec<DocId>, StorageError> {
+        self.0.docs()
+    }
+    fn load(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StorageError> {
+        self.0.load(doc)
+    }
+    fn append(&self, doc: &DocId, bytes: &[u8]) -> Result<(), StorageError> {
+        self.0.append(doc, bytes)
+    }
+    fn remove(&self, doc: &DocId) -> Result<(), StorageError> {
+        self.0.remove(doc)
+    }
+    fn sync_state(&self, _: &str, _: &DocId) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(None)
+    }
+    fn set_sync_state(&self, _: &str, _: &DocId, _: &[u8]) -> Result<(), StorageError> {
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        self.0.flush()
+    }
+}
+
+/// A storage restricted to some documents (the naive baseline syncs one
+/// village per session).
+pub struct OnlyDocs<'a> {
+    /// The storage.
+    pub inner: &'a dyn Storage,
+    /// The documents it shows.
+    pub docs: BTreeSet<DocId>,
+}
+
+impl Storage for OnlyDocs<'_> {
+    fn docs(&self) -> Result<Vec<DocId>, StorageError> {
+        Ok(self
+            .inner
+            .docs()?
+            .into_iter()
+            .filter(|d| self.docs.contains(d))
+            .collect())
+    }
+    fn load(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.load(doc)
+    }
+    fn append(&self, doc: &DocId, bytes: &[u8]) -> Result<(), StorageError> {
+        self.inner.append(doc, bytes)
+    }
+    fn remove(&self, doc: &DocId) -> Result<(), StorageError> {
+        self.inner.remove(doc)
+    }
+    fn sync_state(&self, peer: &str, doc: &DocId) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.sync_state(peer, doc)
+    }
+    fn set_sync_state(&self, peer: &str, doc: &DocId, state: &[u8]) -> Result<(), StorageError> {
+        self.inner.set_sync_state(peer, doc, state)
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        self.inner.flush()
+    }
+}
+
+/// Round trips of one session on the sans-IO core, driven in lockstep (each
+/// side answers everything it received in one flight): the relay flights the
+/// device waited for, minus the handshake's `Welcome`. Also the frame bytes
+/// each way (protocol bytes, before QUIC).
+pub fn lockstep_round_trips(
+    device: &str,
+    relay_name: &str,
+    dev: &dyn Storage,
+    host: &StorageDocHost,
+    assignment: &BTreeSet<DocId>,
+) -> Result<(usize, usize)> {
+    let docs = minqing_net::device_docs(dev, relay_name)?;
+    let mut d = DeviceSession::new(SessionConfig::default(), device, docs)?;
+    let mut r = RelaySession::new(
+        SessionConfig::default(),
+        relay_name,
+        device,
+        assignment.clone(),
+    );
+    let mut to_relay: Vec<u8> = Vec::new();
+    let mut bytes = 0;
+    while let Some(b) = d.poll_transmit() {
+        to_relay.extend(b);
+    }
+    let mut finished = false;
+    // `flights`: relay flights the device waited for so far.
+    for flights in 0..64usize {
+        bytes += to_relay.len();
+        r.handle_input(&to_relay, host as &dyn DocHost)?;
+        while r.poll_event().is_some() {}
+        host.storage().flush()?;
+        if finished {
+            return Ok((flights.saturating_sub(1), bytes));
+        }
+        let mut to_device = Vec::new();
+        while let Some(b) = r.poll_transmit() {
+            to_device.extend(b);
+        }
+        bytes += to_device.len();
+        d.handle_input(&to_device)?;
+        while let Some(ev) = d.poll_event() {
+            if matches!(ev, DeviceEvent::Finished(_)) {
+                finished = true;
+            }
+            minqing_net::apply_device_event(dev, relay_name, &ev)?;
+        }
+        dev.flush()?;
+        to_relay.clear();
+        while let Some(b) = d.poll_transmit() {
+            to_relay.extend(b);
+        }
+    }
+    bail!("lockstep session of {device} did not finish in 64 flights")
+}
+
+/// Opens a relay store for the lockstep counter.
+pub fn relay_host(store: Arc<dyn Storage>) -> StorageDocHost {
+    StorageDocHost::new(store)
+}
+
+/// A day of offline work on a laptop: `visits` visits and `events` demand
+/// events (steps on open demands, or new demands where none is open), spread
+/// over `villages`, written like the CLI writes (one commit each, appended and
+/// flushed). The actor is `device_id`.
+pub fn day_of_work(
+    store: &dyn Storage,
+    villages: &[DocId],
+    device_id: &str,
+    rng: &mut StdRng,
+    visits: usize,
+    events: usize,
+    date: chrono::NaiveDate,
+) -> Result<()> {
+    let mut cadre = Cadre::random(rng)?;
+    cadre.device_id = minqing_model::Id::parse(device_id)?;
+    for (i, id) in villages.iter().enumerate() {
+        let bytes = store.load(id)?.context("village held")?;
+        let mut v = Village::load(id.clone(), &bytes)?;
+        v.set_actor(cadre.device_id.as_bytes());
+        let share = |n: usize| n / villages.len() + usize::from(i < n % villages.len());
+        let households = v.households();
+        for _ in 0..share(visits) {
+            let h = &households[rng.random_range(0..households.len())];
+            let note = text::note(rng);
+            let author = cadre.author(county::ms_on(rng, date));
+            v.log_visit(
+                rng,
+                &author,
+                &NewVisit {
+                    household: minqing_model::Id::parse(&h.id)?,
+                    resident: None,
+                    kind: VisitKind::Regular,
+                    note: Note::parse(&note)?,
+                    date,
+                },
+            )?;
+        }
+        let open: Vec<String> = v
+            .demands()
+            .into_iter()
+            .filter(|d| d.status != "已销号")
+            .map(|d| d.id)
+            .collect();
+        for k in 0..share(events) {
+            let author = cadre.author(county::ms_on(rng, date));
+            let demand = minqing_model::Id::parse(&open[k % open.len().max(1)])?;
+            county::next_step(&mut v, rng, &author, &demand)?;
+        }
+        store.append(id, &v.take_unsaved())?;
+        store.flush()?;
+    }
+    Ok(())
+}
+
+/// Median, minimum and maximum.
+pub fn summary(xs: &[f64]) -> (f64, f64, f64) {
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (median, v[0], v[n - 1])
+}
+
+/// The `p`-th percentile (nearest rank), `p` in 0..=100.
+pub fn percentile(xs: &[f64], p: f64) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
