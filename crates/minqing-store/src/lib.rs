@@ -204,6 +204,42 @@ fn sync_key(peer: &str, doc: &DocId) -> Vec<u8> {
     k
 }
 
+/// Deletes `snap.*.generating` files that a process killed while sled was writing
+/// its own snapshot left behind. sled 0.34.7 picks the newest `snap.*` file when it
+/// opens, and a half-written `.generating` one sorts after the finished snapshot of
+/// the same position, so without this the store would never open again ("empty/
+/// corrupt snapshot file found"). Only done while holding the lock on sled's `db`
+/// file, so that no live process is writing one; if another process holds it,
+/// opening reports that instead.
+fn remove_interrupted_snapshots(path: &Path) -> Result<(), StoreError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StoreError::Io { path, source }
+    };
+    let db_file = path.join("db");
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&db_file)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(&db_file)(e)),
+    };
+    if file.try_lock().is_err() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(path).map_err(io_err(path))?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %name, "removing a snapshot sled did not finish writing");
+            std::fs::remove_file(entry.path()).map_err(io_err(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Everything read from disk for one document.
 struct Loaded {
     snapshot: Option<sled::IVec>,
@@ -229,6 +265,7 @@ impl SledStorage {
             path: path.to_owned(),
             source,
         })?;
+        remove_interrupted_snapshots(path)?;
         let started = Instant::now();
         let db = loop {
             match sled::Config::new().path(path).open() {
