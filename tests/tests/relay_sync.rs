@@ -301,6 +301,33 @@ fn three_devices_converge_and_hold_only_their_villages() {
     let out = sync(&a);
     assert!(out.contains("notice: village V1"), "{out}");
     assert_eq!(villages(&a), ["V2"]);
+    // ... but not lost: the copy that held the refused work is kept aside in the home.
+    assert!(
+        out.contains("never received") && out.contains("kept in"),
+        "{out}"
+    );
+    let kept: Vec<_> = a
+        .files()
+        .into_iter()
+        .filter(|(path, bytes)| {
+            path.components().any(|c| c.as_os_str() == "removed") && !bytes.is_empty()
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "one kept copy of V1 in A's home: {out}");
+    assert!(
+        kept[0]
+            .0
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("V1-")),
+        "{}",
+        kept[0].0.display()
+    );
+    assert!(
+        !c.files()
+            .iter()
+            .any(|(path, _)| path.components().any(|c| c.as_os_str() == "removed")),
+        "C had nothing unsynced in V1, so nothing was kept"
+    );
     let log = relay.audit();
     let refused = log
         .iter()

@@ -1,13 +1,18 @@
 //! The device side of relay sync: `minqing init --bundle`, `minqing sync
 //! [--watch]` and `minqing status`.
 
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
 use minqing_net::{Bundle, ConnectOptions, NetError};
 use minqing_store::SledStorage;
-use minqing_sync::{DeviceEvent, DocOutcome, SessionConfig, SessionOutcome, Storage};
+use minqing_sync::{
+    DeviceEvent, DocId, DocOutcome, SessionConfig, SessionOutcome, Storage, StorageError,
+};
 use serde::Serialize;
 
 use crate::cli::SyncArgs;
@@ -90,7 +95,7 @@ async fn pass(
             return Err(e);
         }
     };
-    let result = session(&conn, &store, bundle).await;
+    let result = session(&conn, &store, bundle, dir).await;
     conn.close().await;
     let out = match result {
         Ok(r) => r,
@@ -105,27 +110,113 @@ async fn session(
     conn: &minqing_net::DeviceConnection,
     store: &SledStorage,
     bundle: &Bundle,
+    dir: &Path,
 ) -> Result<(SessionOutcome, Vec<String>), NetError> {
     let docs = minqing_net::device_docs(store, &bundle.relay_name)?;
+    let unsynced = docs
+        .iter()
+        .filter(|(_, doc, state)| minqing_net::has_local_changes(doc, state.as_deref()))
+        .map(|(id, _, _)| id.clone())
+        .collect();
+    let keeping = KeepUnsynced {
+        inner: store,
+        unsynced,
+        dir: dir.join(REMOVED_DIR),
+        kept: Mutex::new(BTreeMap::new()),
+    };
     let mut session =
         minqing_sync::DeviceSession::new(SessionConfig::default(), &bundle.device_id, docs)
             .map_err(|e| NetError::Session(e.to_string()))?;
-    let mut notices = Vec::new();
+    let mut removed = Vec::new();
     let out = minqing_net::run_device_session(
         conn,
         &mut session,
-        store,
+        &keeping,
         &bundle.relay_name,
         &mut |ev| {
             if let DeviceEvent::DocRemoved { doc } = ev {
-                notices.push(format!(
-                    "notice: village {doc} is no longer assigned to this laptop; its local copy was removed"
-                ));
+                removed.push(doc.clone());
             }
         },
     )
     .await?;
+    let kept = keeping.kept.into_inner().unwrap_or_else(|p| p.into_inner());
+    let notices = removed
+        .iter()
+        .map(|doc| match kept.get(doc) {
+            Some(path) => format!(
+                "notice: village {doc} is no longer assigned to this laptop; its local copy was removed. \
+                 It held work the relay never received: that copy is kept in {} — give the file to the relay operator",
+                path.display()
+            ),
+            None => format!(
+                "notice: village {doc} is no longer assigned to this laptop; its local copy was removed"
+            ),
+        })
+        .collect();
     Ok((out, notices))
+}
+
+/// Folder of the home where villages taken off this laptop with unsynced work are kept.
+pub const REMOVED_DIR: &str = "removed";
+
+/// The store as a session sees it, except that removing a village which holds
+/// changes the relay never received first writes that village's bytes to
+/// `removed/<village>-<unix ms>.automerge` in the home (synced to disk): the
+/// relay refuses changes to a village no longer assigned, and a cadre's offline
+/// work must not vanish with the local copy.
+struct KeepUnsynced<'a> {
+    inner: &'a SledStorage,
+    unsynced: BTreeSet<DocId>,
+    dir: PathBuf,
+    kept: Mutex<BTreeMap<DocId, PathBuf>>,
+}
+
+impl KeepUnsynced<'_> {
+    fn keep(&self, doc: &DocId, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.dir.join(format!("{doc}-{}.automerge", home::now_ms()));
+        let mut file = std::fs::File::create(&path)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        Ok(path)
+    }
+}
+
+impl Storage for KeepUnsynced<'_> {
+    fn docs(&self) -> Result<Vec<DocId>, StorageError> {
+        self.inner.docs()
+    }
+    fn load(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.load(doc)
+    }
+    fn append(&self, doc: &DocId, bytes: &[u8]) -> Result<(), StorageError> {
+        self.inner.append(doc, bytes)
+    }
+    fn remove(&self, doc: &DocId) -> Result<(), StorageError> {
+        if self.unsynced.contains(doc)
+            && let Some(bytes) = self.inner.load(doc)?
+        {
+            let path = self
+                .keep(doc, &bytes)
+                .map_err(|e| StorageError::Backend(Box::new(e)))?;
+            self.kept
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(doc.clone(), path);
+        }
+        self.inner.remove(doc)
+    }
+    fn sync_state(&self, peer: &str, doc: &DocId) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.sync_state(peer, doc)
+    }
+    fn set_sync_state(&self, peer: &str, doc: &DocId, state: &[u8]) -> Result<(), StorageError> {
+        self.inner.set_sync_state(peer, doc, state)
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        self.inner.flush()
+    }
 }
 
 /// Records the time of a successful sync.
