@@ -2,6 +2,7 @@
 //! the audit log, and `serve` (QUIC with mutual TLS).
 
 mod admin;
+mod export;
 mod registry;
 mod report;
 mod serve;

@@ -159,6 +159,10 @@ impl Home {
     pub fn store(&self) -> PathBuf {
         self.root.join("store")
     }
+    /// `serve`'s exports of every village, read by `report` while serve runs.
+    pub fn export_dir(&self) -> PathBuf {
+        self.root.join("export")
+    }
     fn registry(&self) -> PathBuf {
         self.root.join("registry")
     }

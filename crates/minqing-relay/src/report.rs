@@ -3,8 +3,9 @@
 //! and output options as the laptop's `minqing report`.
 //!
 //! The store is sled, which admits one process per directory: while `serve`
-//! runs, the report cannot open it and says so (stop serve, or run the report
-//! on a copy of the home taken while serve was stopped).
+//! runs, the report reads the exports serve keeps of every village instead
+//! (`export/`, see `export.rs`) and says on stderr how fresh they are. A serve
+//! that writes no exports (an older one) still gets the clear refusal.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use minqing_store::{SledStorage, StoreError};
 use minqing_sync::{DocId, Storage};
 use serde::Serialize;
 
+use crate::export;
 use crate::registry::{Home, usage};
 
 /// Output options of a report.
@@ -116,12 +118,12 @@ fn load(home: &Home, only: Option<&str>) -> Result<Vec<Village>> {
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => usage!("--village: {e}"),
     };
+    if store_in_use(&home.store()) {
+        return load_exports(home, only.as_ref(), &home.store());
+    }
     let store = match SledStorage::open(&home.store()) {
         Ok(s) => s,
-        Err(StoreError::Locked { path }) => anyhow::bail!(
-            "the relay's store {} is in use by `minqing-relay serve` (sled allows one process): stop serve (SIGTERM), run the report, and start serve again — or run the report with --home on a copy of the home taken while serve was stopped",
-            path.display()
-        ),
+        Err(StoreError::Locked { path }) => return load_exports(home, only.as_ref(), &path),
         Err(e) => return Err(e).context("cannot open the relay's store"),
     };
     let ids = match only {
@@ -150,6 +152,38 @@ fn load(home: &Home, only: Option<&str>) -> Result<Vec<Village>> {
         }
     }
     Ok(out)
+}
+
+/// Whether another process (serve) holds sled's lock on the store: checked
+/// without sled, which would wait [`minqing_store::OPEN_LOCK_WAIT`] first.
+fn store_in_use(store: &Path) -> bool {
+    let Ok(db) = std::fs::File::open(store.join("db")) else {
+        return false;
+    };
+    // Dropping `db` releases the lock if we got it, before sled opens the store.
+    matches!(db.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// Loads the villages from `serve`'s exports (the store is in use), saying on
+/// stderr how fresh they are.
+fn load_exports(home: &Home, only: Option<&DocId>, store: &Path) -> Result<Vec<Village>> {
+    let registry = home.villages()?;
+    let Some(read) = export::read_exports(home, &registry, only)? else {
+        anyhow::bail!(
+            "the relay's store {} is in use by `minqing-relay serve` (sled allows one process), and that serve writes no exports for reports (it is older than this minqing-relay): stop serve (SIGTERM), run the report, and start serve again — or restart serve with this version, which exports every village for reports as it runs",
+            store.display()
+        );
+    };
+    match &read.oldest {
+        Some(at) => eprintln!("serve is running: report built from its exports as of {at}"),
+        None => eprintln!("serve is running: report built from its exports (none written yet)"),
+    }
+    for id in &read.missing {
+        eprintln!(
+            "note: village {id} has no export yet (serve creates its document at the next sync and exports it then): reported as empty"
+        );
+    }
+    Ok(read.villages)
 }
 
 /// Writes the report where asked: files first (each synced to disk), then

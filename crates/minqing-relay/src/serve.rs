@@ -17,6 +17,7 @@ use minqing_sync::{
 use tracing::Instrument;
 
 use crate::admin::{actor, ensure_village_doc};
+use crate::export::Exporter;
 use crate::registry::{Config, Device, DeviceCache, Home, now_rfc3339};
 
 /// How long shutdown waits for running sessions.
@@ -73,6 +74,7 @@ struct Relay {
     devices: Arc<DeviceCache>,
     store: Arc<SledStorage>,
     host: Arc<StorageDocHost>,
+    exporter: Arc<Exporter>,
     created: Mutex<BTreeSet<String>>,
     last_sync: Mutex<BTreeMap<String, String>>,
 }
@@ -88,6 +90,9 @@ impl Relay {
             }
             if ensure_village_doc(&self.store, &v, &actor(&self.config))? {
                 tracing::info!(village = %id, "created the village document");
+                if let Ok(doc) = DocId::new(id.clone()) {
+                    self.exporter.mark(doc);
+                }
             }
             created.insert(id);
         }
@@ -150,22 +155,44 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
         }
     };
     let devices = Arc::new(DeviceCache::new(home.clone()));
+    let host = Arc::new(StorageDocHost::new(store.clone() as Arc<dyn Storage>));
+    let exporter = Arc::new(Exporter::open(&home, host.clone())?);
     let relay = Arc::new(Relay {
         home: home.clone(),
         devices: devices.clone(),
-        host: Arc::new(StorageDocHost::new(store.clone() as Arc<dyn Storage>)),
+        host,
+        exporter: exporter.clone(),
         store: store.clone(),
         created: Mutex::new(BTreeSet::new()),
         last_sync: Mutex::new(home.last_sync()?),
         config: config.clone(),
     });
     relay.ensure_villages()?;
+    // Exports exist before laptops can connect: reports read them while serve runs.
+    let ex = exporter.clone();
+    let summary = tokio::task::spawn_blocking(move || ex.export_all())
+        .await
+        .context("the startup export stopped")?
+        .context("cannot export the villages for reports")?;
+    tracing::info!(
+        written = summary.written,
+        unchanged = summary.unchanged,
+        failed = summary.failed,
+        "exported the villages for reports"
+    );
     let gate = Arc::new(RegistryGate {
         home: home.clone(),
         devices,
     });
     let endpoint = minqing_net::server_endpoint(addr, &tls, gate)?;
     let compactor = store.spawn_compactor(Duration::from_secs(60));
+    let export_worker = {
+        let ex = exporter.clone();
+        tokio::task::spawn_blocking(move || ex.run())
+    };
+    // Whatever happens from here, the worker is told to return: the runtime
+    // waits for its blocking tasks when it shuts down.
+    let _stop_exports = StopOnDrop(exporter.clone());
     // The line scripts and tests wait for: the bound address.
     eprintln!(
         "relay {:?} listening on {}",
@@ -211,8 +238,27 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     compactor.stop();
     store.flush().context("cannot flush the relay's store")?;
+    exporter.stop();
+    let _ = export_worker.await;
+    let ex = exporter.clone();
+    match tokio::task::spawn_blocking(move || ex.finish()).await {
+        Ok(Ok(n)) => tracing::info!(written = n, "final exports written"),
+        Ok(Err(e)) => {
+            eprintln!("warning: the final exports for reports were not all written: {e:#}")
+        }
+        Err(e) => eprintln!("warning: the final exports for reports were not all written: {e}"),
+    }
     eprintln!("relay stopped; everything is flushed");
     Ok(())
+}
+
+/// Stops the export worker when dropped.
+struct StopOnDrop(Arc<Exporter>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 async fn shutdown_signal() {
@@ -305,6 +351,9 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
         }
         RelayEvent::Applied { doc, changes } => {
             tracing::info!(village = %doc, changes, "applied changes");
+            // Exported by the worker, at most once per MIN_INTERVAL: marked
+            // now, so a session cut short by shutdown is exported too.
+            relay.exporter.mark(doc);
         }
         RelayEvent::Finished(outcome) => {
             finished = true;
