@@ -10,6 +10,12 @@
 //! took, so exporting never takes more than half a core), and every village
 //! still waiting at graceful shutdown. The saved bytes are taken under the
 //! village's lock; the file is written after the lock is released.
+//!
+//! Freshness: an export holds its village as of its `saved_at`; and whenever
+//! no village is waiting for export (and none failed), serve records that time
+//! as the manifest's `current_at`: every export then holds everything the
+//! relay had received. A report's "as of" is the later of `current_at` and the
+//! oldest `saved_at` it read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -42,6 +48,10 @@ const MAX_EXPORT_FILE: u64 = 2 << 30;
 pub struct Manifest {
     /// Always [`MANIFEST_FORMAT`].
     pub format: String,
+    /// Every export held everything the relay had received at this time
+    /// (RFC 3339), if serve has seen such a moment since these exports.
+    #[serde(default)]
+    pub current_at: Option<String>,
     /// Exported villages by id.
     pub villages: BTreeMap<String, ManifestEntry>,
 }
@@ -101,6 +111,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 struct State {
     /// Villages changed since their last export.
     dirty: BTreeSet<DocId>,
+    /// Villages whose last export failed (their export is behind).
+    failed: BTreeSet<DocId>,
     /// When each village was last exported.
     last: BTreeMap<DocId, Instant>,
     /// No export starts before this (the worker's rest).
@@ -206,6 +218,7 @@ impl Exporter {
                 Err(e) => {
                     tracing::error!(village = %doc, "cannot export: {e}");
                     summary.failed += 1;
+                    self.lock().failed.insert(doc);
                     continue;
                 }
             };
@@ -229,13 +242,14 @@ impl Exporter {
                 Err(e) => {
                     tracing::error!(village = %doc, "cannot export: {e:#}");
                     summary.failed += 1;
+                    self.lock().failed.insert(doc.clone());
                 }
             }
             // Not counted for the debounce: the first change after start is
             // exported right away.
             self.lock().dirty.remove(&doc);
         }
-        self.write_manifest()?;
+        self.write_manifest(true)?;
         Ok(summary)
     }
 
@@ -243,7 +257,9 @@ impl Exporter {
     /// manifest (written by the caller afterwards).
     fn write_export(&self, doc: &DocId, heads: Vec<String>, bytes: &[u8]) -> Result<()> {
         write_atomic(&export_file(&self.dir, doc), bytes)?;
-        self.lock().manifest.villages.insert(
+        let mut st = self.lock();
+        st.failed.remove(doc);
+        st.manifest.villages.insert(
             doc.to_string(),
             ManifestEntry {
                 heads,
@@ -254,8 +270,16 @@ impl Exporter {
         Ok(())
     }
 
-    fn write_manifest(&self) -> Result<()> {
-        let manifest = self.lock().manifest.clone();
+    /// Writes the manifest; with `settled` (nothing is being exported right
+    /// now) and no village waiting or failed, first records now as `current_at`.
+    fn write_manifest(&self, settled: bool) -> Result<()> {
+        let manifest = {
+            let mut st = self.lock();
+            if settled && st.dirty.is_empty() && st.failed.is_empty() {
+                st.manifest.current_at = Some(now_rfc3339());
+            }
+            st.manifest.clone()
+        };
         let json = serde_json::to_vec_pretty(&manifest).context("encoding the export manifest")?;
         write_atomic(&self.dir.join(MANIFEST), &json)
     }
@@ -270,8 +294,7 @@ impl Exporter {
         let Some((heads, bytes)) = saved else {
             bail!("village {doc} was not handed over for export");
         };
-        self.write_export(doc, hex_heads(&heads), &bytes)?;
-        self.write_manifest()
+        self.write_export(doc, hex_heads(&heads), &bytes)
     }
 
     /// Notes that a session changed `doc` (or serve created it): the worker
@@ -312,7 +335,11 @@ impl Exporter {
                     st.dirty.remove(&doc);
                     drop(st);
                     let started = Instant::now();
-                    match self.export_from_host(&doc) {
+                    let exported = self.export_from_host(&doc);
+                    if exported.is_err() {
+                        self.lock().failed.insert(doc.clone());
+                    }
+                    match exported.and_then(|()| self.write_manifest(true)) {
                         Ok(()) => tracing::debug!(village = %doc, "exported"),
                         Err(e) => tracing::error!(village = %doc, "cannot export: {e:#}"),
                     }
@@ -336,18 +363,21 @@ impl Exporter {
     pub fn finish(&self) -> Result<usize> {
         let dirty = std::mem::take(&mut self.lock().dirty);
         let mut written = 0;
+        let mut first_error = None;
         for doc in dirty {
-            let mut saved = None;
-            self.host
-                .with_doc(&doc, &mut |am| saved = Some((am.get_heads(), am.save())))
-                .with_context(|| format!("cannot read village {doc}"))?;
-            if let Some((heads, bytes)) = saved {
-                self.write_export(&doc, hex_heads(&heads), &bytes)?;
-                written += 1;
+            match self.export_from_host(&doc) {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    self.lock().failed.insert(doc);
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        self.write_manifest()?;
-        Ok(written)
+        self.write_manifest(true)?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(written),
+        }
     }
 }
 
@@ -356,8 +386,10 @@ impl Exporter {
 pub struct FromExports {
     /// The villages, sorted by id.
     pub villages: Vec<Village>,
-    /// The oldest `saved_at` of the exports read (`None`: none was read).
-    pub oldest: Option<String>,
+    /// The exports hold every change the relay had received at this time
+    /// (RFC 3339): the later of the manifest's `current_at` and the oldest
+    /// `saved_at` read (`None`: neither is known).
+    pub as_of: Option<String>,
     /// Villages the registry lists that have no export yet (reported empty).
     pub missing: Vec<String>,
 }
@@ -392,7 +424,7 @@ pub fn read_exports(
     }
     let mut out = FromExports {
         villages: Vec::with_capacity(ids.len()),
-        oldest: None,
+        as_of: None,
         missing: Vec::new(),
     };
     for id in ids {
@@ -403,8 +435,8 @@ pub fn read_exports(
                 let path = export_file(&dir, &doc);
                 let village = read_export(&path, &doc)?;
                 out.villages.push(village);
-                if out.oldest.as_ref().is_none_or(|o| entry.saved_at < *o) {
-                    out.oldest = Some(entry.saved_at.clone());
+                if out.as_of.as_ref().is_none_or(|o| entry.saved_at < *o) {
+                    out.as_of = Some(entry.saved_at.clone());
                 }
             }
             None => {
@@ -419,6 +451,13 @@ pub fn read_exports(
                 out.missing.push(id);
             }
         }
+    }
+    // RFC 3339 in UTC with whole seconds, as serve writes them: the later
+    // string is the later time.
+    if let Some(current) = manifest.current_at
+        && out.as_of.as_ref().is_none_or(|o| current > *o)
+    {
+        out.as_of = Some(current);
     }
     Ok(Some(out))
 }
@@ -504,7 +543,7 @@ mod tests {
         let ids: Vec<String> = read.villages.iter().map(|v| v.id().to_string()).collect();
         assert_eq!(ids, ["V1", "V2", "V3"]);
         assert_eq!(read.missing, ["V3"]);
-        assert!(read.oldest.is_some());
+        assert!(read.as_of.is_some());
         let heads = host.heads(&v1).unwrap();
         let mut got = read.villages.into_iter().next().unwrap();
         assert_eq!(got.heads(), heads);
@@ -520,6 +559,30 @@ mod tests {
         std::fs::write(export_file(&home.export_dir(), &v1), b"not automerge").unwrap();
         let err = read_exports(&home, &BTreeMap::new(), None).unwrap_err();
         assert!(format!("{err:#}").contains("village V1"), "{err:#}");
+    }
+
+    #[test]
+    fn current_at_only_when_every_export_is_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().to_owned());
+        let host = host_with(&["V1"]);
+        let v2 = DocId::new("V2").unwrap();
+        host.storage().append(&v2, b"not automerge").unwrap();
+        let ex = Exporter::open(&home, host.clone()).unwrap();
+        let s = ex.export_all().unwrap();
+        assert_eq!((s.written, s.failed), (1, 1));
+        let manifest = home.export_dir().join(MANIFEST);
+        let m: Manifest = read_json(&manifest).unwrap().unwrap();
+        assert_eq!(m.current_at, None, "V2's export is behind");
+        let read = read_exports(&home, &BTreeMap::new(), None).unwrap().unwrap();
+        assert_eq!(read.as_of, Some(m.villages["V1"].saved_at.clone()));
+
+        // Without the broken village, every export is current.
+        host.storage().remove(&v2).unwrap();
+        let ex = Exporter::open(&home, host).unwrap();
+        ex.export_all().unwrap();
+        let m: Manifest = read_json(&manifest).unwrap().unwrap();
+        assert!(m.current_at.is_some());
     }
 
     #[test]

@@ -174,7 +174,7 @@ fn load_exports(home: &Home, only: Option<&DocId>, store: &Path) -> Result<Vec<V
             store.display()
         );
     };
-    match &read.oldest {
+    match &read.as_of {
         Some(at) => eprintln!("serve is running: report built from its exports as of {at}"),
         None => eprintln!("serve is running: report built from its exports (none written yet)"),
     }

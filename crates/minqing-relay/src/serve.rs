@@ -170,16 +170,20 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
     relay.ensure_villages()?;
     // Exports exist before laptops can connect: reports read them while serve runs.
     let ex = exporter.clone();
-    let summary = tokio::task::spawn_blocking(move || ex.export_all())
-        .await
-        .context("the startup export stopped")?
-        .context("cannot export the villages for reports")?;
-    tracing::info!(
-        written = summary.written,
-        unchanged = summary.unchanged,
-        failed = summary.failed,
-        "exported the villages for reports"
-    );
+    // Syncing matters more than reports: a failed export is a warning.
+    match tokio::task::spawn_blocking(move || ex.export_all()).await {
+        Ok(Ok(summary)) if summary.failed == 0 => tracing::info!(
+            written = summary.written,
+            unchanged = summary.unchanged,
+            "exported the villages for reports"
+        ),
+        Ok(Ok(summary)) => eprintln!(
+            "warning: {} village(s) could not be exported for reports (see the log above); reports read their older exports until they change",
+            summary.failed
+        ),
+        Ok(Err(e)) => eprintln!("warning: cannot export the villages for reports: {e:#}"),
+        Err(e) => eprintln!("warning: cannot export the villages for reports: {e}"),
+    }
     let gate = Arc::new(RegistryGate {
         home: home.clone(),
         devices,
