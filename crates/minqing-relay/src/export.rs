@@ -574,7 +574,9 @@ mod tests {
         let manifest = home.export_dir().join(MANIFEST);
         let m: Manifest = read_json(&manifest).unwrap().unwrap();
         assert_eq!(m.current_at, None, "V2's export is behind");
-        let read = read_exports(&home, &BTreeMap::new(), None).unwrap().unwrap();
+        let read = read_exports(&home, &BTreeMap::new(), None)
+            .unwrap()
+            .unwrap();
         assert_eq!(read.as_of, Some(m.villages["V1"].saved_at.clone()));
 
         // Without the broken village, every export is current.
