@@ -137,7 +137,6 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
         .listen
         .parse()
         .with_context(|| format!("config.json: listen {:?} is not an address", config.listen))?;
-    remove_interrupted_snapshots(&home.store())?;
     let store = match SledStorage::open(&home.store()) {
         Ok(s) => Arc::new(s),
         Err(e @ minqing_store::StoreError::Locked { .. }) => {
@@ -416,44 +415,4 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
 /// synced, is audited as `refused_village`.
 fn is_stale(relay: &Relay, device: &str, doc: &DocId, change_bytes: usize) -> bool {
     change_bytes == 0 && matches!(relay.host.sync_state(device, doc), Ok(Some(_)))
-}
-
-/// Removes snapshot files that sled 0.34.7 was still writing when the process
-/// was killed.
-///
-/// sled writes its own snapshot to `snap.<lsn>.generating`, fsyncs it and only
-/// then renames it to `snap.<lsn>`; but on open it considers `.generating` files
-/// too, and one cut short by SIGKILL or a power loss makes the store refuse to
-/// open for good ("empty/corrupt snapshot file found", sled issue 1527). Such a
-/// file is never a complete snapshot, so removing it loses nothing: sled falls
-/// back to the previous snapshot and replays its log. This runs only while
-/// holding sled's own lock (an exclusive `flock` on `db`), so it never touches
-/// a file another process is writing.
-fn remove_interrupted_snapshots(store: &std::path::Path) -> Result<()> {
-    let db = store.join("db");
-    let file = match std::fs::OpenOptions::new().read(true).write(true).open(&db) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot open {}", db.display())),
-    };
-    if file.try_lock().is_err() {
-        // Another process has the store open; opening it will say so.
-        return Ok(());
-    }
-    let entries =
-        std::fs::read_dir(store).with_context(|| format!("cannot list {}", store.display()))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("snap.") && name.ends_with(".generating") {
-            tracing::warn!(file = %name, "removing a snapshot sled did not finish writing");
-            std::fs::remove_file(entry.path()).with_context(|| {
-                format!(
-                    "cannot remove the unfinished snapshot {}",
-                    entry.path().display()
-                )
-            })?;
-        }
-    }
-    Ok(())
 }
