@@ -95,6 +95,14 @@ fn ci() -> Result<(), String> {
     cargo(&["build", "--workspace", "--bins"])?;
     cargo(&["test", "--workspace", "--no-fail-fast"])?;
     // Benchmarks are not timed in CI; their smallest profile runs so the harness keeps working.
-    cargo(&["bench", "-p", "minqing-store", "--bench", "write_cost", "--", "--quick"])?;
+    cargo(&[
+        "bench",
+        "-p",
+        "minqing-store",
+        "--bench",
+        "write_cost",
+        "--",
+        "--quick",
+    ])?;
     Ok(())
 }
