@@ -619,8 +619,14 @@ async fn sync_scenarios(
         for &rtt in rtts {
             let ours =
                 measure_runs(bins, data, m, scratch, case, rtt, false, runs, opts.seed).await?;
-            let naive =
-                measure_runs(bins, data, m, scratch, case, rtt, true, runs, opts.seed).await?;
+            // The naive baseline is sequential; with 100 villages over a delayed
+            // link it took about 20 s per village here (far more than its round
+            // trips explain; not investigated yet), so there it is left out.
+            let naive = if case.villages.len() > 10 && rtt > 0 {
+                Vec::new()
+            } else {
+                measure_runs(bins, data, m, scratch, case, rtt, true, runs, opts.seed).await?
+            };
             let t = col(&ours, &|x| x.secs);
             let tn = col(&naive, &|x| x.secs);
             anyhow::ensure!(
@@ -633,6 +639,9 @@ async fn sync_scenarios(
                 "s",
                 t.clone(),
             );
+            if naive.is_empty() {
+                continue;
+            }
             report
                 .add(
                     "S2",
@@ -1059,7 +1068,7 @@ fn render(opts: &Options, m: &Manifest, report: &Report, took: Duration) -> Resu
     writeln!(s, "- **Took**: {:.0} s", took.as_secs_f64())?;
     writeln!(
         s,
-        "- **How**: sync times run from the start of the QUIC connect to the session's outcome (flushed), summed over sessions (naive: one connection and session per village, one after another, no sync state on either side); the device is in the bench process, the relay is the real `minqing-relay serve` process, the link is the UDP shaper (`minqing_testkit::shaper`) with the stated RTT. Bytes on the wire are UDP payload bytes both ways at the shaper (QUIC, TLS and ACKs included). Round trips are counted on the sans-IO core in lockstep (each side answers a whole flight at once) on copies of the same stores taken just before the QUIC run; the naive count adds one handshake per village after the first. The naive baseline over a delayed link with more than 10 villages gets 2 runs (it is sequential and takes minutes per run)."
+        "- **How**: sync times run from the start of the QUIC connect to the session's outcome (flushed), summed over sessions (naive: one connection and session per village, one after another, no sync state on either side); the device is in the bench process, the relay is the real `minqing-relay serve` process, the link is the UDP shaper (`minqing_testkit::shaper`) with the stated RTT. Bytes on the wire are UDP payload bytes both ways at the shaper (QUIC, TLS and ACKs included). Round trips are counted on the sans-IO core in lockstep (each side answers a whole flight at once) on copies of the same stores taken just before the QUIC run; the naive count adds one handshake per village after the first. The naive baseline over a delayed link runs for the 4-village laptop only: with 100 villages at 300 ms RTT it took about 20 s per village (far more than its round trips explain; not investigated yet), over half an hour per run."
     )?;
     writeln!(
         s,
