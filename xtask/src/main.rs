@@ -104,5 +104,6 @@ fn ci() -> Result<(), String> {
         "--",
         "--quick",
     ])?;
+    bench_tool("bench", &["--quick".to_owned()])?;
     Ok(())
 }
