@@ -7,10 +7,10 @@ use automerge::Automerge;
 use automerge::sync::{State, SyncDoc};
 
 use crate::DocId;
-use crate::frame::{DocHeads, Frame, FrameDecoder, PROTOCOL_VERSION};
+use crate::frame::{DocHeads, Frame, FrameDecoder, Heads, HeadsDigest, PROTOCOL_VERSION};
 use crate::session::{
     DocOutcome, Outbox, SessionConfig, SessionError, SessionOutcome, decode_message, decode_state,
-    seed_push_since_shared,
+    same_set, seed_push_since_shared,
 };
 
 /// What the device driver must do or know, in order. Persist every event
@@ -69,6 +69,9 @@ struct DeviceDoc {
     state: State,
     /// The encoded state last reported (or loaded), to report only changes.
     persisted: Option<Vec<u8>>,
+    /// Declared clean in `Hello` (heads = persisted shared heads): no first-flight
+    /// `Sync` was sent; the relay answers `Unchanged` or sends what it has.
+    clean: bool,
     /// Not held before this session: the relay sends it whole.
     added: bool,
     added_reported: bool,
@@ -118,10 +121,17 @@ impl DeviceSession {
         let mut hello = Vec::with_capacity(docs.len());
         for (id, doc, persisted) in docs {
             let mut state = decode_state(persisted.as_deref());
+            let heads = doc.get_heads();
+            // Clean: nothing changed here since the last sync with this relay.
+            let clean = persisted.is_some() && same_set(&heads, &state.shared_heads);
             seed_push_since_shared(&mut state, &doc);
             hello.push(DocHeads {
                 doc: id.clone(),
-                heads: doc.get_heads(),
+                heads: if clean {
+                    Heads::Clean(HeadsDigest::of(&heads))
+                } else {
+                    Heads::List(heads)
+                },
             });
             session.docs.insert(
                 id,
@@ -129,6 +139,7 @@ impl DeviceSession {
                     doc,
                     state,
                     persisted,
+                    clean,
                     added: false,
                     added_reported: false,
                     messages: 0,
@@ -144,7 +155,14 @@ impl DeviceSession {
             },
             session.config.max_frame_len,
         )?;
-        let ids: Vec<DocId> = session.docs.keys().cloned().collect();
+        // Dirty villages' first messages carry their changes; clean ones send
+        // nothing until the relay says it has more.
+        let ids: Vec<DocId> = session
+            .docs
+            .iter()
+            .filter(|(_, d)| !d.clean)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in ids {
             session.send_next(&id)?;
         }
@@ -235,7 +253,34 @@ impl DeviceSession {
         }
         self.relay = relay;
         self.phase = Phase::Syncing;
-        let assigned: BTreeMap<DocId, ()> = docs.into_iter().map(|d| (d.doc, ())).collect();
+        let mut assigned: BTreeMap<DocId, ()> = BTreeMap::new();
+        for entry in docs {
+            match entry.heads {
+                Heads::List(_) => {}
+                Heads::Clean(_) => {
+                    return Err(SessionError::Protocol(format!(
+                        "the relay marked village {} clean in Welcome",
+                        entry.doc
+                    )));
+                }
+                Heads::Unchanged => match self.docs.get_mut(&entry.doc) {
+                    // Both sides hold the same heads: settled without an exchange,
+                    // and the persisted state already names these heads.
+                    Some(d) if d.clean => {
+                        d.outcome = Some(DocOutcome::InSync {
+                            heads: d.doc.get_heads(),
+                        });
+                    }
+                    _ => {
+                        return Err(SessionError::Protocol(format!(
+                            "the relay called village {} unchanged, which this device did not declare clean",
+                            entry.doc
+                        )));
+                    }
+                },
+            }
+            assigned.insert(entry.doc, ());
+        }
         for (id, d) in self.docs.iter_mut() {
             if !assigned.contains_key(id) {
                 d.outcome = Some(DocOutcome::Removed);
@@ -248,6 +293,7 @@ impl DeviceSession {
                 doc: Automerge::new(),
                 state: State::new(),
                 persisted: None,
+                clean: false,
                 added: true,
                 added_reported: false,
                 messages: 0,

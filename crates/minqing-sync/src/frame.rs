@@ -11,7 +11,7 @@ use automerge::ChangeHash;
 use crate::{DocId, DocIdError};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The first four bytes of `Hello` and `Welcome` bodies.
 pub const MAGIC: [u8; 4] = *b"MQSY";
 /// Largest `len` accepted (64 MiB): a first sync may carry a whole village.
@@ -35,13 +35,51 @@ const KIND_REFUSED: u8 = 4;
 const KIND_ERROR: u8 = 5;
 const KIND_BYE: u8 = 6;
 
-/// A document and the heads one side holds of it.
+/// The heads-count value that marks [`Heads::Clean`] on the wire (8 digest bytes follow).
+const MARK_CLEAN: u16 = 0xFFFF;
+/// The heads-count value that marks [`Heads::Unchanged`] on the wire (nothing follows).
+const MARK_UNCHANGED: u16 = 0xFFFE;
+
+/// An 8-byte fingerprint of a set of change hashes (XOR of the first 8 bytes of
+/// each hash, mixed with their count). Change hashes are SHA-256, so two different
+/// sets of heads share a digest with probability about 2⁻⁶⁴.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HeadsDigest(pub [u8; 8]);
+
+impl HeadsDigest {
+    /// The digest of `heads` (order does not matter; heads are a set).
+    pub fn of(heads: &[ChangeHash]) -> Self {
+        let mut d = (heads.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for h in heads {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h.0[..8]);
+            d ^= u64::from_be_bytes(b);
+        }
+        HeadsDigest(d.to_be_bytes())
+    }
+}
+
+/// What one side says about a document's heads in `Hello` or `Welcome`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heads {
+    /// The sender's heads (sorted as automerge returns them).
+    List(Vec<ChangeHash>),
+    /// `Hello` only: the device's heads equal the shared heads of its persisted
+    /// sync state with this relay (nothing changed on the device since the last
+    /// sync); this is their digest. The device sends no first-flight `Sync` for it.
+    Clean(HeadsDigest),
+    /// `Welcome` only, answering [`Heads::Clean`]: the relay's heads have that
+    /// digest, so both sides hold the same document and nothing is exchanged.
+    Unchanged,
+}
+
+/// A document and what one side says about its heads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DocHeads {
     /// The document.
     pub doc: DocId,
-    /// Its heads on the sender (sorted as automerge returns them).
-    pub heads: Vec<ChangeHash>,
+    /// Its heads on the sender, or a marker standing for them.
+    pub heads: Heads,
 }
 
 /// Why the relay refused a document (`Refused` frame).
@@ -378,16 +416,26 @@ fn put_doc_heads(out: &mut Vec<u8>, docs: &[DocHeads]) -> Result<(), FrameError>
     out.extend_from_slice(&(docs.len() as u16).to_be_bytes());
     for d in docs {
         put_str(out, d.doc.as_str(), MAX_NAME_LEN, "document id")?;
-        if d.heads.len() > MAX_HEADS {
-            return Err(FrameError::TooMany {
-                what: "heads",
-                count: d.heads.len(),
-                max: MAX_HEADS,
-            });
-        }
-        out.extend_from_slice(&(d.heads.len() as u16).to_be_bytes());
-        for h in &d.heads {
-            out.extend_from_slice(&h.0);
+        match &d.heads {
+            Heads::List(heads) => {
+                if heads.len() > MAX_HEADS {
+                    return Err(FrameError::TooMany {
+                        what: "heads",
+                        count: heads.len(),
+                        max: MAX_HEADS,
+                    });
+                }
+                // heads.len() <= MAX_HEADS < MARK_UNCHANGED, checked just above.
+                out.extend_from_slice(&(heads.len() as u16).to_be_bytes());
+                for h in heads {
+                    out.extend_from_slice(&h.0);
+                }
+            }
+            Heads::Clean(digest) => {
+                out.extend_from_slice(&MARK_CLEAN.to_be_bytes());
+                out.extend_from_slice(&digest.0);
+            }
+            Heads::Unchanged => out.extend_from_slice(&MARK_UNCHANGED.to_be_bytes()),
         }
     }
     Ok(())
@@ -439,7 +487,24 @@ impl<'a> Reader<'a> {
         let mut docs = Vec::with_capacity(count.min(self.buf.len() / 4));
         for _ in 0..count {
             let doc = self.doc_id()?;
-            let n = self.u16()? as usize;
+            let n = self.u16()?;
+            if n == MARK_CLEAN {
+                let mut digest = [0u8; 8];
+                digest.copy_from_slice(self.take(8)?);
+                docs.push(DocHeads {
+                    doc,
+                    heads: Heads::Clean(HeadsDigest(digest)),
+                });
+                continue;
+            }
+            if n == MARK_UNCHANGED {
+                docs.push(DocHeads {
+                    doc,
+                    heads: Heads::Unchanged,
+                });
+                continue;
+            }
+            let n = n as usize;
             if n > MAX_HEADS {
                 return Err(FrameError::TooMany {
                     what: "heads",
@@ -454,7 +519,10 @@ impl<'a> Reader<'a> {
                 h.copy_from_slice(b);
                 heads.push(ChangeHash(h));
             }
-            docs.push(DocHeads { doc, heads });
+            docs.push(DocHeads {
+                doc,
+                heads: Heads::List(heads),
+            });
         }
         Ok(docs)
     }
@@ -571,21 +639,31 @@ mod tests {
                 docs: vec![
                     DocHeads {
                         doc: doc("V1"),
-                        heads: vec![ChangeHash([7; 32]), ChangeHash([9; 32])],
+                        heads: Heads::List(vec![ChangeHash([7; 32]), ChangeHash([9; 32])]),
                     },
                     DocHeads {
                         doc: doc("V2"),
-                        heads: vec![],
+                        heads: Heads::List(vec![]),
+                    },
+                    DocHeads {
+                        doc: doc("V4"),
+                        heads: Heads::Clean(HeadsDigest::of(&[ChangeHash([7; 32])])),
                     },
                 ],
             },
             Frame::Welcome {
                 version: PROTOCOL_VERSION,
                 relay: "county".into(),
-                docs: vec![DocHeads {
-                    doc: doc("V3"),
-                    heads: vec![ChangeHash([1; 32])],
-                }],
+                docs: vec![
+                    DocHeads {
+                        doc: doc("V3"),
+                        heads: Heads::List(vec![ChangeHash([1; 32])]),
+                    },
+                    DocHeads {
+                        doc: doc("V4"),
+                        heads: Heads::Unchanged,
+                    },
+                ],
             },
             Frame::Sync {
                 doc: doc("V1"),
@@ -621,6 +699,19 @@ mod tests {
         }
         assert_eq!(got, frames);
         assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn heads_digest_tells_sets_apart_and_ignores_order() {
+        let (a, b, c) = (
+            ChangeHash([1; 32]),
+            ChangeHash([2; 32]),
+            ChangeHash([3; 32]),
+        );
+        assert_eq!(HeadsDigest::of(&[a, b]), HeadsDigest::of(&[b, a]));
+        assert_ne!(HeadsDigest::of(&[a, b]), HeadsDigest::of(&[a]));
+        assert_ne!(HeadsDigest::of(&[a]), HeadsDigest::of(&[c]));
+        assert_ne!(HeadsDigest::of(&[]), HeadsDigest::of(&[a]));
     }
 
     #[test]

@@ -8,10 +8,13 @@ use automerge::ChangeHash;
 use automerge::sync::{State, SyncDoc};
 
 use crate::DocId;
-use crate::frame::{DocHeads, ErrorCode, Frame, FrameDecoder, PROTOCOL_VERSION, RefuseCode};
+use crate::frame::{
+    DocHeads, ErrorCode, Frame, FrameDecoder, Heads, HeadsDigest, PROTOCOL_VERSION, RefuseCode,
+};
 use crate::host::DocHost;
 use crate::session::{
-    Outbox, SessionConfig, SessionError, decode_message, decode_state, state_for_empty_peer,
+    Outbox, SessionConfig, SessionError, decode_message, decode_state, same_set,
+    seed_push_since_shared, state_for_empty_peer,
 };
 
 /// What the relay driver must know: audit refusals, log applied changes, and
@@ -217,22 +220,76 @@ impl RelaySession {
                 self.config.max_docs
             )));
         }
-        let held: BTreeSet<DocId> = held.into_iter().map(|d| d.doc).collect();
+        let mut held_heads: BTreeMap<DocId, Heads> = BTreeMap::new();
+        for entry in held {
+            if entry.heads == Heads::Unchanged {
+                return Err(SessionError::Protocol(format!(
+                    "Hello marks village {} unchanged, which only the relay may say",
+                    entry.doc
+                )));
+            }
+            held_heads.insert(entry.doc, entry.heads);
+        }
         let mut welcome = Vec::with_capacity(self.assignment.len());
+        // Villages whose first message the relay sends in this flight.
+        let mut speak_first = Vec::new();
         for id in &self.assignment {
             let mut heads = Vec::new();
             host.with_doc(id, &mut |am| heads = am.get_heads())?;
+            let (state, persisted, announce) = match held_heads.get(id) {
+                None => {
+                    // The device has nothing of it: the first message carries it whole.
+                    speak_first.push(id.clone());
+                    (state_for_empty_peer(), None, Heads::List(heads))
+                }
+                Some(Heads::Clean(digest)) => {
+                    let mut persisted = host.sync_state(&self.device, id)?;
+                    let mut state = decode_state(persisted.as_deref());
+                    if *digest == HeadsDigest::of(&heads) {
+                        // The device holds exactly our heads: nothing to exchange.
+                        // Remember them as shared (repairs a state whose last
+                        // acknowledgement was lost, or that was lost whole).
+                        if persisted.is_none() || !same_set(&state.shared_heads, &heads) {
+                            state.shared_heads = heads.clone();
+                            let encoded = state.encode();
+                            host.set_sync_state(&self.device, id, &encoded)?;
+                            persisted = Some(encoded);
+                        }
+                        state.their_heads = Some(heads);
+                        (state, persisted, Heads::Unchanged)
+                    } else if persisted.is_some() && *digest == HeadsDigest::of(&state.shared_heads)
+                    {
+                        // The device holds exactly the shared heads and we have
+                        // more: send every change made since, in this flight.
+                        if state.shared_heads.is_empty() {
+                            state = state_for_empty_peer();
+                        } else {
+                            host.with_doc(id, &mut |am| seed_push_since_shared(&mut state, am))?;
+                        }
+                        speak_first.push(id.clone());
+                        (state, persisted, Heads::List(heads))
+                    } else {
+                        // Its heads are unknown here (our sync state was lost or
+                        // is from before a restore): ask, from scratch.
+                        tracing::debug!(device = %self.device, doc = %id, "clean village with unknown heads; asking");
+                        speak_first.push(id.clone());
+                        (State::new(), persisted, Heads::List(heads))
+                    }
+                }
+                Some(_) => {
+                    // Dirty: the device's first message is on its way.
+                    let persisted = host.sync_state(&self.device, id)?;
+                    (
+                        decode_state(persisted.as_deref()),
+                        persisted,
+                        Heads::List(heads),
+                    )
+                }
+            };
             welcome.push(DocHeads {
                 doc: id.clone(),
-                heads,
+                heads: announce,
             });
-            let (state, persisted) = if held.contains(id) {
-                let persisted = host.sync_state(&self.device, id)?;
-                (decode_state(persisted.as_deref()), persisted)
-            } else {
-                // The device has nothing of it: the first message carries it whole.
-                (state_for_empty_peer(), None)
-            };
             self.docs.insert(
                 id.clone(),
                 RelayDoc {
@@ -251,13 +308,7 @@ impl RelaySession {
             self.config.max_frame_len,
         )?;
         self.phase = Phase::Serving;
-        let new_docs: Vec<DocId> = self
-            .assignment
-            .iter()
-            .filter(|id| !held.contains(*id))
-            .cloned()
-            .collect();
-        for id in new_docs {
+        for id in speak_first {
             self.respond(&id, None, host)?;
         }
         Ok(())

@@ -242,3 +242,12 @@ pub(crate) fn decode_state(bytes: Option<&[u8]>) -> State {
         .and_then(|b| State::decode(b).ok())
         .unwrap_or_default()
 }
+
+/// True if `a` and `b` hold the same change hashes (heads are sets).
+pub(crate) fn same_set(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}

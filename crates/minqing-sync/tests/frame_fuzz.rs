@@ -3,7 +3,9 @@
 
 use automerge::ChangeHash;
 use minqing_sync::DocId;
-use minqing_sync::frame::{DocHeads, ErrorCode, Frame, FrameDecoder, PROTOCOL_VERSION};
+use minqing_sync::frame::{
+    DocHeads, ErrorCode, Frame, FrameDecoder, Heads, HeadsDigest, PROTOCOL_VERSION,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -12,9 +14,15 @@ fn valid_stream(rng: &mut StdRng) -> Vec<u8> {
     let docs: Vec<DocHeads> = (0..rng.random_range(0..5))
         .map(|i| DocHeads {
             doc: DocId::new(format!("V{i}")).expect("valid id"),
-            heads: (0..rng.random_range(0..3))
-                .map(|_| ChangeHash(rng.random()))
-                .collect(),
+            heads: match rng.random_range(0..4) {
+                0 => Heads::Clean(HeadsDigest(rng.random())),
+                1 => Heads::Unchanged,
+                _ => Heads::List(
+                    (0..rng.random_range(0..3))
+                        .map(|_| ChangeHash(rng.random()))
+                        .collect(),
+                ),
+            },
         })
         .collect();
     let frames = [

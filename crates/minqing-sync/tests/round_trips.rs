@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use automerge::ReadDoc;
-use minqing_sync::{DocOutcome, MemStorage, load_doc};
+use minqing_sync::{DocOutcome, MemStorage, RelayEvent, Storage, StorageDocHost, load_doc};
 use support::*;
 
 fn ids(n: usize) -> Vec<minqing_sync::DocId> {
@@ -120,6 +120,180 @@ fn no_change_sync_is_the_handshake_alone() {
             .all(|e| !matches!(e, minqing_sync::RelayEvent::Applied { .. }))
     );
     assert!(f.bytes_to_device < 4 * 400, "{f:?}");
+}
+
+/// Asserts that the session was `Hello` → `Welcome` (every village unchanged) → `Bye`.
+fn assert_handshake_alone(f: &Flights, n: usize) {
+    assert_eq!(f.round_trips_after_handshake(), 0, "{f:?}");
+    assert_eq!(f.frames_to_relay, 2, "Hello and Bye only: {f:?}");
+    assert_eq!(f.frames_to_device, 1, "Welcome only: {f:?}");
+    let outcome = f.outcome.clone().expect("finishes");
+    assert_eq!(outcome.docs.len(), n);
+    assert!(
+        outcome
+            .docs
+            .values()
+            .all(|o| matches!(o, DocOutcome::InSync { .. })),
+        "{outcome:?}"
+    );
+    assert!(
+        f.relay_events
+            .iter()
+            .all(|e| !matches!(e, RelayEvent::Applied { .. }))
+    );
+}
+
+#[test]
+fn no_change_sync_of_100_villages_fits_in_4_kb() {
+    let (dev, host, assignment) = synced_pair(100);
+    let f = lockstep("laptop-1", &dev, &host, &assignment);
+    let total = f.bytes_to_relay + f.bytes_to_device;
+    eprintln!(
+        "no-change sync of 100 villages: {} round trips after the handshake, {} frames / {} bytes to the relay, {} frames / {} bytes to the device, {total} bytes of sync frames in all",
+        f.round_trips_after_handshake(),
+        f.frames_to_relay,
+        f.bytes_to_relay,
+        f.frames_to_device,
+        f.bytes_to_device
+    );
+    assert_handshake_alone(&f, 100);
+    assert!(total <= 4096, "{total} bytes > 4 KB: {f:?}");
+    // And again: nothing moved, so nothing changed in the persisted states.
+    let again = lockstep("laptop-1", &dev, &host, &assignment);
+    assert_eq!(
+        (again.bytes_to_relay, again.bytes_to_device),
+        (f.bytes_to_relay, f.bytes_to_device)
+    );
+}
+
+/// Every village of `dev` has the relay's heads.
+fn assert_converged(
+    dev: &MemStorage,
+    host: &StorageDocHost,
+    assignment: &BTreeSet<minqing_sync::DocId>,
+) {
+    for d in assignment {
+        let local = load_doc(dev, d).expect("loads").expect("held");
+        assert_eq!(
+            local.get_heads(),
+            host.heads(d).expect("heads"),
+            "village {d}"
+        );
+    }
+}
+
+#[test]
+fn relay_changes_to_a_clean_village_arrive_without_a_round_trip() {
+    let (dev, host, assignment) = synced_pair(4);
+    let changed: Vec<_> = assignment.iter().take(2).cloned().collect();
+    for d in &changed {
+        relay_write(&host, d, 7, "from-another-cadre", "新的走访");
+    }
+    let f = lockstep("laptop-1", &dev, &host, &assignment);
+    eprintln!(
+        "relay-only changes to 2 of 4 clean villages: {} round trips after the handshake, {} frames / {} bytes to the relay, {} frames / {} bytes to the device",
+        f.round_trips_after_handshake(),
+        f.frames_to_relay,
+        f.bytes_to_relay,
+        f.frames_to_device,
+        f.bytes_to_device
+    );
+    assert_eq!(f.round_trips_after_handshake(), 0, "{f:?}");
+    // Welcome plus one Sync for each changed village; nothing for the others.
+    assert_eq!(f.frames_to_device, 1 + changed.len(), "{f:?}");
+    assert_converged(&dev, &host, &assignment);
+    for d in &changed {
+        let local = load_doc(&dev, d).expect("loads").expect("held");
+        let visits = local
+            .get(automerge::ROOT, "visits")
+            .expect("get")
+            .expect("map")
+            .1;
+        assert!(
+            local
+                .get(&visits, "from-another-cadre")
+                .expect("get")
+                .is_some()
+        );
+    }
+    // Both sides persisted the new shared heads: the next sync is the handshake alone.
+    let again = lockstep("laptop-1", &dev, &host, &assignment);
+    assert_handshake_alone(&again, 4);
+}
+
+#[test]
+fn a_relay_that_lost_its_sync_states_still_converges_with_clean_villages() {
+    let (dev, host, assignment) = synced_pair(4);
+    // The relay's documents survive, its sync states do not (e.g. restored
+    // from a backup of the documents alone).
+    let bare = std::sync::Arc::new(MemStorage::new());
+    for d in &assignment {
+        bare.append(d, &host.snapshot(d).expect("snapshot").save())
+            .expect("append");
+    }
+    let host = StorageDocHost::new(bare.clone());
+    let changed = assignment.iter().next().cloned().expect("4 villages");
+    relay_write(&host, &changed, 7, "after-restore", "恢复之后");
+    let f = lockstep("laptop-1", &dev, &host, &assignment);
+    eprintln!(
+        "relay without sync states, 1 of 4 clean villages changed there: {} round trips after the handshake",
+        f.round_trips_after_handshake()
+    );
+    let outcome = f.outcome.clone().expect("finishes settled");
+    assert!(
+        outcome
+            .docs
+            .values()
+            .all(|o| matches!(o, DocOutcome::InSync { .. })),
+        "{outcome:?}"
+    );
+    assert_converged(&dev, &host, &assignment);
+    // Unchanged villages were recognised by their digest and their states repaired,
+    // the changed one re-learned: the next sync is the handshake alone.
+    for d in &assignment {
+        assert!(
+            bare.sync_state("laptop-1", d).expect("read").is_some(),
+            "{d}"
+        );
+    }
+    let again = lockstep("laptop-1", &dev, &host, &assignment);
+    assert_handshake_alone(&again, 4);
+}
+
+#[test]
+fn a_device_restored_from_an_old_backup_gets_what_it_lost_back() {
+    let (dev, host, assignment) = synced_pair(2);
+    // Back up the device: documents and sync states, consistent with each other.
+    let backup = MemStorage::new();
+    for d in &assignment {
+        backup
+            .append(d, &load_doc(&dev, d).expect("loads").expect("held").save())
+            .expect("append");
+        let state = dev.sync_state(RELAY, d).expect("read").expect("synced");
+        backup.set_sync_state(RELAY, d, &state).expect("write");
+    }
+    // Work synced after the backup, then the laptop is restored from it.
+    let mut written = Vec::new();
+    for d in &assignment {
+        written.push((
+            d.clone(),
+            local_write(&dev, d, 1, "lost-locally", "备份之后"),
+        ));
+    }
+    lockstep("laptop-1", &dev, &host, &assignment);
+    // The restored laptop's villages are clean (heads = its old shared heads) but
+    // behind the relay, which remembers newer shared heads: the digests disagree.
+    let f = lockstep("laptop-1", &backup, &host, &assignment);
+    assert!(f.outcome.is_some());
+    assert_converged(&backup, &host, &assignment);
+    for (d, h) in &written {
+        let local = load_doc(&backup, d).expect("loads").expect("held");
+        assert!(automerge::ReadDoc::get_change_by_hash(&local, h).is_some());
+    }
+    eprintln!(
+        "device restored from an old backup: {} round trips after the handshake",
+        f.round_trips_after_handshake()
+    );
 }
 
 /// 150 Chinese characters (450 UTF-8 bytes) drawn from 3,000 common-range CJK

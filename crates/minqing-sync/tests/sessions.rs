@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use minqing_sync::frame::{DocHeads, ErrorCode, Frame, PROTOCOL_VERSION};
+use minqing_sync::frame::{DocHeads, ErrorCode, Frame, Heads, PROTOCOL_VERSION};
 use minqing_sync::{
     DeviceEvent, DocHost, DocOutcome, MemStorage, RelayEvent, RelaySession, SessionConfig,
     SessionError, Storage, load_doc,
@@ -125,7 +125,7 @@ fn device_rejects_a_village_the_relay_did_not_assign() {
         relay: RELAY.into(),
         docs: vec![DocHeads {
             doc: doc_id("V1"),
-            heads: vec![],
+            heads: Heads::List(vec![]),
         }],
     };
     dev.handle_input(&welcome.encode().expect("enc"))
@@ -198,7 +198,7 @@ fn hostile_sync_messages_end_the_session_without_panic() {
         device: "d1".into(),
         docs: vec![DocHeads {
             doc: d.clone(),
-            heads: vec![],
+            heads: Heads::List(vec![]),
         }],
     }
     .encode()
@@ -237,7 +237,7 @@ fn hostile_sync_messages_end_the_session_without_panic() {
             relay: RELAY.into(),
             docs: vec![DocHeads {
                 doc: d.clone(),
-                heads: vec![],
+                heads: Heads::List(vec![]),
             }],
         }
         .encode()
