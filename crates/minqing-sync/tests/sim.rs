@@ -14,6 +14,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use automerge::{ChangeHash, ReadDoc};
+use minqing_sync::frame::{Frame, FrameDecoder, Heads};
 use minqing_sync::{
     DeviceEvent, DeviceSession, DocHost, DocId, MemStorage, RelayEvent, RelaySession,
     SessionConfig, Storage, StorageDocHost, load_doc,
@@ -27,6 +28,30 @@ struct Conn {
     relay: RelaySession,
     to_relay: Vec<u8>,
     to_dev: Vec<u8>,
+    /// The relay's `Welcome` was looked at (to count villages answered `Unchanged`).
+    welcome_seen: bool,
+}
+
+/// The first whole frame of `bytes`, if it decodes.
+fn first_frame(bytes: &[u8]) -> Option<Frame> {
+    let mut dec = FrameDecoder::default();
+    dec.push(bytes);
+    dec.next_frame().ok().flatten()
+}
+
+/// How many entries of a `Hello` or `Welcome` carry `want`'s marker.
+fn count_marked(frame: Option<Frame>, clean: bool) -> usize {
+    let docs = match frame {
+        Some(Frame::Hello { docs, .. }) | Some(Frame::Welcome { docs, .. }) => docs,
+        _ => return 0,
+    };
+    docs.iter()
+        .filter(|d| match d.heads {
+            Heads::Clean(_) => clean,
+            Heads::Unchanged => !clean,
+            Heads::List(_) => false,
+        })
+        .count()
 }
 
 struct Device {
@@ -131,11 +156,18 @@ impl Sim {
             relay,
             to_relay: Vec::new(),
             to_dev: Vec::new(),
+            welcome_seen: false,
         };
         drain(&mut conn.to_relay, || conn.dev.poll_transmit());
+        let clean = count_marked(first_frame(&conn.to_relay), true);
         self.devices[d].conn = Some(conn);
+        let clean = if clean > 0 {
+            format!("; {clean} clean villages")
+        } else {
+            String::new()
+        };
         self.log(format!(
-            "dev{d} connects (assigned {:?})",
+            "dev{d} connects (assigned {:?}{clean})",
             self.assignments[&d]
         ));
     }
@@ -176,6 +208,14 @@ impl Sim {
                 }
             }
             drain(&mut conn.to_dev, || conn.relay.poll_transmit());
+            if !conn.welcome_seen && !conn.to_dev.is_empty() {
+                // Nothing precedes Welcome, and the relay queues whole frames.
+                conn.welcome_seen = true;
+                let n = count_marked(first_frame(&conn.to_dev), false);
+                if n > 0 {
+                    self.log(format!("relay answers dev{d}: {n} villages unchanged"));
+                }
+            }
         } else {
             if let Err(e) = conn.dev.handle_input(&chunk) {
                 return Err(format!("device session dev{d} failed: {e}"));
@@ -262,8 +302,21 @@ impl Sim {
                 for i in 0..self.devices.len() {
                     self.drop_conn(i, "relay restart");
                 }
+                if self.rng.random_bool(0.25) {
+                    // Restored from a copy of the documents alone: every
+                    // device's sync state on the relay is gone.
+                    let bare = Arc::new(MemStorage::new());
+                    for doc in self.relay_storage.docs().expect("mem docs") {
+                        if let Some(bytes) = self.relay_storage.load(&doc).expect("mem load") {
+                            bare.append(&doc, &bytes).expect("mem append");
+                        }
+                    }
+                    self.relay_storage = bare;
+                    self.log("relay restarts and loses its sync states".into());
+                } else {
+                    self.log("relay restarts".into());
+                }
                 self.host = StorageDocHost::new(self.relay_storage.clone());
-                self.log("relay restarts".into());
             }
             92..95 => {
                 // Mostly new assignments, sometimes a village taken away.
@@ -375,7 +428,23 @@ impl Sim {
                 self.sync_to_completion(d)?;
             }
         }
-        self.check()
+        self.check()?;
+        // Converged: one more sync of every device is the handshake alone
+        // (every village clean and unchanged: Hello, Welcome, Bye).
+        for d in 0..self.devices.len() {
+            let f = lockstep(
+                &self.devices[d].name,
+                &self.devices[d].storage,
+                &self.host,
+                &self.assignments[&d],
+            );
+            if (f.frames_to_relay, f.frames_to_device) != (2, 1) {
+                return Err(format!(
+                    "dev{d}: a sync with nothing to do after convergence was not the handshake alone: {f:?}"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -385,8 +454,11 @@ struct Tally(BTreeMap<&'static str, usize>);
 
 impl Tally {
     fn add(&mut self, trace: &[String]) {
-        const KINDS: [&str; 8] = [
+        const KINDS: [&str; 11] = [
             "writes",
+            "clean villages",
+            "villages unchanged",
+            "loses its sync states",
             "session complete",
             "dropped",
             "crashes",
@@ -461,4 +533,8 @@ fn replicas_converge_and_no_acknowledged_write_is_lost() {
     eprintln!("simulated: {:?}", tally.0);
     // The simulation must actually exercise writes.
     assert!(total_writes > 0);
+    if !replay {
+        // ... and villages answered Unchanged in the middle of the run.
+        assert!(tally.0.get("villages unchanged").copied().unwrap_or(0) > 0);
+    }
 }
