@@ -2,6 +2,7 @@
 //! `cargo xtask bench` — a deterministic county generator writing real minqing
 //! stores, and the scenarios that write docs/benchmarks.md.
 
+mod amr;
 mod bench;
 mod county;
 mod datagen;
