@@ -427,6 +427,17 @@ pub struct ReportOut {
     pub xlsx: Option<PathBuf>,
 }
 
+impl ReportOut {
+    /// The model's view of these options.
+    pub fn targets(&self) -> minqing_model::ReportTargets<'_> {
+        minqing_model::ReportTargets {
+            json: self.json,
+            csv: self.csv.as_deref(),
+            xlsx: self.xlsx.as_deref(),
+        }
+    }
+}
+
 /// `minqing report ...`.
 #[derive(Debug, Subcommand)]
 pub enum ReportCmd {

@@ -37,7 +37,10 @@ pub use report::{
     CadreMonth, GroupCount, LedgerReport, MonthlyReport, OverdueDemand, ledger_report, local_date,
     monthly_report,
 };
-pub use sheet::{Cell, SheetError, Table, render_tables, write_csv, write_xlsx};
+pub use sheet::{
+    Cell, ReportOutput, ReportTargets, SheetError, Table, render_tables, write_csv, write_report,
+    write_xlsx,
+};
 pub use validate::{
     Address, Category, DemandText, Gender, HouseholdNumber, IdCardNumber, Month, Note, PersonName,
     Phone, PlaceName, Relation, Tag, TeamName, ValidationError, VisitKind, parse_date,

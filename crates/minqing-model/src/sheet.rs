@@ -95,6 +95,9 @@ pub enum SheetError {
         /// Why.
         source: rust_xlsxwriter::XlsxError,
     },
+    /// The report could not be turned into JSON.
+    #[error("cannot write the report as JSON: {0}")]
+    Json(#[from] serde_json::Error),
     /// A table has more rows than [`MAX_ROWS`].
     #[error("table {title:?} has {rows} rows; at most {MAX_ROWS} can be written")]
     TooManyRows {
@@ -234,6 +237,62 @@ impl Table {
         }
         out
     }
+}
+
+/// Where a report goes, as the `report` commands of both binaries take it:
+/// `--json`, `--csv FILE`, `--xlsx FILE`, any combination.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReportTargets<'a> {
+    /// Print the report as JSON, and nothing else on stdout.
+    pub json: bool,
+    /// Write the tables as CSV here.
+    pub csv: Option<&'a Path>,
+    /// Write the tables as an `.xlsx` workbook here.
+    pub xlsx: Option<&'a Path>,
+}
+
+/// What a binary prints once [`write_report`] has written the files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportOutput {
+    /// For stdout: the JSON alone with `json`; else the paths written, or the
+    /// readable tables when no file was asked for.
+    pub stdout: String,
+    /// For stderr: the paths written, when stdout carries JSON.
+    pub stderr: Vec<String>,
+}
+
+/// Writes a report where `to` asks — the files first, each synced to disk — and
+/// says what to print. One behaviour for the laptop's and the relay's reports.
+pub fn write_report<T: Serialize>(
+    report: &T,
+    tables: &[Table],
+    to: &ReportTargets<'_>,
+) -> Result<ReportOutput, SheetError> {
+    let mut written = Vec::new();
+    if let Some(path) = to.csv {
+        write_csv(tables, path)?;
+        written.push(path.display().to_string());
+    }
+    if let Some(path) = to.xlsx {
+        write_xlsx(tables, path)?;
+        written.push(path.display().to_string());
+    }
+    if to.json {
+        let stderr = written.iter().map(|p| format!("wrote {p}")).collect();
+        return Ok(ReportOutput {
+            stdout: serde_json::to_string_pretty(report)?,
+            stderr,
+        });
+    }
+    let stdout = if written.is_empty() {
+        render_tables(tables).trim_end().to_owned()
+    } else {
+        written.join("\n")
+    };
+    Ok(ReportOutput {
+        stdout,
+        stderr: Vec::new(),
+    })
 }
 
 /// Renders several tables one after another, separated by a blank line.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
-use minqing_model::{Month, Table, Village, local_date, parse_date, render_tables};
+use minqing_model::{Month, Table, Village, local_date, parse_date};
 use minqing_store::{SledStorage, StoreError};
 use minqing_sync::{DocId, Storage};
 use serde::Serialize;
@@ -186,33 +186,18 @@ fn load_exports(home: &Home, only: Option<&DocId>, store: &Path) -> Result<Vec<V
     Ok(read.villages)
 }
 
-/// Writes the report where asked: files first (each synced to disk), then
-/// stdout — JSON alone with `--json`; else the paths written, or the readable
-/// tables when no file was asked for.
+/// Writes the report where asked (the model's [`minqing_model::write_report`],
+/// the same as the laptop's) and prints what it says to print.
 fn emit<T: Serialize>(report: &T, tables: &[Table], out: &ReportOut) -> Result<()> {
-    let mut written: Vec<&Path> = Vec::new();
-    if let Some(path) = &out.csv {
-        minqing_model::write_csv(tables, path)
-            .with_context(|| format!("--csv: cannot write {}", path.display()))?;
-        written.push(path);
+    let targets = minqing_model::ReportTargets {
+        json: out.json,
+        csv: out.csv.as_deref(),
+        xlsx: out.xlsx.as_deref(),
+    };
+    let printed = minqing_model::write_report(report, tables, &targets)?;
+    for note in &printed.stderr {
+        eprintln!("{note}");
     }
-    if let Some(path) = &out.xlsx {
-        minqing_model::write_xlsx(tables, path)
-            .with_context(|| format!("--xlsx: cannot write {}", path.display()))?;
-        written.push(path);
-    }
-    if out.json {
-        for p in &written {
-            eprintln!("wrote {}", p.display());
-        }
-        println!("{}", serde_json::to_string_pretty(report)?);
-        return Ok(());
-    }
-    if written.is_empty() {
-        println!("{}", render_tables(tables).trim_end());
-    }
-    for p in written {
-        println!("{}", p.display());
-    }
+    println!("{}", printed.stdout);
     Ok(())
 }

@@ -2,11 +2,9 @@
 //! held on this laptop, as a readable table (default), JSON, CSV or xlsx.
 //! Dates are read in China Standard Time, as the model's reports do.
 
-use std::path::Path;
-
 use anyhow::Context;
 use chrono::NaiveDate;
-use minqing_model::{Month, Table, Village, parse_date, render_tables};
+use minqing_model::{Month, Table, Village, parse_date};
 use serde::Serialize;
 
 use crate::cli::{ReportCmd, ReportOut, TodayArg};
@@ -58,32 +56,12 @@ fn load(home: &Home, village: Option<String>) -> anyhow::Result<Vec<Village>> {
     }
 }
 
-/// Writes the report where asked: the files first (each flushed to disk),
-/// then stdout — JSON alone with `--json`; otherwise the paths written, or
-/// the readable tables when no file was asked for.
+/// Writes the report where asked (the model's [`minqing_model::write_report`])
+/// and prints what it says to print.
 pub fn emit<T: Serialize>(report: &T, tables: &[Table], out: &ReportOut) -> anyhow::Result<()> {
-    let mut written: Vec<&Path> = Vec::new();
-    if let Some(path) = &out.csv {
-        minqing_model::write_csv(tables, path)
-            .with_context(|| format!("--csv: cannot write {}", path.display()))?;
-        written.push(path);
+    let printed = minqing_model::write_report(report, tables, &out.targets())?;
+    for note in &printed.stderr {
+        eprintln!("{note}");
     }
-    if let Some(path) = &out.xlsx {
-        minqing_model::write_xlsx(tables, path)
-            .with_context(|| format!("--xlsx: cannot write {}", path.display()))?;
-        written.push(path);
-    }
-    if out.json {
-        for p in &written {
-            eprintln!("wrote {}", p.display());
-        }
-        return output::json(report);
-    }
-    if written.is_empty() {
-        return output::line(render_tables(tables).trim_end());
-    }
-    for p in written {
-        output::line(&p.display().to_string())?;
-    }
-    Ok(())
+    output::line(&printed.stdout)
 }
