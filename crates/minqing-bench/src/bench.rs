@@ -112,8 +112,14 @@ impl Row {
         }
         self
     }
+    /// Sets the note, keeping a "missed by" already there.
     fn note(&mut self, text: impl Into<String>) -> &mut Row {
-        self.note = text.into();
+        let text = text.into();
+        self.note = if self.note.is_empty() {
+            text
+        } else {
+            format!("{text}; {}", self.note)
+        };
         self
     }
 }
@@ -652,6 +658,10 @@ async fn sync_scenarios(
                             .push(format!("automerge-repo fixtures ({n_many} villages): {n}"));
                     }
                     let many_rtts: &[u64] = if opts.quick { &[0] } else { &[0, 300] };
+                    report.notes.push(format!(
+                        "automerge-repo with {n_many} villages: `incremental` at {many_rtts:?} ms RTT and `noop` at 0 ms only, {} runs each after the warm-up; its `initial` runs once, untimed, to fill the client storage (each run loads all {n_many} documents in a fresh Node process and takes about 30 s of wall time, so 100 ms RTT and more runs were left out to keep the whole bench near 20 minutes)",
+                        runs.min(3)
+                    ));
                     let plan = amr::Plan {
                         runs: runs.min(3),
                         initial: false,
