@@ -198,9 +198,16 @@ impl Storage for KeepUnsynced<'_> {
         if self.unsynced.contains(doc)
             && let Some(bytes) = self.inner.load(doc)?
         {
-            let path = self
-                .keep(doc, &bytes)
-                .map_err(|e| StorageError::Backend(Box::new(e)))?;
+            let path = self.keep(doc, &bytes).map_err(|e| {
+                StorageError::Backend(
+                    format!(
+                        "cannot keep village {doc}'s unsynced work in {}: {e}; \
+                             the village was not removed — free disk space and sync again",
+                        self.dir.display()
+                    )
+                    .into(),
+                )
+            })?;
             self.kept
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
