@@ -133,7 +133,9 @@ pub async fn device_sync(
         },
     )
     .await?;
+    let t_conn = started.elapsed();
     let docs = minqing_net::device_docs(store, &bundle.relay_name)?;
+    let t_load = started.elapsed();
     let mut session = DeviceSession::new(SessionConfig::default(), &bundle.device_id, docs)?;
     let outcome = minqing_net::run_device_session(
         &conn,
@@ -144,6 +146,13 @@ pub async fn device_sync(
     )
     .await?;
     let elapsed = started.elapsed();
+    tracing::debug!(
+        "device sync: connected at {:.3} s, documents loaded at {:.3} s, outcome at {:.3} s; quic {:?}",
+        t_conn.as_secs_f64(),
+        t_load.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        conn.connection.stats()
+    );
     conn.close().await;
     Ok(SyncRun { elapsed, outcome })
 }

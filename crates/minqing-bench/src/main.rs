@@ -54,6 +54,10 @@ enum Cmd {
         /// The workspace root (default: the current directory).
         #[arg(long)]
         root: Option<PathBuf>,
+        /// Run only these scenario groups (comma-separated: W1, W2, S, R1); the
+        /// report then goes to target/bench-only.md, never to docs/.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 
@@ -99,12 +103,14 @@ fn run() -> Result<()> {
             runs,
             seed,
             root,
+            only,
         } => {
             let bins = homes::Bins::locate()?;
             let opts = bench::Options {
                 quick,
                 runs: runs.unwrap_or(if quick { 1 } else { 5 }).max(1),
                 seed,
+                only: only.iter().map(|s| s.trim().to_uppercase()).collect(),
                 root: match root {
                     Some(r) => r,
                     None => std::env::current_dir()?,

@@ -201,9 +201,19 @@ pub async fn run_device_session(
         if let Some(o) = &outcome
             && session.is_closed()
         {
+            // Every village is settled: the relay acknowledged our changes after
+            // its flush, and what it sent is flushed here. The outcome is final
+            // now; `Bye` and the end of our stream still have to reach the relay
+            // (it keeps the session's last sync states then), so the wait for the
+            // relay's end of stream goes on in the background, and
+            // `DeviceConnection::close` lets it finish (bounded) before it closes
+            // the connection. Waiting for it here would add a round trip to every
+            // sync for nothing the cadre needs.
             let _ = send.finish();
-            // Wait (briefly) for the relay to end its side; the data is already safe.
-            let _ = tokio::time::timeout(LINGER, recv.read_to_end(0)).await;
+            conn.linger(tokio::spawn(async move {
+                let _ = tokio::time::timeout(LINGER, recv.read_to_end(0)).await;
+                drop(send);
+            }));
             return Ok(o.clone());
         }
     }

@@ -32,7 +32,31 @@ fn transport(idle: Duration, keep_alive: Option<Duration>) -> Arc<quinn::Transpo
     // A device uses one stream per session; leave a few spare.
     t.max_concurrent_bidi_streams(4u32.into());
     t.max_concurrent_uni_streams(0u32.into());
+    // No path-MTU probing: every datagram stays at QUIC's 1,200-byte floor, which
+    // crosses any field link (tunnels, PPPoE, carrier NAT) without a black-hole
+    // search. Probing sent 4 padded probes of up to 1,452 bytes each way on every
+    // connection (≈ 11 KB, more than a whole no-change sync of 100 villages) and
+    // they took congestion window from the first flight; the gain, 20 % fewer
+    // packets on a bulk transfer, only matters for a laptop's first sync.
+    t.mtu_discovery_config(None);
+    t.congestion_controller_factory(Arc::new(congestion()));
     Arc::new(t)
+}
+
+/// Initial congestion window in packets (of [`quinn::TransportConfig`]'s
+/// 1,200-byte initial MTU): the 32 packets Google's QUIC (Chromium) starts with,
+/// instead of RFC 9002's 10. A day's sync is tens of kilobytes each way
+/// (S2 in docs/benchmarks.md: ≈ 30 KB up, ≈ 20 KB down for 4 villages); with 10
+/// packets (≈ 14 KB) each direction needs a second and third flight, which on a
+/// 300 ms rural link is most of the sync's time. 38 KB is below the
+/// bandwidth-delay product of any link that can carry a sync at all (1 Mbit/s ×
+/// 300 ms ≈ 37 KB), and Cubic still backs off on the first loss.
+pub const INITIAL_WINDOW_PACKETS: u64 = 32;
+
+fn congestion() -> quinn::congestion::CubicConfig {
+    let mut c = quinn::congestion::CubicConfig::default();
+    c.initial_window(INITIAL_WINDOW_PACKETS * 1200);
+    c
 }
 
 /// Binds the relay's QUIC endpoint on `addr` with mutual TLS gated by `gate`.
@@ -73,11 +97,28 @@ pub struct DeviceConnection {
     pub connection: quinn::Connection,
     /// The relay address it was made to.
     pub addr: String,
+    /// Finished sessions still waiting for the relay's end of stream.
+    lingering: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl DeviceConnection {
-    /// Closes the connection cleanly and waits (briefly) for the close to be sent.
+    /// Keeps a finished session's wait for the relay's end of stream until
+    /// [`DeviceConnection::close`].
+    pub(crate) fn linger(&self, task: tokio::task::JoinHandle<()>) {
+        self.lingering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+    }
+
+    /// Closes the connection cleanly: first lets finished sessions deliver their
+    /// last frames (each wait is bounded), then closes and waits (briefly) for the
+    /// close to be sent.
     pub async fn close(self) {
+        let tasks = std::mem::take(&mut *self.lingering.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
         self.connection.close(CLOSE_DONE.into(), b"done");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
@@ -136,6 +177,7 @@ pub async fn connect(bundle: &Bundle, opts: ConnectOptions) -> Result<DeviceConn
             endpoint,
             connection,
             addr: addr_text.clone(),
+            lingering: std::sync::Mutex::new(Vec::new()),
         })
     };
     match tokio::time::timeout(opts.timeout, work).await {

@@ -151,6 +151,10 @@ pub fn server_crypto(
         )
         .map_err(tls)?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
+    // No session tickets: `minqing sync` is one process per pass and rustls
+    // cannot persist a ticket across processes, so every ticket would be ≈ 100
+    // bytes sent to a laptop for nothing (see docs/sync.md, "Transport").
+    cfg.send_tls13_tickets = 0;
     Ok(cfg)
 }
 
@@ -167,5 +171,7 @@ pub fn client_crypto(bundle: &Bundle) -> Result<rustls::ClientConfig, NetError> 
         )
         .map_err(tls)?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
+    // Nothing to resume (the relay issues no tickets; see `server_crypto`).
+    cfg.resumption = rustls::client::Resumption::disabled();
     Ok(cfg)
 }

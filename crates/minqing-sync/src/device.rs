@@ -320,6 +320,13 @@ impl DeviceSession {
             )));
         }
         let msg = decode_message(&id, message)?;
+        tracing::trace!(
+            doc = %id,
+            bytes = message.len(),
+            changes = msg.changes.len(),
+            heads = msg.heads.len(),
+            "sync message from the relay"
+        );
         let before = d.doc.get_heads();
         d.doc
             .receive_sync_message(&mut d.state, msg)
@@ -400,10 +407,14 @@ impl DeviceSession {
             return Ok(());
         };
         if let Some(msg) = d.doc.generate_sync_message(&mut d.state) {
+            let changes = msg.changes.len();
             let frame = Frame::Sync {
                 doc: id.clone(),
                 message: msg.encode(),
             };
+            if let Frame::Sync { message, .. } = &frame {
+                tracing::trace!(doc = %id, bytes = message.len(), changes, "sync message to the relay");
+            }
             self.out.push(&frame, self.config.max_frame_len)?;
         }
         Ok(())

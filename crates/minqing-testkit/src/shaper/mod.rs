@@ -209,6 +209,11 @@ pub struct DirectionStats {
     pub dropped_packets: u64,
     /// Bytes dropped.
     pub dropped_bytes: u64,
+    /// UDP only: of `bytes`, those in QUIC long-header packets (Initial,
+    /// 0-RTT, Handshake, Retry): the connection handshake, its padding and its
+    /// ACKs. The rest of `bytes` is 1-RTT (short-header) packets, the
+    /// connection's application data. Always 0 for TCP.
+    pub quic_handshake_bytes: u64,
 }
 
 /// A snapshot of a shaper's counters.
@@ -234,6 +239,7 @@ struct DirCounters {
     bytes: AtomicU64,
     dropped_packets: AtomicU64,
     dropped_bytes: AtomicU64,
+    quic_handshake_bytes: AtomicU64,
     /// Ordinal of the next arrival, for loss and jitter; never reset (so a seed's
     /// sequence is not restarted by [`ShaperHandle::reset_stats`]).
     next_index: AtomicU64,
@@ -248,6 +254,7 @@ impl DirCounters {
             bytes: self.bytes.load(Ordering::Relaxed),
             dropped_packets: self.dropped_packets.load(Ordering::Relaxed),
             dropped_bytes: self.dropped_bytes.load(Ordering::Relaxed),
+            quic_handshake_bytes: self.quic_handshake_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -259,6 +266,7 @@ impl DirCounters {
             &self.bytes,
             &self.dropped_packets,
             &self.dropped_bytes,
+            &self.quic_handshake_bytes,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -352,6 +360,13 @@ impl Shared {
         if prev != 0 && prev != code {
             self.turns.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts `len` delivered bytes of QUIC long-header packets.
+    pub(crate) fn delivered_handshake(&self, dir: Direction, len: usize) {
+        self.dir(dir)
+            .quic_handshake_bytes
+            .fetch_add(len as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn dropped(&self, dir: Direction, len: usize) {
@@ -512,5 +527,79 @@ mod tests {
         assert!(check_loopback("[::1]:9".parse().unwrap()).is_ok());
         assert!(check_loopback("10.0.0.1:9".parse().unwrap()).is_err());
         assert!(check_loopback("0.0.0.0:9".parse().unwrap()).is_err());
+    }
+}
+
+/// Bytes of QUIC long-header packets (RFC 9000 §17.2) at the start of one UDP
+/// datagram. A datagram may coalesce several long-header packets, each with its
+/// own Length field, and end with one short-header (1-RTT) packet, which runs
+/// to the end of the datagram and is not counted. Anything that does not parse
+/// as QUIC counts as 0 (the shaper forwards it all the same).
+pub fn quic_long_header_bytes(datagram: &[u8]) -> usize {
+    fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
+        let first = *b.get(*at)?;
+        let len = 1usize << (first >> 6);
+        let bytes = b.get(*at..*at + len)?;
+        let mut v = u64::from(first & 0x3f);
+        for x in &bytes[1..] {
+            v = (v << 8) | u64::from(*x);
+        }
+        *at += len;
+        Some(v)
+    }
+    fn one(b: &[u8]) -> Option<usize> {
+        let first = *b.first()?;
+        if first & 0x80 == 0 {
+            return None;
+        }
+        let mut at = 1 + 4; // first byte, version
+        let dcid = usize::from(*b.get(at)?);
+        at += 1 + dcid;
+        let scid = usize::from(*b.get(at)?);
+        at += 1 + scid;
+        match (first >> 4) & 0x3 {
+            // Initial: a token precedes the length.
+            0 => {
+                let token = usize::try_from(varint(b, &mut at)?).ok()?;
+                at += token;
+            }
+            // Retry: no length; it fills the datagram.
+            3 => return Some(b.len()),
+            _ => {}
+        }
+        let len = usize::try_from(varint(b, &mut at)?).ok()?;
+        let end = at.checked_add(len)?;
+        (end <= b.len()).then_some(end)
+    }
+    let mut total = 0;
+    let mut rest = datagram;
+    while let Some(n) = one(rest) {
+        total += n;
+        rest = &rest[n..];
+    }
+    total
+}
+
+#[cfg(test)]
+mod quic_tests {
+    use super::quic_long_header_bytes;
+
+    #[test]
+    fn long_header_packets_are_counted_and_short_ones_are_not() {
+        // Initial: 0xc0, version 1, dcid 2 bytes, scid 0, token len 0, length 3, payload 3.
+        let initial = [0xc0, 0, 0, 0, 1, 2, 0xaa, 0xbb, 0, 0, 3, 1, 2, 3];
+        // Handshake: 0xe0, version, dcid 0, scid 1, length 2 (2-byte varint 0x40 0x02), payload 2.
+        let handshake = [0xe0, 0, 0, 0, 1, 0, 1, 0xcc, 0x40, 0x02, 9, 9];
+        let short = [0x40, 1, 2, 3, 4, 5];
+        let mut d = initial.to_vec();
+        d.extend_from_slice(&handshake);
+        d.extend_from_slice(&short);
+        assert_eq!(quic_long_header_bytes(&d), initial.len() + handshake.len());
+        assert_eq!(quic_long_header_bytes(&short), 0);
+        // A length running past the datagram is not QUIC: nothing counted.
+        let mut bad = initial.to_vec();
+        bad[10] = 50;
+        assert_eq!(quic_long_header_bytes(&bad), 0);
+        assert_eq!(quic_long_header_bytes(&[]), 0);
     }
 }

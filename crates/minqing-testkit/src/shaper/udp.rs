@@ -143,7 +143,18 @@ async fn deliver(shared: &Shared, p: Pending) {
         None => p.socket.send(&p.data).await,
     };
     match sent {
-        Ok(_) => shared.delivered(p.dir, p.data.len(), &p.turns),
+        Ok(_) => {
+            // QUIC: a long header (first bit set) is an Initial/Handshake packet.
+            let handshake = super::quic_long_header_bytes(&p.data);
+            tracing::trace!(
+                dir = ?p.dir,
+                len = p.data.len(),
+                handshake,
+                "datagram delivered"
+            );
+            shared.delivered_handshake(p.dir, handshake);
+            shared.delivered(p.dir, p.data.len(), &p.turns)
+        }
         Err(e) => {
             tracing::debug!(dir = ?p.dir, error = %e, "shaper could not forward a datagram");
             shared.dropped(p.dir, p.data.len());
