@@ -69,8 +69,29 @@ pub fn server_endpoint(
     let quic = QuicServerConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
     cfg.transport_config(transport(Duration::from_secs(30), None));
-    quinn::Endpoint::server(cfg, addr).map_err(|e| NetError::io(format!("listening on {addr}"), e))
+    let socket = std::net::UdpSocket::bind(addr)
+        .map_err(|e| NetError::io(format!("listening on {addr}"), e))?;
+    // One socket takes every laptop's datagrams. When connectivity returns to a
+    // county, hundreds of laptops connect in the same second; with the kernel's
+    // default receive buffer (≈ 208 KB here) the relay dropped handshake and
+    // first-flight datagrams under the 1,000-device load of benchmark R1, and a
+    // device whose retransmissions backed off missed the relay's stream wait.
+    // Ask for 8 MiB; the kernel caps it at net.core.rmem_max (best effort).
+    let sock = socket2::SockRef::from(&socket);
+    if let Err(e) = sock.set_recv_buffer_size(RELAY_RECV_BUFFER) {
+        tracing::warn!("could not enlarge the UDP receive buffer: {e}");
+    }
+    if let Ok(n) = sock.recv_buffer_size() {
+        tracing::debug!(bytes = n, "relay UDP receive buffer");
+    }
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| NetError::Tls("no async runtime for the QUIC endpoint".into()))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(cfg), socket, runtime)
+        .map_err(|e| NetError::io(format!("listening on {addr}"), e))
 }
+
+/// Receive buffer the relay asks for on its UDP socket.
+const RELAY_RECV_BUFFER: usize = 8 * 1024 * 1024;
 
 /// How a device connects.
 #[derive(Debug, Clone, Copy)]
