@@ -408,13 +408,12 @@ impl DeviceSession {
         };
         if let Some(msg) = d.doc.generate_sync_message(&mut d.state) {
             let changes = msg.changes.len();
+            let message = msg.encode();
+            tracing::trace!(doc = %id, bytes = message.len(), changes, "sync message to the relay");
             let frame = Frame::Sync {
                 doc: id.clone(),
-                message: msg.encode(),
+                message,
             };
-            if let Frame::Sync { message, .. } = &frame {
-                tracing::trace!(doc = %id, bytes = message.len(), changes, "sync message to the relay");
-            }
             self.out.push(&frame, self.config.max_frame_len)?;
         }
         Ok(())
