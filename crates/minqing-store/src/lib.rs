@@ -4,7 +4,14 @@
 //! See `docs/store.md` for the on-disk layout, durability and compaction rules.
 
 mod compactor;
+pub mod crypt;
+pub mod escrow;
+pub mod files;
+pub mod hex;
+pub mod keyring;
 mod record;
+pub mod sealed;
+pub mod secret;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +23,9 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 pub use compactor::CompactorHandle;
+pub use crypt::DataKey;
+
+use crypt::Codec;
 
 /// A document is compacted when it has more chunks than this.
 pub const COMPACT_CHUNKS: u64 = 64;
@@ -77,6 +87,14 @@ pub enum StoreError {
         /// sled's error.
         #[source]
         source: sled::Error,
+    },
+    /// A stored value cannot be decrypted (damaged, or written under another key).
+    #[error("stored {what} cannot be read: it {detail}")]
+    Unreadable {
+        /// Which value ("meta key device", "sync state of V1").
+        what: String,
+        /// Why.
+        detail: String,
     },
     /// The file system failed.
     #[error("cannot use the store directory {}: {source}", path.display())]
@@ -141,6 +159,8 @@ struct Inner {
     chunks: sled::Tree,
     sync_states: sled::Tree,
     meta: sled::Tree,
+    /// Plain (relay) or sealed under the data key (laptop): see `crypt`.
+    codec: Codec,
     /// Next chunk seq per document, filled lazily from the last stored key.
     next_seq: Mutex<BTreeMap<DocId, u64>>,
     /// sled's log file, kept open to fsync it (see `flush_inner`).
@@ -242,7 +262,10 @@ fn remove_interrupted_snapshots(path: &Path) -> Result<(), StoreError> {
 
 /// Everything read from disk for one document.
 struct Loaded {
-    snapshot: Option<sled::IVec>,
+    /// The snapshot's stored bytes, as sled holds them (compared by compaction).
+    snapshot_raw: Option<sled::IVec>,
+    /// The snapshot's payload.
+    snapshot: Option<Vec<u8>>,
     /// (key, payload) in seq order.
     chunks: Vec<(sled::IVec, Vec<u8>)>,
 }
@@ -261,6 +284,22 @@ impl SledStorage {
     /// dropped a moment ago in this process releases its lock asynchronously),
     /// then reports [`StoreError::Locked`].
     pub fn open(path: &Path) -> Result<SledStorage, StoreError> {
+        Self::open_with(path, Codec::Plain)
+    }
+
+    /// Opens (creating if needed) the store in directory `path` with every
+    /// value encrypted under `key` (a laptop's store; see docs/security.md).
+    /// The key is not checked here: unlock it with [`keyring::unlock`] first.
+    pub fn open_sealed(path: &Path, key: &DataKey) -> Result<SledStorage, StoreError> {
+        Self::open_with(path, Codec::Sealed(Arc::new(key.cipher())))
+    }
+
+    /// Whether values are encrypted in this store.
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.inner.codec, Codec::Sealed(_))
+    }
+
+    fn open_with(path: &Path, codec: Codec) -> Result<SledStorage, StoreError> {
         std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
             path: path.to_owned(),
             source,
@@ -307,6 +346,7 @@ impl SledStorage {
                 chunks,
                 sync_states,
                 meta,
+                codec,
                 next_seq: Mutex::new(BTreeMap::new()),
                 log_file,
                 synced_blobs: Mutex::new(std::collections::BTreeSet::new()),
@@ -341,12 +381,29 @@ impl SledStorage {
     /// The value kept under metadata `key`.
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_meta_key(key)?;
-        Ok(self
-            .inner
+        self.inner
             .meta
             .get(key.as_bytes())
             .map_err(|e| self.sled(e))?
-            .map(|v| v.to_vec()))
+            .map(|v| self.unseal("meta", key.as_bytes(), &v, || format!("meta key {key}")))
+            .transpose()
+    }
+
+    /// Decrypts a stored value (`what` names it in the error).
+    fn unseal(
+        &self,
+        tree: &'static str,
+        key: &[u8],
+        stored: &[u8],
+        what: impl FnOnce() -> String,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.inner
+            .codec
+            .open(tree, key, stored)
+            .map_err(|e| StoreError::Unreadable {
+                what: what(),
+                detail: e.to_string(),
+            })
     }
 
     /// Keeps `value` under metadata `key`. Not durable until [`Storage::flush`].
@@ -354,7 +411,10 @@ impl SledStorage {
         check_meta_key(key)?;
         self.inner
             .meta
-            .insert(key.as_bytes(), value)
+            .insert(
+                key.as_bytes(),
+                self.inner.codec.seal("meta", key.as_bytes(), value),
+            )
             .map_err(|e| self.sled(e))?;
         Ok(())
     }
@@ -379,7 +439,8 @@ impl SledStorage {
                 tree: "meta",
                 key: String::from_utf8_lossy(e.as_bytes()).into_owned(),
             })?;
-            out.push((key, v.to_vec()));
+            let value = self.unseal("meta", key.as_bytes(), &v, || format!("meta key {key}"))?;
+            out.push((key, value));
         }
         Ok(out)
     }
@@ -393,12 +454,18 @@ impl SledStorage {
             .get(doc.as_str().as_bytes())
             .map_err(|e| self.sled(e))?
         {
-            stats.snapshot_bytes = s.len().saturating_sub(record::HEADER_LEN) as u64;
+            stats.snapshot_bytes = s
+                .len()
+                .saturating_sub(record::HEADER_LEN + self.inner.codec.overhead())
+                as u64;
         }
         for kv in self.inner.chunks.scan_prefix(chunk_prefix(doc)) {
             let (_, v) = kv.map_err(|e| self.sled(e))?;
             stats.chunks += 1;
-            stats.chunk_bytes += v.len().saturating_sub(record::HEADER_LEN) as u64;
+            stats.chunk_bytes += v
+                .len()
+                .saturating_sub(record::HEADER_LEN + self.inner.codec.overhead())
+                as u64;
         }
         Ok(stats)
     }
@@ -409,14 +476,26 @@ impl SledStorage {
             doc: doc.clone(),
             detail,
         };
-        let snapshot = self
+        let snapshot_raw = self
             .inner
             .snapshots
             .get(doc.as_str().as_bytes())
             .map_err(|e| self.sled(e))?;
-        if let Some(s) = &snapshot {
-            record::decode(s).map_err(|e| corrupt(format!("the snapshot {e}")))?;
-        }
+        let snapshot = match &snapshot_raw {
+            Some(s) => {
+                let rec = self
+                    .inner
+                    .codec
+                    .open("snapshots", doc.as_str().as_bytes(), s)
+                    .map_err(|e| corrupt(format!("the snapshot {e}")))?;
+                Some(
+                    record::decode(&rec)
+                        .map_err(|e| corrupt(format!("the snapshot {e}")))?
+                        .to_vec(),
+                )
+            }
+            None => None,
+        };
         let prefix = chunk_prefix(doc);
         let mut chunks = Vec::new();
         for kv in self.inner.chunks.scan_prefix(&prefix) {
@@ -427,10 +506,19 @@ impl SledStorage {
                     k.len()
                 )));
             };
-            let payload = record::decode(&v).map_err(|e| corrupt(format!("chunk {seq} {e}")))?;
+            let rec = self
+                .inner
+                .codec
+                .open("chunks", &k, &v)
+                .map_err(|e| corrupt(format!("chunk {seq} {e}")))?;
+            let payload = record::decode(&rec).map_err(|e| corrupt(format!("chunk {seq} {e}")))?;
             chunks.push((k.clone(), payload.to_vec()));
         }
-        Ok(Loaded { snapshot, chunks })
+        Ok(Loaded {
+            snapshot_raw,
+            snapshot,
+            chunks,
+        })
     }
 
     /// Compacts `doc` (see [`SledStorage::compact`]) if [`DocStats::needs_compaction`]
@@ -467,7 +555,7 @@ impl SledStorage {
         }
         let mut bytes = Vec::new();
         if let Some(s) = &loaded.snapshot {
-            bytes.extend_from_slice(record::decode(s).unwrap_or_default());
+            bytes.extend_from_slice(s);
         }
         for (_, c) in &loaded.chunks {
             bytes.extend_from_slice(c);
@@ -484,9 +572,12 @@ impl SledStorage {
             tracing::warn!(%doc, missing = missing.len(), "not compacting: changes wait for missing dependencies");
             return Ok(false);
         }
-        let snapshot = record::encode(&am.save());
         let key = doc.as_str().as_bytes();
-        let old = loaded.snapshot.clone();
+        let snapshot = self
+            .inner
+            .codec
+            .seal("snapshots", key, &record::encode(&am.save()));
+        let old = loaded.snapshot_raw.clone();
         let chunk_keys: Vec<sled::IVec> = loaded.chunks.iter().map(|(k, _)| k.clone()).collect();
         between();
         let res = (&self.inner.snapshots, &self.inner.chunks).transaction(|(snaps, chunks)| {
@@ -613,8 +704,7 @@ impl SledStorage {
         }
         let mut out = Vec::new();
         if let Some(s) = &loaded.snapshot {
-            // Checked by `read_doc` above.
-            out.extend_from_slice(record::decode(s).unwrap_or_default());
+            out.extend_from_slice(s);
         }
         for (_, c) in &loaded.chunks {
             out.extend_from_slice(c);
@@ -624,9 +714,14 @@ impl SledStorage {
 
     fn append_inner(&self, doc: &DocId, bytes: &[u8]) -> Result<(), StoreError> {
         let seq = self.next_seq(doc)?;
+        let key = chunk_key(doc, seq);
+        let value = self
+            .inner
+            .codec
+            .seal("chunks", &key, &record::encode(bytes));
         self.inner
             .chunks
-            .insert(chunk_key(doc, seq), record::encode(bytes))
+            .insert(key, value)
             .map_err(|e| self.sled(e))?;
         Ok(())
     }
@@ -743,19 +838,27 @@ impl Storage for SledStorage {
 
     fn sync_state(&self, peer: &str, doc: &DocId) -> Result<Option<Vec<u8>>, StorageError> {
         check_peer(peer)?;
+        let key = sync_key(peer, doc);
         Ok(self
             .inner
             .sync_states
-            .get(sync_key(peer, doc))
+            .get(&key)
             .map_err(|e| self.sled(e))?
-            .map(|v| v.to_vec()))
+            .map(|v| {
+                self.unseal("sync_states", &key, &v, || {
+                    format!("sync state of {doc} with {peer}")
+                })
+            })
+            .transpose()?)
     }
 
     fn set_sync_state(&self, peer: &str, doc: &DocId, state: &[u8]) -> Result<(), StorageError> {
         check_peer(peer)?;
+        let key = sync_key(peer, doc);
+        let value = self.inner.codec.seal("sync_states", &key, state);
         self.inner
             .sync_states
-            .insert(sync_key(peer, doc), state)
+            .insert(key, value)
             .map_err(|e| self.sled(e))?;
         Ok(())
     }
