@@ -16,6 +16,40 @@ const SCRUBBED_ENV: &[&str] = &[
     "MINQING_RELAY_HOME",
 ];
 
+/// The passphrase every test home and relay is set up with (see
+/// [`passphrase_file`]).
+pub const TEST_PASSPHRASE: &str = "测试 passphrase 1234";
+
+/// A file holding [`TEST_PASSPHRASE`] on its first line, made once per test
+/// process; every command gets it through `MINQING_PASSPHRASE_FILE` and
+/// `MINQING_RELAY_PASSPHRASE_FILE`.
+pub fn passphrase_file() -> &'static Path {
+    static FILE: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, path) = FILE.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("minqing-e2e-pass-")
+            .tempdir()
+            .expect("a temporary directory can be created");
+        let path = dir.path().join("passphrase");
+        std::fs::write(&path, format!("{TEST_PASSPHRASE}\n"))
+            .expect("the passphrase file can be written");
+        (dir, path)
+    });
+    path
+}
+
+/// A file holding `text` as a passphrase, in a directory removed with the
+/// returned guard.
+pub fn passphrase_file_with(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("minqing-e2e-pass-")
+        .tempdir()
+        .expect("a temporary directory can be created");
+    let path = dir.path().join("passphrase");
+    std::fs::write(&path, format!("{text}\n")).expect("the passphrase file can be written");
+    (dir, path)
+}
+
 /// The workspace's target directory: `CARGO_TARGET_DIR` if set (relative to the
 /// workspace root), else `<workspace>/target`.
 pub fn target_dir() -> PathBuf {
@@ -51,6 +85,11 @@ pub fn command(name: &str) -> Command {
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);
     }
+    // Every home and relay in the tests is encrypted with the test passphrase,
+    // and with the test-only cheap key derivation (docs/security.md).
+    cmd.env("MINQING_PASSPHRASE_FILE", passphrase_file());
+    cmd.env("MINQING_RELAY_PASSPHRASE_FILE", passphrase_file());
+    cmd.env("MINQING_TEST_WEAK_KDF", "1");
     cmd.stdin(Stdio::null());
     cmd
 }

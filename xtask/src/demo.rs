@@ -6,6 +6,8 @@ use std::process::Command;
 /// One program the demo runs, with its home.
 struct Tool {
     bin: PathBuf,
+    /// The passphrase file (first line) every command reads instead of a prompt.
+    passphrase: PathBuf,
     home_flag: &'static str,
     home: PathBuf,
     label: String,
@@ -47,6 +49,8 @@ impl Tool {
             quote(args)
         );
         let out = Command::new(&self.bin)
+            .env("MINQING_PASSPHRASE_FILE", &self.passphrase)
+            .env("MINQING_RELAY_PASSPHRASE_FILE", &self.passphrase)
             .arg(self.home_flag)
             .arg(&self.home)
             .args(args)
@@ -107,8 +111,18 @@ pub fn run(root: &Path) -> Result<(), String> {
             .map_err(|e| format!("cannot clear {}: {e}", work.display()))?;
     }
     std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    // Homes are encrypted at rest (docs/security.md): the demo's passphrase is
+    // given in a file, as scripts do; a cadre types it at a prompt.
+    let passphrase = work.join("passphrase.txt");
+    std::fs::write(&passphrase, "民情演示 demo passphrase\n")
+        .map_err(|e| format!("cannot write {}: {e}", passphrase.display()))?;
+    say(&format!(
+        "Every home is encrypted; commands read the passphrase from {} (MINQING_PASSPHRASE_FILE)",
+        passphrase.display()
+    ));
     let minqing = |name: &str| Tool {
         bin: bins.join("minqing"),
+        passphrase: passphrase.clone(),
         home_flag: "--home",
         home: work.join(name),
         label: name.to_owned(),
@@ -116,6 +130,7 @@ pub fn run(root: &Path) -> Result<(), String> {
     offline_day(&minqing("laptop-zhang"))?;
     let relay = Tool {
         bin: bins.join("minqing-relay"),
+        passphrase: passphrase.clone(),
         home_flag: "--home",
         home: work.join("relay"),
         label: "relay".to_owned(),
@@ -137,6 +152,7 @@ impl Serving {
     fn start(relay: &Tool) -> Result<Serving, String> {
         println!("\x1b[1m[relay]$ minqing-relay serve &\x1b[0m");
         let child = Command::new(&relay.bin)
+            .env("MINQING_RELAY_PASSPHRASE_FILE", &relay.passphrase)
             .arg(relay.home_flag)
             .arg(&relay.home)
             .arg("serve")

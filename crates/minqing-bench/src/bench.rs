@@ -403,11 +403,11 @@ fn w2(
     let (mut secs, mut rss) = (Vec::new(), Vec::new());
     for _ in 0..opts.runs {
         let mut cmd = if have_time {
-            let mut c = Command::new("/usr/bin/time");
+            let mut c = crate::homes::command(Path::new("/usr/bin/time"))?;
             c.args(["-f", "W2 %e %M"]).arg(&bins.minqing);
             c
         } else {
-            Command::new(&bins.minqing)
+            crate::homes::command(&bins.minqing)?
         };
         cmd.arg("--home")
             .arg(&home)
@@ -1075,7 +1075,7 @@ async fn measure_fresh(
         )
         .await?;
         let addr = shaper.local_addr();
-        let store = SledStorage::open(&run.join("device"))?;
+        let store = open_store(&run.join("device"))?;
         let mut ok = true;
         let mut secs = 0.0;
         if naive {

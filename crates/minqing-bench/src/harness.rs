@@ -42,7 +42,7 @@ impl RelayProc {
         let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path)?)?;
         config["listen"] = serde_json::Value::String(addr.to_string());
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
-        let mut child = Command::new(&bins.relay)
+        let mut child = crate::homes::command(&bins.relay)?
             .arg("--home")
             .arg(home)
             .arg("serve")

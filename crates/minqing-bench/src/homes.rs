@@ -62,12 +62,67 @@ pub fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The passphrase of every device home and relay the benchmark makes (real
+/// argon2id parameters: the cost of unlocking is part of what is measured).
+pub const BENCH_PASSPHRASE: &str = "minqing bench passphrase";
+
+/// A file holding [`BENCH_PASSPHRASE`], made once per process.
+pub fn passphrase_file() -> Result<&'static Path> {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(p) = FILE.get() {
+        return Ok(p);
+    }
+    let p = std::env::temp_dir().join(format!("minqing-bench-passphrase-{}", std::process::id()));
+    std::fs::write(&p, format!("{BENCH_PASSPHRASE}\n"))
+        .with_context(|| format!("cannot write {}", p.display()))?;
+    Ok(FILE.get_or_init(|| p))
+}
+
+/// A command for `bin` that reads the benchmark's passphrase file.
+pub fn command(bin: &Path) -> Result<Command> {
+    let mut c = Command::new(bin);
+    c.env("MINQING_PASSPHRASE_FILE", passphrase_file()?)
+        .env("MINQING_RELAY_PASSPHRASE_FILE", passphrase_file()?)
+        .env_remove("MINQING_TEST_WEAK_KDF");
+    Ok(c)
+}
+
+/// The data key of the encrypted device store `dir`, unlocked once per process
+/// (argon2id is measured on its own, not in every open).
+pub fn device_key(dir: &Path) -> Result<minqing_store::DataKey> {
+    static KEYS: std::sync::Mutex<BTreeMap<PathBuf, minqing_store::DataKey>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let ring = minqing_store::keyring::Keyring::load(dir)?;
+    let mut keys = KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    // Copies of one home share its key: look it up by store id.
+    let id = PathBuf::from(&ring.store_id);
+    if let Some(k) = keys.get(&id) {
+        return Ok(k.clone());
+    }
+    let pass = minqing_store::secret::Passphrase::new(BENCH_PASSPHRASE);
+    let key = ring
+        .open(&pass, dir)?
+        .context("the benchmark passphrase does not open this store")?;
+    keys.insert(id, key.clone());
+    Ok(key)
+}
+
 /// Opens a sled store, retrying briefly (sled may still hold the lock of a
-/// store just closed in this process).
+/// store just closed in this process). A device store with a keyring is
+/// opened encrypted (see [`device_key`]); the relay's store is plain.
 pub fn open_store(dir: &Path) -> Result<SledStorage> {
+    let key = if minqing_store::keyring::has_keyring(dir) {
+        Some(device_key(dir)?)
+    } else {
+        None
+    };
     let mut last = None;
     for _ in 0..50 {
-        match SledStorage::open(dir) {
+        let opened = match &key {
+            Some(k) => SledStorage::open_sealed(dir, k),
+            None => SledStorage::open(dir),
+        };
+        match opened {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
         }
@@ -125,7 +180,7 @@ impl RelayHome {
     /// `minqing-relay init`, then replaces the random actor with `actor` so that
     /// the generated documents are the same for every run with the same seed.
     pub fn init(bins: &Bins, dir: &Path, name: &str, actor: [u8; 16]) -> Result<RelayHome> {
-        run(Command::new(&bins.relay).arg("--home").arg(dir).args([
+        run(command(&bins.relay)?.arg("--home").arg(dir).args([
             "init",
             "--name",
             name,
@@ -142,7 +197,16 @@ impl RelayHome {
         let ca = RelayCa::load(
             name,
             &std::fs::read_to_string(dir.join("ca/ca.pem"))?,
-            &std::fs::read_to_string(dir.join("ca/ca.key"))?,
+            &String::from_utf8(
+                minqing_store::sealed::read(
+                    &dir.join("ca/ca.key"),
+                    "relay-ca-key",
+                    minqing_store::sealed::OpenWith::Passphrase(
+                        &minqing_store::secret::Passphrase::new(BENCH_PASSPHRASE),
+                    ),
+                )?
+                .to_vec(),
+            )?,
         )?;
         Ok(RelayHome {
             dir: dir.to_path_buf(),
@@ -209,6 +273,7 @@ impl RelayHome {
             key_pem: cert.key_pem,
             villages,
             issued_at: CREATED_AT.into(),
+            escrow_public_key: None,
         })
     }
 
@@ -226,7 +291,7 @@ impl RelayHome {
 pub fn device_home(bins: &Bins, dir: &Path, bundle: &Bundle) -> Result<()> {
     let path = dir.with_extension("bundle.json");
     bundle.write(&path)?;
-    run(Command::new(&bins.minqing)
+    run(command(&bins.minqing)?
         .arg("--home")
         .arg(dir)
         .arg("init")

@@ -13,6 +13,16 @@ pub struct Cli {
     #[arg(long, global = true, env = "MINQING_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
 
+    /// Read the passphrase from this file's first line instead of asking on
+    /// the terminal (for scripts and tests; keep the file private).
+    #[arg(
+        long,
+        global = true,
+        env = "MINQING_PASSPHRASE_FILE",
+        value_name = "FILE"
+    )]
+    pub passphrase_file: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -53,6 +63,15 @@ pub enum Command {
     Sync(SyncArgs),
     /// Relay address, last successful sync, villages with local changes.
     Status(JsonArg),
+    /// Change the passphrase that unlocks this laptop's data.
+    Passwd(PasswdArgs),
+    /// Write one encrypted backup file of everything on this laptop.
+    Backup(BackupArgs),
+    /// Make a working laptop home from a backup file (a new actor incarnation).
+    Restore(RestoreArgs),
+    /// Forgotten passphrase: recover the data key through the relay operator.
+    #[command(subcommand)]
+    Recovery(RecoveryCmd),
     /// Developer tools (not for daily use).
     #[command(subcommand, hide = true)]
     Debug(DebugCmd),
@@ -78,6 +97,55 @@ pub struct InitArgs {
     /// Set up from an enrolment bundle made by `minqing-relay enroll`.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["cadre", "team"])]
     pub bundle: Option<PathBuf>,
+}
+
+/// `minqing passwd`.
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    /// Read the new passphrase from this file's first line (default: ask twice).
+    #[arg(long, value_name = "FILE")]
+    pub new_passphrase_file: Option<PathBuf>,
+}
+
+/// `minqing backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write (never overwritten).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// Protect the backup with a separate passphrase read from this file
+    /// (default: the laptop's passphrase).
+    #[arg(long, value_name = "FILE")]
+    pub backup_passphrase_file: Option<PathBuf>,
+}
+
+/// `minqing restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file made by `minqing backup`.
+    pub file: PathBuf,
+    /// The backup's own passphrase, if it was made with a separate one.
+    #[arg(long, value_name = "FILE")]
+    pub backup_passphrase_file: Option<PathBuf>,
+}
+
+/// `minqing recovery ...`.
+#[derive(Debug, Subcommand)]
+pub enum RecoveryCmd {
+    /// Write a recovery request for the relay operator (no passphrase needed).
+    Request {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Use the operator's answer: set a new passphrase.
+    Finish {
+        /// The answer made by `minqing-relay recover`.
+        answer: PathBuf,
+        /// Read the new passphrase from this file's first line (default: ask twice).
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+    },
 }
 
 /// `minqing sync`.

@@ -1,4 +1,5 @@
-//! Exit codes: 0 ok, 2 for input the cadre must correct (usage), 1 for failures.
+//! Exit codes: 0 ok, 2 for input the cadre must correct (usage), 1 for failures,
+//! 4 for a wrong passphrase (3 is sync's: the relay refused this laptop).
 
 use minqing_model::{IdError, ModelError, ValidationError};
 use minqing_sync::DocIdError;
@@ -36,5 +37,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 _ => false,
             }
     });
+    if err.chain().any(|e| e.is::<crate::home::Locked>()) {
+        return crate::home::EXIT_LOCKED;
+    }
     if usage { EXIT_USAGE } else { EXIT_FAILURE }
 }

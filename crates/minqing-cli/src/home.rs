@@ -5,12 +5,138 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use minqing_model::{Author, Id, PersonName, Village};
-use minqing_store::SledStorage;
+use minqing_store::escrow::EscrowPublic;
+use minqing_store::keyring::{self, KdfParams, KeyError, Keyring};
+use minqing_store::secret::Passphrase;
+use minqing_store::{DataKey, SledStorage};
 use minqing_sync::{DocId, Storage};
 use serde::{Deserialize, Serialize};
 
 /// Meta key under which the device identity is kept.
 pub const DEVICE_KEY: &str = "device";
+/// Meta key of the 4-byte actor incarnation suffix (hex): the automerge actor
+/// is the device id's 16 bytes followed by it, and a restored store gets a new
+/// one, so that no automerge sequence number is ever reused (TEAM.md, actor
+/// scheme; trust-core owns the relay's check).
+pub const INCARNATION_KEY: &str = "actor_incarnation";
+/// File left in the store directory by a remote wipe (the keyring is gone).
+pub const WIPED_FILE: &str = "WIPED";
+
+/// Where the passphrase comes from: `--passphrase-file` /
+/// `MINQING_PASSPHRASE_FILE`, or else the terminal.
+#[derive(Clone, Debug, Default)]
+pub struct Secrets {
+    /// The passphrase file, if given.
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// The hint printed when there is no terminal to ask on.
+const PASSPHRASE_HINT: &str = "--passphrase-file FILE or MINQING_PASSPHRASE_FILE";
+
+impl Secrets {
+    /// The cadre's passphrase for an existing home.
+    pub fn passphrase(&self, dir: &Path) -> anyhow::Result<Passphrase> {
+        match &self.passphrase_file {
+            Some(f) => Ok(Passphrase::from_file(f)?),
+            None => Ok(Passphrase::prompt(
+                &format!("passphrase for {}: ", dir.display()),
+                "the passphrase",
+                PASSPHRASE_HINT,
+            )?),
+        }
+    }
+
+    /// A new passphrase (from the file, or asked twice), checked for length.
+    pub fn new_passphrase(&self, file: Option<&Path>) -> anyhow::Result<Passphrase> {
+        let p = match file.or(self.passphrase_file.as_deref()) {
+            Some(f) => Passphrase::from_file(f)?,
+            None => Passphrase::prompt_new("passphrase", PASSPHRASE_HINT)?,
+        };
+        p.check_new()
+            .map_err(|e| crate::error::usage(e.to_string()))?;
+        Ok(p)
+    }
+}
+
+/// Exit code for a wrong passphrase.
+pub const EXIT_LOCKED: u8 = 4;
+
+/// The argon2id parameters for a new keyring (warns on the test-only ones).
+pub fn new_kdf() -> KdfParams {
+    let (kdf, weak) = KdfParams::for_new_keyring();
+    if weak {
+        eprintln!(
+            "warning: test-only weak key derivation ({}=1): never use this for real data",
+            keyring::WEAK_KDF_ENV
+        );
+    }
+    kdf
+}
+
+/// Makes a home private: any file or directory readable by others is tightened,
+/// with a one-line notice.
+pub fn make_private(dir: &Path) {
+    match minqing_store::files::tighten(dir) {
+        Ok(0) => {}
+        Ok(n) => eprintln!(
+            "notice: made {n} files and folders in {} private (0600/0700)",
+            dir.display()
+        ),
+        Err(e) => eprintln!("warning: cannot make {} private: {e}", dir.display()),
+    }
+}
+
+/// Unlocks the store of home `dir`: the keyring, the data key.
+pub fn unlock(dir: &Path, secrets: &Secrets) -> anyhow::Result<(Keyring, DataKey)> {
+    check_unlockable(dir)?;
+    unlock_with(dir, &secrets.passphrase(dir)?)
+}
+
+/// Refuses (with what to do) a home that has no keys to unlock.
+pub fn check_unlockable_pub(dir: &Path) -> anyhow::Result<()> {
+    check_unlockable(dir)
+}
+
+fn check_unlockable(dir: &Path) -> anyhow::Result<()> {
+    let sdir = store_dir(dir);
+    if let Ok(text) = std::fs::read_to_string(sdir.join(WIPED_FILE)) {
+        bail!(
+            "this laptop was wiped on the relay operator's order ({}); its data can no longer be read. \
+             Set it up again with `minqing init --bundle FILE` in a new --home",
+            text.trim()
+        );
+    }
+    if !keyring::has_keyring(&sdir) {
+        bail!(
+            "{} has no keyring: it was made by a minqing without encryption at rest, or its keys were destroyed. \
+             Set up a new home (`minqing init`) and restore a backup or sync from the relay",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Unlocks the store of home `dir` with `passphrase` (throttled).
+pub fn unlock_with(dir: &Path, passphrase: &Passphrase) -> anyhow::Result<(Keyring, DataKey)> {
+    check_unlockable(dir)?;
+    let sdir = store_dir(dir);
+    let r = keyring::unlock(&sdir, passphrase, &mut |wait| {
+        eprintln!(
+            "waiting {} s after wrong passphrases before trying again…",
+            wait.as_millis().div_ceil(1000)
+        )
+    });
+    match r {
+        Ok(k) => Ok(k),
+        Err(e @ KeyError::WrongPassphrase { .. }) => Err(anyhow::Error::new(Locked(e))),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot unlock this laptop's data")),
+    }
+}
+
+/// A wrong passphrase (exit code [`EXIT_LOCKED`]).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Locked(pub KeyError);
 
 /// This laptop's identity, kept as JSON in the store's meta key `device`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -52,12 +178,31 @@ pub struct Home {
     pub device_id: Id,
     /// The cadre's name, parsed.
     pub cadre: PersonName,
+    /// The automerge actor of this laptop's changes (device id ++ incarnation).
+    pub actor: Vec<u8>,
+    /// The unlocked data key.
+    pub key: DataKey,
+    /// The keyring it came from.
+    pub keyring: Keyring,
 }
 
 impl Home {
     /// Opens a home that `minqing init` has set up; refuses (writing nothing)
     /// if it was never set up.
-    pub fn open(dir: &Path) -> anyhow::Result<Home> {
+    pub fn open(dir: &Path, secrets: &Secrets) -> anyhow::Result<Home> {
+        if store_dir(dir).is_dir() {
+            check_unlockable(dir)?;
+        }
+        let passphrase = if store_dir(dir).is_dir() {
+            Some(secrets.passphrase(dir)?)
+        } else {
+            None
+        };
+        Home::open_with(dir, passphrase.as_ref())
+    }
+
+    /// [`Home::open`] with the passphrase at hand (`None`: the home has no store).
+    pub fn open_with(dir: &Path, passphrase: Option<&Passphrase>) -> anyhow::Result<Home> {
         let not_set_up = || {
             anyhow::anyhow!(
                 "this laptop is not set up: run `minqing init --cadre 姓名` (or --home DIR) — no minqing data in {}",
@@ -67,7 +212,12 @@ impl Home {
         if !store_dir(dir).is_dir() {
             return Err(not_set_up());
         }
-        let store = open_store(dir)?;
+        make_private(dir);
+        let Some(passphrase) = passphrase else {
+            return Err(not_set_up());
+        };
+        let (keyring, key) = unlock_with(dir, passphrase)?;
+        let store = open_store(dir, &key)?;
         let raw = store
             .meta_get(DEVICE_KEY)
             .context("cannot read this laptop's identity")?
@@ -79,13 +229,22 @@ impl Home {
             Id::parse(&device.device_id).context("this laptop's device id is damaged")?;
         let cadre =
             PersonName::parse(&device.cadre).context("this laptop's cadre name is damaged")?;
+        let actor = actor_of(&store, &device_id)?;
         Ok(Home {
             dir: dir.to_path_buf(),
             store,
             device,
             device_id,
             cadre,
+            actor,
+            key,
+            keyring,
         })
+    }
+
+    /// The escrow public key this laptop's data key is wrapped to, if any.
+    pub fn escrow(&self) -> Option<EscrowPublic> {
+        self.keyring.escrow_public()
     }
 
     /// Who writes now: this device and cadre, at the current time.
@@ -115,7 +274,7 @@ impl Home {
         };
         let mut village = Village::load(id.clone(), &bytes)
             .with_context(|| format!("village {id} does not load"))?;
-        village.set_actor(self.device_id.as_bytes());
+        village.set_actor(&self.actor);
         Ok(Some(village))
     }
 
@@ -168,36 +327,112 @@ impl Home {
     }
 }
 
-/// Opens (creating if needed) the store of a home.
-pub fn open_store(dir: &Path) -> anyhow::Result<SledStorage> {
-    SledStorage::open(&store_dir(dir))
+/// Opens (creating if needed) the encrypted store of a home with its data key.
+pub fn open_store(dir: &Path, key: &DataKey) -> anyhow::Result<SledStorage> {
+    SledStorage::open_sealed(&store_dir(dir), key)
         .with_context(|| format!("cannot open the minqing store in {}", dir.display()))
 }
 
-/// Creates a new device identity in `dir`. Refuses if the home is set up already.
-pub fn init(dir: &Path, cadre: PersonName, team: Option<String>) -> anyhow::Result<Device> {
-    if store_dir(dir).is_dir() {
-        let store = open_store(dir)?;
-        if let Some(raw) = store.meta_get(DEVICE_KEY)? {
-            let who = serde_json::from_slice::<Device>(&raw)
-                .map(|d| format!("{} (device {})", d.cadre, d.device_id))
-                .unwrap_or_else(|_| "another cadre".to_owned());
-            bail!(
-                "{} is already set up for {who}; nothing was changed (use another --home for a second identity)",
-                dir.display()
+/// The automerge actor kept in `store`: the device id's bytes followed by the
+/// incarnation suffix (the bare device id for a store made before suffixes).
+pub fn actor_of(store: &SledStorage, device_id: &Id) -> anyhow::Result<Vec<u8>> {
+    let mut actor = device_id.as_bytes().to_vec();
+    if let Some(hex) = store.meta_get(INCARNATION_KEY)? {
+        let suffix = std::str::from_utf8(&hex)
+            .ok()
+            .and_then(minqing_store::hex::decode)
+            .filter(|b| b.len() == 4)
+            .context("this laptop's actor incarnation record is damaged")?;
+        actor.extend_from_slice(&suffix);
+    }
+    Ok(actor)
+}
+
+/// Starts a new actor incarnation: 4 new random bytes after the device id, so
+/// that a store made from a backup or a copy never reuses an automerge sequence
+/// number. (A placeholder for trust-core's function with the same contract.)
+pub fn start_new_incarnation(store: &SledStorage) -> anyhow::Result<[u8; 4]> {
+    let suffix: [u8; 4] = rand::random();
+    store.meta_put(
+        INCARNATION_KEY,
+        minqing_store::hex::encode(&suffix).as_bytes(),
+    )?;
+    Ok(suffix)
+}
+
+/// Why `dir` cannot be set up (it is already), or `None`. Nothing is written
+/// but the wrong-passphrase throttle: with a passphrase file at hand the home
+/// is unlocked to name its cadre.
+pub fn already_set_up(dir: &Path, secrets: &Secrets) -> Option<String> {
+    let sdir = store_dir(dir);
+    if keyring::has_keyring(&sdir) {
+        let mut who = Keyring::load(&sdir)
+            .ok()
+            .and_then(|k| k.device_id)
+            .map(|d| format!(" (device {d})"))
+            .unwrap_or_default();
+        if secrets.passphrase_file.is_some()
+            && let Ok(home) = Home::open(dir, secrets)
+        {
+            who = format!(
+                " for {} (device {})",
+                home.device.cadre, home.device.device_id
             );
         }
+        return Some(format!(
+            "{} is already set up{who}; nothing was changed (use another --home for a second identity)",
+            dir.display()
+        ));
     }
+    let has_files = std::fs::read_dir(&sdir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    has_files.then(|| {
+        format!(
+            "{} holds a minqing store without a keyring (an older unencrypted home, or a wiped one); nothing was changed — use another --home",
+            dir.display()
+        )
+    })
+}
+
+/// Creates the keyring and the encrypted store of a new home; the store is
+/// returned open. `escrow`: the relay's escrow public key, if any.
+pub fn create_store(
+    dir: &Path,
+    passphrase: &Passphrase,
+    escrow: Option<&EscrowPublic>,
+    device_id: &str,
+) -> anyhow::Result<(SledStorage, DataKey)> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the home directory {}", dir.display()))?;
-    let store = open_store(dir)?;
+    let (ring, key) = Keyring::create(passphrase, new_kdf(), escrow, Some(device_id.to_owned()))?;
+    // The keyring first: nothing is ever written under a key that is not kept.
+    ring.save(&store_dir(dir))
+        .context("cannot write this laptop's keyring")?;
+    let store = open_store(dir, &key)?;
+    Ok((store, key))
+}
+
+/// Creates a new device identity in `dir`. Refuses if the home is set up already.
+pub fn init(
+    dir: &Path,
+    cadre: PersonName,
+    team: Option<String>,
+    secrets: &Secrets,
+) -> anyhow::Result<Device> {
+    if let Some(why) = already_set_up(dir, secrets) {
+        bail!(why);
+    }
+    let passphrase = secrets.new_passphrase(None)?;
     let device = Device {
         device_id: Id::random(&mut rand::rng()).to_string(),
         cadre: cadre.to_string(),
         team,
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
+    let (store, _key) = create_store(dir, &passphrase, None, &device.device_id)?;
     store.meta_put(DEVICE_KEY, &serde_json::to_vec(&device)?)?;
+    start_new_incarnation(&store)?;
     store.flush().context("cannot flush the store to disk")?;
     Ok(device)
 }

@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Everything this process creates is private to the cadre's account.
+    minqing_store::files::private_umask();
     match run() {
         Ok(code) => code,
         Err(err) => {

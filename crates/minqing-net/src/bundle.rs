@@ -41,6 +41,11 @@ pub struct Bundle {
     pub villages: Vec<String>,
     /// When the bundle was issued (RFC 3339).
     pub issued_at: String,
+    /// The relay's escrow public key (`minqing-escrow1:…`): the laptop wraps
+    /// its data key to it as well, for recovery by the operator
+    /// (docs/security.md). Absent from bundles of relays without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow_public_key: Option<String>,
 }
 
 impl std::fmt::Debug for Bundle {

@@ -195,6 +195,10 @@ pub async fn run_device_session(
                     code: minqing_sync::frame::ErrorCode::Unauthorized,
                     message,
                 } => NetError::Refused(message),
+                minqing_sync::SessionError::Remote {
+                    code: minqing_sync::frame::ErrorCode::Wipe,
+                    message,
+                } => NetError::WipeOrdered(message),
                 other => NetError::Session(other.to_string()),
             });
         }

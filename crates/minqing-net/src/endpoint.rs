@@ -21,6 +21,9 @@ pub const CLOSE_DONE: u32 = 0;
 pub const CLOSE_SHUTDOWN: u32 = 0x11;
 /// Application close code for a protocol or storage error.
 pub const CLOSE_ERROR: u32 = 0x12;
+/// Application close code a laptop uses after it destroyed its keys on the
+/// relay's order (remote wipe; docs/sync.md#remote-wipe).
+pub const CLOSE_WIPED: u32 = 0x13;
 
 fn transport(idle: Duration, keep_alive: Option<Duration>) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
@@ -136,11 +139,21 @@ impl DeviceConnection {
     /// last frames (each wait is bounded), then closes and waits (briefly) for the
     /// close to be sent.
     pub async fn close(self) {
+        self.close_with(CLOSE_DONE, b"done").await;
+    }
+
+    /// Closes the connection with [`CLOSE_WIPED`]: the laptop's keys are
+    /// destroyed (the relay audits the confirmation).
+    pub async fn close_wiped(self) {
+        self.close_with(CLOSE_WIPED, b"keys destroyed").await;
+    }
+
+    async fn close_with(self, code: u32, reason: &[u8]) {
         let tasks = std::mem::take(&mut *self.lingering.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             let _ = t.await;
         }
-        self.connection.close(CLOSE_DONE.into(), b"done");
+        self.connection.close(code.into(), reason);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 }

@@ -21,6 +21,11 @@ pub enum NetError {
     /// The relay refused this device during or right after the TLS handshake.
     #[error("{0}")]
     Refused(String),
+    /// The relay ordered this revoked laptop to destroy its keys (remote wipe).
+    /// The connection is left open so that the laptop can confirm
+    /// ([`crate::DeviceConnection::close_wiped`]) after it did.
+    #[error("the relay ordered this laptop to be wiped: {0}")]
+    WipeOrdered(String),
     /// The relay did not prove it is the relay of this laptop's bundle (its
     /// certificate is not signed by the bundle's CA, or names another server).
     /// Nothing was sent to it.

@@ -22,9 +22,9 @@ pub use drive::{
     run_relay_session,
 };
 pub use endpoint::{
-    CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, ConnectOptions, DEFAULT_TIMEOUT,
-    DeviceConnection, connect, map_connection_error, map_read_error, map_write_error,
-    peer_fingerprint, server_endpoint,
+    CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, CLOSE_WIPED, ConnectOptions,
+    DEFAULT_TIMEOUT, DeviceConnection, connect, map_connection_error, map_read_error,
+    map_write_error, peer_fingerprint, server_endpoint,
 };
 pub use error::{NetError, REFUSED_MESSAGE};
 pub use tls::{ALPN, DeviceGate, ServerTls, client_crypto, server_crypto};

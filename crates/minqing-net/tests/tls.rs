@@ -104,6 +104,7 @@ fn bundle_for(relay: &Relay, ca: &RelayCa, validity: Validity, enrol: bool) -> B
         key_pem: dev.key_pem,
         villages: vec!["V1".into()],
         issued_at: "2026-01-01T00:00:00Z".into(),
+        escrow_public_key: None,
     }
 }
 
@@ -231,6 +232,7 @@ fn bundle_round_trips_with_mode_0600() {
         key_pem: dev.key_pem,
         villages: vec!["V1".into(), "V2".into()],
         issued_at: "2026-01-01T00:00:00Z".into(),
+        escrow_public_key: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("laptop.bundle");

@@ -17,7 +17,12 @@ use crate::registry::{
 };
 
 /// Creates the relay home: CA, server certificate, config.
-pub fn init(home: &Home, name: &str, listen: &str) -> Result<()> {
+pub fn init(
+    home: &Home,
+    name: &str,
+    listen: &str,
+    secret: &crate::keys::OperatorSecret,
+) -> Result<()> {
     if home.config_path().exists() {
         usage!(
             "{} is already a relay home (relay {:?}); refusing to overwrite its CA — choose another --home",
@@ -33,6 +38,7 @@ pub fn init(home: &Home, name: &str, listen: &str) -> Result<()> {
         Ok(a) => a,
         Err(_) => usage!("--listen {listen:?} is not an address like 127.0.0.1:4433"),
     };
+    let passphrase = secret.new_passphrase()?;
     home.create_dirs()?;
     let ca = RelayCa::create(name)?;
     let mut hosts = Vec::new();
@@ -40,7 +46,7 @@ pub fn init(home: &Home, name: &str, listen: &str) -> Result<()> {
         hosts.push(addr.ip().to_string());
     }
     let server = ca.issue_server(&hosts)?;
-    minqing_net::write_private_file(&home.ca_key(), ca.key_pem().as_bytes())?;
+    crate::keys::write_new_keys(home, ca.key_pem(), &passphrase)?;
     minqing_net::write_private_file(&home.ca_cert(), ca.cert_pem().as_bytes())?;
     minqing_net::write_private_file(&home.server_key(), server.key_pem.as_bytes())?;
     minqing_net::write_private_file(&home.server_cert(), server.cert_pem.as_bytes())?;
@@ -67,16 +73,19 @@ pub fn init(home: &Home, name: &str, listen: &str) -> Result<()> {
     Ok(())
 }
 
-/// Loads the relay's CA.
-pub fn load_ca(home: &Home, config: &Config) -> Result<RelayCa> {
+/// Loads the relay's CA (the key is unsealed with the operator passphrase).
+pub fn load_ca(
+    home: &Home,
+    config: &Config,
+    secret: &crate::keys::OperatorSecret,
+) -> Result<RelayCa> {
     let cert = std::fs::read_to_string(home.ca_cert()).with_context(|| {
         format!(
             "cannot read the CA certificate {}",
             home.ca_cert().display()
         )
     })?;
-    let key = std::fs::read_to_string(home.ca_key())
-        .with_context(|| format!("cannot read the CA key {}", home.ca_key().display()))?;
+    let key = crate::keys::ca_key_pem(home, secret)?;
     Ok(RelayCa::load(&config.name, &cert, &key)?)
 }
 
@@ -226,7 +235,7 @@ pub struct EnrollArgs {
 }
 
 /// `enroll`.
-pub fn enroll(home: &Home, args: EnrollArgs) -> Result<()> {
+pub fn enroll(home: &Home, secret: &crate::keys::OperatorSecret, args: EnrollArgs) -> Result<()> {
     let config = home.config()?;
     let cadre = args.cadre.trim().to_owned();
     if cadre.is_empty() {
@@ -253,7 +262,8 @@ pub fn enroll(home: &Home, args: EnrollArgs) -> Result<()> {
     if args.valid_days == 0 {
         usage!("--valid-days must be at least 1");
     }
-    let ca = load_ca(home, &config)?;
+    let ca = load_ca(home, &config, secret)?;
+    let escrow = crate::keys::escrow_public(home)?;
     let _lock = home.lock()?;
     let villages = check_villages(home, &args.villages)?;
     let mut devices = home.devices()?;
@@ -283,6 +293,7 @@ pub fn enroll(home: &Home, args: EnrollArgs) -> Result<()> {
         key_pem: cert.key_pem.clone(),
         villages: villages.clone(),
         issued_at: now.clone(),
+        escrow_public_key: escrow.map(|e| e.to_text()),
     };
     // The bundle first: a registry entry without a bundle would be a laptop nobody has.
     bundle
@@ -300,6 +311,8 @@ pub fn enroll(home: &Home, args: EnrollArgs) -> Result<()> {
             revoked_at: None,
             enrolled_at: now,
             expires_at,
+            wipe_requested_at: None,
+            wiped_at: None,
         },
     );
     home.save_devices(&devices)?;
@@ -357,8 +370,8 @@ pub fn assign(home: &Home, device: &str, villages: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `revoke`.
-pub fn revoke(home: &Home, device: &str) -> Result<()> {
+/// `revoke [--wipe]`.
+pub fn revoke(home: &Home, device: &str, wipe: bool) -> Result<()> {
     home.config()?;
     let _lock = home.lock()?;
     let mut devices = home.devices()?;
@@ -366,16 +379,43 @@ pub fn revoke(home: &Home, device: &str) -> Result<()> {
     let Some(d) = devices.get_mut(&id) else {
         bail!("device {id} vanished from the registry");
     };
-    if d.revoked {
+    let wipe_new = wipe && d.wipe_requested_at.is_none();
+    if d.revoked && !wipe_new {
         println!("laptop {id} ({}) was already revoked", d.cadre);
         return Ok(());
     }
+    let was_revoked = d.revoked;
     d.revoked = true;
-    d.revoked_at = Some(now_rfc3339());
+    if !was_revoked {
+        d.revoked_at = Some(now_rfc3339());
+    }
+    if wipe_new {
+        d.wipe_requested_at = Some(now_rfc3339());
+    }
     let cadre = d.cadre.clone();
     home.save_devices(&devices)?;
-    home.audit("revoke", Some(&id), None, format!("cadre {cadre}"))?;
-    println!("laptop {id} ({cadre}) revoked: its next connection is refused");
+    home.audit(
+        "revoke",
+        Some(&id),
+        None,
+        if wipe_new {
+            format!("cadre {cadre}; wipe at next connection")
+        } else {
+            format!("cadre {cadre}")
+        },
+    )?;
+    if wipe_new {
+        let last = home.last_sync()?.get(&id).cloned();
+        println!(
+            "laptop {id} ({cadre}) revoked and marked for wiping: if it connects again it is told to destroy its keys, then refused"
+        );
+        eprintln!(
+            "warning: work made on laptop {id} after its last completed sync ({}) never reached the relay and is lost with the wipe",
+            last.as_deref().unwrap_or("never synced")
+        );
+    } else {
+        println!("laptop {id} ({cadre}) revoked: its next connection is refused");
+    }
     Ok(())
 }
 

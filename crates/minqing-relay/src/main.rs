@@ -3,6 +3,7 @@
 
 mod admin;
 mod export;
+mod keys;
 mod registry;
 mod report;
 mod serve;
@@ -22,6 +23,15 @@ struct Cli {
     /// The relay's home directory (also MINQING_RELAY_HOME).
     #[arg(long, global = true, env = "MINQING_RELAY_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
+    /// Read the operator passphrase (which seals the CA and escrow keys) from
+    /// this file's first line instead of asking on the terminal.
+    #[arg(
+        long,
+        global = true,
+        env = "MINQING_RELAY_PASSPHRASE_FILE",
+        value_name = "FILE"
+    )]
+    passphrase_file: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -75,6 +85,27 @@ enum Cmd {
     Revoke {
         /// Device id (or a unique prefix of at least 6 characters).
         device: String,
+        /// Also wipe it: if the laptop connects again, it is told to destroy
+        /// its keys (its data becomes unreadable) before it is refused.
+        #[arg(long)]
+        wipe: bool,
+    },
+    /// Answer a laptop's recovery request (forgotten passphrase) with the
+    /// escrow key: writes a one-time answer for that laptop.
+    Recover {
+        /// The request made by `minqing recovery request`.
+        request: PathBuf,
+        /// Where to write the answer.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Open a laptop's sealed `removed/` copy or backup with the escrow key.
+    Unseal {
+        /// The sealed file.
+        file: PathBuf,
+        /// Where to write what it holds (an automerge document, or a backup payload).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// List enrolled laptops with their last sync.
     Devices {
@@ -121,6 +152,8 @@ enum VillageCmd {
 }
 
 fn main() -> ExitCode {
+    // Everything the relay creates is private to the operator's account.
+    minqing_store::files::private_umask();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MINQING_LOG")
@@ -153,8 +186,24 @@ fn run() -> Result<ExitCode> {
         usage!("no relay home: pass --home DIR or set MINQING_RELAY_HOME");
     };
     let home = Home::new(root);
+    let secret = keys::OperatorSecret {
+        file: cli.passphrase_file,
+    };
+    if home.root().is_dir() {
+        match minqing_store::files::tighten(home.root()) {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "notice: made {n} files and folders in {} private (0600/0700)",
+                home.root().display()
+            ),
+            Err(e) => eprintln!(
+                "warning: cannot make {} private: {e}",
+                home.root().display()
+            ),
+        }
+    }
     match cli.cmd {
-        Cmd::Init { name, listen } => admin::init(&home, &name, &listen)?,
+        Cmd::Init { name, listen } => admin::init(&home, &name, &listen, &secret)?,
         Cmd::Village { cmd } => match cmd {
             VillageCmd::Add { id, name, township } => {
                 admin::village_add(&home, &id, &name, township.as_deref())?
@@ -170,6 +219,7 @@ fn run() -> Result<ExitCode> {
             valid_days,
         } => admin::enroll(
             &home,
+            &secret,
             admin::EnrollArgs {
                 cadre,
                 team,
@@ -180,7 +230,9 @@ fn run() -> Result<ExitCode> {
             },
         )?,
         Cmd::Assign { device, villages } => admin::assign(&home, &device, &villages)?,
-        Cmd::Revoke { device } => admin::revoke(&home, &device)?,
+        Cmd::Revoke { device, wipe } => admin::revoke(&home, &device, wipe)?,
+        Cmd::Recover { request, out } => keys::recover(&home, &secret, &request, &out)?,
+        Cmd::Unseal { file, out } => keys::unseal(&home, &secret, &file, &out)?,
         Cmd::Devices { json } => admin::devices(&home, json)?,
         Cmd::Audit { json } => admin::audit(&home, json)?,
         Cmd::Serve => serve::serve(&home)?,

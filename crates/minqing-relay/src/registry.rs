@@ -84,6 +84,19 @@ pub struct Device {
     pub enrolled_at: String,
     /// When its certificate expires.
     pub expires_at: String,
+    /// When `revoke --wipe` asked for it to be wiped at its next connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wipe_requested_at: Option<String>,
+    /// When it confirmed that its keys were destroyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiped_at: Option<String>,
+}
+
+impl Device {
+    /// Whether this revoked laptop is to be told to wipe itself when it connects.
+    pub fn wipe_pending(&self) -> bool {
+        self.revoked && self.wipe_requested_at.is_some() && self.wiped_at.is_none()
+    }
 }
 
 /// One village known to the relay.
@@ -185,6 +198,17 @@ impl Home {
         for d in [self.root.join("ca"), self.registry()] {
             std::fs::create_dir_all(&d)
                 .with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Records that `device` confirmed a remote wipe (it is no longer asked).
+    pub fn mark_wiped(&self, device: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut devices = self.devices()?;
+        if let Some(d) = devices.get_mut(device) {
+            d.wiped_at = Some(now_rfc3339());
+            self.save_devices(&devices)?;
         }
         Ok(())
     }

@@ -37,6 +37,8 @@ impl DeviceGate for RegistryGate {
     fn admit(&self, fingerprint: &str) -> Result<(), String> {
         match self.devices.by_fingerprint(fingerprint) {
             Ok(Some(d)) if !d.revoked => Ok(()),
+            // Let it through only to be told to wipe itself (serve_connection).
+            Ok(Some(d)) if d.wipe_pending() => Ok(()),
             Ok(Some(d)) => Err(format!("laptop {} ({}) is revoked", d.device_id, d.cadre)),
             Ok(None) => Err("certificate is not enrolled with this relay".into()),
             Err(e) => Err(format!("the device registry cannot be read: {e:#}")),
@@ -294,6 +296,11 @@ async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming) {
         tokio::task::spawn_blocking(move || fp.map(|fp| devices.by_fingerprint(&fp))).await
     };
     let device = match lookup {
+        Ok(Some(Ok(Some(d)))) if d.wipe_pending() => {
+            let span = tracing::info_span!("wipe", id = %d.device_id, cadre = %d.cadre);
+            wipe_device(&relay, &conn, &d).instrument(span).await;
+            return;
+        }
         Ok(Some(Ok(Some(d)))) if !d.revoked => d,
         _ => {
             conn.close(
@@ -315,6 +322,73 @@ async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming) {
     }
     .instrument(span)
     .await;
+}
+
+/// How long the wipe exchange may take at each step.
+const WIPE_WAIT: Duration = Duration::from_secs(10);
+
+/// Tells a revoked laptop marked for wiping to destroy its keys, waits for its
+/// confirmation (a close with `CLOSE_WIPED`), audits the outcome and refuses it.
+async fn wipe_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Device) {
+    let id = device.device_id.clone();
+    let sent = async {
+        let (mut send, _recv) = tokio::time::timeout(WIPE_WAIT, conn.accept_bi())
+            .await
+            .ok()?
+            .ok()?;
+        let frame = minqing_sync::wipe_frame(&format!(
+            "laptop {id} was revoked by the relay operator and must be wiped; its keys are destroyed now"
+        ));
+        send.write_all(&frame).await.ok()?;
+        let _ = send.finish();
+        Some(())
+    }
+    .await;
+    let audit = |kind: &'static str, detail: String| {
+        let r = relay.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || r.audit(kind, &id, None, detail))
+    };
+    if sent.is_none() {
+        tracing::info!("the laptop left before it could be told to wipe itself");
+        let _ = audit(
+            "wipe_unconfirmed",
+            "the order could not be delivered; asked again at the next connection".into(),
+        )
+        .await;
+        conn.close(
+            CLOSE_REFUSED.into(),
+            minqing_net::REFUSED_MESSAGE.as_bytes(),
+        );
+        return;
+    }
+    let _ = audit("wipe_sent", format!("cadre {}", device.cadre)).await;
+    let confirmed = match tokio::time::timeout(WIPE_WAIT, conn.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
+            c.error_code == minqing_net::CLOSE_WIPED.into()
+        }
+        _ => false,
+    };
+    if confirmed {
+        tracing::warn!("laptop confirmed that its keys are destroyed");
+        let home = relay.home.clone();
+        let id2 = id.clone();
+        let recorded = tokio::task::spawn_blocking(move || home.mark_wiped(&id2)).await;
+        if let Ok(Err(e)) = recorded {
+            tracing::error!("cannot record the wipe in the registry: {e:#}");
+        }
+        let _ = audit("wipe_confirmed", "the laptop destroyed its keys".into()).await;
+    } else {
+        let _ = audit(
+            "wipe_unconfirmed",
+            "no confirmation within 10 s; asked again at the next connection".into(),
+        )
+        .await;
+    }
+    conn.close(
+        CLOSE_REFUSED.into(),
+        minqing_net::REFUSED_MESSAGE.as_bytes(),
+    );
 }
 
 async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Device) -> Result<()> {

@@ -119,6 +119,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// The sender failed internally (storage).
     Internal,
+    /// Relay → a revoked laptop marked for wiping: destroy your keys
+    /// (docs/sync.md#remote-wipe).
+    Wipe,
     /// Any other code (from a newer peer).
     Other(u16),
 }
@@ -131,6 +134,7 @@ impl ErrorCode {
             ErrorCode::Protocol => 3,
             ErrorCode::Unauthorized => 4,
             ErrorCode::Internal => 5,
+            ErrorCode::Wipe => 6,
             ErrorCode::Other(c) => c,
         }
     }
@@ -141,6 +145,7 @@ impl ErrorCode {
             3 => ErrorCode::Protocol,
             4 => ErrorCode::Unauthorized,
             5 => ErrorCode::Internal,
+            6 => ErrorCode::Wipe,
             c => ErrorCode::Other(c),
         }
     }

@@ -17,6 +17,6 @@ pub use device::{DeviceEvent, DeviceSession};
 pub use doc_id::{DocId, DocIdError};
 pub use frame::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use host::{DocHost, StorageDocHost};
-pub use relay::{RelayEvent, RelayOutcome, RelaySession, unauthorized_frame};
+pub use relay::{RelayEvent, RelayOutcome, RelaySession, unauthorized_frame, wipe_frame};
 pub use session::{DocOutcome, SessionConfig, SessionError, SessionOutcome};
 pub use storage::{MemStorage, Storage, StorageError, load_doc};

@@ -94,6 +94,17 @@ pub fn unauthorized_frame(message: &str) -> Vec<u8> {
     frame.encode().unwrap_or_default()
 }
 
+/// An encoded `Error { code: Wipe }` frame: the relay's order to a revoked
+/// laptop to destroy its keys (docs/sync.md#remote-wipe).
+pub fn wipe_frame(message: &str) -> Vec<u8> {
+    let frame = Frame::Error {
+        code: ErrorCode::Wipe,
+        message: message.chars().take(1000).collect(),
+    };
+    // At most 1000 chars (< 4096 bytes) in a small frame: encoding cannot fail.
+    frame.encode().unwrap_or_default()
+}
+
 impl RelaySession {
     /// A session serving `device_id` the documents of `assignment`.
     pub fn new(

@@ -8,10 +8,10 @@ use minqing_model::Village;
 use minqing_sync::Storage;
 
 use crate::cli::DebugCmd;
-use crate::home::{Home, open_store, store_dir};
+use crate::home::{Home, Secrets, open_store, store_dir};
 use crate::output;
 
-pub fn run(home: &Home, cmd: DebugCmd) -> anyhow::Result<()> {
+pub fn run(home: &Home, secrets: &Secrets, cmd: DebugCmd) -> anyhow::Result<()> {
     match cmd {
         DebugCmd::MergeFrom { other } => {
             anyhow::ensure!(
@@ -19,7 +19,8 @@ pub fn run(home: &Home, cmd: DebugCmd) -> anyhow::Result<()> {
                 "{} has no minqing store",
                 other.display()
             );
-            let theirs = open_store(&other)?;
+            let (_, their_key) = crate::home::unlock(&other, secrets)?;
+            let theirs = open_store(&other, &their_key)?;
             for id in theirs.docs()? {
                 let bytes = theirs
                     .load(&id)?

@@ -20,7 +20,7 @@ struct Whoami<'a> {
     home: String,
 }
 
-pub fn init(dir: &Path, args: InitArgs) -> anyhow::Result<()> {
+pub fn init(dir: &Path, args: InitArgs, secrets: &home::Secrets) -> anyhow::Result<()> {
     let cadre = args.cadre.ok_or_else(|| {
         usage("give the cadre's name: `minqing init --cadre 姓名 [--team 服务队]`")
     })?;
@@ -29,7 +29,7 @@ pub fn init(dir: &Path, args: InitArgs) -> anyhow::Result<()> {
         .team
         .map(|t| TeamName::parse(&t).context("--team"))
         .transpose()?;
-    let device = home::init(dir, cadre, team.map(|t| t.to_string()))?;
+    let device = home::init(dir, cadre, team.map(|t| t.to_string()), secrets)?;
     output::line(&format!(
         "set up {} for {}{} in {}",
         device.device_id,

@@ -6,6 +6,7 @@ mod demand;
 mod household;
 mod import;
 mod init;
+mod keys;
 mod leave;
 mod report;
 mod resident;
@@ -17,29 +18,37 @@ mod workflow;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
-use crate::home::{Home, home_dir};
+use crate::home::{Home, Secrets, home_dir};
 
 /// Runs a parsed command line.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = home_dir(cli.home)?;
+    let sec = Secrets {
+        passphrase_file: cli.passphrase_file,
+    };
     match cli.command {
-        Command::Sync(a) => return sync::sync(Home::open(&dir)?, &a),
-        Command::Status(j) => sync::status(&Home::open(&dir)?, j.json),
+        Command::Sync(a) => return sync::sync(Home::open(&dir, &sec)?, &a),
+        Command::Status(j) => sync::status(&Home::open(&dir, &sec)?, j.json),
         Command::Init(args) if args.bundle.is_some() => sync::init_bundle(
             &dir,
             args.bundle.as_deref().unwrap_or(std::path::Path::new("")),
+            &sec,
         ),
-        Command::Init(args) => init::init(&dir, args),
-        Command::Whoami(j) => init::whoami(&Home::open(&dir)?, j.json),
-        Command::Village(c) => village::run(&Home::open(&dir)?, c),
-        Command::Household(c) => household::run(&Home::open(&dir)?, c),
-        Command::Resident(c) => resident::run(&Home::open(&dir)?, c),
-        Command::Visit(c) => visit::run(&Home::open(&dir)?, c),
-        Command::Demand(c) => demand::run(&Home::open(&dir)?, c),
-        Command::Leave(c) => leave::run(&Home::open(&dir)?, c),
-        Command::Report(c) => report::run(&Home::open(&dir)?, c),
-        Command::Import(c) => import::run(&Home::open(&dir)?, c),
-        Command::Debug(c) => debug::run(&Home::open(&dir)?, c),
+        Command::Init(args) => init::init(&dir, args, &sec),
+        Command::Passwd(a) => keys::passwd(&dir, &sec, &a),
+        Command::Backup(a) => keys::backup(&dir, &sec, &a),
+        Command::Restore(a) => keys::restore(&dir, &sec, &a),
+        Command::Recovery(c) => keys::recovery(&dir, &sec, c),
+        Command::Whoami(j) => init::whoami(&Home::open(&dir, &sec)?, j.json),
+        Command::Village(c) => village::run(&Home::open(&dir, &sec)?, c),
+        Command::Household(c) => household::run(&Home::open(&dir, &sec)?, c),
+        Command::Resident(c) => resident::run(&Home::open(&dir, &sec)?, c),
+        Command::Visit(c) => visit::run(&Home::open(&dir, &sec)?, c),
+        Command::Demand(c) => demand::run(&Home::open(&dir, &sec)?, c),
+        Command::Leave(c) => leave::run(&Home::open(&dir, &sec)?, c),
+        Command::Report(c) => report::run(&Home::open(&dir, &sec)?, c),
+        Command::Import(c) => import::run(&Home::open(&dir, &sec)?, c),
+        Command::Debug(c) => debug::run(&Home::open(&dir, &sec)?, &sec, c),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use minqing_net::{Bundle, ConnectOptions, NetError};
-use minqing_store::SledStorage;
+use minqing_store::escrow::EscrowPublic;
+use minqing_store::{DataKey, SledStorage};
 use minqing_sync::{
     DeviceEvent, DocId, DocOutcome, SessionConfig, SessionOutcome, Storage, StorageError,
 };
@@ -29,21 +30,18 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// `minqing init --bundle FILE`: sets the laptop up with the identity the relay issued.
-pub fn init_bundle(dir: &Path, bundle_path: &Path) -> anyhow::Result<()> {
+/// `minqing init --bundle FILE`: sets the laptop up with the identity the relay
+/// issued; the data key is wrapped by the new passphrase and, if the bundle
+/// carries the relay's escrow public key, to that key as well.
+pub fn init_bundle(dir: &Path, bundle_path: &Path, secrets: &home::Secrets) -> anyhow::Result<()> {
     let bundle = Bundle::read(bundle_path).map_err(|e| usage(e.to_string()))?;
-    if home::store_dir(dir).is_dir() {
-        let store = home::open_store(dir)?;
-        if store.meta_get(home::DEVICE_KEY)?.is_some() {
-            return Err(usage(format!(
-                "{} is already set up; nothing was changed (use another --home)",
-                dir.display()
-            )));
-        }
+    let escrow =
+        escrow_of(&bundle).map_err(|e| usage(format!("{}: {e}", bundle_path.display())))?;
+    if let Some(why) = home::already_set_up(dir, secrets) {
+        return Err(usage(why));
     }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the home directory {}", dir.display()))?;
-    let store = home::open_store(dir)?;
+    let passphrase = secrets.new_passphrase(None)?;
+    let (store, _key) = home::create_store(dir, &passphrase, escrow.as_ref(), &bundle.device_id)?;
     let device = home::Device {
         device_id: bundle.device_id.clone(),
         cadre: bundle.cadre.clone(),
@@ -52,7 +50,13 @@ pub fn init_bundle(dir: &Path, bundle_path: &Path) -> anyhow::Result<()> {
     };
     store.meta_put(BUNDLE_KEY, &serde_json::to_vec(&bundle)?)?;
     store.meta_put(home::DEVICE_KEY, &serde_json::to_vec(&device)?)?;
+    home::start_new_incarnation(&store)?;
     store.flush().context("cannot flush the store to disk")?;
+    if escrow.is_none() {
+        eprintln!(
+            "note: this bundle carries no escrow key: if the passphrase is forgotten, only a backup or the relay's copy can bring the data back"
+        );
+    }
     output::line(&format!(
         "set up {} for {} with relay {} at {}; assigned villages ({}) arrive with `minqing sync`",
         bundle.device_id,
@@ -62,6 +66,16 @@ pub fn init_bundle(dir: &Path, bundle_path: &Path) -> anyhow::Result<()> {
         bundle.villages.join(", ")
     ))?;
     output::line(&bundle.device_id)
+}
+
+/// The relay's escrow public key from a bundle (`None` if it has none).
+fn escrow_of(bundle: &Bundle) -> Result<Option<EscrowPublic>, String> {
+    match bundle.escrow_public_key.as_deref() {
+        None => Ok(None),
+        Some(text) => EscrowPublic::parse(text)
+            .map(Some)
+            .ok_or_else(|| format!("escrow_public_key {text:?} is not a minqing escrow key")),
+    }
 }
 
 fn bundle(store: &SledStorage) -> anyhow::Result<Bundle> {
@@ -83,19 +97,27 @@ async fn pass(
     dir: &Path,
     bundle: &Bundle,
     timeout: Duration,
+    keys: &Keys,
 ) -> anyhow::Result<Result<(SessionOutcome, Vec<String>), NetError>> {
     let conn = match minqing_net::connect(bundle, ConnectOptions { timeout }).await {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
-    let store = match home::open_store(dir) {
+    let store = match home::open_store(dir, &keys.data) {
         Ok(s) => s,
         Err(e) => {
             conn.close().await;
             return Err(e);
         }
     };
-    let result = session(&conn, &store, bundle, dir).await;
+    let result = session(&conn, &store, bundle, dir, keys).await;
+    if let Err(NetError::WipeOrdered(order)) = &result {
+        drop(store);
+        wipe(dir)?;
+        // Confirm to the relay only once the keys are gone.
+        conn.close_wiped().await;
+        return Err(anyhow::Error::new(Wiped(order.clone())));
+    }
     conn.close().await;
     let out = match result {
         Ok(r) => r,
@@ -111,6 +133,7 @@ async fn session(
     store: &SledStorage,
     bundle: &Bundle,
     dir: &Path,
+    keys: &Keys,
 ) -> Result<(SessionOutcome, Vec<String>), NetError> {
     let docs = minqing_net::device_docs(store, &bundle.relay_name)?;
     let unsynced = docs
@@ -123,6 +146,7 @@ async fn session(
         unsynced,
         dir: dir.join(REMOVED_DIR),
         kept: Mutex::new(BTreeMap::new()),
+        keys,
     };
     let mut session =
         minqing_sync::DeviceSession::new(SessionConfig::default(), &bundle.device_id, docs)
@@ -159,25 +183,76 @@ async fn session(
 
 /// Folder of the home where villages taken off this laptop with unsynced work are kept.
 pub const REMOVED_DIR: &str = "removed";
+/// `kind` of the sealed files in [`REMOVED_DIR`].
+pub const REMOVED_KIND: &str = "removed-village";
+
+/// The keys a sync pass needs: the data key (store, `removed/` copies) and the
+/// relay's escrow key (so that the operator can open a `removed/` copy).
+pub struct Keys {
+    /// The laptop's data key.
+    pub data: DataKey,
+    /// The relay's escrow public key, if the laptop has one.
+    pub escrow: Option<EscrowPublic>,
+}
+
+/// The relay ordered a wipe and it was done (exit code [`EXIT_REFUSED`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this laptop was wiped on the relay operator's order: its data can no longer be read (the relay said: {0})"
+)]
+pub struct Wiped(pub String);
+
+/// Destroys this laptop's keys (crypto-shredding): the keyring is overwritten
+/// in place and removed, a `WIPED` marker says what happened, and the
+/// `removed/` copies are overwritten and removed too.
+pub fn wipe(dir: &Path) -> anyhow::Result<()> {
+    let sdir = home::store_dir(dir);
+    minqing_store::keyring::shred(&sdir).context("cannot destroy this laptop's keys")?;
+    let marker = sdir.join(home::WIPED_FILE);
+    minqing_store::files::replace_private(&marker, now().as_bytes())
+        .with_context(|| format!("cannot write {}", marker.display()))?;
+    if let Ok(entries) = std::fs::read_dir(dir.join(REMOVED_DIR)) {
+        for e in entries.flatten() {
+            let p = e.path();
+            minqing_store::files::shred(&p)
+                .with_context(|| format!("cannot destroy {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
 
 /// The store as a session sees it, except that removing a village which holds
-/// changes the relay never received first writes that village's bytes to
-/// `removed/<village>-<unix ms>.automerge` in the home (synced to disk): the
-/// relay refuses changes to a village no longer assigned, and a cadre's offline
-/// work must not vanish with the local copy.
+/// changes the relay never received first writes that village's bytes, sealed
+/// (the laptop's data key and the relay's escrow key open it), to
+/// `removed/<village>-<unix ms>.automerge.sealed` in the home (synced to disk):
+/// the relay refuses changes to a village no longer assigned, and a cadre's
+/// offline work must not vanish with the local copy.
 struct KeepUnsynced<'a> {
     inner: &'a SledStorage,
     unsynced: BTreeSet<DocId>,
     dir: PathBuf,
     kept: Mutex<BTreeMap<DocId, PathBuf>>,
+    keys: &'a Keys,
 }
 
 impl KeepUnsynced<'_> {
     fn keep(&self, doc: &DocId, bytes: &[u8]) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.dir)?;
-        let path = self.dir.join(format!("{doc}-{}.automerge", home::now_ms()));
+        let path = self
+            .dir
+            .join(format!("{doc}-{}.automerge.sealed", home::now_ms()));
+        let sealed = minqing_store::sealed::seal(
+            REMOVED_KIND,
+            bytes,
+            &minqing_store::sealed::SealTo {
+                passphrase: None,
+                data_key: Some(&self.keys.data),
+                escrow: self.keys.escrow.as_ref(),
+            },
+        )
+        .map_err(std::io::Error::other)?;
         let mut file = std::fs::File::create(&path)?;
-        file.write_all(bytes)?;
+        file.write_all(&sealed)?;
         file.sync_all()?;
         std::fs::File::open(&self.dir)?.sync_all()?;
         Ok(path)
@@ -267,6 +342,10 @@ fn refused(bundle: &Bundle, e: &NetError) -> std::process::ExitCode {
 /// or is not its relay; 2 usage (not enrolled with a relay).
 pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCode> {
     let bundle = bundle(&home.store)?;
+    let keys = Keys {
+        data: home.key.clone(),
+        escrow: home.escrow(),
+    };
     let timeout = Duration::from_secs(args.timeout.max(1));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -278,7 +357,14 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
     drop(home);
     if !args.watch {
         let context = || format!("sync with relay {} failed", bundle.relay_name);
-        return match rt.block_on(pass(&dir, &bundle, timeout))? {
+        let result = match rt.block_on(pass(&dir, &bundle, timeout, &keys)) {
+            Err(e) if e.is::<Wiped>() => {
+                eprintln!("error: {e:#}");
+                return Ok(std::process::ExitCode::from(EXIT_REFUSED));
+            }
+            other => other?,
+        };
+        return match result {
             Ok((out, notices)) => Ok(if print_outcome(&out, &notices)? {
                 std::process::ExitCode::SUCCESS
             } else {
@@ -298,6 +384,7 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
         &bundle,
         timeout,
         Duration::from_secs(args.interval.max(1)),
+        &keys,
     )
 }
 
@@ -315,6 +402,7 @@ fn watch(
     bundle: &Bundle,
     timeout: Duration,
     interval: Duration,
+    keys: &Keys,
 ) -> anyhow::Result<std::process::ExitCode> {
     let mut backoff = Duration::from_secs(1);
     // The store's files and the villages' heads right after the last good pass.
@@ -331,7 +419,7 @@ fn watch(
                     // Something wrote to the store: a local write, or only
                     // sled's housekeeping. The heads tell.
                     tracing::debug!("the store changed; comparing heads");
-                    match local_heads(dir) {
+                    match local_heads(dir, &keys.data) {
                         Ok(h) if &h == heads => {
                             // Measured after the look: opening the store
                             // touches its files too.
@@ -352,11 +440,11 @@ fn watch(
             continue;
         }
         last_pass = std::time::Instant::now();
-        match rt.block_on(pass(dir, bundle, timeout)) {
+        match rt.block_on(pass(dir, bundle, timeout, keys)) {
             Ok(Ok((out, notices))) => {
                 print_outcome(&out, &notices)?;
                 backoff = Duration::from_secs(1);
-                synced = match local_heads(dir) {
+                synced = match local_heads(dir, &keys.data) {
                     Ok(h) => Some((file_stamps(&home::store_dir(dir)), h)),
                     Err(_) => None,
                 };
@@ -371,6 +459,10 @@ fn watch(
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 // Retry even without new local writes: there may be some unsent.
                 synced = None;
+            }
+            Err(e) if e.is::<Wiped>() => {
+                eprintln!("error: {e:#}");
+                return Ok(std::process::ExitCode::from(EXIT_REFUSED));
             }
             // The store could not be opened (a long command holds it): later.
             Err(e) => {
@@ -409,8 +501,8 @@ fn file_stamps(dir: &Path) -> FileStamps {
 /// Each held village's heads (the store is opened and closed again).
 type Heads = Vec<(String, Vec<String>)>;
 
-fn local_heads(dir: &Path) -> anyhow::Result<Heads> {
-    let store = home::open_store(dir)?;
+fn local_heads(dir: &Path, key: &DataKey) -> anyhow::Result<Heads> {
+    let store = home::open_store(dir, key)?;
     let mut out = Vec::new();
     for id in store.docs()? {
         if let Some(doc) = minqing_sync::load_doc(&store, &id)? {
