@@ -384,6 +384,7 @@ pub fn revoke(home: &Home, device: &str, wipe: bool) -> Result<()> {
         println!("laptop {id} ({}) was already revoked", d.cadre);
         return Ok(());
     }
+    let villages = d.villages.clone();
     let was_revoked = d.revoked;
     d.revoked = true;
     if !was_revoked {
@@ -413,10 +414,58 @@ pub fn revoke(home: &Home, device: &str, wipe: bool) -> Result<()> {
             "warning: work made on laptop {id} after its last completed sync ({}) never reached the relay and is lost with the wipe",
             last.as_deref().unwrap_or("never synced")
         );
+        match unacknowledged(home, &id, &villages) {
+            Ok(v) if v.is_empty() => {}
+            Ok(v) => eprintln!(
+                "warning: at its last sync laptop {id} held changes the relay never received, in: {}; they are lost with the wipe",
+                v.join(", ")
+            ),
+            Err(why) => {
+                eprintln!("note: cannot tell whether laptop {id} held unsent changes: {why}")
+            }
+        }
     } else {
         println!("laptop {id} ({cadre}) revoked: its next connection is refused");
     }
     Ok(())
+}
+
+/// The villages in which `device`, at its last session, announced heads the
+/// relay does not have (changes it never received), from the relay's persisted
+/// sync states. `Err` says why this cannot be told (e.g. `serve` holds the store).
+fn unacknowledged(home: &Home, device: &str, villages: &[String]) -> Result<Vec<String>, String> {
+    let store = match SledStorage::open(&home.store()) {
+        Ok(s) => s,
+        Err(minqing_store::StoreError::Locked { .. }) => {
+            return Err("`serve` holds the relay's store; stop it to see".into());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut out = Vec::new();
+    for v in villages {
+        let Ok(doc) = DocId::new(v.clone()) else {
+            continue;
+        };
+        let Some(state) = store.sync_state(device, &doc).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        let Ok(state) = automerge::sync::State::decode(&state) else {
+            continue;
+        };
+        let Some(theirs) = state.their_heads else {
+            continue;
+        };
+        let Some(am) = minqing_sync::load_doc(&store, &doc).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        if theirs
+            .iter()
+            .any(|h| automerge::ReadDoc::get_change_by_hash(&am, h).is_none())
+        {
+            out.push(v.clone());
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Serialize)]

@@ -13,8 +13,25 @@ use minqing_sync::{DocId, DocOutcome, MemStorage, SessionConfig, SessionOutcome,
 
 const BIN: &str = env!("CARGO_BIN_EXE_minqing-relay");
 
+/// The operator passphrase file every command here reads (the CA key is
+/// sealed with it; docs/security.md), with the test-only cheap KDF.
+fn passphrase_file() -> PathBuf {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let p = std::env::temp_dir().join(format!(
+            "minqing-relay-serve-test-{}.pass",
+            std::process::id()
+        ));
+        std::fs::write(&p, "operator passphrase\n").unwrap();
+        p
+    })
+    .clone()
+}
+
 fn relay(home: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)
+        .env("MINQING_RELAY_PASSPHRASE_FILE", passphrase_file())
+        .env("MINQING_TEST_WEAK_KDF", "1")
         .arg("--home")
         .arg(home)
         .args(args)

@@ -707,6 +707,22 @@ mod tests {
     }
 
     #[test]
+    fn the_wipe_order_is_error_code_6() {
+        let bytes = crate::wipe_frame("destroy your keys");
+        let mut dec = FrameDecoder::default();
+        dec.push(&bytes);
+        assert_eq!(
+            dec.next_frame().expect("valid"),
+            Some(Frame::Error {
+                code: ErrorCode::Wipe,
+                message: "destroy your keys".into()
+            })
+        );
+        assert_eq!(ErrorCode::from_u16(6), ErrorCode::Wipe);
+        assert_eq!(ErrorCode::Wipe.to_u16(), 6);
+    }
+
+    #[test]
     fn heads_digest_tells_sets_apart_and_ignores_order() {
         let (a, b, c) = (
             ChangeHash([1; 32]),
