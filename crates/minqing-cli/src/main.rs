@@ -17,7 +17,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One line: the error and its causes, joined by ": ".
-            eprintln!("error: {err:#}");
+            eprintln!(
+                "error: {}",
+                minqing_model::text::escape_for_terminal(&format!("{err:#}"))
+            );
             ExitCode::from(error::exit_code(&err))
         }
     }

@@ -142,6 +142,17 @@ pub enum ValidationError {
         /// Which field.
         field: &'static str,
     },
+    /// A text containing a bidi override or a zero-width character, which
+    /// would change how the text around it is shown.
+    #[error(
+        "the {field} contains the invisible character U+{code:04X}, which changes how text is shown: remove it"
+    )]
+    InvisibleChar {
+        /// Which field.
+        field: &'static str,
+        /// The character's code point.
+        code: u32,
+    },
 }
 
 /// Province codes (first two digits of a 身份证号), GB/T 2260.
@@ -541,7 +552,9 @@ impl fmt::Display for Month {
 }
 
 /// Trims `input` and checks it is non-empty, at most `max` characters and free of
-/// control characters (newlines and tabs are allowed when `multiline`).
+/// control characters (newlines and tabs are allowed when `multiline`; a CR is
+/// allowed only as part of CRLF, which is kept as LF) and of invisible
+/// characters (bidi overrides, zero-width characters: `text::is_invisible`).
 pub fn check_text(
     field: &'static str,
     example: &'static str,
@@ -557,12 +570,23 @@ pub fn check_text(
     if len > max {
         return Err(ValidationError::TooLong { field, len, max });
     }
+    let s = if multiline && s.contains("\r\n") {
+        s.replace("\r\n", "\n")
+    } else {
+        s.to_owned()
+    };
     if s.chars()
-        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\t' | '\r')))
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\t')))
     {
         return Err(ValidationError::ControlChar { field });
     }
-    Ok(s.to_owned())
+    if let Some(c) = crate::text::find_invisible(&s) {
+        return Err(ValidationError::InvisibleChar {
+            field,
+            code: u32::from(c),
+        });
+    }
+    Ok(s)
 }
 
 macro_rules! text_type {
@@ -786,5 +810,15 @@ mod tests {
         check(PersonName::parse("张\n三"), Err("control character"));
         check(PersonName::parse(&"张".repeat(51)), Err("at most 50"));
         check(Address::parse("小河村三组12号"), Ok("小河村三组12号"));
+        check(PersonName::parse("张\u{202e}三"), Err("U+202E"));
+        check(PersonName::parse("张\u{200b}三"), Err("U+200B"));
+        check(
+            Note::parse("甲\u{2066}乙"),
+            Err("invisible character U+2066"),
+        );
+        check(Note::parse("第一行\r\n第二行"), Ok("第一行\n第二行"));
+        check(Note::parse("覆盖\r前文"), Err("control character"));
+        check(Note::parse("a\u{1b}[2J"), Err("control character"));
+        check(Address::parse(&"路".repeat(1_000_000)), Err("at most 200"));
     }
 }
