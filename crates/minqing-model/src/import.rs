@@ -351,13 +351,14 @@ fn check_xlsx_container(path: &Path, shown: &str) -> Result<(), ImportError> {
                 head.extend_from_slice(&buf[..n.min(room)]);
             }
         }
-        if is_sst && let Some(count) = unique_count(&head) {
-            if count > MAX_SHARED_STRINGS {
-                return Err(ImportError::TooManyCells {
-                    path: shown.to_owned(),
-                    what: format!("it declares {count} distinct texts"),
-                });
-            }
+        if is_sst
+            && let Some(count) = unique_count(&head)
+            && count > MAX_SHARED_STRINGS
+        {
+            return Err(ImportError::TooManyCells {
+                path: shown.to_owned(),
+                what: format!("it declares {count} distinct texts"),
+            });
         }
     }
     Ok(())
@@ -568,6 +569,20 @@ pub struct ImportPlan {
     pub unchanged: Vec<usize>,
     /// Rows not imported.
     pub rejected: Vec<RejectedRow>,
+    /// 15-digit first-generation 身份证号 converted to 18 digits.
+    pub converted: Vec<ConvertedCard>,
+}
+
+/// A 15-digit first-generation 身份证号 read from a row and kept as its
+/// 18-digit form (GB 11643: `19` inserted in the year, check character added).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConvertedCard {
+    /// Spreadsheet row number.
+    pub row: usize,
+    /// The 15 digits in the file.
+    pub from: String,
+    /// The 18-character number stored.
+    pub to: String,
 }
 
 /// The serialisable summary of a plan (what `--json` prints).
@@ -592,6 +607,8 @@ pub struct ImportSummary {
     pub imported: usize,
     /// Rejected rows with reasons.
     pub rejected: Vec<RejectedRow>,
+    /// 15-digit 身份证号 converted to 18 digits (on imported rows).
+    pub converted: Vec<ConvertedCard>,
 }
 
 impl ImportPlan {
@@ -615,6 +632,7 @@ impl ImportPlan {
             unchanged: self.unchanged.len(),
             imported: self.residents_new.len() + self.unchanged.len(),
             rejected: self.rejected.clone(),
+            converted: self.converted.clone(),
         }
     }
 
@@ -817,6 +835,7 @@ pub fn plan_import(
         residents_new: Vec::new(),
         unchanged: Vec::new(),
         rejected: Vec::new(),
+        converted: Vec::new(),
     };
     let mut household_index: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut cards_in_file: BTreeMap<String, usize> = BTreeMap::new();
@@ -885,6 +904,17 @@ pub fn plan_import(
             continue;
         }
         names_in_file.entry((hi, name)).or_insert(row.row);
+        if let (Some(from), Some(card)) = (
+            cols.get(row, Field::IdCard)
+                .and_then(IdCardNumber::first_generation),
+            &good.resident.id_card,
+        ) {
+            plan.converted.push(ConvertedCard {
+                row: row.row,
+                from,
+                to: card.as_str().to_owned(),
+            });
+        }
         if matched {
             plan.unchanged.push(row.row);
         } else {

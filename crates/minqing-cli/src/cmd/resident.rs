@@ -100,6 +100,18 @@ fn merge(home: &Home, keep: &str, other: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Parses `--id-card`; a 15-digit first-generation number is converted to 18
+/// digits, and the cadre is told on stderr.
+fn id_card(raw: &str, today: chrono::NaiveDate) -> anyhow::Result<IdCardNumber> {
+    let card = IdCardNumber::parse(raw, today).context("--id-card")?;
+    if let Some(old) = IdCardNumber::first_generation(raw) {
+        eprintln!(
+            "note: 15-digit 身份证号 {old} converted to its 18-digit form {card} (GB 11643: 19 added to the year, check digit computed)"
+        );
+    }
+    Ok(card)
+}
+
 fn tags(raw: &[String], flag: &str) -> anyhow::Result<Vec<Tag>> {
     raw.iter()
         .map(|t| Tag::parse(t).with_context(|| flag.to_owned()))
@@ -110,10 +122,7 @@ fn add(home: &Home, a: ResidentAddArgs) -> anyhow::Result<()> {
     let today = today();
     // Check every value before touching the store.
     let name = PersonName::parse(&a.name).context("--name")?;
-    let id_card = a
-        .id_card
-        .map(|c| IdCardNumber::parse(&c, today).context("--id-card"))
-        .transpose()?;
+    let id_card = a.id_card.map(|c| id_card(&c, today)).transpose()?;
     let phone = a
         .phone
         .map(|p| Phone::parse(&p).context("--phone"))
@@ -171,10 +180,7 @@ fn edit(home: &Home, a: ResidentEditArgs) -> anyhow::Result<()> {
             .birth
             .map(|b| parse_past_date("birth date", &b, today).context("--birth"))
             .transpose()?,
-        id_card: a
-            .id_card
-            .map(|c| IdCardNumber::parse(&c, today).context("--id-card"))
-            .transpose()?,
+        id_card: a.id_card.map(|c| id_card(&c, today)).transpose()?,
         phone: a
             .phone
             .map(|p| Phone::parse(&p).context("--phone"))
