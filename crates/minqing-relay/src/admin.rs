@@ -18,6 +18,7 @@ use crate::registry::{
 
 /// Creates the relay home: CA, server certificate, config.
 pub fn init(home: &Home, name: &str, listen: &str) -> Result<()> {
+    home.refuse_laptop_home()?;
     if home.config_path().exists() {
         usage!(
             "{} is already a relay home (relay {:?}); refusing to overwrite its CA — choose another --home",

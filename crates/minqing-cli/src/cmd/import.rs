@@ -56,7 +56,7 @@ fn import_residents(
     if written {
         v.apply_import(&mut *crate::home::rng(), &home.author(), &plan)
             .context("the import failed; nothing was saved")?;
-        home.save(&mut v)?;
+        home.save(&mut v, "import")?;
     }
     if json {
         output::json(&Report {

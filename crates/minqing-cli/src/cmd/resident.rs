@@ -90,7 +90,7 @@ fn merge(home: &Home, keep: &str, other: &str) -> anyhow::Result<()> {
     }
     let v = &mut villages[ki];
     v.merge_residents(&home.author(), &keep, &other)?;
-    home.save(v)?;
+    home.save(v, "merge")?;
     output::line(&format!(
         "merged resident {other} into {keep} in {}: its visits and demands now show under {keep}",
         v.id()
@@ -158,7 +158,7 @@ fn add(home: &Home, a: ResidentAddArgs) -> anyhow::Result<()> {
         tags,
     };
     let id = v.add_resident(&mut *crate::home::rng(), &home.author(), &new)?;
-    home.save(v)?;
+    home.save(v, "resident")?;
     output::line(&format!("added resident {} in {}", new.name, v.id()))?;
     output::line(id.as_str())?;
     home.compact_later(v.id());
@@ -201,7 +201,7 @@ fn edit(home: &Home, a: ResidentEditArgs) -> anyhow::Result<()> {
     let (vi, id) = find(&villages, RecordKind::Resident, &a.id)?;
     let v = &mut villages[vi];
     v.edit_resident(&home.author(), &id, &edit)?;
-    home.save(v)?;
+    home.save(v, "resident change")?;
     output::line(&format!("updated resident {id}"))?;
     output::line(id.as_str())?;
     home.compact_later(v.id());

@@ -32,13 +32,15 @@ fn now() -> String {
 /// `minqing init --bundle FILE`: sets the laptop up with the identity the relay issued.
 pub fn init_bundle(dir: &Path, bundle_path: &Path) -> anyhow::Result<()> {
     let bundle = Bundle::read(bundle_path).map_err(|e| usage(e.to_string()))?;
+    home::refuse_relay_home(dir)?;
     if home::store_dir(dir).is_dir() {
         let store = home::open_store(dir)?;
         if store.meta_get(home::DEVICE_KEY)?.is_some() {
-            return Err(usage(format!(
+            // Exit 1 (a failure, not a typing mistake), as docs/cli.md says.
+            anyhow::bail!(
                 "{} is already set up; nothing was changed (use another --home)",
                 dir.display()
-            )));
+            );
         }
     }
     std::fs::create_dir_all(dir)
@@ -266,6 +268,7 @@ fn refused(bundle: &Bundle, e: &NetError) -> std::process::ExitCode {
 /// broken, or a village refused; [`EXIT_REFUSED`] the relay refused this laptop
 /// or is not its relay; 2 usage (not enrolled with a relay).
 pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCode> {
+    home.require_writable("sync")?;
     let bundle = bundle(&home.store)?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let rt = tokio::runtime::Builder::new_current_thread()
