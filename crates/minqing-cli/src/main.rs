@@ -5,6 +5,7 @@ mod cli;
 mod cmd;
 mod error;
 mod home;
+mod idle_store;
 mod lookup;
 mod output;
 

@@ -45,15 +45,16 @@ pub fn find_invisible(s: &str) -> Option<char> {
 /// except the newline, DEL, C1 controls (U+0080–U+009F, which include CSI),
 /// line and paragraph separators, and the invisible characters.
 fn is_unsafe_for_terminal(c: char, keep_newline: bool) -> bool {
-    (c.is_control() && !(keep_newline && c == '\n'))
+    (c.is_control() && !(keep_newline && matches!(c, '\n' | '\t')))
         || matches!(c, '\u{2028}' | '\u{2029}')
         || is_invisible(c)
 }
 
 /// Text as it may be printed to a terminal: control characters (ESC, BEL,
-/// CR, TAB, C1 CSI, ...), bidi overrides and zero-width characters are shown as
+/// CR, C1 CSI, ...), bidi overrides and zero-width characters are shown as
 /// visible escapes such as `\u{1b}` or `\u{202e}`; everything else, Chinese
-/// included, is unchanged. Newlines are kept (the caller lays lines out).
+/// included, is unchanged. Newlines and tabs are kept (the caller lays lines
+/// out; a tab moves the cursor, it rewrites nothing).
 /// Stored text is never changed: only what is printed.
 pub fn escape_for_terminal(s: &str) -> Cow<'_, str> {
     escape_with(s, true, |out, c| {

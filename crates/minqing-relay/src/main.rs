@@ -3,6 +3,7 @@
 
 mod admin;
 mod export;
+mod guard;
 mod registry;
 mod report;
 mod serve;

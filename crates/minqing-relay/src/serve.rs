@@ -11,6 +11,8 @@ use minqing_net::{
     CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, DeviceGate, ServerTls, quinn,
 };
 use minqing_store::SledStorage;
+
+use crate::guard::GuardedStore;
 use minqing_sync::{
     DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost,
 };
@@ -73,6 +75,8 @@ struct Relay {
     config: Config,
     devices: Arc<DeviceCache>,
     store: Arc<SledStorage>,
+    /// What sessions write through: space checked, flushes with a deadline.
+    guarded: Arc<GuardedStore>,
     host: Arc<StorageDocHost>,
     exporter: Arc<Exporter>,
     created: Mutex<BTreeSet<String>>,
@@ -121,8 +125,15 @@ pub fn serve(home: &Home) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve_async(home.clone(), config))
+    let result = runtime.block_on(serve_async(home.clone(), config));
+    // A blocking task caught in a hung disk write must not keep the process
+    // alive: everything acknowledged was flushed before it was acknowledged.
+    runtime.shutdown_timeout(SHUTDOWN_FLUSH_WAIT);
+    result
 }
+
+/// How long shutdown waits for the final flush and for stuck blocking tasks.
+const SHUTDOWN_FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 async fn serve_async(home: Home, config: Config) -> Result<()> {
     let read = |p: std::path::PathBuf| {
@@ -153,8 +164,12 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
             });
         }
     };
+    let guarded = Arc::new(
+        GuardedStore::new(store.clone(), home.store())
+            .context("cannot start the relay's flusher thread")?,
+    );
     let devices = Arc::new(DeviceCache::new(home.clone()));
-    let host = Arc::new(StorageDocHost::new(store.clone() as Arc<dyn Storage>));
+    let host = Arc::new(StorageDocHost::new(guarded.clone() as Arc<dyn Storage>));
     let exporter = Arc::new(Exporter::open(&home, host.clone())?);
     let relay = Arc::new(Relay {
         home: home.clone(),
@@ -162,6 +177,7 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
         host,
         exporter: exporter.clone(),
         store: store.clone(),
+        guarded: guarded.clone(),
         created: Mutex::new(BTreeSet::new()),
         last_sync: Mutex::new(home.last_sync()?),
         config: config.clone(),
@@ -188,7 +204,9 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
         devices,
     });
     let endpoint = minqing_net::server_endpoint(addr, &tls, gate)?;
-    let compactor = store.spawn_compactor(Duration::from_secs(60));
+    let compactor = guarded
+        .spawn_compactor(Duration::from_secs(60))
+        .context("cannot start the compaction thread")?;
     let export_worker = {
         let ex = exporter.clone();
         tokio::task::spawn_blocking(move || ex.run())
@@ -240,7 +258,22 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
     endpoint.close(CLOSE_SHUTDOWN.into(), b"relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     compactor.stop();
-    store.flush().context("cannot flush the relay's store")?;
+    // Bounded: a store stuck after a disk error does not hold the relay up.
+    let flushed = tokio::task::spawn_blocking({
+        let g = guarded.clone();
+        move || g.flush_within(SHUTDOWN_FLUSH_WAIT)
+    })
+    .await;
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            exporter.stop();
+            anyhow::bail!(
+                "relay stopped without a final flush: {e}; everything acknowledged to laptops was flushed before it was acknowledged"
+            );
+        }
+        Err(e) => anyhow::bail!("relay stopped without a final flush: {e}"),
+    }
     exporter.stop();
     let _ = export_worker.await;
     let ex = exporter.clone();
@@ -372,7 +405,7 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
         &mut recv,
         session,
         relay.host.clone(),
-        relay.store.clone(),
+        relay.guarded.clone(),
         &mut on_event,
     )
     .await;

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::cli::SyncArgs;
 use crate::error::usage;
 use crate::home::{self, Home};
+use crate::idle_store::IdleStore;
 use crate::output;
 
 /// Meta key holding the enrolment bundle (JSON; it includes the laptop's key).
@@ -90,7 +91,9 @@ async fn pass(
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
-    let store = match home::open_store(dir) {
+    // Opened now, and closed by itself whenever the session waits on the
+    // relay for a while (crate::idle_store), so `visit log` works meanwhile.
+    let store = match IdleStore::open(dir) {
         Ok(s) => s,
         Err(e) => {
             conn.close().await;
@@ -103,14 +106,14 @@ async fn pass(
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
-    report(&store)?;
+    store.with(|s| report(s).map_err(|e| StorageError::Backend(e.into())))?;
     Ok(Ok(out))
 }
 
 /// Runs the session on an open connection; the notices to print.
 async fn session(
     conn: &minqing_net::DeviceConnection,
-    store: &SledStorage,
+    store: &IdleStore,
     bundle: &Bundle,
     dir: &Path,
 ) -> Result<(SessionOutcome, Vec<String>), NetError> {
@@ -168,7 +171,7 @@ pub const REMOVED_DIR: &str = "removed";
 /// relay refuses changes to a village no longer assigned, and a cadre's offline
 /// work must not vanish with the local copy.
 struct KeepUnsynced<'a> {
-    inner: &'a SledStorage,
+    inner: &'a IdleStore,
     unsynced: BTreeSet<DocId>,
     dir: PathBuf,
     kept: Mutex<BTreeMap<DocId, PathBuf>>,
