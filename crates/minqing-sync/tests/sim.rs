@@ -135,7 +135,13 @@ impl Sim {
                 "走访".to_string(),
             )
         };
-        let hash = local_write(&self.devices[d].storage, &doc, d as u64 + 1, &key, &value);
+        let hash = local_write(
+            &self.devices[d].storage,
+            &doc,
+            &self.devices[d].name,
+            &key,
+            &value,
+        );
         self.devices[d].writes.push((doc.clone(), hash));
         self.log(format!("dev{d} writes {key} in {doc}"));
     }
