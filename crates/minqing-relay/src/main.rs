@@ -3,6 +3,7 @@
 
 mod admin;
 mod export;
+mod guard;
 mod keys;
 mod registry;
 mod report;

@@ -373,6 +373,20 @@ impl Keyring {
         Ok(())
     }
 
+    /// Wraps `dk` (which must be this keyring's key) to `escrow` as well — for
+    /// a standalone laptop that joins a relay later. Save the keyring after.
+    pub fn set_escrow(&mut self, dk: &DataKey, escrow: &EscrowPublic) -> Result<(), KeyError> {
+        if !self.verify(dk) {
+            return Err(KeyError::Kdf("the key is not this keyring's key".into()));
+        }
+        self.escrow = Some(
+            escrow::wrap(escrow, dk.as_bytes(), ESCROW_LABEL).ok_or_else(|| {
+                KeyError::Kdf("the escrow public key is invalid (low order)".into())
+            })?,
+        );
+        Ok(())
+    }
+
     /// Starts a recovery: makes a one-time key (kept in this keyring; save it)
     /// and the request for the operator. `None` if there is no escrow slot.
     pub fn recovery_request(&mut self) -> Option<RecoveryRequest> {

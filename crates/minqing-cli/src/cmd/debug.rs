@@ -31,7 +31,7 @@ pub fn run(home: &Home, secrets: &Secrets, cmd: DebugCmd) -> anyhow::Result<()> 
                 match home.village(&id)? {
                     Some(mut ours) => {
                         ours.merge(&mut their_village)?;
-                        home.save(&mut ours)?;
+                        home.save(&mut ours, "change")?;
                     }
                     None => {
                         home.store.append(&id, &bytes)?;

@@ -108,9 +108,7 @@ pub fn backup(dir: &Path, secrets: &Secrets, args: &BackupArgs) -> anyhow::Resul
     let mut payload = BACKUP_MAGIC.to_vec();
     let mut villages = 0;
     for (key, value) in home.store.meta_scan("")? {
-        if key == home::INCARNATION_KEY {
-            continue;
-        }
+        // The incarnation goes too: restore replaces it with a new one.
         put_entry(&mut payload, ENTRY_META, key.as_bytes(), &value);
     }
     for id in home.village_ids()? {
@@ -204,15 +202,16 @@ pub fn restore(dir: &Path, secrets: &Secrets, args: &RestoreArgs) -> anyhow::Res
     };
     let (store, _key) = home::create_store(dir, &new_pass, escrow.as_ref(), &device.device_id)?;
     for e in entries.iter().filter(|e| e.kind == ENTRY_META) {
-        if e.key != home::INCARNATION_KEY {
-            store.meta_put(e.key, e.value)?;
-        }
+        store.meta_put(e.key, e.value)?;
     }
     for (id, bytes) in &docs {
         store.append(id, bytes)?;
     }
     // A restored laptop never writes as the incarnation that made the backup.
-    home::start_new_incarnation(&store)?;
+    store
+        .flush()
+        .context("cannot flush the restored store to disk")?;
+    home::start_new_incarnation(dir, &store)?;
     store
         .flush()
         .context("cannot flush the restored store to disk")?;

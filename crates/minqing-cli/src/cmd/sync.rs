@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::cli::SyncArgs;
 use crate::error::usage;
 use crate::home::{self, Home};
+use crate::idle_store::IdleStore;
 use crate::output;
 
 /// Meta key holding the enrolment bundle (JSON; it includes the laptop's key).
@@ -37,8 +38,10 @@ pub fn init_bundle(dir: &Path, bundle_path: &Path, secrets: &home::Secrets) -> a
     let bundle = Bundle::read(bundle_path).map_err(|e| usage(e.to_string()))?;
     let escrow =
         escrow_of(&bundle).map_err(|e| usage(format!("{}: {e}", bundle_path.display())))?;
+    home::refuse_relay_home(dir)?;
     if let Some(why) = home::already_set_up(dir, secrets) {
-        return Err(usage(why));
+        // Exit 1 (a failure, not a typing mistake), as docs/cli.md says.
+        anyhow::bail!(why);
     }
     let passphrase = secrets.new_passphrase(None)?;
     let (store, _key) = home::create_store(dir, &passphrase, escrow.as_ref(), &bundle.device_id)?;
@@ -50,8 +53,8 @@ pub fn init_bundle(dir: &Path, bundle_path: &Path, secrets: &home::Secrets) -> a
     };
     store.meta_put(BUNDLE_KEY, &serde_json::to_vec(&bundle)?)?;
     store.meta_put(home::DEVICE_KEY, &serde_json::to_vec(&device)?)?;
-    home::start_new_incarnation(&store)?;
     store.flush().context("cannot flush the store to disk")?;
+    home::start_new_incarnation(dir, &store)?;
     if escrow.is_none() {
         eprintln!(
             "note: this bundle carries no escrow key: if the passphrase is forgotten, only a backup or the relay's copy can bring the data back"
@@ -103,7 +106,9 @@ async fn pass(
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
-    let store = match home::open_store(dir, &keys.data) {
+    // Opened now, and closed by itself whenever the session waits on the
+    // relay for a while (crate::idle_store), so `visit log` works meanwhile.
+    let store = match IdleStore::open(dir, &keys.data) {
         Ok(s) => s,
         Err(e) => {
             conn.close().await;
@@ -123,18 +128,19 @@ async fn pass(
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
-    report(&store)?;
+    store.with(|s| report(s).map_err(|e| StorageError::Backend(e.into())))?;
     Ok(Ok(out))
 }
 
 /// Runs the session on an open connection; the notices to print.
 async fn session(
     conn: &minqing_net::DeviceConnection,
-    store: &SledStorage,
+    store: &IdleStore,
     bundle: &Bundle,
     dir: &Path,
     keys: &Keys,
 ) -> Result<(SessionOutcome, Vec<String>), NetError> {
+    let set_aside = quarantine_unloadable(store, dir, keys)?;
     let docs = minqing_net::device_docs(store, &bundle.relay_name)?;
     let unsynced = docs
         .iter()
@@ -165,7 +171,17 @@ async fn session(
     )
     .await?;
     let kept = keeping.kept.into_inner().unwrap_or_else(|p| p.into_inner());
-    let notices = removed
+    let mut notices: Vec<String> = set_aside
+        .iter()
+        .map(|(doc, path, why)| {
+            format!(
+                "{QUARANTINE_NOTICE} village {doc} on this laptop did not load ({why}); its damaged copy was set aside in {} \
+                 and the relay's copy was fetched. Work written since the last sync may be only in that file: give it to the county IT staff",
+                path.display()
+            )
+        })
+        .collect();
+    notices.extend(removed
         .iter()
         .map(|doc| match kept.get(doc) {
             Some(path) => format!(
@@ -176,15 +192,66 @@ async fn session(
             None => format!(
                 "notice: village {doc} is no longer assigned to this laptop; its local copy was removed"
             ),
-        })
-        .collect();
+        }));
     Ok((out, notices))
+}
+
+/// Folder of the home where villages that do not load are set aside by `sync`.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// How a notice about a village set aside starts (it makes the exit code 1).
+const QUARANTINE_NOTICE: &str = "error:";
+
+/// Moves every village that does not load out of the store, into
+/// `quarantine/<village>-<unix ms>.automerge` in the home (synced to disk
+/// first), so that the session fetches the relay's copy instead of failing.
+fn quarantine_unloadable(
+    store: &dyn minqing_sync::Storage,
+    dir: &Path,
+    keys: &Keys,
+) -> Result<Vec<(DocId, PathBuf, String)>, NetError> {
+    let local = |e: &dyn std::fmt::Display| NetError::Session(format!("this laptop's store: {e}"));
+    let mut out = Vec::new();
+    for id in store.docs().map_err(|e| local(&e))? {
+        let why = match minqing_sync::load_doc(store, &id) {
+            Ok(_) => continue,
+            Err(StorageError::Corrupt { detail, .. }) => detail,
+            Err(e) => return Err(local(&e)),
+        };
+        let Some(bytes) = store.load(&id).map_err(|e| local(&e))? else {
+            continue;
+        };
+        let folder = dir.join(QUARANTINE_DIR);
+        let path = folder.join(format!("{id}-{}.automerge.sealed", home::now_ms()));
+        let keep = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&folder)?;
+            // Sealed like removed/ copies: this laptop's key and the relay's
+            // escrow key open it (`minqing-relay unseal`).
+            let sealed = keys.seal(QUARANTINE_KIND, &bytes)?;
+            let mut file = std::fs::File::create(&path)?;
+            file.write_all(&sealed)?;
+            file.sync_all()?;
+            std::fs::File::open(&folder)?.sync_all()
+        };
+        keep().map_err(|e| {
+            local(&format!(
+                "village {id} does not load and cannot be set aside in {}: {e}; nothing was changed",
+                folder.display()
+            ))
+        })?;
+        store.remove(&id).map_err(|e| local(&e))?;
+        store.flush().map_err(|e| local(&e))?;
+        tracing::warn!(village = %id, path = %path.display(), "set aside a village that does not load");
+        out.push((id, path, why));
+    }
+    Ok(out)
 }
 
 /// Folder of the home where villages taken off this laptop with unsynced work are kept.
 pub const REMOVED_DIR: &str = "removed";
 /// `kind` of the sealed files in [`REMOVED_DIR`].
 pub const REMOVED_KIND: &str = "removed-village";
+/// `kind` of the sealed files in [`QUARANTINE_DIR`].
+pub const QUARANTINE_KIND: &str = "quarantined-village";
 
 /// The keys a sync pass needs: the data key (store, `removed/` copies) and the
 /// relay's escrow key (so that the operator can open a `removed/` copy).
@@ -193,6 +260,23 @@ pub struct Keys {
     pub data: DataKey,
     /// The relay's escrow public key, if the laptop has one.
     pub escrow: Option<EscrowPublic>,
+}
+
+impl Keys {
+    /// `bytes` as a sealed file of `kind` that this laptop's key and the
+    /// relay's escrow key open.
+    fn seal(&self, kind: &str, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        minqing_store::sealed::seal(
+            kind,
+            bytes,
+            &minqing_store::sealed::SealTo {
+                passphrase: None,
+                data_key: Some(&self.data),
+                escrow: self.escrow.as_ref(),
+            },
+        )
+        .map_err(std::io::Error::other)
+    }
 }
 
 /// The relay ordered a wipe and it was done (exit code [`EXIT_REFUSED`]).
@@ -204,18 +288,20 @@ pub struct Wiped(pub String);
 
 /// Destroys this laptop's keys (crypto-shredding): the keyring is overwritten
 /// in place and removed, a `WIPED` marker says what happened, and the
-/// `removed/` copies are overwritten and removed too.
+/// `removed/` and `quarantine/` copies are overwritten and removed too.
 pub fn wipe(dir: &Path) -> anyhow::Result<()> {
     let sdir = home::store_dir(dir);
     minqing_store::keyring::shred(&sdir).context("cannot destroy this laptop's keys")?;
     let marker = sdir.join(home::WIPED_FILE);
     minqing_store::files::replace_private(&marker, now().as_bytes())
         .with_context(|| format!("cannot write {}", marker.display()))?;
-    if let Ok(entries) = std::fs::read_dir(dir.join(REMOVED_DIR)) {
-        for e in entries.flatten() {
-            let p = e.path();
-            minqing_store::files::shred(&p)
-                .with_context(|| format!("cannot destroy {}", p.display()))?;
+    for folder in [REMOVED_DIR, QUARANTINE_DIR] {
+        if let Ok(entries) = std::fs::read_dir(dir.join(folder)) {
+            for e in entries.flatten() {
+                let p = e.path();
+                minqing_store::files::shred(&p)
+                    .with_context(|| format!("cannot destroy {}", p.display()))?;
+            }
         }
     }
     Ok(())
@@ -228,7 +314,7 @@ pub fn wipe(dir: &Path) -> anyhow::Result<()> {
 /// the relay refuses changes to a village no longer assigned, and a cadre's
 /// offline work must not vanish with the local copy.
 struct KeepUnsynced<'a> {
-    inner: &'a SledStorage,
+    inner: &'a IdleStore,
     unsynced: BTreeSet<DocId>,
     dir: PathBuf,
     kept: Mutex<BTreeMap<DocId, PathBuf>>,
@@ -241,16 +327,7 @@ impl KeepUnsynced<'_> {
         let path = self
             .dir
             .join(format!("{doc}-{}.automerge.sealed", home::now_ms()));
-        let sealed = minqing_store::sealed::seal(
-            REMOVED_KIND,
-            bytes,
-            &minqing_store::sealed::SealTo {
-                passphrase: None,
-                data_key: Some(&self.keys.data),
-                escrow: self.keys.escrow.as_ref(),
-            },
-        )
-        .map_err(std::io::Error::other)?;
+        let sealed = self.keys.seal(REMOVED_KIND, bytes)?;
         let mut file = std::fs::File::create(&path)?;
         file.write_all(&sealed)?;
         file.sync_all()?;
@@ -310,10 +387,15 @@ fn report(store: &SledStorage) -> anyhow::Result<()> {
 
 /// Prints what a pass did; whether every village is in sync.
 fn print_outcome(out: &SessionOutcome, notices: &[String]) -> anyhow::Result<bool> {
-    for n in notices {
-        output::line(n)?;
-    }
     let mut all_ok = true;
+    for n in notices {
+        if n.starts_with(QUARANTINE_NOTICE) {
+            all_ok = false;
+            eprintln!("{n}");
+        } else {
+            output::line(n)?;
+        }
+    }
     for (doc, o) in &out.docs {
         let what = match o {
             DocOutcome::InSync { .. } => "in sync".to_owned(),
@@ -341,6 +423,7 @@ fn refused(bundle: &Bundle, e: &NetError) -> std::process::ExitCode {
 /// broken, or a village refused; [`EXIT_REFUSED`] the relay refused this laptop
 /// or is not its relay; 2 usage (not enrolled with a relay).
 pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCode> {
+    home.require_writable("sync")?;
     let bundle = bundle(&home.store)?;
     let keys = Keys {
         data: home.key.clone(),
