@@ -207,7 +207,7 @@ pub fn unseal(home: &Home, secret: &OperatorSecret, file: &Path, out: &Path) -> 
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let escrow = escrow_secret(home, secret)?;
     let mut last = None;
-    for kind in ["removed-village", "backup"] {
+    for kind in ["removed-village", "quarantined-village", "backup"] {
         match sealed::open(&bytes, file, kind, OpenWith::Escrow(&escrow)) {
             Ok(plain) => {
                 minqing_store::files::replace_private(out, &plain)
