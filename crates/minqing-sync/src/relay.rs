@@ -152,6 +152,12 @@ impl RelaySession {
         matches!(self.phase, Phase::Done | Phase::Failed)
     }
 
+    /// Bytes received and not yet decoded into whole frames (a partial frame):
+    /// what the relay's buffer budget accounts for.
+    pub fn buffered(&self) -> usize {
+        self.decoder.buffered()
+    }
+
     /// The device this session serves.
     pub fn device(&self) -> &str {
         &self.device
