@@ -362,6 +362,10 @@ impl Relay {
     /// Starts `serve` and waits (up to 30 s) until it prints that it listens.
     pub fn start(&mut self) {
         assert!(self.server.is_none(), "the relay is already running");
+        self.server = Some(self.spawn_serve());
+    }
+
+    fn spawn_serve(&self) -> std::process::Child {
         let mut child = self
             .command(&["serve"])
             .stdout(Stdio::null())
@@ -389,7 +393,39 @@ impl Relay {
             let _ = child.wait();
             panic!("minqing-relay serve did not listen:\n{}", self.log());
         }
-        self.server = Some(child);
+        child
+    }
+
+    /// Runs `f` while `serve` runs: the relay's own process if started, else
+    /// one started for `f` and stopped (SIGTERM) after it.
+    pub fn while_serving<T>(&self, f: impl FnOnce() -> T) -> T {
+        if self.is_running() {
+            return f();
+        }
+        let mut child = self.spawn_serve();
+        let out = f();
+        send_signal(child.id(), "TERM");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        out
+    }
+
+    /// A laptop enrolled for `villages`: `enroll`, then `minqing init --bundle`
+    /// on a new home (its first contact with the relay, which is started for
+    /// it if it is not running). Returns the device id and the home.
+    pub fn laptop(&self, cadre: &str, villages: &str) -> (String, Home) {
+        let (id, bundle) = self.enroll(cadre, villages);
+        let home = Home::new();
+        let got = self.while_serving(|| home.init_bundle(&bundle));
+        assert_eq!(got, id, "init --bundle sets the laptop up as the enrolled device");
+        (id, home)
     }
 
     /// What `serve` printed on stderr so far (all runs).

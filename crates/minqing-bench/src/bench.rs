@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use minqing_model::{NewVisit, Note, Village, VisitKind};
-use minqing_net::Bundle;
+use crate::homes::Laptop;
 use minqing_store::SledStorage;
 use minqing_sync::{DocId, MemStorage, Storage};
 use minqing_testkit::shaper::{LinkConfig, UdpShaper};
@@ -485,10 +485,10 @@ async fn sync_once(
     let run = scratch.join("sync");
     let _ = std::fs::remove_dir_all(&run);
     copy_dir(&data.join("relay"), &run.join("relay"))?;
-    let bundle: Bundle = match case.device {
+    let bundle: Laptop = match case.device {
         Some(name) => {
             copy_dir(&data.join(name), &run.join("device"))?;
-            Bundle::read(&data.join(format!("{name}.bundle.json")))?
+            Laptop::read(&data.join(format!("{name}.bundle.json")))?
         }
         None => serde_json::from_slice(&std::fs::read(data.join("fresh.bundle.json"))?)?,
     };
@@ -539,7 +539,7 @@ async fn sync_once(
     )
     .await?;
     let addr = shaper.local_addr();
-    let naive_bundles: Vec<Bundle> =
+    let naive_bundles: Vec<Laptop> =
         serde_json::from_slice(&std::fs::read(data.join("naive.json"))?)?;
     let t = Instant::now();
     let mut ok = true;
@@ -1059,8 +1059,8 @@ async fn measure_fresh(
     naive: bool,
 ) -> Result<Vec<Measured>> {
     let mut out = Vec::new();
-    let fresh: Bundle = serde_json::from_slice(&std::fs::read(data.join("fresh.bundle.json"))?)?;
-    let naive_bundles: Vec<Bundle> =
+    let fresh: Laptop = serde_json::from_slice(&std::fs::read(data.join("fresh.bundle.json"))?)?;
+    let naive_bundles: Vec<Laptop> =
         serde_json::from_slice(&std::fs::read(data.join("naive.json"))?)?;
     for _ in 0..runs {
         let run = scratch.join("s1");
