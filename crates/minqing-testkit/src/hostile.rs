@@ -114,6 +114,55 @@ impl HostilePeer {
         self.send_raw(&bytes).await
     }
 
+    /// Sends a `Hello` as `device` that claims to hold `villages` (for
+    /// villages not assigned to it: each is refused, and audited).
+    pub async fn hello_holding(
+        &mut self,
+        device: &str,
+        villages: &[String],
+    ) -> Result<(), HostileError> {
+        let docs = villages
+            .iter()
+            .filter_map(|v| minqing_sync::DocId::new(v.clone()).ok())
+            .map(|doc| DocHeads {
+                doc,
+                heads: minqing_sync::frame::Heads::List(Vec::new()),
+            })
+            .collect();
+        let frame = Frame::Hello {
+            version: minqing_sync::PROTOCOL_VERSION,
+            device: device.to_owned(),
+            docs,
+        };
+        let bytes = frame.encode()?;
+        self.send_raw(&bytes).await
+    }
+
+    /// Sends one `Sync` frame carrying `message` for each of `villages`
+    /// (after a `Hello`; for villages not assigned, each is refused).
+    pub async fn sync_frames(
+        &mut self,
+        villages: &[String],
+        message: &[u8],
+    ) -> Result<(), HostileError> {
+        let mut out = Vec::new();
+        for v in villages {
+            let Ok(doc) = minqing_sync::DocId::new(v.clone()) else {
+                continue;
+            };
+            let frame = Frame::Sync {
+                doc,
+                message: message.to_vec(),
+            };
+            out.extend(frame.encode()?);
+            if out.len() > 256 * 1024 {
+                self.send_raw(&out).await?;
+                out.clear();
+            }
+        }
+        self.send_raw(&out).await
+    }
+
     /// Sends the header of a frame announced as `announced` bytes and then
     /// `sent` bytes of its body (zeros), and nothing more: a partial frame the
     /// relay must buffer or drop.
