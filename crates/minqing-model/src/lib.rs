@@ -10,6 +10,7 @@ pub mod demand;
 pub mod duty;
 pub mod error;
 pub mod id;
+pub mod ids;
 pub mod import;
 pub mod report;
 pub mod sheet;
@@ -29,6 +30,7 @@ pub use demand::{DemandEvent, DemandStatus, EventKind, demand_status};
 pub use duty::{DutyError, LeaveReason, LeaveStatus, LeaveView, month_of, settle_leaves};
 pub use error::ModelError;
 pub use id::{Id, IdError, IdPrefix};
+pub use ids::{DeviceIdError, IdRuleError, VillageId, parse_device_id, parse_village_id};
 pub use import::{
     ImportError, ImportOutcome, ImportPlan, ImportSummary, RawRow, RejectedRow, plan_import,
     read_rows,

@@ -14,7 +14,7 @@ mod session;
 mod storage;
 
 pub use device::{DeviceEvent, DeviceSession};
-pub use doc_id::{DocId, DocIdError};
+pub use doc_id::{DocId, DocIdError, MAX_DOC_ID_LEN, RESERVED_NAMES, check_id};
 pub use frame::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use host::{DocHost, StorageDocHost};
 pub use relay::{RelayEvent, RelayOutcome, RelaySession, unauthorized_frame};
