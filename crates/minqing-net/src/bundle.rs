@@ -91,18 +91,24 @@ pub fn secret_digest(secret: &str) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, secret.trim().as_bytes()).as_ref())
 }
 
-/// The shared device-id rule of this version: 16 characters of minqing's
-/// lowercase Crockford base32 (`minqing_model::Id`). Kept here because
-/// minqing-net does not depend on the model.
+/// Checks a device id: the id rule shared by relay and laptop
+/// (`minqing_sync::check_id`, which `minqing_model::ids::parse_device_id`
+/// applies too), then the shape the relay gives device ids (16 characters of
+/// minqing's lowercase Crockford base32, `minqing_model::Id`; repeated here
+/// because minqing-net does not depend on the model).
 pub fn check_device_id(id: &str) -> Result<(), String> {
     const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let bad = || {
+        format!(
+            "device id {:?} is not a minqing device id (16 letters and digits)",
+            truncate(id)
+        )
+    };
+    minqing_sync::check_id(id).map_err(|_| bad())?;
     if id.len() == 16 && id.bytes().all(|b| ALPHABET.contains(&b)) {
         Ok(())
     } else {
-        Err(format!(
-            "device id {:?} is not a minqing device id (16 letters and digits)",
-            truncate(id)
-        ))
+        Err(bad())
     }
 }
 

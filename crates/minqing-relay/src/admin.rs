@@ -274,7 +274,7 @@ pub fn enroll(home: &Home, args: EnrollArgs) -> Result<()> {
     let device_id = match &args.device_id {
         Some(id) => {
             let id = id.trim().to_ascii_lowercase();
-            if let Err(e) = minqing_net::check_device_id(&id) {
+            if let Err(e) = minqing_model::ids::parse_device_id(&id) {
                 usage!("--device-id: {e}; `minqing whoami` on the laptop shows its id");
             }
             if devices.contains_key(&id) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use std::process::ExitCode;
 
-use minqing_model::{Id, PersonName, TeamName};
+use minqing_model::{PersonName, TeamName};
 use minqing_net::{Bundle, ConnectOptions, Identity, NetError};
 use minqing_store::SledStorage;
 use minqing_sync::{
@@ -51,7 +51,7 @@ fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
         TeamName::parse(t)
             .map_err(|e| usage(format!("enrolment bundle {}: the team: {e}", path.display())))?;
     }
-    Id::parse(&bundle.device_id).map_err(|e| {
+    minqing_model::ids::parse_device_id(&bundle.device_id).map_err(|e| {
         usage(format!(
             "enrolment bundle {}: the device id: {e}",
             path.display()
