@@ -70,6 +70,11 @@ impl RelayProc {
         Ok(RelayProc { child, addr })
     }
 
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident memory so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> Option<u64> {
         vm_hwm(self.child.id())
