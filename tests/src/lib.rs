@@ -308,6 +308,11 @@ impl Relay {
         relay
     }
 
+    /// The relay's temporary directory (its home and bundles live inside).
+    pub fn dir_path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
     /// The relay's home directory.
     pub fn home(&self) -> PathBuf {
         self.dir.path().join("relay")
@@ -429,7 +434,10 @@ impl Relay {
         let (id, bundle) = self.enroll(cadre, villages);
         let home = Home::new();
         let got = self.while_serving(|| home.init_bundle(&bundle));
-        assert_eq!(got, id, "init --bundle sets the laptop up as the enrolled device");
+        assert_eq!(
+            got, id,
+            "init --bundle sets the laptop up as the enrolled device"
+        );
         (id, home)
     }
 

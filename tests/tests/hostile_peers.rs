@@ -47,7 +47,14 @@ fn visit(home: &Home, village: &str, note: &str) {
         .minqing(&["household", "add", "--village", village, "--address", note])
         .id();
     home.minqing(&[
-        "visit", "log", "--household", &h, "--kind", "普遍走访", "--note", note,
+        "visit",
+        "log",
+        "--household",
+        &h,
+        "--kind",
+        "普遍走访",
+        "--note",
+        note,
     ])
     .ok();
 }
@@ -365,15 +372,13 @@ fn impersonation_and_malformed_frames_are_audited() {
     assert!(relay.stop());
     let lines = audit_of(&relay, "protocol_violation");
     assert!(
-        lines
-            .iter()
-            .all(|l| l["device_id"] == a_id.as_str()),
+        lines.iter().all(|l| l["device_id"] == a_id.as_str()),
         "{lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains(&b_id))),
+        lines
+            .iter()
+            .any(|l| l["detail"].as_str().is_some_and(|d| d.contains(&b_id))),
         "the impersonation names the device it claimed: {lines:?}"
     );
     assert_eq!(events(&lines), 2, "both violations are counted: {lines:?}");
@@ -427,7 +432,9 @@ fn floods_of_refusals_are_aggregated() {
                 .await
                 .expect("connects");
             p.hello_as(&id).await.expect("sent");
-            p.sync_frames(&villages, b"not for you").await.expect("sent");
+            p.sync_frames(&villages, b"not for you")
+                .await
+                .expect("sent");
             p.send_raw(&minqing_sync::Frame::Bye.encode().expect("Bye encodes"))
                 .await
                 .expect("sent");

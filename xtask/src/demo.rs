@@ -184,7 +184,9 @@ fn county(relay: &Tool, laptops: &[Tool; 3], work: &Path) -> Result<(), String> 
     relay.run(&["init", "--name", "城关镇民情中心", "--listen", &listen])?;
     relay.run(&["village", "add", "--id", "V001", "--name", "小河村"])?;
     relay.run(&["village", "add", "--id", "V002", "--name", "大王庄"])?;
-    say("The relay comes up. Each laptop's bundle works once: at its first contact the laptop makes its own key (it never leaves the laptop) and gets its certificate");
+    say(
+        "The relay comes up. Each laptop's bundle works once: at its first contact the laptop makes its own key (it never leaves the laptop) and gets its certificate",
+    );
     let serving = Serving::start(relay)?;
     let mut ids = Vec::new();
     for (laptop, cadre, villages) in [
@@ -220,7 +222,9 @@ fn county(relay: &Tool, laptops: &[Tool; 3], work: &Path) -> Result<(), String> 
     }
     .run_failing(&["init", "--bundle", &bundle_a.to_string_lossy()])?;
     if !out.contains("already used on another laptop") {
-        return Err(format!("a reused bundle was not refused as expected: {out}"));
+        return Err(format!(
+            "a reused bundle was not refused as expected: {out}"
+        ));
     }
 
     say("Every laptop fetches its villages (and only those)");

@@ -9,9 +9,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::homes::Laptop;
 use anyhow::{Context, Result};
 use minqing_model::{NewVisit, Note, Village, VisitKind};
-use crate::homes::Laptop;
 use minqing_store::SledStorage;
 use minqing_sync::{DocId, MemStorage, Storage};
 use minqing_testkit::shaper::{LinkConfig, UdpShaper};
@@ -205,7 +205,11 @@ pub fn run(bins: &Bins, opts: &Options) -> Result<PathBuf> {
     }
     if opts.wants("L1") {
         eprintln!("L1 …");
-        let runs = if opts.quick { 3 } else { opts.runs.clamp(3, 10) };
+        let runs = if opts.quick {
+            3
+        } else {
+            opts.runs.clamp(3, 10)
+        };
         let l = rt.block_on(crate::lockout::l1(bins, &data, &scratch, runs))?;
         l1_rows(&l, &mut report);
     }
@@ -1278,7 +1282,12 @@ fn l1_rows(l: &crate::lockout::Lockout, report: &mut Report) {
     let normal = median(&l.normal);
     let flooded = median(&l.flooded);
     report
-        .add("L1", "`minqing sync` (4 villages, no change), relay idle", "s", l.normal.clone())
+        .add(
+            "L1",
+            "`minqing sync` (4 villages, no change), relay idle",
+            "s",
+            l.normal.clone(),
+        )
         .note("whole process: start to exit; real `minqing` binary against the real relay");
     let worst = l.flooded.iter().cloned().fold(0.0, f64::max);
     report

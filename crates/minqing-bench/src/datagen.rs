@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc;
 
+use crate::homes::Laptop;
 use anyhow::{Context, Result};
 use minqing_model::Id;
-use crate::homes::Laptop;
 use minqing_sync::{DocId, Storage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

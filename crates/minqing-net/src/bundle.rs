@@ -127,7 +127,9 @@ fn check_text(what: &str, s: &str, max_chars: usize) -> Result<(), String> {
     }
     let n = s.chars().count();
     if n > max_chars {
-        return Err(format!("{what} is {n} characters long (at most {max_chars})"));
+        return Err(format!(
+            "{what} is {n} characters long (at most {max_chars})"
+        ));
     }
     if let Some(c) = s.chars().find(|c| {
         c.is_control()
@@ -161,9 +163,11 @@ pub fn check_addr(addr: &str) -> Result<(), String> {
     }
     let ok_host = !host.is_empty()
         && host.len() <= 253
-        && host
-            .split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
     if ok_host { Ok(()) } else { Err(bad()) }
 }
 
@@ -175,6 +179,9 @@ fn check_ca(pem: &str) -> Result<(), String> {
     if !cert.is_ca() {
         return Err("the relay's CA certificate is not a CA certificate".into());
     }
+    cert.verify_signature(None).map_err(|_| {
+        "the relay's CA certificate is damaged (its signature does not match); ask the operator for a new bundle".to_owned()
+    })?;
     if !cert.validity().is_valid() {
         return Err(format!(
             "the relay's CA certificate is not valid now (valid {} to {}); check this laptop's clock",
@@ -358,10 +365,24 @@ mod tests {
 
     #[test]
     fn addresses() {
-        for ok in ["127.0.0.1:4433", "relay.county.gov.cn:4433", "[::1]:1", "a-b:65535"] {
+        for ok in [
+            "127.0.0.1:4433",
+            "relay.county.gov.cn:4433",
+            "[::1]:1",
+            "a-b:65535",
+        ] {
             assert!(check_addr(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "host", "host:0", "host:99999", ":4433", "a b:1", "../x:1", "h..x:1"] {
+        for bad in [
+            "",
+            "host",
+            "host:0",
+            "host:99999",
+            ":4433",
+            "a b:1",
+            "../x:1",
+            "h..x:1",
+        ] {
             assert!(check_addr(bad).is_err(), "{bad}");
         }
     }
@@ -369,7 +390,12 @@ mod tests {
     #[test]
     fn device_ids() {
         assert!(check_device_id("k4tac3jgjjeqcef1").is_ok());
-        for bad in ["../../etc", "K4TAC3JGJJEQCEF1", "k4tac3jgjjeqcef", "k4tac3jgjjeqcefi"] {
+        for bad in [
+            "../../etc",
+            "K4TAC3JGJJEQCEF1",
+            "k4tac3jgjjeqcef",
+            "k4tac3jgjjeqcefi",
+        ] {
             assert!(check_device_id(bad).is_err(), "{bad}");
         }
     }

@@ -136,17 +136,16 @@ pub async fn run_relay_session(
         bytes: 0,
     };
     loop {
-        let chunk = match tokio::time::timeout(limits.silence, recv.read_chunk(READ_CHUNK, true))
-            .await
-        {
-            Ok(r) => r.map_err(|e| map_read_error(&e, &peer))?,
-            Err(_) => {
-                return Err(NetError::Limit(format!(
-                    "the laptop sent nothing for {} s",
-                    limits.silence.as_secs()
-                )));
-            }
-        };
+        let chunk =
+            match tokio::time::timeout(limits.silence, recv.read_chunk(READ_CHUNK, true)).await {
+                Ok(r) => r.map_err(|e| map_read_error(&e, &peer))?,
+                Err(_) => {
+                    return Err(NetError::Limit(format!(
+                        "the laptop sent nothing for {} s",
+                        limits.silence.as_secs()
+                    )));
+                }
+            };
         if let Some(c) = &chunk {
             held.take(c.bytes.len(), limits.silence).await?;
         }

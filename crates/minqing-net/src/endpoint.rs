@@ -215,8 +215,7 @@ async fn connect_with(
         };
         let mut endpoint =
             quinn::Endpoint::client(bind).map_err(|e| NetError::io("opening a UDP socket", e))?;
-        let quic =
-            QuicClientConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
+        let quic = QuicClientConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
         let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
         cfg.transport_config(transport(opts.timeout, Some(opts.timeout / 4)));
         endpoint.set_default_client_config(cfg);

@@ -129,8 +129,7 @@ pub async fn write_message<T: Serialize>(
     msg: &T,
     peer: &str,
 ) -> Result<(), NetError> {
-    let body =
-        serde_json::to_vec(msg).map_err(|e| NetError::Enrol(format!("encoding: {e}")))?;
+    let body = serde_json::to_vec(msg).map_err(|e| NetError::Enrol(format!("encoding: {e}")))?;
     if body.len() > MAX_ENROL_MESSAGE {
         return Err(NetError::Enrol("message too large".into()));
     }

@@ -8,8 +8,8 @@
 mod bundle;
 mod ca;
 mod drive;
-mod enrol;
 mod endpoint;
+mod enrol;
 mod error;
 mod tls;
 
@@ -22,18 +22,18 @@ pub use ca::{
     certificate_request, check_device_cert, fingerprint, fingerprint_pem, new_device_key,
     parse_cert_pem, request_matches_cert,
 };
-pub use enrol::{
-    ENROL_FORMAT, EnrolRefusal, EnrolRequest, EnrolResponse, MAX_ENROL_MESSAGE, USED_MESSAGE,
-    enrol, read_message, serve_enrolment, write_message,
-};
 pub use drive::{
-    HeldDoc, SessionLimits, apply_device_event, device_docs, has_local_changes,
-    run_device_session, run_relay_session,
+    HeldDoc, SessionLimits, apply_device_event, device_docs, has_local_changes, run_device_session,
+    run_relay_session,
 };
 pub use endpoint::{
     CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, ConnectOptions, DEFAULT_TIMEOUT,
     DeviceConnection, RELAY_RECEIVE_WINDOW, connect, connect_enrol, map_connection_error,
     map_read_error, map_write_error, negotiated_alpn, peer_fingerprint, server_endpoint,
+};
+pub use enrol::{
+    ENROL_FORMAT, EnrolRefusal, EnrolRequest, EnrolResponse, MAX_ENROL_MESSAGE, USED_MESSAGE,
+    enrol, read_message, serve_enrolment, write_message,
 };
 pub use error::{NetError, REFUSED_MESSAGE};
 pub use tls::{

@@ -290,9 +290,15 @@ fn bundles_with_bad_fields_are_refused() {
         ("cadre", Box::new(|b| b.cadre = "李\u{1b}[2J".into())),
         ("cadre", Box::new(|b| b.cadre = "李".repeat(40_000))),
         ("address", Box::new(|b| b.relay_addr = "nowhere".into())),
-        ("server name", Box::new(|b| b.server_name = "bad name!".into())),
+        (
+            "server name",
+            Box::new(|b| b.server_name = "bad name!".into()),
+        ),
         ("village", Box::new(|b| b.villages = vec!["../x".into()])),
-        ("CA", Box::new(move |b| b.ca_cert_pem = leaf.cert_pem.clone())),
+        (
+            "CA",
+            Box::new(move |b| b.ca_cert_pem = leaf.cert_pem.clone()),
+        ),
         ("CA", Box::new(|b| b.ca_cert_pem = "garbage".into())),
         ("secret", Box::new(|b| b.enrol_secret = "abc".into())),
     ];

@@ -294,9 +294,8 @@ pub fn enroll(home: &Home, args: EnrollArgs) -> Result<()> {
         },
     };
     let now = now_rfc3339();
-    let expires_at = (chrono::Utc::now()
-        + chrono::Duration::days(i64::from(args.valid_days)))
-    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let expires_at = (chrono::Utc::now() + chrono::Duration::days(i64::from(args.valid_days)))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let secret = minqing_net::new_secret();
     let bundle = Bundle {
         format: BUNDLE_FORMAT.into(),

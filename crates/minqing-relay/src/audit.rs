@@ -311,7 +311,10 @@ impl Writer {
             return;
         }
         if let Err(e) = self.home.append_audit(&self.batch) {
-            tracing::error!(lines = self.batch.len(), "cannot write the audit log: {e:#}");
+            tracing::error!(
+                lines = self.batch.len(),
+                "cannot write the audit log: {e:#}"
+            );
         }
         self.batch.clear();
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use minqing_net::{
-    CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, DeviceGate, EnrolRefusal,
-    EnrolRequest, EnrolResponse, NetError, RelayCa, ServerTls, SessionLimits, quinn,
+    CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, DeviceGate, EnrolRefusal, EnrolRequest,
+    EnrolResponse, NetError, RelayCa, ServerTls, SessionLimits, quinn,
 };
 use minqing_store::SledStorage;
 use minqing_sync::{
@@ -440,15 +440,14 @@ async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming, handshak
     let span = tracing::info_span!("device", id = %device.device_id, cadre = %device.cadre);
     let deadline = Duration::from_secs(limits.session_deadline_secs.max(1));
     async {
-        let result = match tokio::time::timeout(deadline, serve_device(&relay, &conn, &device))
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(anyhow::Error::new(NetError::Limit(format!(
-                "the session took longer than {} s",
-                deadline.as_secs()
-            )))),
-        };
+        let result =
+            match tokio::time::timeout(deadline, serve_device(&relay, &conn, &device)).await {
+                Ok(r) => r,
+                Err(_) => Err(anyhow::Error::new(NetError::Limit(format!(
+                    "the session took longer than {} s",
+                    deadline.as_secs()
+                )))),
+            };
         match result {
             Ok(()) => conn.close(CLOSE_DONE.into(), b"done"),
             Err(e) => {
@@ -621,8 +620,7 @@ fn decide_enrolment(relay: &Relay, req: Result<EnrolRequest, String>) -> EnrolRe
         );
     }
     let days = d.valid_days.unwrap_or(730);
-    let validity =
-        minqing_net::Validity::from_now(Duration::from_secs(u64::from(days) * 86_400));
+    let validity = minqing_net::Validity::from_now(Duration::from_secs(u64::from(days) * 86_400));
     let issued = match relay.ca.sign_request(&req.csr_pem, id, validity) {
         Ok(c) => c,
         Err(e) => {

@@ -319,7 +319,8 @@ async fn relay_serves_enrolled_devices_only_their_villages() {
     // is not running to answer a first contact.)
     let (_, mut stranger_bundle) = enroll(&other_home, "张三", "V1");
     let read = |f: &str| std::fs::read_to_string(other_home.join("ca").join(f)).unwrap();
-    let other_ca = minqing_net::RelayCa::load("别的中继", &read("ca.pem"), &read("ca.key")).unwrap();
+    let other_ca =
+        minqing_net::RelayCa::load("别的中继", &read("ca.pem"), &read("ca.key")).unwrap();
     let issued = other_ca
         .issue_device(
             &stranger_bundle.device_id,

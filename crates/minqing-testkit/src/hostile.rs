@@ -376,7 +376,11 @@ fn initial_packet(dcid: &[u8], hello: &[u8]) -> Result<Vec<u8>, HostileError> {
     let (first, rest) = packet.split_at_mut(1);
     keys.local
         .header
-        .encrypt_in_place(&sample, &mut first[0], &mut rest[pn_offset - 1..pn_offset - 1 + PN_LEN])
+        .encrypt_in_place(
+            &sample,
+            &mut first[0],
+            &mut rest[pn_offset - 1..pn_offset - 1 + PN_LEN],
+        )
         .map_err(|e| HostileError::Packet(e.to_string()))?;
     Ok(packet)
 }

@@ -45,11 +45,19 @@ struct Pending {
 /// Reads and checks everything of a bundle file before anything is written.
 fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
     let bundle = Bundle::read(path).map_err(|e| usage(e.to_string()))?;
-    PersonName::parse(&bundle.cadre)
-        .map_err(|e| usage(format!("enrolment bundle {}: the cadre: {e}", path.display())))?;
+    PersonName::parse(&bundle.cadre).map_err(|e| {
+        usage(format!(
+            "enrolment bundle {}: the cadre: {e}",
+            path.display()
+        ))
+    })?;
     if let Some(t) = &bundle.team {
-        TeamName::parse(t)
-            .map_err(|e| usage(format!("enrolment bundle {}: the team: {e}", path.display())))?;
+        TeamName::parse(t).map_err(|e| {
+            usage(format!(
+                "enrolment bundle {}: the team: {e}",
+                path.display()
+            ))
+        })?;
     }
     minqing_model::ids::parse_device_id(&bundle.device_id).map_err(|e| {
         usage(format!(
@@ -261,7 +269,11 @@ fn stored_bundle(store: &SledStorage) -> anyhow::Result<(Bundle, Identity)> {
         usage("this laptop is not enrolled with a relay: join one with `minqing enroll --bundle FILE` from the operator")
     })?;
     let text = std::str::from_utf8(&raw).unwrap_or_default();
-    let damaged = || anyhow::anyhow!("this laptop's relay enrolment record is damaged; ask the operator for a new enrolment file");
+    let damaged = || {
+        anyhow::anyhow!(
+            "this laptop's relay enrolment record is damaged; ask the operator for a new enrolment file"
+        )
+    };
     let v: serde_json::Value = serde_json::from_str(text).map_err(|_| damaged())?;
     if v.get("format").and_then(|f| f.as_str()) == Some("minqing-bundle/1") {
         let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
