@@ -200,3 +200,85 @@ fn a_village_that_does_not_load_on_a_laptop_is_named_and_fetched_again() {
     assert!(list.contains("四组 4 号"), "{list}");
     a.minqing(&["village", "list"]).ok();
 }
+
+#[test]
+fn a_copied_laptop_writes_as_a_new_incarnation_and_both_copies_keep_syncing() {
+    // A home copied to a second laptop (or restored from a backup) holds the
+    // same device id and store: with one actor both would write the same
+    // sequence numbers, and one of them could never sync again ("duplicate seq").
+    let (_relay, (_, a), (_, b)) = county();
+    a.minqing(&[
+        "household",
+        "add",
+        "--village",
+        "V1",
+        "--address",
+        "原来的户",
+    ])
+    .ok();
+    sync(&a).ok();
+    let copy = Home::copy_of(&a);
+    a.minqing(&[
+        "household",
+        "add",
+        "--village",
+        "V1",
+        "--address",
+        "甲写的户",
+    ])
+    .ok();
+    copy.minqing(&[
+        "household",
+        "add",
+        "--village",
+        "V1",
+        "--address",
+        "副本写的户",
+    ])
+    .ok();
+    for home in [&a, &copy, &a, &copy, &b] {
+        let run = sync(home);
+        assert!(
+            run.status.success(),
+            "a laptop and its copy cannot both sync: {}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+    for home in [&a, &copy, &b] {
+        let list = households(home);
+        assert!(
+            list.contains("甲写的户") && list.contains("副本写的户"),
+            "{list}"
+        );
+    }
+}
+
+#[test]
+fn a_county_report_names_a_village_that_does_not_load_and_reports_the_others() {
+    let (relay, (_, a), _) = county();
+    let mut relay = relay;
+    relay.village_add("V2", "白云村");
+    a.minqing(&[
+        "household",
+        "add",
+        "--village",
+        "V1",
+        "--address",
+        "五组 5 号",
+    ])
+    .ok();
+    sync(&a).ok();
+    // V2's export (what reports read while serve runs) is damaged.
+    let export = relay.home().join("export").join("V2.automerge");
+    std::fs::write(&export, b"\x85\x6f\x4a\x83 damaged").expect("write");
+    let run = relay.run(&["report", "monthly", "--month", "2026-03"]);
+    let out = run.ok();
+    assert!(
+        run.stderr.contains("V2") && run.stderr.contains("left out"),
+        "{}",
+        run.stderr
+    );
+    assert!(!out.is_empty());
+    relay.stop();
+}
