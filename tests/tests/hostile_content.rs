@@ -9,14 +9,6 @@
 
 use minqing_e2e::{Home, Relay, Run, command};
 
-/// A device enrolled with `relay` for `villages`, set up from its bundle.
-fn device(relay: &Relay, cadre: &str, villages: &str) -> (String, Home) {
-    let (id, bundle) = relay.enroll(cadre, villages);
-    let home = Home::new();
-    assert_eq!(home.init_bundle(&bundle), id);
-    (id, home)
-}
-
 fn sync(home: &Home) -> Run {
     home.minqing(&["sync", "--timeout", "10"])
 }
@@ -32,9 +24,9 @@ fn hostile(home: &Home, village: &str, attack: &[&str]) -> Run {
 fn county() -> (Relay, (String, Home), (String, Home)) {
     let mut relay = Relay::init("county");
     relay.village_add("V1", "红星村");
-    let a = device(&relay, "王芳", "V1");
-    let b = device(&relay, "李明", "V1");
     relay.start();
+    let a = relay.laptop("王芳", "V1");
+    let b = relay.laptop("李明", "V1");
     sync(&a.1).ok();
     sync(&b.1).ok();
     (relay, a, b)

@@ -5,6 +5,7 @@ mod cli;
 mod cmd;
 mod error;
 mod home;
+mod idle_store;
 mod lookup;
 mod output;
 
@@ -22,7 +23,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One line: the error and its causes, joined by ": ".
-            eprintln!("error: {err:#}");
+            eprintln!(
+                "error: {}",
+                minqing_model::text::escape_for_terminal(&format!("{err:#}"))
+            );
             ExitCode::from(error::exit_code(&err))
         }
     }

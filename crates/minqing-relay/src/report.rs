@@ -219,6 +219,13 @@ fn emit<T: Serialize>(report: &T, tables: &[Table], out: &ReportOut) -> Result<(
     for note in &printed.stderr {
         eprintln!("{note}");
     }
-    println!("{}", printed.stdout);
+    // Text in reports arrived by sync from laptops: never let it drive the
+    // operator's terminal (control, bidi and zero-width characters escaped).
+    let shown = if targets.json {
+        minqing_model::text::escape_json_for_terminal(&printed.stdout)
+    } else {
+        minqing_model::text::escape_for_terminal(&printed.stdout)
+    };
+    println!("{shown}");
     Ok(())
 }

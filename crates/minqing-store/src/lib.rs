@@ -92,6 +92,21 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The operating system's error behind this one, if any (a full disk, a
+    /// read-only mount), so that callers can say what to do about it.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            StoreError::Sled {
+                source: sled::Error::Io(e),
+                ..
+            }
+            | StoreError::Io { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<StoreError> for StorageError {
     fn from(e: StoreError) -> Self {
         match e {

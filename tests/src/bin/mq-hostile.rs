@@ -52,7 +52,22 @@ fn run() -> anyhow::Result<()> {
     let raw = store
         .meta_get("relay_bundle")?
         .ok_or_else(|| anyhow::anyhow!("{home} is not enrolled"))?;
-    let bundle = minqing_net::Bundle::from_json(std::str::from_utf8(&raw)?)?;
+    // The laptop's key and certificate: in its meta (one-time enrolment), or
+    // in the bundle itself (bundles of 5a5e579).
+    let mut v: serde_json::Value = serde_json::from_slice(&raw)?;
+    let identity = if v["format"] == "minqing-bundle/1" {
+        v["format"] = serde_json::json!(minqing_net::BUNDLE_FORMAT);
+        minqing_net::Identity {
+            cert_pem: v["cert_pem"].as_str().unwrap_or_default().to_owned(),
+            key_pem: v["key_pem"].as_str().unwrap_or_default().to_owned(),
+        }
+    } else {
+        let raw = store
+            .meta_get("relay_identity")?
+            .ok_or_else(|| anyhow::anyhow!("{home} has no identity yet"))?;
+        serde_json::from_slice(&raw)?
+    };
+    let bundle = minqing_net::Bundle::parse_unchecked(&v.to_string())?;
     let bytes = store
         .load(&doc_id)?
         .ok_or_else(|| anyhow::anyhow!("{home} does not hold {village}"))?;
@@ -139,7 +154,8 @@ fn run() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let conn = minqing_net::connect(&bundle, minqing_net::ConnectOptions::default()).await?;
+        let conn = minqing_net::connect(&bundle, &identity, minqing_net::ConnectOptions::default())
+            .await?;
         let (mut send, mut recv) = conn.connection.open_bi().await?;
         send.write_all(&out).await?;
         let mut dec = FrameDecoder::default();

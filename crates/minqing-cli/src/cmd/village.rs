@@ -17,7 +17,7 @@ pub fn run(home: &Home, cmd: VillageCmd) -> anyhow::Result<()> {
                 bail!("village {doc_id} already exists on this laptop; nothing was changed");
             }
             let mut village = Village::from_new_doc(doc_id.clone(), doc)?;
-            home.save(&mut village)?;
+            home.save(&mut village, "village")?;
             let v = village.view();
             output::line(&format!(
                 "added village {} {}{}",
