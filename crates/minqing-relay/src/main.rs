@@ -2,6 +2,7 @@
 //! the audit log, and `serve` (QUIC with mutual TLS).
 
 mod admin;
+mod audit;
 mod export;
 mod guard;
 mod keys;
@@ -53,7 +54,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VillageCmd,
     },
-    /// Enrol a laptop: write its bundle (key, certificate, CA, relay address, villages).
+    /// Enrol a laptop: write its one-time bundle (CA, relay address, villages, secret; no key).
     Enroll {
         /// The cadre who uses the laptop.
         #[arg(long)]
@@ -73,6 +74,9 @@ enum Cmd {
         /// Days the laptop's certificate stays valid.
         #[arg(long, default_value_t = 730)]
         valid_days: u32,
+        /// Enrol a laptop set up on its own under the id it has (`minqing whoami`).
+        #[arg(long, value_name = "ID")]
+        device_id: Option<String>,
     },
     /// Replace the villages assigned to a laptop.
     Assign {
@@ -218,6 +222,7 @@ fn run() -> Result<ExitCode> {
             out,
             addr,
             valid_days,
+            device_id,
         } => admin::enroll(
             &home,
             &secret,
@@ -228,6 +233,7 @@ fn run() -> Result<ExitCode> {
                 out,
                 addr,
                 valid_days,
+                device_id,
             },
         )?,
         Cmd::Assign { device, villages } => admin::assign(&home, &device, &villages)?,
@@ -236,7 +242,7 @@ fn run() -> Result<ExitCode> {
         Cmd::Unseal { file, out } => keys::unseal(&home, &secret, &file, &out)?,
         Cmd::Devices { json } => admin::devices(&home, json)?,
         Cmd::Audit { json } => admin::audit(&home, json)?,
-        Cmd::Serve => serve::serve(&home)?,
+        Cmd::Serve => serve::serve(&home, &secret)?,
         Cmd::Report { cmd } => report::run(&home, cmd)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -173,7 +173,8 @@ impl RelaySession {
     }
 
     /// Bytes this session holds on behalf of its device: a partly received
-    /// frame or sync message, and changes waiting for their dependencies.
+    /// frame or sync message, and changes waiting for their dependencies —
+    /// what the relay's buffer budget accounts for.
     pub fn buffered(&self) -> usize {
         self.decoder.buffered()
             + self.assembler.buffered()
@@ -240,10 +241,13 @@ impl RelaySession {
                     self.on_sync(doc, &message, host)?
                 }
                 (Phase::Serving, Frame::SyncPart { doc, total, bytes }) => {
-                    if let Some((doc, message)) =
-                        self.assembler
-                            .part(doc, total, bytes, self.config.max_message_len)?
-                    {
+                    // A device's message carries at most the changes the
+                    // policy allows (plus heads and a Bloom filter).
+                    let max = self
+                        .config
+                        .max_message_len
+                        .min(self.policy.limits.max_message_changes_len + (1 << 20));
+                    if let Some((doc, message)) = self.assembler.part(doc, total, bytes, max)? {
                         self.on_sync(doc, &message, host)?
                     }
                 }

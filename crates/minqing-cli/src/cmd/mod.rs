@@ -29,11 +29,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sync(a) => return sync::sync(Home::open(&dir, &sec)?, &a),
         Command::Status(j) => sync::status(&Home::open(&dir, &sec)?, j.json),
-        Command::Init(args) if args.bundle.is_some() => sync::init_bundle(
-            &dir,
-            args.bundle.as_deref().unwrap_or(std::path::Path::new("")),
-            &sec,
-        ),
+        Command::Init(args) if args.bundle.is_some() => {
+            return sync::init_bundle(
+                &dir,
+                args.bundle.as_deref().unwrap_or(std::path::Path::new("")),
+                args.timeout,
+                &sec,
+            );
+        }
+        Command::Enroll(args) => return sync::enroll(&dir, &args.bundle, args.timeout, &sec),
         Command::Init(args) => init::init(&dir, args, &sec),
         Command::Passwd(a) => keys::passwd(&dir, &sec, &a),
         Command::Backup(a) => keys::backup(&dir, &sec, &a),
