@@ -160,7 +160,10 @@ fn after_a_realistic_session_nothing_is_in_clear_and_every_file_is_private() {
         let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
         v["key_pem"].as_str().unwrap_or_default().to_owned()
     };
-    assert!(key_pem.contains("PRIVATE KEY"), "the identity holds the key");
+    assert!(
+        key_pem.contains("PRIVATE KEY"),
+        "the identity holds the key"
+    );
     let mut needles: Vec<String> = vec![ID_CARD.into(), PHONE.into(), NAME.into(), NOTE.into()];
     needles.extend(pem_body_lines(&key_pem));
     assert!(needles.len() > 4, "the laptop has a key to look for");
