@@ -42,7 +42,21 @@ fn run() -> anyhow::Result<()> {
         anyhow::bail!("usage: mq-hostile HOME VILLAGE ATTACK [ARG]");
     };
     let doc_id = DocId::new(village.clone())?;
-    let store = minqing_store::SledStorage::open(&std::path::Path::new(home).join("store"))?;
+    // Laptop homes are encrypted at rest: unlock with the passphrase file the
+    // test support gives every command (MINQING_PASSPHRASE_FILE).
+    let dir = std::path::Path::new(home).join("store");
+    let store = if minqing_store::keyring::has_keyring(&dir) {
+        let file = std::env::var_os("MINQING_PASSPHRASE_FILE")
+            .ok_or_else(|| anyhow::anyhow!("MINQING_PASSPHRASE_FILE is not set"))?;
+        let pass = minqing_store::secret::Passphrase::from_file(std::path::Path::new(&file))?;
+        let ring = minqing_store::keyring::Keyring::load(&dir)?;
+        let key = ring
+            .open(&pass, &dir)?
+            .ok_or_else(|| anyhow::anyhow!("the passphrase does not open {}", dir.display()))?;
+        minqing_store::SledStorage::open_sealed(&dir, &key)?
+    } else {
+        minqing_store::SledStorage::open(&dir)?
+    };
     if attack == "damage" {
         store.append(&doc_id, b"\x85\x6f\x4a\x83 not an automerge document")?;
         store.flush()?;
