@@ -598,12 +598,30 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Opens the store of a laptop home that no minqing process runs on: an
+/// encrypted one (every home the tests make) is unlocked with
+/// [`TEST_PASSPHRASE`].
+pub fn open_home_store(home: &Path) -> minqing_store::SledStorage {
+    let dir = home.join("store");
+    if !minqing_store::keyring::has_keyring(&dir) {
+        return minqing_store::SledStorage::open(&dir)
+            .expect("the laptop's store opens (no minqing process runs on it)");
+    }
+    let ring = minqing_store::keyring::Keyring::load(&dir).expect("the keyring reads");
+    let pass = minqing_store::secret::Passphrase::new(TEST_PASSPHRASE);
+    let key = ring
+        .open(&pass, &dir)
+        .expect("the keyring opens")
+        .expect("the test passphrase opens the laptop's store");
+    minqing_store::SledStorage::open_sealed(&dir, &key)
+        .expect("the laptop's store opens (no minqing process runs on it)")
+}
+
 /// What a laptop holds to reach its relay: its bundle and its key and
 /// certificate, read from its (not running) home's store. Homes of the old
 /// format (a bundle that carried the key) are read too.
 pub fn relay_credentials(home: &Home) -> (minqing_net::Bundle, minqing_net::Identity) {
-    let store = minqing_store::SledStorage::open(&home.path().join("store"))
-        .expect("the laptop's store opens (no minqing process runs on it)");
+    let store = open_home_store(home.path());
     let raw = store
         .meta_get("relay_bundle")
         .expect("meta is readable")
