@@ -62,7 +62,9 @@ struct Server(Child);
 
 impl Server {
     fn start(home: &Path) -> Server {
+        // serve unseals the CA key (it signs at first contact).
         let mut child = Command::new(BIN)
+            .env("MINQING_RELAY_PASSPHRASE_FILE", passphrase_file())
             .arg("serve")
             .arg("--home")
             .arg(home)
@@ -341,8 +343,21 @@ async fn relay_serves_enrolled_devices_only_their_villages() {
     // is not running to answer a first contact.)
     let (_, mut stranger_bundle) = enroll(&other_home, "张三", "V1");
     let read = |f: &str| std::fs::read_to_string(other_home.join("ca").join(f)).unwrap();
-    let other_ca =
-        minqing_net::RelayCa::load("别的中继", &read("ca.pem"), &read("ca.key")).unwrap();
+    // The CA key is sealed with the operator passphrase (docs/security.md).
+    let ca_key = minqing_store::sealed::read(
+        &other_home.join("ca").join("ca.key"),
+        "relay-ca-key",
+        minqing_store::sealed::OpenWith::Passphrase(
+            &minqing_store::secret::Passphrase::from_file(&passphrase_file()).unwrap(),
+        ),
+    )
+    .unwrap();
+    let other_ca = minqing_net::RelayCa::load(
+        "别的中继",
+        &read("ca.pem"),
+        std::str::from_utf8(&ca_key).unwrap(),
+    )
+    .unwrap();
     let issued = other_ca
         .issue_device(
             &stranger_bundle.device_id,
