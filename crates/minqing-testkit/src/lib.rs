@@ -10,5 +10,6 @@
 //! Everything here refuses addresses outside the loopback range: no test or
 //! benchmark may send traffic anywhere but this machine.
 
+pub mod powercut;
 pub mod rtt;
 pub mod shaper;
