@@ -271,7 +271,7 @@ impl State {
         if self.image.is_some() {
             return;
         }
-        let mut rng = SplitMix::new(self.plan.seed ^ 0x5EED_0F_C0FFEE);
+        let mut rng = SplitMix::new(self.plan.seed ^ 0x5EED_0FC0_FFEE);
         let mut image = Image::default();
         // Decide each directory's and file's fate once, in inode order, so
         // that the image is a pure function of (seed, operation history).
@@ -896,6 +896,30 @@ impl PowerCutFs {
     /// Cuts the power now (if not already cut).
     pub fn cut_now(&self) {
         lock(&self.state).cut();
+    }
+
+    /// Makes everything written so far durable, as if the machine had been
+    /// idle long enough for the kernel to write every dirty page and commit
+    /// every directory (used after a test's set-up, before the workload whose
+    /// durability is under test).
+    pub fn settle(&self) {
+        let mut st = lock(&self.state);
+        for node in st.nodes.values_mut() {
+            match node {
+                Node::File {
+                    data,
+                    durable,
+                    pending,
+                    ..
+                } => {
+                    durable.clone_from(data);
+                    pending.clear();
+                }
+                Node::Dir {
+                    entries, durable, ..
+                } => durable.clone_from(entries),
+            }
+        }
     }
 
     /// Changes the operation number at which the power is cut (operations
