@@ -8,10 +8,12 @@
 //! `arrive` (several villages arriving whole, each (~180 KiB saved) well above
 //! sled's 128 KiB blob threshold, with small writes between them).
 //!
+//! `MINQING_POWERCUT_PRECREATE=1` starts each run from an existing, fully
+//! durable empty store instead of none.
 //! `MINQING_POWERCUT_CUTS` (default 4 per workload) sets the number of cuts,
 //! `MINQING_POWERCUT_SEED` the first seed (cut `i` uses seed + i); a failure
 //! prints the seed and operation that replay it
-//! (`MINQING_POWERCUT_SEED=S MINQING_POWERCUT_OP=N MINQING_POWERCUT_CUTS=1`).
+//! (`MINQING_POWERCUT_SEED=S MINQING_POWERCUT_AT=op:N MINQING_POWERCUT_CUTS=1`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -23,7 +25,7 @@ use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT, ReadDoc};
 use minqing_store::SledStorage;
 use minqing_sync::{DocId, Storage, load_doc};
-use minqing_testkit::powercut::{CutPlan, PowerCutFs, SplitMix};
+use minqing_testkit::powercut::{CutPlan, CutPoint, FsStats, PowerCutFs, SplitMix, workload_stats};
 
 const DIR_VAR: &str = "MINQING_POWERCUT_CHILD_DIR";
 const WORK_VAR: &str = "MINQING_POWERCUT_CHILD_WORK";
@@ -111,11 +113,33 @@ fn env_u64(name: &str) -> Option<u64> {
 /// writes, the file-system counters and the directory holding the image.
 fn one_run(
     work: &str,
-    plan: CutPlan,
-) -> (Vec<(String, String)>, u64, tempfile::TempDir, bool, String) {
+    seed: u64,
+    cut: Option<CutPoint>,
+) -> (
+    Vec<(String, String)>,
+    FsStats,
+    tempfile::TempDir,
+    bool,
+    String,
+) {
     let mnt = tempfile::tempdir().unwrap();
-    let fs = PowerCutFs::mount(mnt.path(), plan)
+    let fs = PowerCutFs::mount(mnt.path(), CutPlan::never(seed))
         .expect("mount the power-cut file system (needs /dev/fuse and root)");
+    if std::env::var_os("MINQING_POWERCUT_PRECREATE").is_some() {
+        // Start from an existing store made fully durable, so that only the
+        // workload's own writes are at stake (how the old store was measured:
+        // it did not make a new store durable at all).
+        let store = SledStorage::open(&mnt.path().join("store")).unwrap();
+        store.flush().unwrap();
+        drop(store);
+        std::thread::sleep(Duration::from_millis(100));
+        fs.settle();
+    }
+    // Operations are counted from the start of the workload.
+    let base = fs.stats();
+    if let Some(cut) = cut {
+        cut.arm(&fs, base);
+    }
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(&exe)
         .args([
@@ -176,13 +200,21 @@ fn one_run(
         was_cut || finished,
         "the workload neither finished nor was cut"
     );
-    (acks, stats.ops, out, was_cut, note)
+    (acks, workload_stats(stats, base), out, was_cut, note)
 }
 
 /// Checks one cut image: the store opens and holds every acknowledged write.
 fn check_image(dir: &Path, acks: &[(String, String)]) -> Result<(), String> {
     let store = SledStorage::open(&dir.join("store"))
         .map_err(|e| format!("the store does not open: {e}"))?;
+    // Every village in the store loads (a damaged one would be lost work too),
+    for id in store
+        .docs()
+        .map_err(|e| format!("the store lists no villages: {e}"))?
+    {
+        load_doc(&store, &id).map_err(|e| format!("{id} does not load: {e}"))?;
+    }
+    // and every acknowledged write is there.
     let mut docs: Vec<&str> = acks.iter().map(|(d, _)| d.as_str()).collect();
     docs.dedup();
     for doc in docs {
@@ -217,41 +249,35 @@ fn matrix(work: &str) {
             .map(|d| d.as_nanos() as u64 % 1_000_000)
             .unwrap_or(1)
     });
-    let pinned_op = env_u64("MINQING_POWERCUT_OP");
-    // One uncut run tells how many operations the workload takes (skipped
-    // when a replay pins the operation).
-    let total_ops = match pinned_op {
-        Some(op) => op,
+    let pinned = std::env::var("MINQING_POWERCUT_AT")
+        .ok()
+        .map(|s| CutPoint::parse(&s).expect("MINQING_POWERCUT_AT is op:N or sync:N"));
+    // One uncut run tells how many operations and syncs the workload takes
+    // (skipped when a replay pins the cut point).
+    let total = match pinned {
+        Some(_) => FsStats::default(),
         None => {
-            let (acks, total_ops, dir, _, _) = one_run(
-                work,
-                CutPlan {
-                    seed: base,
-                    cut_before_op: None,
-                },
-            );
+            let (acks, total, dir, _, _) = one_run(work, base, None);
             check_image(dir.path(), &acks).unwrap_or_else(|e| panic!("{work} without a cut: {e}"));
-            total_ops
+            total
         }
     };
-    eprintln!("{work}: {total_ops} operations uncut; {cuts} cuts from seed {base}");
+    eprintln!(
+        "{work}: {} operations, {} syncs uncut; {cuts} cuts from seed {base}",
+        total.ops,
+        total.syncs()
+    );
     let mut failures = Vec::new();
     for i in 0..cuts {
         let seed = base + i;
-        let op = pinned_op.unwrap_or_else(|| 1 + SplitMix::new(seed).below(total_ops));
-        let (acks, _, dir, was_cut, note) = one_run(
-            work,
-            CutPlan {
-                seed,
-                cut_before_op: Some(op),
-            },
-        );
+        let op = pinned.unwrap_or_else(|| CutPoint::choose(seed, total));
+        let (acks, _, dir, was_cut, note) = one_run(work, seed, Some(op));
         let res = check_image(dir.path(), &acks);
         if res.is_err() && std::env::var_os("MINQING_POWERCUT_KEEP").is_some() {
             eprintln!("image kept in {}", dir.keep().display());
         }
         eprintln!(
-            "{work} seed {seed} cut before op {op}{}: {} acknowledged, {note}: {}",
+            "{work} seed {seed} cut before {op}{}: {} acknowledged, {note}: {}",
             if was_cut {
                 ""
             } else {
@@ -265,7 +291,7 @@ fn matrix(work: &str) {
         );
         if let Err(e) = res {
             failures.push(format!(
-                "seed {seed} (op {op}): {e} — replay: MINQING_POWERCUT_SEED={seed} MINQING_POWERCUT_OP={op} MINQING_POWERCUT_CUTS=1"
+                "seed {seed} (op {op}): {e} — replay: MINQING_POWERCUT_SEED={seed} MINQING_POWERCUT_AT={op} MINQING_POWERCUT_CUTS=1"
             ));
         }
     }

@@ -71,6 +71,68 @@ impl SplitMix {
     }
 }
 
+/// Where a matrix cuts a workload, counted from the workload's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutPoint {
+    /// Before the n-th mutating operation.
+    Op(u64),
+    /// Before the n-th fsync (file or directory).
+    Sync(u64),
+}
+
+impl CutPoint {
+    /// A seeded cut point within a workload that took `total` (as measured
+    /// by an uncut run): half of the seeds cut before a uniformly drawn
+    /// operation, half before a uniformly drawn sync.
+    pub fn choose(seed: u64, total: FsStats) -> CutPoint {
+        let mut rng = SplitMix::new(seed);
+        if rng.below(2) == 0 || total.syncs() == 0 {
+            CutPoint::Op(1 + rng.below(total.ops.max(1)))
+        } else {
+            CutPoint::Sync(1 + rng.below(total.syncs()))
+        }
+    }
+
+    /// Parses `op:N` or `sync:N` (how a failure prints its replay).
+    pub fn parse(s: &str) -> Option<CutPoint> {
+        let (kind, n) = s.split_once(':')?;
+        let n = n.parse().ok()?;
+        match kind {
+            "op" => Some(CutPoint::Op(n)),
+            "sync" => Some(CutPoint::Sync(n)),
+            _ => None,
+        }
+    }
+
+    /// Arms `fs` to cut at this point, counting from the counters in `base`
+    /// (what the set-up before the workload did).
+    pub fn arm(self, fs: &PowerCutFs, base: FsStats) {
+        match self {
+            CutPoint::Op(n) => fs.set_cut_before_op(Some(base.ops + n)),
+            CutPoint::Sync(n) => fs.set_cut_before_sync(Some(base.syncs() + n)),
+        }
+    }
+}
+
+impl std::fmt::Display for CutPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CutPoint::Op(n) => write!(f, "op:{n}"),
+            CutPoint::Sync(n) => write!(f, "sync:{n}"),
+        }
+    }
+}
+
+/// The counters of a workload alone: `after` minus the set-up's `base`.
+pub fn workload_stats(after: FsStats, base: FsStats) -> FsStats {
+    FsStats {
+        ops: after.ops - base.ops,
+        writes: after.writes - base.writes,
+        file_syncs: after.file_syncs - base.file_syncs,
+        dir_syncs: after.dir_syncs - base.dir_syncs,
+    }
+}
+
 /// When to cut the power.
 #[derive(Debug, Clone, Copy)]
 pub struct CutPlan {
@@ -79,6 +141,21 @@ pub struct CutPlan {
     /// Cut just before the mutating operation with this number (1-based) is
     /// applied. `None`: only when [`PowerCutFs::cut_now`] is called.
     pub cut_before_op: Option<u64>,
+    /// Cut just before the `fsync` (of a file or a directory) with this
+    /// number (1-based) is applied: the moments between two syncs are where
+    /// ordering mistakes show. `None`: not by sync count.
+    pub cut_before_sync: Option<u64>,
+}
+
+impl CutPlan {
+    /// A plan that never cuts by itself (only [`PowerCutFs::cut_now`]).
+    pub fn never(seed: u64) -> CutPlan {
+        CutPlan {
+            seed,
+            cut_before_op: None,
+            cut_before_sync: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +190,13 @@ pub struct FsStats {
     pub file_syncs: u64,
     /// Directory `fsync` requests.
     pub dir_syncs: u64,
+}
+
+impl FsStats {
+    /// File and directory syncs together (the `cut_before_sync` counter).
+    pub fn syncs(&self) -> u64 {
+        self.file_syncs + self.dir_syncs
+    }
 }
 
 /// One entry of a materialised image.
@@ -220,6 +304,17 @@ impl State {
             flags: 0,
             blksize: PAGE as u32,
         })
+    }
+
+    /// Counts a sync; `Err(EIO)` if the power is (now) off.
+    fn sync_op(&mut self) -> Result<(), Errno> {
+        self.op()?;
+        let next = self.stats.syncs() + 1;
+        if self.plan.cut_before_sync.is_some_and(|n| next >= n) {
+            self.cut();
+            return Err(Errno::EIO);
+        }
+        Ok(())
     }
 
     /// Counts a mutating operation; `Err(EIO)` if the power is (now) off.
@@ -707,7 +802,7 @@ impl Filesystem for CutFsInner {
     ) {
         let mut st = self.st();
         let r = (|| {
-            st.op()?;
+            st.sync_op()?;
             st.stats.file_syncs += 1;
             match st.nodes.get_mut(&ino.0) {
                 Some(Node::File {
@@ -790,7 +885,7 @@ impl Filesystem for CutFsInner {
     ) {
         let mut st = self.st();
         let r = (|| {
-            st.op()?;
+            st.sync_op()?;
             st.stats.dir_syncs += 1;
             match st.nodes.get_mut(&ino.0) {
                 Some(Node::Dir {
@@ -926,6 +1021,11 @@ impl PowerCutFs {
     /// already counted stay counted).
     pub fn set_cut_before_op(&self, op: Option<u64>) {
         lock(&self.state).plan.cut_before_op = op;
+    }
+
+    /// Changes the sync number at which the power is cut.
+    pub fn set_cut_before_sync(&self, sync: Option<u64>) {
+        lock(&self.state).plan.cut_before_sync = sync;
     }
 
     /// Cuts the power if it is still on, unmounts (every process using the

@@ -28,24 +28,18 @@ fn synced_data_survives_and_unsynced_data_may_not() {
     let mut missing_unsynced_dir = 0;
     let mut lost_tail = 0;
     for seed in 0..24 {
-        let out = run(
-            CutPlan {
-                seed,
-                cut_before_op: None,
-            },
-            |m| {
-                std::fs::create_dir(m.join("d")).unwrap();
-                sync_dir(m);
-                let mut f = File::create(m.join("d/durable")).unwrap();
-                f.write_all(b"kept").unwrap();
-                f.sync_all().unwrap();
-                sync_dir(&m.join("d"));
-                f.write_all(b" tail").unwrap(); // never synced
-                let mut g = File::create(m.join("d/unlisted")).unwrap();
-                g.write_all(b"x").unwrap();
-                g.sync_all().unwrap(); // contents synced, directory not
-            },
-        );
+        let out = run(CutPlan::never(seed), |m| {
+            std::fs::create_dir(m.join("d")).unwrap();
+            sync_dir(m);
+            let mut f = File::create(m.join("d/durable")).unwrap();
+            f.write_all(b"kept").unwrap();
+            f.sync_all().unwrap();
+            sync_dir(&m.join("d"));
+            f.write_all(b" tail").unwrap(); // never synced
+            let mut g = File::create(m.join("d/unlisted")).unwrap();
+            g.write_all(b"x").unwrap();
+            g.sync_all().unwrap(); // contents synced, directory not
+        });
         let durable = std::fs::read(out.path().join("d/durable")).unwrap();
         assert!(durable.starts_with(b"kept"), "seed {seed}: {durable:?}");
         if durable == b"kept" {
@@ -70,6 +64,7 @@ fn a_cut_fails_every_later_operation_and_a_rename_needs_its_directory() {
         CutPlan {
             seed: 7,
             cut_before_op: Some(6),
+            cut_before_sync: None,
         },
         |m| {
             // ops: create(1) write(2) fsync(3) fsyncdir(4) rename(5) fsyncdir(6: cut)
