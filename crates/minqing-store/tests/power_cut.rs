@@ -272,7 +272,19 @@ fn matrix(work: &str) {
         let seed = base + i;
         let op = pinned.unwrap_or_else(|| CutPoint::choose(seed, total));
         let (acks, _, dir, was_cut, note) = one_run(work, seed, Some(op));
-        let res = check_image(dir.path(), &acks);
+        // sled itself may panic on a damaged store (the old store did:
+        // "cannot find pid 6 in view_for_key"): that is a failed cut too.
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_image(dir.path(), &acks)
+        }))
+        .unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            Err(format!("reading the store panicked: {msg}"))
+        });
         if res.is_err() && std::env::var_os("MINQING_POWERCUT_KEEP").is_some() {
             eprintln!("image kept in {}", dir.keep().display());
         }
