@@ -216,6 +216,28 @@ fn build_world() -> World {
         .unwrap();
     let dir = tmp.path().to_owned();
     let big_register = register(&dir, "register.csv", 2000, 0);
+    let init_bundle = |home: &Path, bundle: &Path| {
+        ok(
+            &minqing(home, &["init", "--bundle", bundle.to_str().unwrap()]),
+            "init --bundle",
+        );
+    };
+    let sync = |home: &Path| ok(&minqing(home, &["sync", "--timeout", "30"]), "sync");
+    let import = |home: &Path, register: &Path, village: &str| {
+        ok(
+            &minqing(
+                home,
+                &[
+                    "import",
+                    "residents",
+                    register.to_str().unwrap(),
+                    "--village",
+                    village,
+                ],
+            ),
+            "import",
+        );
+    };
 
     let standalone = dir.join("standalone");
     ok(&minqing(&standalone, &["init", "--cadre", "张三"]), "init");
@@ -227,37 +249,17 @@ fn build_world() -> World {
         "village add",
     );
 
-    // `initial`: a relay holding a large V1.
+    // `initial`: a relay holding a large V1. Enrolment happens at first
+    // contact (`init --bundle`), so the relay runs meanwhile.
     let mut relay = Relay::init_at("县中继", &format!("127.0.0.1:{}", free_udp_port()));
     relay.village_add("V1", "小河村");
     let (_, seed_bundle) = relay.enroll("李四", "V1");
     let (_, fresh_bundle) = relay.enroll("王五", "V1");
-    let seeder = dir.join("seeder");
-    ok(
-        &minqing(
-            &seeder,
-            &["init", "--bundle", seed_bundle.to_str().unwrap()],
-        ),
-        "init --bundle",
-    );
     relay.start();
-    ok(
-        &minqing(&seeder, &["sync", "--timeout", "30"]),
-        "first sync",
-    );
-    ok(
-        &minqing(
-            &seeder,
-            &[
-                "import",
-                "residents",
-                big_register.to_str().unwrap(),
-                "--village",
-                "V1",
-            ],
-        ),
-        "import",
-    );
+    let seeder = dir.join("seeder");
+    init_bundle(&seeder, &seed_bundle);
+    sync(&seeder);
+    import(&seeder, &big_register, "V1");
     let households = json(&ok(
         &minqing(&seeder, &["household", "list", "--village", "V1", "--json"]),
         "household list",
@@ -284,21 +286,12 @@ fn build_world() -> World {
         );
         relay_visits.insert(last_line(&out));
     }
-    ok(
-        &minqing(&seeder, &["sync", "--timeout", "30"]),
-        "seeding sync",
-    );
+    sync(&seeder);
+    let fresh_laptop = dir.join("fresh-laptop");
+    init_bundle(&fresh_laptop, &fresh_bundle);
     assert!(relay.stop(), "the relay stops cleanly");
     let relay_full = dir.join("relay-full");
     copy_dir(&relay.home(), &relay_full);
-    let fresh_laptop = dir.join("fresh-laptop");
-    ok(
-        &minqing(
-            &fresh_laptop,
-            &["init", "--bundle", fresh_bundle.to_str().unwrap()],
-        ),
-        "init --bundle",
-    );
 
     // `relay`: an empty relay and a laptop with three large villages.
     let mut relay2 = Relay::init_at("县中继二", &format!("127.0.0.1:{}", free_udp_port()));
@@ -307,38 +300,17 @@ fn build_world() -> World {
     }
     let (_, push_bundle) = relay2.enroll("赵六", "V1,V2,V3");
     let (_, verify_bundle) = relay2.enroll("孙七", "V1,V2,V3");
-    let pusher = dir.join("pusher");
-    ok(
-        &minqing(
-            &pusher,
-            &["init", "--bundle", push_bundle.to_str().unwrap()],
-        ),
-        "init --bundle",
-    );
     relay2.start();
-    ok(
-        &minqing(&pusher, &["sync", "--timeout", "30"]),
-        "first sync",
-    );
+    let pusher = dir.join("pusher");
+    init_bundle(&pusher, &push_bundle);
+    sync(&pusher);
+    let verifier = dir.join("verifier");
+    init_bundle(&verifier, &verify_bundle);
     assert!(relay2.stop(), "the relay stops cleanly");
     for (i, v) in ["V1", "V2", "V3"].into_iter().enumerate() {
         let reg = register(&dir, &format!("register-{v}.csv"), 1500, i + 1);
-        ok(
-            &minqing(
-                &pusher,
-                &["import", "residents", reg.to_str().unwrap(), "--village", v],
-            ),
-            "import",
-        );
+        import(&pusher, &reg, v);
     }
-    let verifier = dir.join("verifier");
-    ok(
-        &minqing(
-            &verifier,
-            &["init", "--bundle", verify_bundle.to_str().unwrap()],
-        ),
-        "init --bundle",
-    );
     let relay_empty = dir.join("relay-empty");
     copy_dir(&relay2.home(), &relay_empty);
     World {
