@@ -24,13 +24,12 @@ fn opts() -> zip::write::SimpleFileOptions {
         .large_file(true)
 }
 
+/// Writes one part of the workbook.
+type Part<'a> = &'a mut dyn FnMut(&mut dyn Write);
+
 /// Writes an .xlsx with the given sheet XML body producer and optional
 /// sharedStrings.xml producer.
-fn xlsx(
-    path: &Path,
-    sheet: &mut dyn FnMut(&mut dyn Write),
-    sst: Option<&mut dyn FnMut(&mut dyn Write)>,
-) {
+fn xlsx(path: &Path, sheet: Part<'_>, sst: Option<Part<'_>>) {
     let f = std::fs::File::create(path).unwrap();
     let mut z = zip::ZipWriter::new(f);
     let has_sst = sst.is_some();
