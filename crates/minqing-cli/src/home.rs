@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use minqing_model::{Author, Id, PersonName, Village};
 use minqing_store::SledStorage;
-use minqing_sync::{DocId, Storage};
+use minqing_sync::{DocId, Incarnation, Storage};
 use serde::{Deserialize, Serialize};
 
 /// Meta key under which the device identity is kept.
@@ -67,6 +67,8 @@ pub struct Home {
     pub read_only: Option<ReadOnly>,
     /// The private copy's directory (removed when the home is dropped).
     _copy: Option<tempfile::TempDir>,
+    /// This store's incarnation: the suffix of this laptop's automerge actor.
+    pub incarnation: Incarnation,
 }
 
 /// Files and directories that make a directory a relay's home.
@@ -198,6 +200,7 @@ impl Home {
             Id::parse(&device.device_id).context("this laptop's device id is damaged")?;
         let cadre =
             PersonName::parse(&device.cadre).context("this laptop's cadre name is damaged")?;
+        let incarnation = current_incarnation(dir, &store)?;
         Ok(Home {
             dir: dir.to_path_buf(),
             store,
@@ -206,6 +209,7 @@ impl Home {
             cadre,
             read_only,
             _copy: copy,
+            incarnation,
         })
     }
 
@@ -220,6 +224,14 @@ impl Home {
                 self.dir.display()
             ),
         }
+    }
+
+    /// The automerge actor of every change this laptop makes: the device id
+    /// followed by the store's incarnation (docs/data-model.md, "Actors").
+    pub fn actor(&self) -> Vec<u8> {
+        minqing_sync::device_actor(self.device_id.as_str(), self.incarnation)
+            .to_bytes()
+            .to_vec()
     }
 
     /// Who writes now: this device and cadre, at the current time.
@@ -249,7 +261,7 @@ impl Home {
         };
         let mut village = Village::load(id.clone(), &bytes)
             .with_context(|| format!("village {id} does not load"))?;
-        village.set_actor(self.device_id.as_bytes());
+        village.set_actor(&self.actor());
         Ok(Some(village))
     }
 
@@ -263,15 +275,16 @@ impl Home {
         })
     }
 
-    /// Loads every village held (a village that fails to load is reported on
-    /// stderr and skipped, so the others stay usable).
+    /// Loads every village held. A village that does not load is named on
+    /// stderr with what to do and skipped, so the others stay usable; the
+    /// command then exits 1 ([`some_village_unloadable`]).
     pub fn villages(&self) -> anyhow::Result<Vec<Village>> {
         let mut out = Vec::new();
         for id in self.village_ids()? {
             match self.village(&id) {
                 Ok(Some(v)) => out.push(v),
                 Ok(None) => {}
-                Err(e) => tracing::error!("skipping village {id}: {e:#}"),
+                Err(e) => report_unloadable(&id, &e),
             }
         }
         Ok(out)
@@ -354,6 +367,64 @@ pub fn disk_full(what: &str) -> anyhow::Error {
     anyhow::anyhow!("disk full: this {what} was not saved — free space and run the command again")
 }
 
+/// Meta key recording where the store's incarnation was started (the store
+/// directory's device and inode): a store found elsewhere was copied or
+/// restored, and starts a new incarnation.
+const INCARNATION_PLACE_KEY: &str = "incarnation_place";
+
+fn store_place(dir: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(store_dir(dir))
+        .map(|m| format!("{}:{}", m.dev(), m.ino()))
+        .unwrap_or_default()
+}
+
+/// Starts a new incarnation of the store of home `dir`: from now on this
+/// laptop writes with a new automerge actor (device id ++ 4 new random bytes),
+/// so that a store restored from a backup, or copied, never reuses a sequence
+/// number the relay already holds. The one function to call after a restore.
+pub fn start_new_incarnation(dir: &Path, store: &SledStorage) -> anyhow::Result<Incarnation> {
+    store.meta_put(INCARNATION_PLACE_KEY, store_place(dir).as_bytes())?;
+    store
+        .start_new_incarnation(rand::random())
+        .context("cannot record this laptop's new incarnation")
+}
+
+/// The store's incarnation; a new one if it has none yet (a store from before
+/// incarnations) or if the store is not where its incarnation was started
+/// (copied or restored from a backup).
+fn current_incarnation(dir: &Path, store: &SledStorage) -> anyhow::Result<Incarnation> {
+    let here = store_place(dir);
+    let recorded = store.meta_get(INCARNATION_PLACE_KEY)?;
+    match store.incarnation()? {
+        Some(inc) if recorded.as_deref() == Some(here.as_bytes()) => Ok(inc),
+        Some(_) => {
+            tracing::info!("this store was copied or restored: starting a new incarnation");
+            start_new_incarnation(dir, store)
+        }
+        None => start_new_incarnation(dir, store),
+    }
+}
+
+static UNLOADABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Names a village that does not load, with what to do, and remembers that
+/// the command must not exit 0.
+pub fn report_unloadable(id: &DocId, e: &anyhow::Error) {
+    UNLOADABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "error: village {id} on this laptop does not load and was left out ({e:#}). \
+         The other villages are fine. If this laptop syncs with a relay, `minqing sync` sets the damaged copy \
+         aside in the home's quarantine/ folder and fetches the relay's copy (give that folder to the county IT staff); \
+         if the relay runs a newer minqing, update this one first."
+    );
+}
+
+/// Whether a village that does not load was met during this command.
+pub fn some_village_unloadable() -> bool {
+    UNLOADABLE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Opens (creating if needed) the store of a home.
 pub fn open_store(dir: &Path) -> anyhow::Result<SledStorage> {
     refuse_relay_home(dir)?;
@@ -387,6 +458,7 @@ pub fn init(dir: &Path, cadre: PersonName, team: Option<String>) -> anyhow::Resu
     };
     store.meta_put(DEVICE_KEY, &serde_json::to_vec(&device)?)?;
     store.flush().context("cannot flush the store to disk")?;
+    start_new_incarnation(dir, &store)?;
     Ok(device)
 }
 

@@ -15,6 +15,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     match run() {
+        // The command ran, but a village on this laptop does not load: it was
+        // named on stderr with what to do, and the exit code says so.
+        Ok(code) if code == ExitCode::SUCCESS && home::some_village_unloadable() => {
+            ExitCode::from(1)
+        }
         Ok(code) => code,
         Err(err) => {
             // One line: the error and its causes, joined by ": ".

@@ -52,8 +52,8 @@ pub use view::{
     DemandView, EventView, HouseholdView, ResidentDetail, ResidentView, VillageView, VisitView,
 };
 pub use village::{
-    Author, NewDemand, NewHousehold, NewResident, NewVisit, RecordKind, ResidentEdit, Village,
-    new_village, skeleton,
+    Author, NewDemand, NewHousehold, NewResident, NewVisit, RecordKind, ResidentEdit, SchemaError,
+    Village, check_schema, new_village, skeleton, skeleton_hash,
 };
 pub use workflow::{
     Department, Fold, Refusal, Satisfaction, Step, Transition, WorkflowError, WorkflowView, fold,

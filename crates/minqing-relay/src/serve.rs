@@ -14,7 +14,7 @@ use minqing_store::SledStorage;
 
 use crate::guard::GuardedStore;
 use minqing_sync::{
-    DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost,
+    ContentPolicy, DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost,
 };
 use tracing::Instrument;
 
@@ -376,14 +376,20 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
         &relay.config.name,
         &device.device_id,
         assignment,
-    );
+    )
+    .with_policy(content_policy());
     let mut finished = false;
     // Refusals, audited after the session (off the runtime).
     let mut refusals: Vec<(DocId, usize)> = Vec::new();
+    let mut rejections: Vec<(DocId, &'static str, String)> = Vec::new();
     let mut on_event = |ev: RelayEvent| match ev {
         RelayEvent::Refused { doc, change_bytes } => {
             tracing::info!(village = %doc, change_bytes, "refused a frame for an unassigned village");
             refusals.push((doc, change_bytes));
+        }
+        RelayEvent::Rejected { doc, code, reason } => {
+            tracing::warn!(village = %doc, code = code.name(), %reason, "refused a device's changes");
+            rejections.push((doc, code.name(), reason));
         }
         RelayEvent::Applied { doc, changes } => {
             tracing::info!(village = %doc, changes, "applied changes");
@@ -413,6 +419,16 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
     let r = relay.clone();
     let device = device.clone();
     let _ = tokio::task::spawn_blocking(move || {
+        for (doc, code, reason) in rejections {
+            // A village that does not load is the relay's problem, not the
+            // device's: audited under its own kind.
+            let kind = if code == "quarantined" {
+                "quarantined_village"
+            } else {
+                "refused_change"
+            };
+            r.audit(kind, &device.device_id, Some(doc.as_str()), format!("{code}: {reason}"));
+        }
         for (doc, change_bytes) in refusals {
             if is_stale(&r, &device.device_id, &doc, change_bytes) {
                 tracing::info!(village = %doc, "stale village: no longer assigned, nothing new in it");
@@ -438,6 +454,19 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
     .await;
     result?;
     Ok(())
+}
+
+/// What the relay accepts in a device's changes: the skeleton change from
+/// anyone, and only documents that keep the model's schema
+/// (`minqing_model::check_schema`); actors and sizes as `minqing-sync` checks them.
+pub fn content_policy() -> ContentPolicy {
+    ContentPolicy {
+        trusted: minqing_model::skeleton_hash().into_iter().collect(),
+        schema: Some(Arc::new(|doc, before| {
+            minqing_model::check_schema(doc, before).map_err(|e| e.to_string())
+        })),
+        limits: Default::default(),
+    }
 }
 
 /// Whether a refusal is only a village taken away from this laptop, mentioned
