@@ -24,12 +24,12 @@ fn opts() -> zip::write::SimpleFileOptions {
         .large_file(true)
 }
 
-/// Writes one part of the workbook.
-type Part<'a> = &'a mut dyn FnMut(&mut dyn Write);
+/// Writes one part of an .xlsx (a sheet's XML body, sharedStrings.xml).
+type PartWriter<'a> = &'a mut dyn FnMut(&mut dyn Write);
 
 /// Writes an .xlsx with the given sheet XML body producer and optional
 /// sharedStrings.xml producer.
-fn xlsx(path: &Path, sheet: Part<'_>, sst: Option<Part<'_>>) {
+fn xlsx(path: &Path, sheet: PartWriter<'_>, sst: Option<PartWriter<'_>>) {
     let f = std::fs::File::create(path).unwrap();
     let mut z = zip::ZipWriter::new(f);
     let has_sst = sst.is_some();
