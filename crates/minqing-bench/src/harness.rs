@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use minqing_model::{NewVisit, Note, Village, VisitKind};
-use minqing_net::{Bundle, ConnectOptions};
+use minqing_net::ConnectOptions;
+
+use crate::homes::Laptop;
 use minqing_sync::{
     DeviceEvent, DeviceSession, DocHost, DocId, RelaySession, SessionConfig, SessionOutcome,
     Storage, StorageDocHost, StorageError,
@@ -68,6 +70,11 @@ impl RelayProc {
         Ok(RelayProc { child, addr })
     }
 
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident memory so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> Option<u64> {
         vm_hwm(self.child.id())
@@ -120,14 +127,15 @@ pub struct SyncRun {
 /// like `minqing sync`. `store` may hide sync states (the naive baseline).
 pub async fn device_sync(
     store: &dyn Storage,
-    bundle: &Bundle,
+    laptop: &Laptop,
     addr: SocketAddr,
 ) -> Result<SyncRun> {
-    let mut bundle = bundle.clone();
+    let mut bundle = laptop.bundle.clone();
     bundle.relay_addr = addr.to_string();
     let started = Instant::now();
     let conn = minqing_net::connect(
         &bundle,
+        &laptop.identity(),
         ConnectOptions {
             timeout: Duration::from_secs(120),
         },

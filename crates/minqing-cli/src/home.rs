@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// Meta key under which the device identity is kept.
 pub const DEVICE_KEY: &str = "device";
+/// Meta key of an enrolment whose first contact has not succeeded yet: the
+/// bundle and the key made for it (docs/sync.md, "Enrolment").
+pub const ENROL_PENDING_KEY: &str = "enrol_pending";
 
 /// This laptop's identity, kept as JSON in the store's meta key `device`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -189,10 +192,17 @@ impl Home {
                 }
             },
         };
-        let raw = store
+        let Some(raw) = store
             .meta_get(DEVICE_KEY)
             .context("cannot read this laptop's identity")?
-            .ok_or_else(not_set_up)?;
+        else {
+            if store.meta_get(ENROL_PENDING_KEY)?.is_some() {
+                bail!(
+                    "this laptop's enrolment is not finished (the relay was not reached): run `minqing init --bundle FILE` again with the same file when the relay is reachable"
+                );
+            }
+            return Err(not_set_up());
+        };
         let device: Device = serde_json::from_slice(&raw).context(
             "this laptop's identity record is damaged; set up a new home with `minqing init`",
         )?;

@@ -162,7 +162,8 @@ impl RelaySession {
     }
 
     /// Bytes this session holds on behalf of its device: a partly received
-    /// frame or sync message, and changes waiting for their dependencies.
+    /// frame or sync message, and changes waiting for their dependencies —
+    /// what the relay's buffer budget accounts for.
     pub fn buffered(&self) -> usize {
         self.decoder.buffered()
             + self.assembler.buffered()

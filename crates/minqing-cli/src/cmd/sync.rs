@@ -8,7 +8,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use minqing_net::{Bundle, ConnectOptions, NetError};
+use std::process::ExitCode;
+
+use minqing_model::{PersonName, TeamName};
+use minqing_net::{Bundle, ConnectOptions, Identity, NetError};
 use minqing_store::SledStorage;
 use minqing_sync::{
     DeviceEvent, DocId, DocOutcome, SessionConfig, SessionOutcome, Storage, StorageError,
@@ -21,8 +24,10 @@ use crate::home::{self, Home};
 use crate::idle_store::IdleStore;
 use crate::output;
 
-/// Meta key holding the enrolment bundle (JSON; it includes the laptop's key).
+/// Meta key holding the enrolment bundle (JSON, without its spent secret).
 pub const BUNDLE_KEY: &str = "relay_bundle";
+/// Meta key holding the laptop's key and certificate (JSON `{cert_pem, key_pem}`).
+pub const IDENTITY_KEY: &str = "relay_identity";
 /// Meta key holding the time of the last successful sync (RFC 3339).
 pub const LAST_SYNC_KEY: &str = "relay_last_sync";
 
@@ -30,32 +35,163 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// `minqing init --bundle FILE`: sets the laptop up with the identity the relay issued.
-pub fn init_bundle(dir: &Path, bundle_path: &Path) -> anyhow::Result<()> {
-    let bundle = Bundle::read(bundle_path).map_err(|e| usage(e.to_string()))?;
+/// A first contact not finished yet: kept in meta so that running the command
+/// again reuses the same key (the relay may have signed it already).
+#[derive(Serialize, serde::Deserialize)]
+struct Pending {
+    bundle: Bundle,
+    key_pem: String,
+}
+
+/// Reads and checks everything of a bundle file before anything is written.
+fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
+    let bundle = Bundle::read(path).map_err(|e| usage(e.to_string()))?;
+    PersonName::parse(&bundle.cadre).map_err(|e| {
+        usage(format!(
+            "enrolment bundle {}: the cadre: {e}",
+            path.display()
+        ))
+    })?;
+    if let Some(t) = &bundle.team {
+        TeamName::parse(t).map_err(|e| {
+            usage(format!(
+                "enrolment bundle {}: the team: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    minqing_model::ids::parse_device_id(&bundle.device_id).map_err(|e| {
+        usage(format!(
+            "enrolment bundle {}: the device id: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(bundle)
+}
+
+/// The key to enrol with: the pending one if this same bundle was tried
+/// before, else a new one (written as pending before the first contact).
+fn pending_key(store: &SledStorage, bundle: &Bundle) -> anyhow::Result<String> {
+    if let Some(raw) = store.meta_get(home::ENROL_PENDING_KEY)?
+        && let Ok(p) = serde_json::from_slice::<Pending>(&raw)
+        && p.bundle.device_id == bundle.device_id
+        && p.bundle.enrol_secret == bundle.enrol_secret
+    {
+        return Ok(p.key_pem);
+    }
+    let key_pem = minqing_net::new_device_key()?;
+    let pending = Pending {
+        bundle: bundle.clone(),
+        key_pem: key_pem.clone(),
+    };
+    store.meta_put(home::ENROL_PENDING_KEY, &serde_json::to_vec(&pending)?)?;
+    store.flush().context("cannot flush the store to disk")?;
+    Ok(key_pem)
+}
+
+/// The first contact, with the store closed meanwhile (so the cadre's own
+/// commands keep working on a standalone home).
+fn first_contact(
+    bundle: &Bundle,
+    key_pem: &str,
+    timeout: u64,
+) -> anyhow::Result<Result<Identity, NetError>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let opts = ConnectOptions {
+        timeout: Duration::from_secs(timeout.max(1)),
+    };
+    Ok(rt.block_on(minqing_net::enrol(bundle, key_pem, opts)))
+}
+
+/// Writes the enrolment's result into meta, in one flush.
+fn finish_enrolment(
+    store: &SledStorage,
+    bundle: &Bundle,
+    identity: &Identity,
+    device: Option<&home::Device>,
+) -> anyhow::Result<()> {
+    store.meta_put(BUNDLE_KEY, &serde_json::to_vec(&bundle.without_secret())?)?;
+    store.meta_put(IDENTITY_KEY, &serde_json::to_vec(identity)?)?;
+    if let Some(d) = device {
+        store.meta_put(home::DEVICE_KEY, &serde_json::to_vec(d)?)?;
+    }
+    store.meta_remove(home::ENROL_PENDING_KEY)?;
+    store.flush().context("cannot flush the store to disk")?;
+    Ok(())
+}
+
+/// What a failed first contact prints; its exit code.
+fn contact_failed(bundle: &Bundle, e: NetError, pending_kept: bool) -> anyhow::Result<ExitCode> {
+    if e.is_trust_failure() {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(EXIT_REFUSED));
+    }
+    let again = if pending_kept {
+        "; nothing is half set up: run the same command again when the relay is reachable"
+    } else {
+        ""
+    };
+    Err(anyhow::anyhow!(
+        "enrolment with relay {} failed: {e}{again}",
+        bundle.relay_name
+    ))
+}
+
+/// `minqing init --bundle FILE`: sets a new home up with the identity it gets
+/// at its first contact with the relay.
+pub fn init_bundle(dir: &Path, bundle_path: &Path, timeout: u64) -> anyhow::Result<ExitCode> {
+    let bundle = read_bundle(bundle_path)?;
     home::refuse_relay_home(dir)?;
-    if home::store_dir(dir).is_dir() {
+    let existed = home::store_dir(dir).is_dir();
+    if existed {
         let store = home::open_store(dir)?;
-        if store.meta_get(home::DEVICE_KEY)?.is_some() {
-            // Exit 1 (a failure, not a typing mistake), as docs/cli.md says.
+        if let Some(raw) = store.meta_get(home::DEVICE_KEY)? {
+            let who = serde_json::from_slice::<home::Device>(&raw)
+                .map(|d| format!("{} (device {})", d.cadre, d.device_id))
+                .unwrap_or_else(|_| "another cadre".to_owned());
             anyhow::bail!(
-                "{} is already set up; nothing was changed (use another --home)",
+                "{} is already set up for {who}; nothing was changed (to join a relay with this home, run `minqing enroll --bundle FILE`; for a second identity use another --home)",
                 dir.display()
             );
         }
     }
+    let dir_existed = dir.exists();
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the home directory {}", dir.display()))?;
-    let store = home::open_store(dir)?;
+    let key_pem = {
+        let store = home::open_store(dir)?;
+        pending_key(&store, &bundle)?
+    };
+    let identity = match first_contact(&bundle, &key_pem, timeout)? {
+        Ok(i) => i,
+        Err(e) => {
+            if e.is_trust_failure() {
+                // Refused for good: leave nothing of this bundle behind.
+                if existed {
+                    let store = home::open_store(dir)?;
+                    store.meta_remove(home::ENROL_PENDING_KEY)?;
+                    store.flush()?;
+                } else {
+                    let _ = std::fs::remove_dir_all(home::store_dir(dir));
+                    if !dir_existed {
+                        let _ = std::fs::remove_dir(dir);
+                    }
+                }
+            }
+            return contact_failed(&bundle, e, true);
+        }
+    };
     let device = home::Device {
         device_id: bundle.device_id.clone(),
         cadre: bundle.cadre.clone(),
         team: bundle.team.clone(),
         created: now(),
     };
-    store.meta_put(BUNDLE_KEY, &serde_json::to_vec(&bundle)?)?;
-    store.meta_put(home::DEVICE_KEY, &serde_json::to_vec(&device)?)?;
-    store.flush().context("cannot flush the store to disk")?;
+    let store = home::open_store(dir)?;
+    finish_enrolment(&store, &bundle, &identity, Some(&device))?;
     home::start_new_incarnation(dir, &store)?;
     output::line(&format!(
         "set up {} for {} with relay {} at {}; assigned villages ({}) arrive with `minqing sync`",
@@ -65,14 +201,102 @@ pub fn init_bundle(dir: &Path, bundle_path: &Path) -> anyhow::Result<()> {
         bundle.relay_addr,
         bundle.villages.join(", ")
     ))?;
-    output::line(&bundle.device_id)
+    output::line(&bundle.device_id)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `minqing enroll --bundle FILE`: a home set up standalone joins a relay; its
+/// villages stay and are offered to the relay at the next sync.
+pub fn enroll(dir: &Path, bundle_path: &Path, timeout: u64) -> anyhow::Result<ExitCode> {
+    let bundle = read_bundle(bundle_path)?;
+    let key_pem = {
+        let home = Home::open(dir)?;
+        if home.store.meta_get(BUNDLE_KEY)?.is_some() {
+            let b = stored_bundle(&home.store)?;
+            anyhow::bail!(
+                "this laptop is already enrolled with relay {} at {}; nothing was changed",
+                b.0.relay_name,
+                b.0.relay_addr
+            );
+        }
+        if home.device.device_id != bundle.device_id {
+            anyhow::bail!(
+                "this enrolment file is for device {}, but this laptop is device {}: ask the operator for a file made with `minqing-relay enroll --device-id {} …`, so that the work already on this laptop is accepted as its own; nothing was changed",
+                bundle.device_id,
+                home.device.device_id,
+                home.device.device_id
+            );
+        }
+        if home.device.cadre != bundle.cadre {
+            eprintln!(
+                "notice: the relay enrolled this laptop for {}; it keeps writing as {} (its own cadre)",
+                bundle.cadre, home.device.cadre
+            );
+        }
+        pending_key(&home.store, &bundle)?
+    };
+    let identity = match first_contact(&bundle, &key_pem, timeout)? {
+        Ok(i) => i,
+        Err(e) => {
+            if e.is_trust_failure() {
+                let store = home::open_store(dir)?;
+                store.meta_remove(home::ENROL_PENDING_KEY)?;
+                store.flush()?;
+            }
+            return contact_failed(&bundle, e, true);
+        }
+    };
+    let home = Home::open(dir)?;
+    finish_enrolment(&home.store, &bundle, &identity, None)?;
+    let held = home.village_ids()?;
+    output::line(&format!(
+        "{} joined relay {} at {}; {} village(s) on this laptop are offered to the relay at the next `minqing sync` (assigned: {})",
+        bundle.device_id,
+        bundle.relay_name,
+        bundle.relay_addr,
+        held.len(),
+        if bundle.villages.is_empty() {
+            "none".to_owned()
+        } else {
+            bundle.villages.join(", ")
+        }
+    ))?;
+    output::line(&bundle.device_id)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The relay link a laptop keeps: its bundle (without secret) and identity.
+/// Homes enrolled with a bundle of format 1 (which carried the key) are read too.
+fn stored_bundle(store: &SledStorage) -> anyhow::Result<(Bundle, Identity)> {
+    let raw = store.meta_get(BUNDLE_KEY)?.ok_or_else(|| {
+        usage("this laptop is not enrolled with a relay: join one with `minqing enroll --bundle FILE` from the operator")
+    })?;
+    let text = std::str::from_utf8(&raw).unwrap_or_default();
+    let damaged = || {
+        anyhow::anyhow!(
+            "this laptop's relay enrolment record is damaged; ask the operator for a new enrolment file"
+        )
+    };
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| damaged())?;
+    if v.get("format").and_then(|f| f.as_str()) == Some("minqing-bundle/1") {
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+        let identity = Identity {
+            cert_pem: s("cert_pem").ok_or_else(damaged)?,
+            key_pem: s("key_pem").ok_or_else(damaged)?,
+        };
+        let mut v2 = v.clone();
+        v2["format"] = serde_json::Value::String(minqing_net::BUNDLE_FORMAT.into());
+        let bundle = Bundle::parse_unchecked(&v2.to_string())?;
+        return Ok((bundle, identity));
+    }
+    let bundle = Bundle::parse_unchecked(text)?;
+    let raw = store.meta_get(IDENTITY_KEY)?.ok_or_else(damaged)?;
+    let identity: Identity = serde_json::from_slice(&raw).map_err(|_| damaged())?;
+    Ok((bundle, identity))
 }
 
 fn bundle(store: &SledStorage) -> anyhow::Result<Bundle> {
-    let raw = store.meta_get(BUNDLE_KEY)?.ok_or_else(|| {
-        usage("this laptop is not enrolled with a relay: set it up with `minqing init --bundle FILE` from the operator")
-    })?;
-    Bundle::from_json(std::str::from_utf8(&raw).unwrap_or_default()).map_err(anyhow::Error::from)
+    Ok(stored_bundle(store)?.0)
 }
 
 /// Exit code when trust failed: the relay refused this laptop (revoked, not
@@ -86,9 +310,10 @@ pub const EXIT_REFUSED: u8 = 3;
 async fn pass(
     dir: &Path,
     bundle: &Bundle,
+    identity: &Identity,
     timeout: Duration,
 ) -> anyhow::Result<Result<(SessionOutcome, Vec<String>), NetError>> {
-    let conn = match minqing_net::connect(bundle, ConnectOptions { timeout }).await {
+    let conn = match minqing_net::connect(bundle, identity, ConnectOptions { timeout }).await {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
@@ -334,7 +559,7 @@ fn refused(bundle: &Bundle, e: &NetError) -> std::process::ExitCode {
 /// or is not its relay; 2 usage (not enrolled with a relay).
 pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCode> {
     home.require_writable("sync")?;
-    let bundle = bundle(&home.store)?;
+    let (bundle, identity) = stored_bundle(&home.store)?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -346,7 +571,7 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
     drop(home);
     if !args.watch {
         let context = || format!("sync with relay {} failed", bundle.relay_name);
-        return match rt.block_on(pass(&dir, &bundle, timeout))? {
+        return match rt.block_on(pass(&dir, &bundle, &identity, timeout))? {
             Ok((out, notices)) => Ok(if print_outcome(&out, &notices)? {
                 std::process::ExitCode::SUCCESS
             } else {
@@ -364,6 +589,7 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
         &rt,
         &dir,
         &bundle,
+        &identity,
         timeout,
         Duration::from_secs(args.interval.max(1)),
     )
@@ -381,6 +607,7 @@ fn watch(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
     bundle: &Bundle,
+    identity: &Identity,
     timeout: Duration,
     interval: Duration,
 ) -> anyhow::Result<std::process::ExitCode> {
@@ -420,7 +647,7 @@ fn watch(
             continue;
         }
         last_pass = std::time::Instant::now();
-        match rt.block_on(pass(dir, bundle, timeout)) {
+        match rt.block_on(pass(dir, bundle, identity, timeout)) {
             Ok(Ok((out, notices))) => {
                 print_outcome(&out, &notices)?;
                 backoff = Duration::from_secs(1);
