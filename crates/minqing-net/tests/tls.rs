@@ -288,8 +288,8 @@ fn bundles_with_bad_fields_are_refused() {
     };
     assert!(good.check().is_ok());
     let leaf = ca.issue_device("abcdefgh23456789", valid()).unwrap();
-    type Spoil = Box<dyn Fn(&mut Bundle)>;
-    let cases: Vec<(&str, Spoil)> = vec![
+    type Change = Box<dyn Fn(&mut Bundle)>;
+    let cases: Vec<(&str, Change)> = vec![
         ("device id", Box::new(|b| b.device_id = "../../etc".into())),
         ("cadre", Box::new(|b| b.cadre = "李\u{1b}[2J".into())),
         ("cadre", Box::new(|b| b.cadre = "李".repeat(40_000))),
