@@ -96,3 +96,47 @@ fn nothing_in_clear_and_everything_back_with_the_key() {
     );
     assert!(store.is_sealed());
 }
+
+#[test]
+fn large_values_in_files_are_sealed_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DataKey::generate();
+    let v = DocId::new("V1").unwrap();
+    // Far above the inline limit: the record and the meta value go to files.
+    let note = "留守儿童李小明的奶奶反映屋顶漏雨。".repeat(2_000);
+    let big_meta = format!("-----BEGIN PRIVATE KEY-----{}", "A".repeat(20_000));
+    {
+        let store = SledStorage::open_sealed(dir.path(), &key).unwrap();
+        let mut am = AutoCommit::new();
+        am.put(ROOT, "note", note.as_str()).unwrap();
+        store.append(&v, &am.save()).unwrap();
+        store
+            .meta_put("relay_identity", big_meta.as_bytes())
+            .unwrap();
+        store.set_sync_state("relay", &v, note.as_bytes()).unwrap();
+        store.flush().unwrap();
+    }
+    let disk = every_file(dir.path());
+    for needle in ["留守儿童李小明", "BEGIN PRIVATE KEY"] {
+        assert!(!contains(&disk, needle), "{needle} is on disk in clear");
+    }
+    let store = SledStorage::open_sealed(dir.path(), &key).unwrap();
+    let am = load_doc(&store, &v).unwrap().unwrap();
+    assert_eq!(
+        am.get(ROOT, "note")
+            .unwrap()
+            .unwrap()
+            .0
+            .into_string()
+            .unwrap(),
+        note
+    );
+    assert_eq!(
+        store.meta_get("relay_identity").unwrap().unwrap(),
+        big_meta.as_bytes()
+    );
+    assert_eq!(
+        store.sync_state("relay", &v).unwrap().unwrap(),
+        note.as_bytes()
+    );
+}
