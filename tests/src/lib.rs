@@ -14,6 +14,7 @@ const SCRUBBED_ENV: &[&str] = &[
     "MINQING_LOG",
     "MINQING_TEST_RNG_SEED",
     "MINQING_RELAY_HOME",
+    "MINQING_TEST_STALL_FLUSH",
 ];
 
 /// The workspace's target directory: `CARGO_TARGET_DIR` if set (relative to the
@@ -278,11 +279,18 @@ impl Relay {
 
     /// `minqing-relay init --name NAME --listen ADDR`.
     pub fn init_at(name: &str, addr: &str) -> Relay {
+        let dir = tempfile::Builder::new()
+            .prefix("minqing-relay-e2e-")
+            .tempdir()
+            .expect("a temporary directory can be created");
+        Relay::init_in(dir, name, addr)
+    }
+
+    /// `minqing-relay init` with the home inside `dir` (e.g. a small tmpfs
+    /// mounted there), listening on `addr`.
+    pub fn init_in(dir: tempfile::TempDir, name: &str, addr: &str) -> Relay {
         let relay = Relay {
-            dir: tempfile::Builder::new()
-                .prefix("minqing-relay-e2e-")
-                .tempdir()
-                .expect("a temporary directory can be created"),
+            dir,
             addr: addr.to_owned(),
             server: None,
             log: Default::default(),
@@ -371,13 +379,20 @@ impl Relay {
 
     /// Starts `serve` and waits (up to 30 s) until it prints that it listens.
     pub fn start(&mut self) {
-        assert!(self.server.is_none(), "the relay is already running");
-        self.server = Some(self.spawn_serve());
+        self.start_env(&[]);
     }
 
-    fn spawn_serve(&self) -> std::process::Child {
+    /// Starts `serve` with extra environment variables (test hooks such as
+    /// `MINQING_TEST_STALL_FLUSH`).
+    pub fn start_env(&mut self, env: &[(&str, &str)]) {
+        assert!(self.server.is_none(), "the relay is already running");
+        self.server = Some(self.spawn_serve(env));
+    }
+
+    fn spawn_serve(&self, env: &[(&str, &str)]) -> std::process::Child {
         let mut child = self
             .command(&["serve"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -412,7 +427,7 @@ impl Relay {
         if self.is_running() {
             return f();
         }
-        let mut child = self.spawn_serve();
+        let mut child = self.spawn_serve(&[]);
         let out = f();
         send_signal(child.id(), "TERM");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -480,6 +495,27 @@ impl Relay {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGTERM; waits up to `limit` for the relay to exit on its own (then
+    /// SIGKILL). Returns its exit status and how long it took, or `None` if it
+    /// had to be killed.
+    pub fn stop_within(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> Option<(ExitStatus, std::time::Duration)> {
+        let mut child = self.server.take()?;
+        let start = std::time::Instant::now();
+        send_signal(child.id(), "TERM");
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some((status, start.elapsed()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     /// SIGTERM; waits up to 20 s for a graceful exit (then SIGKILL). Returns

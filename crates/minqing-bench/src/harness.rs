@@ -293,7 +293,8 @@ pub fn relay_host(store: Arc<dyn Storage>) -> StorageDocHost {
 /// A day of offline work on a laptop: `visits` visits and `events` demand
 /// events (steps on open demands, or new demands where none is open), spread
 /// over `villages`, written like the CLI writes (one commit each, appended and
-/// flushed). The actor is `device_id`.
+/// flushed). The actor is `device_id` with a new incarnation drawn from `rng`
+/// (docs/data-model.md, "Actors"), as a laptop's store would have.
 pub fn day_of_work(
     store: &dyn Storage,
     villages: &[DocId],
@@ -305,10 +306,14 @@ pub fn day_of_work(
 ) -> Result<()> {
     let mut cadre = Cadre::random(rng)?;
     cadre.device_id = minqing_model::Id::parse(device_id)?;
+    let actor = minqing_sync::device_actor(
+        device_id,
+        minqing_sync::Incarnation::from_random(rng.random()),
+    );
     for (i, id) in villages.iter().enumerate() {
         let bytes = store.load(id)?.context("village held")?;
         let mut v = Village::load(id.clone(), &bytes)?;
-        v.set_actor(cadre.device_id.as_bytes());
+        v.set_actor(actor.to_bytes());
         let share = |n: usize| n / villages.len() + usize::from(i < n % villages.len());
         let households = v.households();
         for _ in 0..share(visits) {

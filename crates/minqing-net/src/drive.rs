@@ -229,10 +229,23 @@ pub fn apply_device_event(
     Ok(None)
 }
 
+/// No progress from the relay for `silence`: the session stalled (the relay is
+/// stuck, e.g. on a full disk, while QUIC keep-alives hold the connection up).
+fn stalled(addr: &str, silence: Duration) -> NetError {
+    NetError::ConnectionLost(format!(
+        "the relay at {addr} sent nothing for {} s in the middle of the sync (the relay may be stuck): gave up",
+        silence.as_secs_f32()
+    ))
+}
+
 /// Runs the device side of a session over a new stream of `conn`: sends the first
 /// flight, then applies each input, persisting every event into `storage` and
 /// flushing before it sends what the input produced. `on_event` sees every event
-/// after it was persisted (for notices). Returns the session's outcome.
+/// after it was persisted (for notices). Returns the session's outcome. Silence
+/// longer than `conn.silence` — nothing read, or nothing could be sent — ends
+/// the session with [`NetError::ConnectionLost`]; `storage.flush()` is called
+/// after every input, so a storage that releases itself when idle (the CLI's)
+/// is not held while the relay is awaited.
 pub async fn run_device_session(
     conn: &DeviceConnection,
     session: &mut DeviceSession,
@@ -246,12 +259,18 @@ pub async fn run_device_session(
         .open_bi()
         .await
         .map_err(|e| map_connection_error(&e, &addr))?;
-    transmit(&mut send, || session.poll_transmit(), &addr).await?;
+    let silence = conn.silence;
+    tokio::time::timeout(
+        silence,
+        transmit(&mut send, || session.poll_transmit(), &addr),
+    )
+    .await
+    .map_err(|_| stalled(&addr, silence))??;
     let mut outcome = None;
     loop {
-        let chunk = recv
-            .read_chunk(READ_CHUNK, true)
+        let chunk = tokio::time::timeout(silence, recv.read_chunk(READ_CHUNK, true))
             .await
+            .map_err(|_| stalled(&addr, silence))?
             .map_err(|e| map_read_error(&e, &addr))?;
         let Some(chunk) = chunk else {
             return match outcome {
@@ -269,7 +288,12 @@ pub async fn run_device_session(
             on_event(&ev);
         }
         storage.flush().map_err(storage_err)?;
-        transmit(&mut send, || session.poll_transmit(), &addr).await?;
+        tokio::time::timeout(
+            silence,
+            transmit(&mut send, || session.poll_transmit(), &addr),
+        )
+        .await
+        .map_err(|_| stalled(&addr, silence))??;
         if let Err(e) = result {
             let _ = send.finish();
             return Err(match e {

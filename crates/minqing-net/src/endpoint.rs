@@ -135,6 +135,10 @@ pub struct DeviceConnection {
     pub addr: String,
     /// Finished sessions still waiting for the relay's end of stream.
     lingering: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Longest silence inside a session: no byte from the relay (or no room to
+    /// send one) for this long ends it, even while QUIC keep-alives hold the
+    /// connection up (`ConnectOptions::timeout`).
+    pub silence: Duration,
 }
 
 impl DeviceConnection {
@@ -234,6 +238,7 @@ async fn connect_with(
             connection,
             addr: addr_text.clone(),
             lingering: std::sync::Mutex::new(Vec::new()),
+            silence: opts.timeout,
         })
     };
     match tokio::time::timeout(opts.timeout, work).await {

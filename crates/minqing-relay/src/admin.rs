@@ -17,6 +17,7 @@ use crate::registry::{
 
 /// Creates the relay home: CA, server certificate, config.
 pub fn init(home: &Home, name: &str, listen: &str) -> Result<()> {
+    home.refuse_laptop_home()?;
     if home.config_path().exists() {
         usage!(
             "{} is already a relay home (relay {:?}); refusing to overwrite its CA — choose another --home",
@@ -164,8 +165,8 @@ pub fn village_list(home: &Home, json: bool) -> Result<()> {
     } else {
         for v in villages {
             match &v.township {
-                Some(t) => println!("{}\t{}\t{}", v.id, v.name, t),
-                None => println!("{}\t{}", v.id, v.name),
+                Some(t) => println!("{}\t{}\t{}", v.id, esc(&v.name), esc(t)),
+                None => println!("{}\t{}", v.id, esc(&v.name)),
             }
         }
     }
@@ -457,8 +458,8 @@ pub fn devices(home: &Home, json: bool) -> Result<()> {
         println!(
             "{}\t{}\t{}\t{}\t{}\tlast sync: {}",
             r.device_id,
-            r.cadre,
-            r.team.as_deref().unwrap_or("-"),
+            esc(&r.cadre),
+            esc(r.team.as_deref().unwrap_or("-")),
             if r.villages.is_empty() {
                 "-".into()
             } else {
@@ -477,6 +478,12 @@ pub fn devices(home: &Home, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Text as printed to the operator's terminal: control, bidi and zero-width
+/// characters shown as visible escapes.
+fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    minqing_model::text::escape_for_terminal(s)
+}
+
 /// `audit`.
 pub fn audit(home: &Home, json: bool) -> Result<()> {
     home.config()?;
@@ -491,8 +498,8 @@ pub fn audit(home: &Home, json: bool) -> Result<()> {
             e.at,
             e.kind,
             e.device_id.as_deref().unwrap_or("-"),
-            e.village.as_deref().unwrap_or("-"),
-            e.detail
+            esc(e.village.as_deref().unwrap_or("-")),
+            esc(&e.detail)
         );
     }
     Ok(())

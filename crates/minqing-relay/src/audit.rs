@@ -43,6 +43,11 @@ pub mod kind {
     pub const PROTOCOL_VIOLATION: &str = "protocol_violation";
     /// A session ended by a limit (aggregated per device).
     pub const LIMIT: &str = "limit";
+    /// A device's changes were refused: a forged actor, a schema break, a size
+    /// bound (aggregated per device).
+    pub const REFUSED_CHANGE: &str = "refused_change";
+    /// A village that does not load on the relay was met (aggregated per device).
+    pub const QUARANTINED_VILLAGE: &str = "quarantined_village";
 }
 
 enum Msg {

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod export;
+mod guard;
 mod registry;
 mod report;
 mod serve;

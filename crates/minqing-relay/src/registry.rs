@@ -265,6 +265,7 @@ impl Home {
     /// Reads `config.json`, with a hint when the home was never initialised.
     pub fn config(&self) -> Result<Config> {
         let path = self.config_path();
+        self.refuse_laptop_home()?;
         if !path.exists() {
             usage!(
                 "{} is not a relay home: run `minqing-relay init --home {} --name NAME` first, or pass the right --home",
@@ -282,6 +283,18 @@ impl Home {
             );
         }
         Ok(c)
+    }
+
+    /// Refuses a laptop's home (made by `minqing init`): a store without the
+    /// relay's `config.json`. The relay never sets up, reads or changes it.
+    pub fn refuse_laptop_home(&self) -> Result<()> {
+        if self.store().is_dir() && !self.config_path().exists() {
+            bail!(
+                "{} holds a minqing store but no relay config.json: it is a laptop's home (minqing init), not a relay's — minqing-relay will not use or change it; give minqing-relay its own --home",
+                self.root.display()
+            );
+        }
+        Ok(())
     }
 
     /// Takes the registry's write lock until the guard is dropped.

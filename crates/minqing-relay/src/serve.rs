@@ -13,8 +13,10 @@ use minqing_net::{
     EnrolResponse, NetError, RelayCa, ServerTls, SessionLimits, quinn,
 };
 use minqing_store::SledStorage;
+
+use crate::guard::GuardedStore;
 use minqing_sync::{
-    DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost,
+    ContentPolicy, DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost,
 };
 use tracing::Instrument;
 
@@ -114,6 +116,8 @@ struct Relay {
     per_device: Mutex<BTreeMap<String, usize>>,
     devices: Arc<DeviceCache>,
     store: Arc<SledStorage>,
+    /// What sessions write through: space checked, flushes with a deadline.
+    guarded: Arc<GuardedStore>,
     host: Arc<StorageDocHost>,
     exporter: Arc<Exporter>,
     created: Mutex<BTreeSet<String>>,
@@ -177,8 +181,15 @@ pub fn serve(home: &Home) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve_async(home.clone(), config))
+    let result = runtime.block_on(serve_async(home.clone(), config));
+    // A blocking task caught in a hung disk write must not keep the process
+    // alive: everything acknowledged was flushed before it was acknowledged.
+    runtime.shutdown_timeout(SHUTDOWN_FLUSH_WAIT);
+    result
 }
+
+/// How long shutdown waits for the final flush and for stuck blocking tasks.
+const SHUTDOWN_FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 async fn serve_async(home: Home, config: Config) -> Result<()> {
     let read = |p: std::path::PathBuf| {
@@ -209,8 +220,12 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
             });
         }
     };
+    let guarded = Arc::new(
+        GuardedStore::new(store.clone(), home.store())
+            .context("cannot start the relay's flusher thread")?,
+    );
     let devices = Arc::new(DeviceCache::new(home.clone()));
-    let host = Arc::new(StorageDocHost::new(store.clone() as Arc<dyn Storage>));
+    let host = Arc::new(StorageDocHost::new(guarded.clone() as Arc<dyn Storage>));
     let exporter = Arc::new(Exporter::open(&home, host.clone())?);
     let limits = config.limits.clone();
     let audit = Audit::start(
@@ -234,6 +249,7 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
         host,
         exporter: exporter.clone(),
         store: store.clone(),
+        guarded: guarded.clone(),
         created: Mutex::new(BTreeSet::new()),
         last_sync: Mutex::new(home.last_sync()?),
         config: config.clone(),
@@ -260,7 +276,9 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
         devices,
     });
     let endpoint = minqing_net::server_endpoint(addr, &tls, gate)?;
-    let compactor = store.spawn_compactor(Duration::from_secs(60));
+    let compactor = guarded
+        .spawn_compactor(Duration::from_secs(60))
+        .context("cannot start the compaction thread")?;
     let export_worker = {
         let ex = exporter.clone();
         tokio::task::spawn_blocking(move || ex.run())
@@ -268,6 +286,10 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
     // Whatever happens from here, the worker is told to return: the runtime
     // waits for its blocking tasks when it shuts down.
     let _stop_exports = StopOnDrop(exporter.clone());
+    // Signal handlers are installed before the line that says the relay is
+    // up, so a SIGTERM sent as soon as it is read shuts down cleanly.
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
     // The line scripts and tests wait for: the bound address.
     eprintln!(
         "relay {:?} listening on {}",
@@ -280,7 +302,7 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
     tracing::info!(addr = %addr, "listening");
 
     let mut sessions = tokio::task::JoinSet::new();
-    let shutdown = shutdown_signal();
+    let shutdown = shutdown_signal(term, interrupt);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -328,7 +350,22 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     audit.flush();
     compactor.stop();
-    store.flush().context("cannot flush the relay's store")?;
+    // Bounded: a store stuck after a disk error does not hold the relay up.
+    let flushed = tokio::task::spawn_blocking({
+        let g = guarded.clone();
+        move || g.flush_within(SHUTDOWN_FLUSH_WAIT)
+    })
+    .await;
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            exporter.stop();
+            anyhow::bail!(
+                "relay stopped without a final flush: {e}; everything acknowledged to laptops was flushed before it was acknowledged"
+            );
+        }
+        Err(e) => anyhow::bail!("relay stopped without a final flush: {e}"),
+    }
     exporter.stop();
     let _ = export_worker.await;
     let ex = exporter.clone();
@@ -352,18 +389,26 @@ impl Drop for StopOnDrop {
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), with handlers installed by the caller.
+async fn shutdown_signal(
+    term: std::io::Result<tokio::signal::unix::Signal>,
+    interrupt: std::io::Result<tokio::signal::unix::Signal>,
+) {
+    match (term, interrupt) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        (Ok(mut one), Err(e)) | (Err(e), Ok(mut one)) => {
+            tracing::error!("cannot listen for one of SIGTERM/SIGINT: {e}");
+            one.recv().await;
+        }
+        (Err(e), Err(_)) => {
+            tracing::error!("cannot listen for SIGTERM or SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -682,10 +727,12 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
         &relay.config.name,
         &device.device_id,
         assignment,
-    );
+    )
+    .with_policy(content_policy());
     let mut finished = false;
     // Refusals, audited after the session (off the runtime).
     let mut refusals: Vec<(DocId, usize)> = Vec::new();
+    let mut rejections: Vec<(DocId, &'static str, String)> = Vec::new();
     let mut on_event = |ev: RelayEvent| match ev {
         RelayEvent::Refused { doc, change_bytes } => {
             tracing::info!(village = %doc, change_bytes, "refused a frame for an unassigned village");
@@ -693,6 +740,10 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
             if refusals.len() < 10_000 {
                 refusals.push((doc, change_bytes));
             }
+        }
+        RelayEvent::Rejected { doc, code, reason } => {
+            tracing::warn!(village = %doc, code = code.name(), %reason, "refused a device's changes");
+            rejections.push((doc, code.name(), reason));
         }
         RelayEvent::Applied { doc, changes } => {
             tracing::info!(village = %doc, changes, "applied changes");
@@ -715,7 +766,7 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
         &mut recv,
         session,
         relay.host.clone(),
-        relay.store.clone(),
+        relay.guarded.clone(),
         &limits,
         &mut on_event,
     )
@@ -724,6 +775,22 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
     let r = relay.clone();
     let device = device.clone();
     let _ = tokio::task::spawn_blocking(move || {
+        for (doc, code, reason) in rejections {
+            // A village that does not load is the relay's problem, not the
+            // device's: audited under its own kind.
+            let kind = if code == "quarantined" {
+                kind::QUARANTINED_VILLAGE
+            } else {
+                kind::REFUSED_CHANGE
+            };
+            r.audit.aggregated(
+                kind,
+                &device.device_id,
+                Some(&device.device_id),
+                Some(doc.as_str()),
+                format!("{code}: {reason}"),
+            );
+        }
         for (doc, change_bytes) in refusals {
             if is_stale(&r, &device.device_id, &doc, change_bytes) {
                 tracing::info!(village = %doc, "stale village: no longer assigned, nothing new in it");
@@ -750,6 +817,19 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
     .await;
     result?;
     Ok(())
+}
+
+/// What the relay accepts in a device's changes: the skeleton change from
+/// anyone, and only documents that keep the model's schema
+/// (`minqing_model::check_schema`); actors and sizes as `minqing-sync` checks them.
+pub fn content_policy() -> ContentPolicy {
+    ContentPolicy {
+        trusted: minqing_model::skeleton_hash().into_iter().collect(),
+        schema: Some(Arc::new(|doc, before| {
+            minqing_model::check_schema(doc, before).map_err(|e| e.to_string())
+        })),
+        limits: Default::default(),
+    }
 }
 
 /// Whether a refusal is only a village taken away from this laptop, mentioned

@@ -160,11 +160,16 @@ fn doc_id(s: &str) -> DocId {
     DocId::new(s).unwrap()
 }
 
-/// Writes `key = value` into the `info` map of the device's copy of `village`.
-fn edit(storage: &MemStorage, village: &str, key: &str, value: &str) {
+/// Writes `key = value` into the `info` map of the device's copy of `village`,
+/// as that device (its actor: the device id and an incarnation).
+fn edit(storage: &MemStorage, device: &str, village: &str, key: &str, value: &str) {
     let id = doc_id(village);
     let doc = minqing_sync::load_doc(storage, &id).unwrap().unwrap();
     let mut am = AutoCommit::load(&doc.save()).unwrap();
+    am.set_actor(minqing_sync::device_actor(
+        device,
+        minqing_sync::Incarnation::from_random([1, 2, 3, 4]),
+    ));
     let heads = am.get_heads();
     let info = match am.get(automerge::ROOT, "info").unwrap() {
         Some((_, obj)) => obj,
@@ -221,8 +226,8 @@ async fn relay_serves_enrolled_devices_only_their_villages() {
     assert_eq!(sb.docs().unwrap(), [doc_id("V2")]);
 
     // Concurrent offline edits of the same village converge through the relay.
-    edit(&sa, "V2", "note_a", "王芳走访了三户");
-    edit(&sb, "V2", "note_b", "李明记录诉求");
+    edit(&sa, &a.bundle.device_id, "V2", "note_a", "王芳走访了三户");
+    edit(&sb, &b.bundle.device_id, "V2", "note_b", "李明记录诉求");
     sync(&a, &sa).await.unwrap();
     sync(&b, &sb).await.unwrap();
     sync(&a, &sa).await.unwrap();
@@ -236,7 +241,7 @@ async fn relay_serves_enrolled_devices_only_their_villages() {
     let mut rogue = AutoCommit::new();
     rogue.put(automerge::ROOT, "info", "伪造").unwrap();
     sb.append(&doc_id("V3"), &rogue.save()).unwrap();
-    edit(&sb, "V2", "after_refusal", "仍然同步");
+    edit(&sb, &b.bundle.device_id, "V2", "after_refusal", "仍然同步");
     let out = sync(&b, &sb).await.unwrap();
     // The relay refuses the first-flight message for V3 and lists only V2 in
     // `Welcome`, so the device also learns it holds a village it may not keep.
@@ -369,7 +374,13 @@ async fn relay_killed_with_sigkill_loses_nothing_it_acknowledged() {
     let sa = MemStorage::new();
     sync(&a, &sa).await.unwrap();
     for i in 0..20 {
-        edit(&sa, "V1", &format!("visit{i}"), &format!("第{i}次走访"));
+        edit(
+            &sa,
+            &a.bundle.device_id,
+            "V1",
+            &format!("visit{i}"),
+            &format!("第{i}次走访"),
+        );
         sync(&a, &sa).await.unwrap();
     }
     server.signal("KILL");

@@ -151,8 +151,8 @@ fn a_change_to_an_unassigned_village_is_refused_and_the_rest_syncs() {
     let both: BTreeSet<_> = [v1.clone(), v2.clone()].into();
     lockstep("d1", &dev, &host, &both);
     // V2 is taken away; the device wrote to both meanwhile.
-    local_write(&dev, &v1, 1, "a", "甲");
-    local_write(&dev, &v2, 1, "b", "乙");
+    local_write(&dev, &v1, "d1", "a", "甲");
+    local_write(&dev, &v2, "d1", "b", "乙");
     let only_v1: BTreeSet<_> = [v1.clone()].into();
     let f = lockstep("d1", &dev, &host, &only_v1);
     let outcome = f.outcome.expect("finishes");
@@ -185,7 +185,7 @@ fn hostile_sync_messages_end_the_session_without_panic() {
         // A real first message, to mutate.
         let dev = MemStorage::new();
         dev.append(&d, &support::skeleton().save()).expect("append");
-        local_write(&dev, &d, 1, "k", "v");
+        local_write(&dev, &d, "d1", "k", "v");
         let mut s = device_session("d1", &dev);
         let _hello = s.poll_transmit().expect("hello");
         let Frame::Sync { message, .. } = error_frame(&s.poll_transmit().expect("sync")) else {
@@ -256,25 +256,38 @@ fn hostile_sync_messages_end_the_session_without_panic() {
 
 #[test]
 fn a_relay_restored_from_an_old_backup_gets_the_lost_changes_back() {
+    // Two laptops share V1. After the relay's disk is replaced by an older
+    // backup, each laptop may hand back only its own changes: d1 holds d2's
+    // change the relay lost, so d1's message is refused until d2 has synced and
+    // given it back; then d1 syncs, and nothing written is lost.
     let v1 = doc_id("V1");
     let (_s, host) = relay_with(std::slice::from_ref(&v1));
     relay_write(&host, &v1, 50, "r0", "早");
-    let dev = MemStorage::new();
+    let (dev, dev2) = (MemStorage::new(), MemStorage::new());
     let assignment: BTreeSet<_> = [v1.clone()].into();
     lockstep("d1", &dev, &host, &assignment);
+    lockstep("d2", &dev2, &host, &assignment);
     let backup = host.snapshot(&v1).expect("snapshot").save();
     let mut written = Vec::new();
     for i in 0..3 {
-        written.push(local_write(&dev, &v1, 1, &format!("k{i}"), "值"));
+        written.push(local_write(&dev, &v1, "d1", &format!("k{i}"), "值"));
     }
-    relay_write(&host, &v1, 50, "r1", "晚");
+    written.push(local_write(&dev2, &v1, "d2", "r1", "晚"));
+    lockstep("d2", &dev2, &host, &assignment);
     lockstep("d1", &dev, &host, &assignment);
 
     // The relay's disk is replaced by the backup: its documents and sync states are older.
     let restored = std::sync::Arc::new(MemStorage::new());
     restored.append(&v1, &backup).expect("append");
     let host = minqing_sync::StorageDocHost::new(restored);
-    written.push(local_write(&dev, &v1, 1, "k-after", "新"));
+    written.push(local_write(&dev, &v1, "d1", "k-after", "新"));
+    let f = lockstep("d1", &dev, &host, &assignment);
+    match &f.outcome.clone().expect("finishes").docs[&v1] {
+        DocOutcome::Refused { reason } => assert!(reason.contains("not this laptop's"), "{reason}"),
+        other => panic!("d1 holds d2's change the relay lost: {other:?}"),
+    }
+    // d2 gives its change back, then d1 goes through.
+    lockstep("d2", &dev2, &host, &assignment);
     let f = lockstep("d1", &dev, &host, &assignment);
     assert!(matches!(
         f.outcome.clone().expect("finishes").docs[&v1],

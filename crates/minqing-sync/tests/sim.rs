@@ -3,6 +3,10 @@
 //! connections, crashes between persisting events, partitions, relay restarts
 //! and assignment changes, then healing. Asserts that every replica of every
 //! village converges and that no acknowledged (locally persisted) write is lost.
+//! In about half the seeds one device is Byzantine: it also writes changes as
+//! another device's actor, oversized changes and changes that break the schema
+//! (the root `visits` replaced by a string); the relay must refuse them, and
+//! the honest replicas still converge and lose nothing.
 //!
 //! `MINQING_SIM_SEEDS=N` runs N seeds (default 200); `MINQING_SIM_SEED=S`
 //! replays one seed and prints its trace.
@@ -13,11 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use automerge::{ChangeHash, ReadDoc};
+use automerge::transaction::Transactable;
+use automerge::{ChangeHash, ObjType, ROOT, ReadDoc, Value};
 use minqing_sync::frame::{Frame, FrameDecoder, Heads};
 use minqing_sync::{
-    DeviceEvent, DeviceSession, DocHost, DocId, MemStorage, RelayEvent, RelaySession,
-    SessionConfig, Storage, StorageDocHost, load_doc,
+    ContentLimits, ContentPolicy, DeviceEvent, DeviceSession, DocHost, DocId, MemStorage,
+    RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost, load_doc,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -61,6 +66,38 @@ struct Device {
     partitioned: bool,
     /// Acknowledged writes: persisted locally before the edit "returned".
     writes: Vec<(DocId, ChangeHash)>,
+    /// Also writes forged, oversized and schema-breaking changes.
+    byzantine: bool,
+}
+
+/// Whether `doc`'s root `visits` is still a map in `storage`.
+fn visits_is_map(storage: &MemStorage, doc: &DocId) -> bool {
+    let Ok(Some(am)) = load_doc(storage, doc) else {
+        return false;
+    };
+    matches!(
+        am.get(ROOT, "visits"),
+        Ok(Some((Value::Object(ObjType::Map), _)))
+    )
+}
+
+/// Largest change the simulated relay accepts (small, to keep seeds fast).
+const SIM_MAX_CHANGE: usize = 4096;
+
+/// The simulated relay's policy: small size limits, and a schema of one rule
+/// (the root `visits` is a map).
+fn sim_policy() -> ContentPolicy {
+    ContentPolicy {
+        trusted: Default::default(),
+        schema: Some(Arc::new(|doc, _before| match doc.get(ROOT, "visits") {
+            Ok(Some((Value::Object(ObjType::Map), _))) => Ok(()),
+            _ => Err("the root `visits` is not a map".into()),
+        })),
+        limits: ContentLimits {
+            max_change_len: SIM_MAX_CHANGE,
+            ..ContentLimits::default()
+        },
+    }
 }
 
 struct Sim {
@@ -75,6 +112,9 @@ struct Sim {
     excused: BTreeSet<(usize, DocId, ChangeHash)>,
     trace: Vec<String>,
     counter: u64,
+    /// What the Byzantine device (if any) writes: 0 forged actor, 1 oversized,
+    /// 2 schema-breaking.
+    byzantine_kind: usize,
 }
 
 type SimResult = Result<(), String>;
@@ -88,6 +128,10 @@ impl Sim {
         let (relay_storage, host) = relay_with(&docs);
         let mut assignments = BTreeMap::new();
         let mut devices = Vec::new();
+        let byzantine = rng.random_bool(0.5).then_some(n_devices - 1);
+        // One kind of bad change per seed: the first refusal of a village blocks
+        // what follows it there, so mixing kinds would test only the first.
+        let byzantine_kind = rng.random_range(0..3);
         for d in 0..n_devices {
             let mine: BTreeSet<DocId> = docs
                 .iter()
@@ -101,6 +145,7 @@ impl Sim {
                 conn: None,
                 partitioned: false,
                 writes: Vec::new(),
+                byzantine: byzantine == Some(d),
             });
         }
         Sim {
@@ -113,6 +158,7 @@ impl Sim {
             excused: BTreeSet::new(),
             trace: Vec::new(),
             counter: 0,
+            byzantine_kind,
         }
     }
 
@@ -127,6 +173,16 @@ impl Sim {
         }
         let doc = held[self.rng.random_range(0..held.len())].clone();
         self.counter += 1;
+        if self.devices[d].byzantine {
+            if !visits_is_map(&self.devices[d].storage, &doc) {
+                // Its own copy is broken by its schema-breaking change.
+                return;
+            }
+            if self.rng.random_bool(0.3) {
+                self.byzantine_write(d, &doc);
+                return;
+            }
+        }
         let (key, value) = if self.rng.random_bool(0.15) {
             ("phone".to_string(), format!("139{:08}", self.counter))
         } else {
@@ -135,9 +191,66 @@ impl Sim {
                 "走访".to_string(),
             )
         };
-        let hash = local_write(&self.devices[d].storage, &doc, d as u64 + 1, &key, &value);
+        let hash = local_write(
+            &self.devices[d].storage,
+            &doc,
+            &self.devices[d].name,
+            &key,
+            &value,
+        );
         self.devices[d].writes.push((doc.clone(), hash));
         self.log(format!("dev{d} writes {key} in {doc}"));
+    }
+
+    /// A change the relay must refuse, written into the Byzantine device's copy.
+    fn byzantine_write(&mut self, d: usize, doc: &DocId) {
+        let st = &self.devices[d].storage;
+        let mut am = load_doc(st, doc).expect("mem load").expect("held");
+        let before = am.get_heads();
+        let what = match self.byzantine_kind {
+            0 => {
+                // As an honest device (its actor, its next sequence number as
+                // this copy knows it), preferably one with writes the relay
+                // does not hold yet: the forged change takes their sequence number.
+                let relay_doc = self.host.snapshot(doc).expect("relay doc");
+                let victim = (0..self.devices.len())
+                    .filter(|v| *v != d)
+                    .find(|v| {
+                        self.devices[*v]
+                            .writes
+                            .iter()
+                            .any(|(x, h)| x == doc && relay_doc.get_change_by_hash(h).is_none())
+                    })
+                    .unwrap_or((d + 1) % self.devices.len());
+                am.set_actor(actor_of(&self.devices[victim].name));
+                let mut tx = am.transaction();
+                tx.put(ROOT, "phone", "forged").expect("put");
+                tx.commit();
+                format!("a forged change as dev{victim}")
+            }
+            1 => {
+                am.set_actor(actor_of(&self.devices[d].name));
+                let visits = am.get(ROOT, "visits").expect("get").expect("visits").1;
+                let mut tx = am.transaction();
+                tx.put(
+                    &visits,
+                    format!("big-{}", self.counter),
+                    "大".repeat(SIM_MAX_CHANGE),
+                )
+                .expect("put");
+                tx.commit();
+                "an oversized change".to_owned()
+            }
+            _ => {
+                am.set_actor(actor_of(&self.devices[d].name));
+                let mut tx = am.transaction();
+                tx.put(ROOT, "visits", "oops").expect("put");
+                tx.commit();
+                "a schema-breaking change".to_owned()
+            }
+        };
+        st.append(doc, &am.save_after(&before)).expect("mem append");
+        self.log(format!("dev{d} byzantine writes {what} in {doc}"));
     }
 
     fn start_session(&mut self, d: usize) {
@@ -150,7 +263,8 @@ impl Sim {
             RELAY,
             &self.devices[d].name,
             self.assignments[&d].clone(),
-        );
+        )
+        .with_policy(sim_policy());
         let mut conn = Conn {
             dev,
             relay,
@@ -200,11 +314,27 @@ impl Sim {
         let chunk: Vec<u8> = pending.drain(..n).collect();
         if to_relay {
             if let Err(e) = conn.relay.handle_input(&chunk, &self.host as &dyn DocHost) {
+                if self.devices[d].byzantine {
+                    self.log(format!("relay ends byzantine dev{d}'s session: {e}"));
+                    return Ok(());
+                }
                 return Err(format!("relay session for dev{d} failed: {e}"));
             }
             while let Some(ev) = conn.relay.poll_event() {
-                if let RelayEvent::Refused { doc, .. } = &ev {
-                    self.log(format!("relay refuses dev{d} {doc}"));
+                match &ev {
+                    RelayEvent::Refused { doc, .. } => {
+                        self.log(format!("relay refuses dev{d} {doc}"))
+                    }
+                    RelayEvent::Rejected { doc, code, .. } => {
+                        if !self.devices[d].byzantine {
+                            return Err(format!(
+                                "the relay rejected honest dev{d}'s {doc}: {}",
+                                code.name()
+                            ));
+                        }
+                        self.log(format!("relay rejects dev{d} {doc}: {}", code.name()))
+                    }
+                    _ => {}
                 }
             }
             drain(&mut conn.to_dev, || conn.relay.poll_transmit());
@@ -218,6 +348,12 @@ impl Sim {
             }
         } else {
             if let Err(e) = conn.dev.handle_input(&chunk) {
+                if self.devices[d].byzantine {
+                    // Its own copy holds a forged change that clashes with the
+                    // real one: its problem, not the county's.
+                    self.log(format!("byzantine dev{d}'s own session fails: {e}"));
+                    return Ok(());
+                }
                 return Err(format!("device session dev{d} failed: {e}"));
             }
             let mut events = Vec::new();
@@ -275,7 +411,9 @@ impl Sim {
                 ));
             }
             DeviceEvent::Refused { doc, reason } => {
-                return Err(format!("dev{d}: {doc} refused while assigned: {reason}"));
+                if !self.devices[d].byzantine {
+                    return Err(format!("dev{d}: {doc} refused while assigned: {reason}"));
+                }
             }
             DeviceEvent::Finished(_) => {}
         }
@@ -365,11 +503,18 @@ impl Sim {
             self.deliver(d, true, false)?;
             self.deliver(d, false, false)?;
         }
+        if self.devices[d].byzantine {
+            return Ok(());
+        }
         Err(format!("dev{d}: healing session did not finish"))
     }
 
     fn check(&mut self) -> SimResult {
         for d in 0..self.devices.len() {
+            if self.devices[d].byzantine {
+                // Its copies hold what the relay refused; its sessions may fail.
+                continue;
+            }
             let held: BTreeSet<DocId> = self.devices[d]
                 .storage
                 .docs()
@@ -394,7 +539,31 @@ impl Sim {
         }
         // Reload the relay from storage: what it holds must be durable.
         self.host = StorageDocHost::new(self.relay_storage.clone());
+        // Nothing the Byzantine device sent got in: no oversized change, and
+        // the schema holds.
+        for doc in &self.docs {
+            let relay = self.host.snapshot(doc).expect("relay doc");
+            if let Some(c) = relay
+                .get_changes(&[])
+                .iter()
+                .find(|c| c.raw_bytes().len() > SIM_MAX_CHANGE)
+            {
+                return Err(format!(
+                    "the relay holds a change of {} bytes in {doc}",
+                    c.raw_bytes().len()
+                ));
+            }
+            if !matches!(
+                relay.get(ROOT, "visits"),
+                Ok(Some((Value::Object(ObjType::Map), _)))
+            ) {
+                return Err(format!("the relay's {doc} lost its visits map"));
+            }
+        }
         for d in 0..self.devices.len() {
+            if self.devices[d].byzantine {
+                continue;
+            }
             for (doc, h) in self.devices[d].writes.clone() {
                 if self.excused.contains(&(d, doc.clone(), h)) {
                     continue;
@@ -404,6 +573,9 @@ impl Sim {
                     return Err(format!("write {h} by dev{d} in {doc} is lost on the relay"));
                 }
                 for (e, dev) in self.devices.iter().enumerate() {
+                    if dev.byzantine {
+                        continue;
+                    }
                     if let Some(local) = load_doc(&dev.storage, &doc).expect("mem load")
                         && local.get_change_by_hash(&h).is_none()
                     {
@@ -432,6 +604,9 @@ impl Sim {
         // Converged: one more sync of every device is the handshake alone
         // (every village clean and unchanged: Hello, Welcome, Bye).
         for d in 0..self.devices.len() {
+            if self.devices[d].byzantine {
+                continue;
+            }
             let f = lockstep(
                 &self.devices[d].name,
                 &self.devices[d].storage,
@@ -454,7 +629,9 @@ struct Tally(BTreeMap<&'static str, usize>);
 
 impl Tally {
     fn add(&mut self, trace: &[String]) {
-        const KINDS: [&str; 11] = [
+        const KINDS: [&str; 13] = [
+            "byzantine writes",
+            "rejects",
             "writes",
             "clean villages",
             "villages unchanged",
@@ -477,9 +654,12 @@ impl Tally {
     }
 }
 
-fn run_seed(seed: u64, tally: &mut Tally) -> Result<usize, (String, Vec<String>)> {
+fn run_seed(seed: u64, tally: &mut Tally, show: bool) -> Result<usize, (String, Vec<String>)> {
     let mut sim = Sim::new(seed);
     let r = catch_unwind(AssertUnwindSafe(|| sim.run(200)));
+    if show && matches!(r, Ok(Ok(()))) {
+        eprintln!("trace of seed {seed}:\n  {}", sim.trace.join("\n  "));
+    }
     let writes = sim.devices.iter().map(|d| d.writes.len()).sum();
     tally.add(&sim.trace);
     if !sim.excused.is_empty() {
@@ -515,7 +695,7 @@ fn replicas_converge_and_no_acknowledged_write_is_lost() {
     let mut total_writes = 0;
     let mut tally = Tally::default();
     for seed in seeds {
-        match run_seed(seed, &mut tally) {
+        match run_seed(seed, &mut tally, replay) {
             Ok(w) => total_writes += w,
             Err((e, trace)) => {
                 let shown = if replay {
@@ -536,5 +716,7 @@ fn replicas_converge_and_no_acknowledged_write_is_lost() {
     if !replay {
         // ... and villages answered Unchanged in the middle of the run.
         assert!(tally.0.get("villages unchanged").copied().unwrap_or(0) > 0);
+        // ... and the Byzantine device's changes were met and refused.
+        assert!(tally.0.get("rejects").copied().unwrap_or(0) > 0);
     }
 }

@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::cli::SyncArgs;
 use crate::error::usage;
 use crate::home::{self, Home};
+use crate::idle_store::IdleStore;
 use crate::output;
 
 /// Meta key holding the enrolment bundle (JSON, without its spent secret).
@@ -143,6 +144,7 @@ fn contact_failed(bundle: &Bundle, e: NetError, pending_kept: bool) -> anyhow::R
 /// at its first contact with the relay.
 pub fn init_bundle(dir: &Path, bundle_path: &Path, timeout: u64) -> anyhow::Result<ExitCode> {
     let bundle = read_bundle(bundle_path)?;
+    home::refuse_relay_home(dir)?;
     let existed = home::store_dir(dir).is_dir();
     if existed {
         let store = home::open_store(dir)?;
@@ -190,6 +192,7 @@ pub fn init_bundle(dir: &Path, bundle_path: &Path, timeout: u64) -> anyhow::Resu
     };
     let store = home::open_store(dir)?;
     finish_enrolment(&store, &bundle, &identity, Some(&device))?;
+    home::start_new_incarnation(dir, &store)?;
     output::line(&format!(
         "set up {} for {} with relay {} at {}; assigned villages ({}) arrive with `minqing sync`",
         bundle.device_id,
@@ -314,7 +317,9 @@ async fn pass(
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
-    let store = match home::open_store(dir) {
+    // Opened now, and closed by itself whenever the session waits on the
+    // relay for a while (crate::idle_store), so `visit log` works meanwhile.
+    let store = match IdleStore::open(dir) {
         Ok(s) => s,
         Err(e) => {
             conn.close().await;
@@ -327,17 +332,18 @@ async fn pass(
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
-    report(&store)?;
+    store.with(|s| report(s).map_err(|e| StorageError::Backend(e.into())))?;
     Ok(Ok(out))
 }
 
 /// Runs the session on an open connection; the notices to print.
 async fn session(
     conn: &minqing_net::DeviceConnection,
-    store: &SledStorage,
+    store: &IdleStore,
     bundle: &Bundle,
     dir: &Path,
 ) -> Result<(SessionOutcome, Vec<String>), NetError> {
+    let set_aside = quarantine_unloadable(store, dir)?;
     let docs = minqing_net::device_docs(store, &bundle.relay_name)?;
     let unsynced = docs
         .iter()
@@ -367,7 +373,17 @@ async fn session(
     )
     .await?;
     let kept = keeping.kept.into_inner().unwrap_or_else(|p| p.into_inner());
-    let notices = removed
+    let mut notices: Vec<String> = set_aside
+        .iter()
+        .map(|(doc, path, why)| {
+            format!(
+                "{QUARANTINE_NOTICE} village {doc} on this laptop did not load ({why}); its damaged copy was set aside in {} \
+                 and the relay's copy was fetched. Work written since the last sync may be only in that file: give it to the county IT staff",
+                path.display()
+            )
+        })
+        .collect();
+    notices.extend(removed
         .iter()
         .map(|doc| match kept.get(doc) {
             Some(path) => format!(
@@ -378,9 +394,54 @@ async fn session(
             None => format!(
                 "notice: village {doc} is no longer assigned to this laptop; its local copy was removed"
             ),
-        })
-        .collect();
+        }));
     Ok((out, notices))
+}
+
+/// Folder of the home where villages that do not load are set aside by `sync`.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// How a notice about a village set aside starts (it makes the exit code 1).
+const QUARANTINE_NOTICE: &str = "error:";
+
+/// Moves every village that does not load out of the store, into
+/// `quarantine/<village>-<unix ms>.automerge` in the home (synced to disk
+/// first), so that the session fetches the relay's copy instead of failing.
+fn quarantine_unloadable(
+    store: &dyn minqing_sync::Storage,
+    dir: &Path,
+) -> Result<Vec<(DocId, PathBuf, String)>, NetError> {
+    let local = |e: &dyn std::fmt::Display| NetError::Session(format!("this laptop's store: {e}"));
+    let mut out = Vec::new();
+    for id in store.docs().map_err(|e| local(&e))? {
+        let why = match minqing_sync::load_doc(store, &id) {
+            Ok(_) => continue,
+            Err(StorageError::Corrupt { detail, .. }) => detail,
+            Err(e) => return Err(local(&e)),
+        };
+        let Some(bytes) = store.load(&id).map_err(|e| local(&e))? else {
+            continue;
+        };
+        let folder = dir.join(QUARANTINE_DIR);
+        let path = folder.join(format!("{id}-{}.automerge", home::now_ms()));
+        let keep = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&folder)?;
+            let mut file = std::fs::File::create(&path)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            std::fs::File::open(&folder)?.sync_all()
+        };
+        keep().map_err(|e| {
+            local(&format!(
+                "village {id} does not load and cannot be set aside in {}: {e}; nothing was changed",
+                folder.display()
+            ))
+        })?;
+        store.remove(&id).map_err(|e| local(&e))?;
+        store.flush().map_err(|e| local(&e))?;
+        tracing::warn!(village = %id, path = %path.display(), "set aside a village that does not load");
+        out.push((id, path, why));
+    }
+    Ok(out)
 }
 
 /// Folder of the home where villages taken off this laptop with unsynced work are kept.
@@ -392,7 +453,7 @@ pub const REMOVED_DIR: &str = "removed";
 /// relay refuses changes to a village no longer assigned, and a cadre's offline
 /// work must not vanish with the local copy.
 struct KeepUnsynced<'a> {
-    inner: &'a SledStorage,
+    inner: &'a IdleStore,
     unsynced: BTreeSet<DocId>,
     dir: PathBuf,
     kept: Mutex<BTreeMap<DocId, PathBuf>>,
@@ -461,10 +522,15 @@ fn report(store: &SledStorage) -> anyhow::Result<()> {
 
 /// Prints what a pass did; whether every village is in sync.
 fn print_outcome(out: &SessionOutcome, notices: &[String]) -> anyhow::Result<bool> {
-    for n in notices {
-        output::line(n)?;
-    }
     let mut all_ok = true;
+    for n in notices {
+        if n.starts_with(QUARANTINE_NOTICE) {
+            all_ok = false;
+            eprintln!("{n}");
+        } else {
+            output::line(n)?;
+        }
+    }
     for (doc, o) in &out.docs {
         let what = match o {
             DocOutcome::InSync { .. } => "in sync".to_owned(),
@@ -492,6 +558,7 @@ fn refused(bundle: &Bundle, e: &NetError) -> std::process::ExitCode {
 /// broken, or a village refused; [`EXIT_REFUSED`] the relay refused this laptop
 /// or is not its relay; 2 usage (not enrolled with a relay).
 pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCode> {
+    home.require_writable("sync")?;
     let (bundle, identity) = stored_bundle(&home.store)?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let rt = tokio::runtime::Builder::new_current_thread()
