@@ -254,6 +254,80 @@ fn hostile_sync_messages_end_the_session_without_panic() {
     }
 }
 
+/// A v1 sync message with no heads, needs or changes and one `have` entry
+/// (no last sync) whose Bloom filter is `bloom` in automerge's wire form.
+fn message_with_bloom(bloom: &[u8]) -> Vec<u8> {
+    let mut m = vec![0x42, 0x00, 0x00, 0x01, 0x00];
+    m.push(u8::try_from(bloom.len()).expect("short filter"));
+    m.extend_from_slice(bloom);
+    m.push(0x00);
+    m
+}
+
+/// Found by the `relay_session` fuzz target (crates/minqing-fuzz/crashers):
+/// automerge 0.12 takes each probe of a peer's Bloom filter modulo its bit
+/// count, so a filter with entries but zero bits per entry made the relay
+/// panic ("attempt to calculate the remainder with a divisor of zero"); and it
+/// reserves one slot per probe, so a filter asking for 2^32 probes would abort
+/// the relay on a 16 GiB allocation. Both are refused as bad messages now.
+#[test]
+fn a_bloom_filter_that_would_crash_automerge_is_refused() {
+    let d = doc_id("V1");
+    let (_s, host) = relay_with(std::slice::from_ref(&d));
+    // The relay has changes the device lacks, so it consults the filter.
+    relay_write(&host, &d, 2, "k", "v");
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        device: "d1".into(),
+        docs: vec![DocHeads {
+            doc: d.clone(),
+            heads: Heads::List(vec![]),
+        }],
+    }
+    .encode()
+    .expect("enc");
+    let zero_bits = [0x01, 0x00, 0x07]; // 1 entry, 0 bits per entry, 7 probes, no bits
+    let many_probes = [0x01, 0x08, 0x80, 0xAD, 0xE2, 0x04, 0x00]; // 10,000,000 probes, 1 byte of bits
+    for bloom in [&zero_bits[..], &many_probes[..]] {
+        let mut relay =
+            RelaySession::new(SessionConfig::default(), RELAY, "d1", [d.clone()].into());
+        relay.handle_input(&hello, &host).expect("hello ok");
+        while relay.poll_transmit().is_some() {}
+        let sync = Frame::Sync {
+            doc: d.clone(),
+            message: message_with_bloom(bloom),
+        };
+        let e = relay.handle_input(&sync.encode().expect("enc"), &host);
+        assert!(
+            matches!(&e, Err(SessionError::BadMessage { detail, .. }) if detail.contains("Bloom filter")),
+            "{bloom:02x?}: {e:?}"
+        );
+        assert!(relay.is_closed());
+    }
+    // The same filter sent to a device is refused the same way.
+    let dev = MemStorage::new();
+    let mut s = device_session("d1", &dev);
+    let mut bytes = Frame::Welcome {
+        version: PROTOCOL_VERSION,
+        relay: RELAY.into(),
+        docs: vec![DocHeads {
+            doc: d.clone(),
+            heads: Heads::List(vec![]),
+        }],
+    }
+    .encode()
+    .expect("enc");
+    bytes.extend(
+        Frame::Sync {
+            doc: d.clone(),
+            message: message_with_bloom(&zero_bits),
+        }
+        .encode()
+        .expect("enc"),
+    );
+    assert!(s.handle_input(&bytes).is_err());
+}
+
 #[test]
 fn a_relay_restored_from_an_old_backup_gets_the_lost_changes_back() {
     let v1 = doc_id("V1");
