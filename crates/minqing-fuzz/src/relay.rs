@@ -384,7 +384,7 @@ fn encodable(m: &Message) -> bool {
 
 /// Re-encodes `bytes` with the checksums of its change chunks repaired, if it
 /// decodes as a sync message; else returns it as it was.
-fn fix_message(bytes: Vec<u8>) -> Vec<u8> {
+pub fn fix_message(bytes: Vec<u8>) -> Vec<u8> {
     let Ok(mut m) = Message::decode(&bytes) else {
         return bytes;
     };

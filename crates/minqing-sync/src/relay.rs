@@ -13,7 +13,7 @@ use crate::frame::{
 };
 use crate::host::DocHost;
 use crate::session::{
-    Outbox, SessionConfig, SessionError, decode_message, decode_state, same_set,
+    Outbox, SessionConfig, SessionError, decode_message, decode_state, receive_guarded, same_set,
     seed_push_since_shared, state_for_empty_peer,
 };
 
@@ -382,9 +382,9 @@ impl RelaySession {
         host.with_doc(id, &mut |am| {
             let before = am.get_heads();
             if let Some(m) = msg.take()
-                && let Err(e) = am.receive_sync_message(&mut d.state, m)
+                && let Err(e) = receive_guarded(am, &mut d.state, m)
             {
-                result = Err(e.to_string());
+                result = Err(e);
                 return;
             }
             if am.get_heads() != before {

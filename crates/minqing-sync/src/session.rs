@@ -203,6 +203,35 @@ pub(crate) fn decode_message(doc: &DocId, bytes: &[u8]) -> Result<Message, Sessi
     Ok(msg)
 }
 
+/// Applies a peer's sync message to `doc`, turning a panic inside automerge
+/// into an error. automerge 0.12 (with hexane 1.0.0-alpha.5) unwraps column
+/// data of a document chunk it has not validated (`RleValue::unpack`), so a
+/// sync message carrying a malformed document chunk panicked the session
+/// (found by the `sync_message` fuzz target, crates/minqing-fuzz/crashers).
+/// The panic happens while the chunk is parsed into a scratch document,
+/// before `doc` is touched; the session ends with [`SessionError::BadMessage`].
+pub(crate) fn receive_guarded(
+    doc: &mut Automerge,
+    state: &mut State,
+    msg: Message,
+) -> Result<(), String> {
+    use automerge::sync::SyncDoc;
+    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        doc.receive_sync_message(state, msg)
+    }));
+    match applied {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(format!("automerge could not read its changes ({what})"))
+        }
+    }
+}
+
 /// Most probes a peer's Bloom filter may ask for (automerge makes 7). automerge
 /// allocates a slot per probe and loops over them for every change it checks.
 pub(crate) const MAX_BLOOM_PROBES: u64 = 64;

@@ -328,6 +328,69 @@ fn a_bloom_filter_that_would_crash_automerge_is_refused() {
     assert!(s.handle_input(&bytes).is_err());
 }
 
+/// Found by the `sync_message` fuzz target (crates/minqing-fuzz/crashers):
+/// a sync message carrying a document chunk whose columns are malformed (with
+/// a valid checksum) made automerge 0.12 / hexane 1.0.0-alpha.5 panic
+/// (`RleValue::unpack`: "called `Result::unwrap()` on an `Err` value:
+/// InvalidNumber"). Relay and device now end the session with a bad-message
+/// error instead, and the relay's village is untouched.
+#[test]
+fn a_malformed_document_chunk_ends_the_session_without_panic() {
+    let msg = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/malformed-document-chunk.msg"
+    ))
+    .expect("test data");
+    let d = doc_id("V2");
+    // The relay holds nothing of V2 yet: the chunk is loaded as a fresh document.
+    let storage = std::sync::Arc::new(MemStorage::new());
+    let host = minqing_sync::StorageDocHost::new(storage.clone());
+    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d1", [d.clone()].into());
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        device: "d1".into(),
+        docs: vec![],
+    };
+    relay
+        .handle_input(&hello.encode().expect("enc"), &host)
+        .expect("hello ok");
+    let sync = Frame::Sync {
+        doc: d.clone(),
+        message: msg.clone(),
+    };
+    let e = relay.handle_input(&sync.encode().expect("enc"), &host);
+    assert!(
+        matches!(&e, Err(SessionError::BadMessage { detail, .. }) if detail.contains("automerge")),
+        "{e:?}"
+    );
+    assert!(relay.is_closed());
+    assert_eq!(storage.load(&d).expect("memory"), None, "nothing stored");
+    assert!(host.heads(&d).expect("memory").is_empty());
+    // The same message from a relay ends a device's session the same way.
+    let dev = MemStorage::new();
+    let mut s = device_session("d1", &dev);
+    let mut bytes = Frame::Welcome {
+        version: PROTOCOL_VERSION,
+        relay: RELAY.into(),
+        docs: vec![DocHeads {
+            doc: d.clone(),
+            heads: Heads::List(vec![]),
+        }],
+    }
+    .encode()
+    .expect("enc");
+    bytes.extend(
+        Frame::Sync {
+            doc: d,
+            message: msg,
+        }
+        .encode()
+        .expect("enc"),
+    );
+    let e = s.handle_input(&bytes);
+    assert!(matches!(e, Err(SessionError::BadMessage { .. })), "{e:?}");
+}
+
 #[test]
 fn a_relay_restored_from_an_old_backup_gets_the_lost_changes_back() {
     let v1 = doc_id("V1");
