@@ -17,7 +17,10 @@ pub trait DocHost {
     /// Runs `f` on the relay's copy of `doc`, an empty document if the relay holds
     /// none yet. If `f` changes the document, the host must append the new changes
     /// (`save_after(heads before f)`) to its storage before it returns, so that the
-    /// driver's next flush makes them durable.
+    /// driver's next flush makes them durable. If `f` (or the save) panics —
+    /// automerge can, in the middle of applying a peer's malformed changes —
+    /// the host must drop its in-memory copy (the next use reloads it from
+    /// storage), append nothing, and let the panic go on.
     fn with_doc(&self, doc: &DocId, f: &mut dyn FnMut(&mut Automerge)) -> Result<(), StorageError>;
 
     /// The persisted `sync::State` (encoded) of (`device`, `doc`).
@@ -101,10 +104,22 @@ impl DocHost for StorageDocHost {
         let d = self.entry(doc)?;
         let mut am = relock(&d);
         let before = am.get_heads();
-        f(&mut am);
-        if am.get_heads() != before {
-            let bytes = am.save_after(&before);
-            self.storage.append(doc, &bytes)?;
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(&mut am);
+            (am.get_heads() != before).then(|| am.save_after(&before))
+        }));
+        match run {
+            Ok(Some(bytes)) => self.storage.append(doc, &bytes)?,
+            Ok(None) => {}
+            Err(panic) => {
+                // The copy may be half-changed (found by the sync_message fuzz
+                // target: automerge 0.12 panicked in the middle of applying
+                // changes, and every later use of the village panicked too).
+                // Storage holds only what was appended before: reload from it.
+                drop(am);
+                self.evict(doc);
+                std::panic::resume_unwind(panic);
+            }
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use crate::frame::{
 };
 use crate::host::DocHost;
 use crate::session::{
-    Outbox, SessionConfig, SessionError, decode_message, decode_state, receive_guarded, same_set,
+    Outbox, SessionConfig, SessionError, decode_message, decode_state, panic_detail, same_set,
     seed_push_since_shared, state_for_empty_peer,
 };
 
@@ -379,19 +379,28 @@ impl RelaySession {
         let mut applied = 0usize;
         let mut reply = None;
         let mut msg = msg;
-        host.with_doc(id, &mut |am| {
-            let before = am.get_heads();
-            if let Some(m) = msg.take()
-                && let Err(e) = receive_guarded(am, &mut d.state, m)
-            {
-                result = Err(e);
-                return;
-            }
-            if am.get_heads() != before {
-                applied = am.get_changes(&before).len();
-            }
-            reply = am.generate_sync_message(&mut d.state);
-        })?;
+        // automerge may panic on a peer's malformed changes, even halfway
+        // through applying them; the host then drops its copy of the village
+        // (reloaded from storage on next use) and the session ends here.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            host.with_doc(id, &mut |am| {
+                let before = am.get_heads();
+                if let Some(m) = msg.take()
+                    && let Err(e) = am.receive_sync_message(&mut d.state, m)
+                {
+                    result = Err(e.to_string());
+                    return;
+                }
+                if am.get_heads() != before {
+                    applied = am.get_changes(&before).len();
+                }
+                reply = am.generate_sync_message(&mut d.state);
+            })
+        }));
+        match run {
+            Ok(r) => r?,
+            Err(panic) => result = Err(panic_detail(&*panic)),
+        }
         result.map_err(|detail| SessionError::BadMessage {
             doc: id.clone(),
             detail,

@@ -204,12 +204,13 @@ pub(crate) fn decode_message(doc: &DocId, bytes: &[u8]) -> Result<Message, Sessi
 }
 
 /// Applies a peer's sync message to `doc`, turning a panic inside automerge
-/// into an error. automerge 0.12 (with hexane 1.0.0-alpha.5) unwraps column
-/// data of a document chunk it has not validated (`RleValue::unpack`), so a
-/// sync message carrying a malformed document chunk panicked the session
-/// (found by the `sync_message` fuzz target, crates/minqing-fuzz/crashers).
-/// The panic happens while the chunk is parsed into a scratch document,
-/// before `doc` is touched; the session ends with [`SessionError::BadMessage`].
+/// into an error. automerge 0.12 (with hexane 1.0.0-alpha.5) unwraps data it
+/// has not validated: a sync message carrying a document chunk with malformed
+/// columns panicked in `RleValue::unpack`, and a change with inconsistent ops
+/// in `import_ops`, halfway through applying it (found by the `sync_message`
+/// fuzz target, crates/minqing-fuzz/crashers). The device uses this and then
+/// drops `doc` with its failed session; the relay catches around
+/// [`crate::DocHost::with_doc`] instead, so that the host drops its copy.
 pub(crate) fn receive_guarded(
     doc: &mut Automerge,
     state: &mut State,
@@ -221,15 +222,18 @@ pub(crate) fn receive_guarded(
     }));
     match applied {
         Ok(r) => r.map_err(|e| e.to_string()),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("no message");
-            Err(format!("automerge could not read its changes ({what})"))
-        }
+        Err(panic) => Err(panic_detail(&*panic)),
     }
+}
+
+/// Words for a panic caught inside automerge.
+pub(crate) fn panic_detail(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message");
+    format!("automerge could not apply its changes ({what})")
 }
 
 /// Most probes a peer's Bloom filter may ask for (automerge makes 7). automerge

@@ -391,6 +391,74 @@ fn a_malformed_document_chunk_ends_the_session_without_panic() {
     assert!(matches!(e, Err(SessionError::BadMessage { .. })), "{e:?}");
 }
 
+/// Found by the `sync_message` fuzz target (crates/minqing-fuzz/crashers):
+/// a change whose ops do not fit its own metadata (valid checksum) made
+/// automerge 0.12 panic halfway through applying it (`import_ops`: "called
+/// `Option::unwrap()` on a `None` value"), leaving the relay's copy of the
+/// village half-changed: every later use of that village panicked too
+/// (`save_after`: "MissingOps"), for every device, until a restart. Now the
+/// session ends with a bad-message error, the relay drops its copy and
+/// reloads the village from storage, and an honest device still syncs it.
+#[test]
+fn a_change_automerge_cannot_apply_does_not_break_the_village() {
+    let data = |name: &str| {
+        std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR")))
+            .expect("test data")
+    };
+    let village = data("village.automerge");
+    let d = doc_id("V001");
+    let storage = std::sync::Arc::new(MemStorage::new());
+    storage.append(&d, &village).expect("append");
+    let host = minqing_sync::StorageDocHost::new(storage.clone());
+    let heads = host.heads(&d).expect("loads");
+    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d1", [d.clone()].into());
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        device: "d1".into(),
+        docs: vec![],
+    };
+    relay
+        .handle_input(&hello.encode().expect("enc"), &host)
+        .expect("hello ok");
+    let sync = Frame::Sync {
+        doc: d.clone(),
+        message: data("inconsistent-change.msg"),
+    };
+    let e = relay.handle_input(&sync.encode().expect("enc"), &host);
+    assert!(
+        matches!(&e, Err(SessionError::BadMessage { detail, .. }) if detail.contains("automerge")),
+        "{e:?}"
+    );
+    assert_eq!(
+        storage.load(&d).expect("memory"),
+        Some(village),
+        "nothing stored"
+    );
+    assert_eq!(host.heads(&d).expect("reloads"), heads);
+    // An honest device that holds nothing gets the whole village.
+    let dev = MemStorage::new();
+    let mut s = device_session("d2", &dev);
+    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d2", [d.clone()].into());
+    for _ in 0..16 {
+        let mut up = Vec::new();
+        while let Some(b) = s.poll_transmit() {
+            up.extend(b);
+        }
+        relay.handle_input(&up, &host).expect("relay serves d2");
+        let mut down = Vec::new();
+        while let Some(b) = relay.poll_transmit() {
+            down.extend(b);
+        }
+        if down.is_empty() {
+            break;
+        }
+        s.handle_input(&down).expect("d2 syncs");
+    }
+    persist_device_events(&mut s, &dev);
+    let got = load_doc(&dev, &d).expect("loads").expect("d2 holds V001");
+    assert_eq!(got.get_heads(), heads);
+}
+
 #[test]
 fn a_relay_restored_from_an_old_backup_gets_the_lost_changes_back() {
     let v1 = doc_id("V1");
