@@ -14,6 +14,7 @@ const SCRUBBED_ENV: &[&str] = &[
     "MINQING_LOG",
     "MINQING_TEST_RNG_SEED",
     "MINQING_RELAY_HOME",
+    "MINQING_TEST_STALL_FLUSH",
 ];
 
 /// The workspace's target directory: `CARGO_TARGET_DIR` if set (relative to the
@@ -31,11 +32,16 @@ pub fn target_dir() -> PathBuf {
 
 /// Path of a built binary of the workspace (`minqing`, `minqing-relay`, ...).
 /// Panics with instructions if it has not been built.
+///
+/// `MINQING_E2E_BIN_DIR` names another directory to take the binaries from
+/// (to replay a test against an older build, e.g. the commit before a fix).
 pub fn bin(name: &str) -> PathBuf {
     let profile = std::env::var("MINQING_E2E_PROFILE").unwrap_or_else(|_| "debug".to_owned());
-    let path = target_dir()
-        .join(profile)
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let dir = match std::env::var_os("MINQING_E2E_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => target_dir().join(profile),
+    };
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.is_file(),
         "{} is missing: run `cargo build --workspace --bins` first",
@@ -273,11 +279,18 @@ impl Relay {
 
     /// `minqing-relay init --name NAME --listen ADDR`.
     pub fn init_at(name: &str, addr: &str) -> Relay {
+        let dir = tempfile::Builder::new()
+            .prefix("minqing-relay-e2e-")
+            .tempdir()
+            .expect("a temporary directory can be created");
+        Relay::init_in(dir, name, addr)
+    }
+
+    /// `minqing-relay init` with the home inside `dir` (e.g. a small tmpfs
+    /// mounted there), listening on `addr`.
+    pub fn init_in(dir: tempfile::TempDir, name: &str, addr: &str) -> Relay {
         let relay = Relay {
-            dir: tempfile::Builder::new()
-                .prefix("minqing-relay-e2e-")
-                .tempdir()
-                .expect("a temporary directory can be created"),
+            dir,
             addr: addr.to_owned(),
             server: None,
             log: Default::default(),
@@ -301,6 +314,11 @@ impl Relay {
         };
         copy_dir(&other.home(), &relay.home());
         relay
+    }
+
+    /// The relay's temporary directory (its home and bundles live inside).
+    pub fn dir_path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
     }
 
     /// The relay's home directory.
@@ -361,9 +379,20 @@ impl Relay {
 
     /// Starts `serve` and waits (up to 30 s) until it prints that it listens.
     pub fn start(&mut self) {
+        self.start_env(&[]);
+    }
+
+    /// Starts `serve` with extra environment variables (test hooks such as
+    /// `MINQING_TEST_STALL_FLUSH`).
+    pub fn start_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.server.is_none(), "the relay is already running");
+        self.server = Some(self.spawn_serve(env));
+    }
+
+    fn spawn_serve(&self, env: &[(&str, &str)]) -> std::process::Child {
         let mut child = self
             .command(&["serve"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -389,7 +418,65 @@ impl Relay {
             let _ = child.wait();
             panic!("minqing-relay serve did not listen:\n{}", self.log());
         }
-        self.server = Some(child);
+        child
+    }
+
+    /// Runs `f` while `serve` runs: the relay's own process if started, else
+    /// one started for `f` and stopped (SIGTERM) after it.
+    pub fn while_serving<T>(&self, f: impl FnOnce() -> T) -> T {
+        if self.is_running() {
+            return f();
+        }
+        let mut child = self.spawn_serve(&[]);
+        let out = f();
+        send_signal(child.id(), "TERM");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        out
+    }
+
+    /// A laptop enrolled for `villages`: `enroll`, then `minqing init --bundle`
+    /// on a new home (its first contact with the relay, which is started for
+    /// it if it is not running). Returns the device id and the home.
+    pub fn laptop(&self, cadre: &str, villages: &str) -> (String, Home) {
+        let (id, bundle) = self.enroll(cadre, villages);
+        let home = Home::new();
+        let got = self.while_serving(|| home.init_bundle(&bundle));
+        assert_eq!(
+            got, id,
+            "init --bundle sets the laptop up as the enrolled device"
+        );
+        (id, home)
+    }
+
+    /// The process id of the running `serve`, if started.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|c| c.id())
+    }
+
+    /// Sets `limits.KEY = value` in `config.json` (read when serve starts;
+    /// relays that know no such limit ignore it).
+    pub fn set_limit(&self, key: &str, value: u64) {
+        let path = self.home().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("config.json is readable"))
+                .expect("config.json is JSON");
+        if !config["limits"].is_object() {
+            config["limits"] = serde_json::json!({});
+        }
+        config["limits"][key] = serde_json::json!(value);
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&config).expect("JSON encodes"),
+        )
+        .expect("config.json is writable");
     }
 
     /// What `serve` printed on stderr so far (all runs).
@@ -408,6 +495,27 @@ impl Relay {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGTERM; waits up to `limit` for the relay to exit on its own (then
+    /// SIGKILL). Returns its exit status and how long it took, or `None` if it
+    /// had to be killed.
+    pub fn stop_within(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> Option<(ExitStatus, std::time::Duration)> {
+        let mut child = self.server.take()?;
+        let start = std::time::Instant::now();
+        send_signal(child.id(), "TERM");
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some((status, start.elapsed()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     /// SIGTERM; waits up to 20 s for a graceful exit (then SIGKILL). Returns
@@ -449,6 +557,34 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), &target).expect("a file can be copied");
         }
     }
+}
+
+/// What a laptop holds to reach its relay: its bundle and its key and
+/// certificate, read from its (not running) home's store. Homes of the old
+/// format (a bundle that carried the key) are read too.
+pub fn relay_credentials(home: &Home) -> (minqing_net::Bundle, minqing_net::Identity) {
+    let store = minqing_store::SledStorage::open(&home.path().join("store"))
+        .expect("the laptop's store opens (no minqing process runs on it)");
+    let raw = store
+        .meta_get("relay_bundle")
+        .expect("meta is readable")
+        .expect("the laptop is enrolled");
+    let mut v: serde_json::Value = serde_json::from_slice(&raw).expect("the bundle is JSON");
+    let identity = if v["format"] == "minqing-bundle/1" {
+        v["format"] = serde_json::json!(minqing_net::BUNDLE_FORMAT);
+        minqing_net::Identity {
+            cert_pem: v["cert_pem"].as_str().expect("cert_pem").to_owned(),
+            key_pem: v["key_pem"].as_str().expect("key_pem").to_owned(),
+        }
+    } else {
+        let raw = store
+            .meta_get("relay_identity")
+            .expect("meta is readable")
+            .expect("the laptop has its identity");
+        serde_json::from_slice(&raw).expect("the identity is JSON")
+    };
+    let bundle = minqing_net::Bundle::parse_unchecked(&v.to_string()).expect("the bundle parses");
+    (bundle, identity)
 }
 
 impl Home {

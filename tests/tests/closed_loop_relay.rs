@@ -37,10 +37,7 @@ fn live_report(relay: &Relay, args: &[&str], done: impl Fn(&Value, &Run) -> bool
 }
 
 fn device(relay: &Relay, cadre: &str, villages: &str) -> Home {
-    let (id, bundle) = relay.enroll(cadre, villages);
-    let home = Home::new();
-    assert_eq!(home.init_bundle(&bundle), id);
-    home
+    relay.laptop(cadre, villages).1
 }
 
 fn sync(home: &Home) {

@@ -19,10 +19,7 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// A device enrolled with `relay` for `villages`, set up from its bundle.
 fn device(relay: &Relay, cadre: &str, villages: &str) -> (String, Home) {
-    let (id, bundle) = relay.enroll(cadre, villages);
-    let home = Home::new();
-    assert_eq!(home.init_bundle(&bundle), id);
-    (id, home)
+    relay.laptop(cadre, villages)
 }
 
 /// One `minqing sync` that must succeed; returns stdout.
@@ -384,14 +381,27 @@ fn refused_unreachable_and_revoked_laptops_keep_their_data() {
 
     // A laptop enrolled with another relay, pointed at this one: its bundle's CA
     // does not vouch for this relay, so it stops before sending anything.
+    // With one-time enrolment this shows at the laptop's first contact: the
+    // relay at the bundle's address does not prove it is the bundle's relay.
     let other = Relay::init_at("别的中继", &relay.addr);
     other.village_add("V1", "小河村");
-    let (_, stranger) = device(&other, "张三", "V1");
-    let run = stranger.minqing(&["sync", "--timeout", "5"]);
+    let (_, stranger_bundle) = other.enroll("张三", "V1");
+    let stranger = Home::new();
+    let run = stranger.minqing(&[
+        "init",
+        "--bundle",
+        stranger_bundle.to_str().expect("temporary paths are UTF-8"),
+        "--timeout",
+        "5",
+    ]);
     let err = run.fails(3);
     assert!(
         err.contains("not the relay this laptop was enrolled with"),
         "{err}"
+    );
+    assert!(
+        !stranger.path().join("store").exists(),
+        "a refused first contact leaves nothing behind"
     );
 
     // A certificate of this relay's CA that the registry does not know (the

@@ -184,6 +184,10 @@ fn county(relay: &Tool, laptops: &[Tool; 3], work: &Path) -> Result<(), String> 
     relay.run(&["init", "--name", "城关镇民情中心", "--listen", &listen])?;
     relay.run(&["village", "add", "--id", "V001", "--name", "小河村"])?;
     relay.run(&["village", "add", "--id", "V002", "--name", "大王庄"])?;
+    say(
+        "The relay comes up. Each laptop's bundle works once: at its first contact the laptop makes its own key (it never leaves the laptop) and gets its certificate",
+    );
+    let serving = Serving::start(relay)?;
     let mut ids = Vec::new();
     for (laptop, cadre, villages) in [
         (a, "张伟", "V001"),
@@ -207,9 +211,23 @@ fn county(relay: &Tool, laptops: &[Tool; 3], work: &Path) -> Result<(), String> 
         laptop.run(&["init", "--bundle", &bundle])?;
     }
     relay.run(&["devices"])?;
+    say("A bundle used once cannot set up a second laptop");
+    let second = work.join("second-laptop");
+    let bundle_a = work.join(format!("{}.bundle", a.label));
+    let out = Tool {
+        label: "second laptop".into(),
+        bin: a.bin.clone(),
+        home_flag: a.home_flag,
+        home: second,
+    }
+    .run_failing(&["init", "--bundle", &bundle_a.to_string_lossy()])?;
+    if !out.contains("already used on another laptop") {
+        return Err(format!(
+            "a reused bundle was not refused as expected: {out}"
+        ));
+    }
 
-    say("The relay comes up; every laptop fetches its villages (and only those)");
-    let serving = Serving::start(relay)?;
+    say("Every laptop fetches its villages (and only those)");
     for laptop in [a, b, c] {
         laptop.run(&["sync"])?;
     }

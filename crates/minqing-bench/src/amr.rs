@@ -321,7 +321,7 @@ pub fn export(
     std::fs::create_dir_all(out)?;
     copy_dir(&data.join(device), &run.join("device"))?;
     copy_dir(&data.join("relay/store"), &run.join("relay"))?;
-    let bundle = minqing_net::Bundle::read(&data.join(format!("{device}.bundle.json")))?;
+    let bundle = crate::homes::Laptop::read(&data.join(format!("{device}.bundle.json")))?;
     let device_id = bundle.device_id.as_str();
     let relay = open_store(&run.join("relay"))?;
     let dev = open_store(&run.join("device/store"))?;

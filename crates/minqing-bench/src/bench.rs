@@ -9,9 +9,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::homes::Laptop;
 use anyhow::{Context, Result};
 use minqing_model::{NewVisit, Note, Village, VisitKind};
-use minqing_net::Bundle;
 use minqing_store::SledStorage;
 use minqing_sync::{DocId, MemStorage, Storage};
 use minqing_testkit::shaper::{LinkConfig, UdpShaper};
@@ -37,7 +37,7 @@ pub struct Options {
     pub seed: u64,
     /// Workspace root (for target/ and docs/).
     pub root: PathBuf,
-    /// Scenario groups to run (W1, W2, S, R1); empty: all.
+    /// Scenario groups to run (W1, W2, S, R1, L1); empty: all.
     pub only: Vec<String>,
 }
 
@@ -202,6 +202,16 @@ pub fn run(bins: &Bins, opts: &Options) -> Result<PathBuf> {
     if opts.wants("R1") {
         eprintln!("R1 …");
         rt.block_on(r1(bins, opts, &data, &manifest, &scratch, &mut report))?;
+    }
+    if opts.wants("L1") {
+        eprintln!("L1 …");
+        let runs = if opts.quick {
+            3
+        } else {
+            opts.runs.clamp(3, 10)
+        };
+        let l = rt.block_on(crate::lockout::l1(bins, &data, &scratch, runs))?;
+        l1_rows(&l, &mut report);
     }
     let _ = std::fs::remove_dir_all(&scratch);
 
@@ -485,10 +495,10 @@ async fn sync_once(
     let run = scratch.join("sync");
     let _ = std::fs::remove_dir_all(&run);
     copy_dir(&data.join("relay"), &run.join("relay"))?;
-    let bundle: Bundle = match case.device {
+    let bundle: Laptop = match case.device {
         Some(name) => {
             copy_dir(&data.join(name), &run.join("device"))?;
-            Bundle::read(&data.join(format!("{name}.bundle.json")))?
+            Laptop::read(&data.join(format!("{name}.bundle.json")))?
         }
         None => serde_json::from_slice(&std::fs::read(data.join("fresh.bundle.json"))?)?,
     };
@@ -539,7 +549,7 @@ async fn sync_once(
     )
     .await?;
     let addr = shaper.local_addr();
-    let naive_bundles: Vec<Bundle> =
+    let naive_bundles: Vec<Laptop> =
         serde_json::from_slice(&std::fs::read(data.join("naive.json"))?)?;
     let t = Instant::now();
     let mut ok = true;
@@ -1059,8 +1069,8 @@ async fn measure_fresh(
     naive: bool,
 ) -> Result<Vec<Measured>> {
     let mut out = Vec::new();
-    let fresh: Bundle = serde_json::from_slice(&std::fs::read(data.join("fresh.bundle.json"))?)?;
-    let naive_bundles: Vec<Bundle> =
+    let fresh: Laptop = serde_json::from_slice(&std::fs::read(data.join("fresh.bundle.json"))?)?;
+    let naive_bundles: Vec<Laptop> =
         serde_json::from_slice(&std::fs::read(data.join("naive.json"))?)?;
     for _ in 0..runs {
         let run = scratch.join("s1");
@@ -1264,6 +1274,58 @@ async fn r1(
         .add("R1", "errors", "count", errors)
         .target("0", max_err == 0.0);
     Ok(())
+}
+
+/// L1's rows (docs/relay.md, "Limits").
+fn l1_rows(l: &crate::lockout::Lockout, report: &mut Report) {
+    use crate::lockout::{FLOOD_RATE, median};
+    let normal = median(&l.normal);
+    let flooded = median(&l.flooded);
+    report
+        .add(
+            "L1",
+            "`minqing sync` (4 villages, no change), relay idle",
+            "s",
+            l.normal.clone(),
+        )
+        .note("whole process: start to exit; real `minqing` binary against the real relay");
+    let worst = l.flooded.iter().cloned().fold(0.0, f64::max);
+    report
+        .add(
+            "L1",
+            format!("the same during a flood of {FLOOD_RATE} half-open QUIC handshakes/s from one process"),
+            "s",
+            l.flooded.clone(),
+        )
+        .target("≤ 3 × the idle sync, every run", l.failed == 0 && worst <= 3.0 * normal)
+        .note(format!(
+            "flood achieved {:.0} Initial packets/s; the relay answered {:.0} Retry/s; {} sync(s) failed; slowest {:.2}× idle, median {:.2}×",
+            l.rate,
+            l.retries_per_s,
+            l.failed,
+            worst / normal,
+            flooded / normal
+        ));
+    let grew = l.rss_peak - l.rss_before;
+    // The budget bounds partial frames; each of the six connections may also
+    // hold its 2 MiB QUIC receive window.
+    let bound = l.budget + 6.0 * 2.0;
+    report
+        .add(
+            "L1",
+            "relay RSS growth under 6 × 50 MiB partial frames",
+            "MiB",
+            vec![grew],
+        )
+        .target(
+            &format!("≤ buffer budget {} MiB + 6 × 2 MiB QUIC windows", l.budget),
+            grew <= bound,
+        )
+        .miss_by(bound)
+        .note(format!(
+            "RSS {:.0} MiB before, {:.0} MiB at peak",
+            l.rss_before, l.rss_peak
+        ));
 }
 
 // ---------------------------------------------------------------- report

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc;
 
+use crate::homes::Laptop;
 use anyhow::{Context, Result};
 use minqing_model::Id;
-use minqing_net::Bundle;
 use minqing_sync::{DocId, Storage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -109,8 +109,8 @@ pub struct Manifest {
 /// One simulated R1 device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SimDevice {
-    /// Its bundle.
-    pub bundle: Bundle,
+    /// Its bundle and identity.
+    pub bundle: Laptop,
     /// Its village.
     pub village: String,
     /// Its persisted sync state for the village (shared heads = the relay's).

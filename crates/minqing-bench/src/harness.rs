@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use minqing_model::{NewVisit, Note, Village, VisitKind};
-use minqing_net::{Bundle, ConnectOptions};
+use minqing_net::ConnectOptions;
+
+use crate::homes::Laptop;
 use minqing_sync::{
     DeviceEvent, DeviceSession, DocHost, DocId, RelaySession, SessionConfig, SessionOutcome,
     Storage, StorageDocHost, StorageError,
@@ -68,6 +70,11 @@ impl RelayProc {
         Ok(RelayProc { child, addr })
     }
 
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident memory so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> Option<u64> {
         vm_hwm(self.child.id())
@@ -120,14 +127,15 @@ pub struct SyncRun {
 /// like `minqing sync`. `store` may hide sync states (the naive baseline).
 pub async fn device_sync(
     store: &dyn Storage,
-    bundle: &Bundle,
+    laptop: &Laptop,
     addr: SocketAddr,
 ) -> Result<SyncRun> {
-    let mut bundle = bundle.clone();
+    let mut bundle = laptop.bundle.clone();
     bundle.relay_addr = addr.to_string();
     let started = Instant::now();
     let conn = minqing_net::connect(
         &bundle,
+        &laptop.identity(),
         ConnectOptions {
             timeout: Duration::from_secs(120),
         },
@@ -285,7 +293,8 @@ pub fn relay_host(store: Arc<dyn Storage>) -> StorageDocHost {
 /// A day of offline work on a laptop: `visits` visits and `events` demand
 /// events (steps on open demands, or new demands where none is open), spread
 /// over `villages`, written like the CLI writes (one commit each, appended and
-/// flushed). The actor is `device_id`.
+/// flushed). The actor is `device_id` with a new incarnation drawn from `rng`
+/// (docs/data-model.md, "Actors"), as a laptop's store would have.
 pub fn day_of_work(
     store: &dyn Storage,
     villages: &[DocId],
@@ -297,10 +306,14 @@ pub fn day_of_work(
 ) -> Result<()> {
     let mut cadre = Cadre::random(rng)?;
     cadre.device_id = minqing_model::Id::parse(device_id)?;
+    let actor = minqing_sync::device_actor(
+        device_id,
+        minqing_sync::Incarnation::from_random(rng.random()),
+    );
     for (i, id) in villages.iter().enumerate() {
         let bytes = store.load(id)?.context("village held")?;
         let mut v = Village::load(id.clone(), &bytes)?;
-        v.set_actor(cadre.device_id.as_bytes());
+        v.set_actor(actor.to_bytes());
         let share = |n: usize| n / villages.len() + usize::from(i < n % villages.len());
         let households = v.households();
         for _ in 0..share(visits) {

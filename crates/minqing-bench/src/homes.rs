@@ -1,8 +1,12 @@
 //! Real minqing homes for the benchmarks: a relay home made by `minqing-relay
-//! init`, device homes made by `minqing init --bundle`, villages and sync states
-//! written straight into their sled stores, and devices enrolled in bulk with
-//! the relay's CA (the registry files are written in the format
-//! `crates/minqing-relay/src/registry.rs` defines).
+//! init`, villages and sync states written straight into their sled stores,
+//! and devices enrolled in bulk with the relay's CA — the operator's side of
+//! enrolment and the laptop's first contact done at once, offline: the CA
+//! signs each laptop's certificate and the registry files are written in the
+//! format `crates/minqing-relay/src/registry.rs` defines, and a device home's
+//! meta gets what `minqing init --bundle` keeps after its first contact
+//! (`crates/minqing-cli/src/cmd/sync.rs`). Bulk enrolment of 1,000 devices
+//! through 1,000 first contacts would only measure the CA's signing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use minqing_net::{BUNDLE_FORMAT, Bundle, RelayCa, Validity};
+use minqing_net::{BUNDLE_FORMAT, Bundle, Identity, RelayCa, Validity};
 use minqing_store::SledStorage;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +81,50 @@ pub fn open_store(dir: &Path) -> Result<SledStorage> {
         "cannot open the store {}: {last:?}",
         dir.display()
     ))
+}
+
+/// A laptop enrolled in bulk: its bundle (without secret) and the identity
+/// the CA issued it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Laptop {
+    /// The bundle.
+    #[serde(flatten)]
+    pub bundle: Bundle,
+    /// Its certificate, PEM.
+    pub cert_pem: String,
+    /// Its key, PEM.
+    pub key_pem: String,
+}
+
+impl std::ops::Deref for Laptop {
+    type Target = Bundle;
+    fn deref(&self) -> &Bundle {
+        &self.bundle
+    }
+}
+
+impl Laptop {
+    /// Reads a laptop written with [`Laptop::write`].
+    pub fn read(path: &Path) -> Result<Laptop> {
+        serde_json::from_slice(
+            &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not a benchmark laptop", path.display()))
+    }
+
+    /// Writes it as JSON.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_json::to_vec_pretty(self)?)?;
+        Ok(())
+    }
+
+    /// Its key and certificate.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            cert_pem: self.cert_pem.clone(),
+            key_pem: self.key_pem.clone(),
+        }
+    }
 }
 
 /// One enrolled device, as `registry/devices.json` holds it (mirror of the
@@ -176,8 +224,9 @@ impl RelayHome {
         Ok(())
     }
 
-    /// Issues a certificate for `device_id` and records it; returns its bundle.
-    pub fn enrol(&mut self, device_id: &str, cadre: &str, villages: &[String]) -> Result<Bundle> {
+    /// Issues a certificate for `device_id` and records it (as enrolled:
+    /// its first contact done); returns the laptop.
+    pub fn enrol(&mut self, device_id: &str, cadre: &str, villages: &[String]) -> Result<Laptop> {
         let validity = Validity::from_now(Duration::from_secs(730 * 86_400));
         let cert = self.ca.issue_device(device_id, validity)?;
         let mut villages = villages.to_vec();
@@ -196,19 +245,22 @@ impl RelayHome {
                 expires_at: "2099-01-01T00:00:00Z".into(),
             },
         );
-        Ok(Bundle {
-            format: BUNDLE_FORMAT.into(),
-            device_id: device_id.to_owned(),
-            cadre: cadre.to_owned(),
-            team: None,
-            relay_name: self.name.clone(),
-            relay_addr: "127.0.0.1:4433".into(),
-            server_name: minqing_net::DEFAULT_SERVER_NAME.into(),
-            ca_cert_pem: self.ca.cert_pem().to_owned(),
+        Ok(Laptop {
+            bundle: Bundle {
+                format: BUNDLE_FORMAT.into(),
+                device_id: device_id.to_owned(),
+                cadre: cadre.to_owned(),
+                team: None,
+                relay_name: self.name.clone(),
+                relay_addr: "127.0.0.1:4433".into(),
+                server_name: minqing_net::DEFAULT_SERVER_NAME.into(),
+                ca_cert_pem: self.ca.cert_pem().to_owned(),
+                villages,
+                issued_at: CREATED_AT.into(),
+                enrol_secret: String::new(),
+            },
             cert_pem: cert.cert_pem,
             key_pem: cert.key_pem,
-            villages,
-            issued_at: CREATED_AT.into(),
         })
     }
 
@@ -222,16 +274,22 @@ impl RelayHome {
     }
 }
 
-/// Sets up a device home from a bundle with the real `minqing init --bundle`.
-pub fn device_home(bins: &Bins, dir: &Path, bundle: &Bundle) -> Result<()> {
-    let path = dir.with_extension("bundle.json");
-    bundle.write(&path)?;
-    run(Command::new(&bins.minqing)
-        .arg("--home")
-        .arg(dir)
-        .arg("init")
-        .arg("--bundle")
-        .arg(&path))?;
+/// Sets up a device home as `minqing init --bundle` leaves it after its first
+/// contact: the store's meta holds the bundle, the identity and the device.
+pub fn device_home(_bins: &Bins, dir: &Path, laptop: &Laptop) -> Result<()> {
+    laptop.write(&dir.with_extension("bundle.json"))?;
+    std::fs::create_dir_all(dir)?;
+    let store = open_store(&dir.join("store"))?;
+    let device = serde_json::json!({
+        "device_id": laptop.device_id,
+        "cadre": laptop.cadre,
+        "team": laptop.team,
+        "created": CREATED_AT,
+    });
+    store.meta_put("relay_bundle", &serde_json::to_vec(&laptop.bundle)?)?;
+    store.meta_put("relay_identity", &serde_json::to_vec(&laptop.identity())?)?;
+    store.meta_put("device", &serde_json::to_vec(&device)?)?;
+    minqing_sync::Storage::flush(&store)?;
     Ok(())
 }
 

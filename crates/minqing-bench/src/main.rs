@@ -8,6 +8,7 @@ mod county;
 mod datagen;
 mod harness;
 mod homes;
+mod lockout;
 mod text;
 
 use std::path::PathBuf;
@@ -54,7 +55,7 @@ enum Cmd {
         /// The workspace root (default: the current directory).
         #[arg(long)]
         root: Option<PathBuf>,
-        /// Run only these scenario groups (comma-separated: W1, W2, S, R1); the
+        /// Run only these scenario groups (comma-separated: W1, W2, S, R1, L1); the
         /// report then goes to target/bench-only.md, never to docs/.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,

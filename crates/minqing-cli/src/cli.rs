@@ -49,6 +49,8 @@ pub enum Command {
     /// Import a household register (户籍登记表) from .csv or .xlsx.
     #[command(subcommand)]
     Import(ImportCmd),
+    /// Join a relay with a home set up on its own (its villages are kept).
+    Enroll(EnrollArgs),
     /// Sync assigned villages with the relay (one pass, or --watch).
     Sync(SyncArgs),
     /// Relay address, last successful sync, villages with local changes.
@@ -75,9 +77,23 @@ pub struct InitArgs {
     /// The service team (服务队).
     #[arg(long, value_name = "TEAM")]
     pub team: Option<String>,
-    /// Set up from an enrolment bundle made by `minqing-relay enroll`.
+    /// Set up from an enrolment bundle made by `minqing-relay enroll` (contacts the relay once).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["cadre", "team"])]
     pub bundle: Option<PathBuf>,
+    /// With --bundle: give up on an unreachable relay after this many seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECS", requires = "bundle")]
+    pub timeout: u64,
+}
+
+/// `minqing enroll`.
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The enrolment bundle made by `minqing-relay enroll --device-id <this laptop's id>`.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    /// Give up on an unreachable relay after this many seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub timeout: u64,
 }
 
 /// `minqing sync`.

@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use minqing_model::{Author, Id, PersonName, Village};
 use minqing_store::SledStorage;
-use minqing_sync::{DocId, Storage};
+use minqing_sync::{DocId, Incarnation, Storage};
 use serde::{Deserialize, Serialize};
 
 /// Meta key under which the device identity is kept.
 pub const DEVICE_KEY: &str = "device";
+/// Meta key of an enrolment whose first contact has not succeeded yet: the
+/// bundle and the key made for it (docs/sync.md, "Enrolment").
+pub const ENROL_PENDING_KEY: &str = "enrol_pending";
 
 /// This laptop's identity, kept as JSON in the store's meta key `device`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,6 +43,16 @@ pub fn store_dir(home: &Path) -> PathBuf {
     home.join("store")
 }
 
+/// Why a home is open for reading only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadOnly {
+    /// The directory cannot be written (a write-protected stick, a read-only
+    /// mount, no permission).
+    Protected,
+    /// The disk holding it is full.
+    DiskFull,
+}
+
 /// An opened, set-up home.
 pub struct Home {
     /// The home directory.
@@ -52,6 +65,90 @@ pub struct Home {
     pub device_id: Id,
     /// The cadre's name, parsed.
     pub cadre: PersonName,
+    /// Set when the home could not be opened for writing: the store is then a
+    /// private copy, reads work and every write is refused before it starts.
+    pub read_only: Option<ReadOnly>,
+    /// The private copy's directory (removed when the home is dropped).
+    _copy: Option<tempfile::TempDir>,
+    /// This store's incarnation: the suffix of this laptop's automerge actor.
+    pub incarnation: Incarnation,
+}
+
+/// Files and directories that make a directory a relay's home.
+const RELAY_MARKERS: [&str; 3] = ["config.json", "ca", "registry"];
+
+/// Refuses a relay's home (made by `minqing-relay init`): the cadre's binary
+/// never opens, sets up or changes it, so a mistyped `--home` cannot turn a
+/// county relay's store into a laptop.
+pub fn refuse_relay_home(dir: &Path) -> anyhow::Result<()> {
+    let marks = RELAY_MARKERS
+        .iter()
+        .filter(|m| dir.join(m).exists())
+        .count();
+    if dir.join("config.json").is_file() && marks >= 2 {
+        bail!(
+            "{} is a relay's home (it holds config.json, ca/ and registry/), not a laptop's: minqing will not use or change it — run `minqing-relay --home {}` there, or give minqing its own --home",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Why a store could not be opened for writing, if that is all that is wrong.
+fn read_only_reason(err: &minqing_store::StoreError) -> Option<ReadOnly> {
+    let io = err.io_error()?;
+    match io.raw_os_error() {
+        Some(28) => Some(ReadOnly::DiskFull),           // ENOSPC
+        Some(30 | 13 | 1) => Some(ReadOnly::Protected), // EROFS, EACCES, EPERM
+        _ if io.kind() == std::io::ErrorKind::StorageFull => Some(ReadOnly::DiskFull),
+        _ if io.kind() == std::io::ErrorKind::ReadOnlyFilesystem => Some(ReadOnly::Protected),
+        _ if io.kind() == std::io::ErrorKind::PermissionDenied => Some(ReadOnly::Protected),
+        _ => None,
+    }
+}
+
+/// Where a read-only home's store is copied: memory-backed `/dev/shm` when
+/// there is one (the home's own disk may be the full one), else the temp dir.
+fn copy_base() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens a private copy of a store that cannot be opened in place, for reads.
+fn open_copy(dir: &Path) -> anyhow::Result<(SledStorage, tempfile::TempDir)> {
+    let copy = tempfile::Builder::new()
+        .prefix("minqing-readonly-")
+        .tempdir_in(copy_base())
+        .context("cannot make a private copy of the store to read it")?;
+    let target = copy.path().join("store");
+    copy_dir(&store_dir(dir), &target).with_context(|| {
+        format!(
+            "cannot copy the store of {} to {} to read it",
+            dir.display(),
+            copy.path().display()
+        )
+    })?;
+    let store = SledStorage::open(&target).context("cannot open the copy of the store")?;
+    Ok((store, copy))
 }
 
 impl Home {
@@ -64,14 +161,48 @@ impl Home {
                 dir.display()
             )
         };
+        refuse_relay_home(dir)?;
         if !store_dir(dir).is_dir() {
             return Err(not_set_up());
         }
-        let store = open_store(dir)?;
-        let raw = store
+        let (store, read_only, copy) = match SledStorage::open(&store_dir(dir)) {
+            Ok(store) => (store, None, None),
+            Err(e) => match read_only_reason(&e) {
+                Some(why) => {
+                    let (store, copy) = open_copy(dir)?;
+                    // Said once, with the reason; the OS error is not repeated.
+                    match why {
+                        ReadOnly::Protected => eprintln!(
+                            "note: {} cannot be written ({}): showing what it holds; commands that change anything are refused",
+                            dir.display(),
+                            os_reason(&e)
+                        ),
+                        ReadOnly::DiskFull => eprintln!(
+                            "note: the disk holding {} is full: showing what it holds; nothing can be saved until space is freed",
+                            dir.display()
+                        ),
+                    }
+                    (store, Some(why), Some(copy))
+                }
+                None => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "cannot open the minqing store in {}",
+                        dir.display()
+                    )));
+                }
+            },
+        };
+        let Some(raw) = store
             .meta_get(DEVICE_KEY)
             .context("cannot read this laptop's identity")?
-            .ok_or_else(not_set_up)?;
+        else {
+            if store.meta_get(ENROL_PENDING_KEY)?.is_some() {
+                bail!(
+                    "this laptop's enrolment is not finished (the relay was not reached): run `minqing init --bundle FILE` again with the same file when the relay is reachable"
+                );
+            }
+            return Err(not_set_up());
+        };
         let device: Device = serde_json::from_slice(&raw).context(
             "this laptop's identity record is damaged; set up a new home with `minqing init`",
         )?;
@@ -79,13 +210,38 @@ impl Home {
             Id::parse(&device.device_id).context("this laptop's device id is damaged")?;
         let cadre =
             PersonName::parse(&device.cadre).context("this laptop's cadre name is damaged")?;
+        let incarnation = current_incarnation(dir, &store)?;
         Ok(Home {
             dir: dir.to_path_buf(),
             store,
             device,
             device_id,
             cadre,
+            read_only,
+            _copy: copy,
+            incarnation,
         })
+    }
+
+    /// Refuses, before anything is written, a change to a home open for
+    /// reading only; `what` names what would not be saved ("visit", ...).
+    pub fn require_writable(&self, what: &str) -> anyhow::Result<()> {
+        match self.read_only {
+            None => Ok(()),
+            Some(ReadOnly::DiskFull) => Err(disk_full(what)),
+            Some(ReadOnly::Protected) => bail!(
+                "{} cannot be written (read-only): this {what} was not saved — copy the home to a writable disk, or use the laptop's own home",
+                self.dir.display()
+            ),
+        }
+    }
+
+    /// The automerge actor of every change this laptop makes: the device id
+    /// followed by the store's incarnation (docs/data-model.md, "Actors").
+    pub fn actor(&self) -> Vec<u8> {
+        minqing_sync::device_actor(self.device_id.as_str(), self.incarnation)
+            .to_bytes()
+            .to_vec()
     }
 
     /// Who writes now: this device and cadre, at the current time.
@@ -115,7 +271,7 @@ impl Home {
         };
         let mut village = Village::load(id.clone(), &bytes)
             .with_context(|| format!("village {id} does not load"))?;
-        village.set_actor(self.device_id.as_bytes());
+        village.set_actor(&self.actor());
         Ok(Some(village))
     }
 
@@ -129,53 +285,166 @@ impl Home {
         })
     }
 
-    /// Loads every village held (a village that fails to load is reported on
-    /// stderr and skipped, so the others stay usable).
+    /// Loads every village held. A village that does not load is named on
+    /// stderr with what to do and skipped, so the others stay usable; the
+    /// command then exits 1 ([`some_village_unloadable`]).
     pub fn villages(&self) -> anyhow::Result<Vec<Village>> {
         let mut out = Vec::new();
         for id in self.village_ids()? {
             match self.village(&id) {
                 Ok(Some(v)) => out.push(v),
                 Ok(None) => {}
-                Err(e) => tracing::error!("skipping village {id}: {e:#}"),
+                Err(e) => report_unloadable(&id, &e),
             }
         }
         Ok(out)
     }
 
     /// Makes the village's new changes durable: append, then flush. Only after
-    /// this returns may the command report success.
-    pub fn save(&self, village: &mut Village) -> anyhow::Result<()> {
+    /// this returns may the command report success. `what` names the record
+    /// in errors ("visit", "resident", ...): on a full disk the cadre reads
+    /// "disk full: this visit was not saved — free space and run the command
+    /// again".
+    pub fn save(&self, village: &mut Village, what: &str) -> anyhow::Result<()> {
+        self.require_writable(what)?;
         let bytes = village.take_unsaved();
         if bytes.is_empty() {
             return Ok(());
         }
-        self.store
-            .append(village.id(), &bytes)
-            .with_context(|| format!("cannot write village {}", village.id()))?;
-        self.store
-            .flush()
-            .context("cannot flush the store to disk; the last change may be lost")?;
+        if let Err(e) = self.store.append(village.id(), &bytes) {
+            if is_disk_full(&e) {
+                return Err(disk_full(what));
+            }
+            return Err(
+                anyhow::Error::new(e).context(format!("cannot write village {}", village.id()))
+            );
+        }
+        if let Err(e) = self.store.flush() {
+            if is_disk_full(&e) {
+                return Err(disk_full(what));
+            }
+            return Err(anyhow::Error::new(e)
+                .context("cannot flush the store to disk; the last change may be lost"));
+        }
         Ok(())
     }
 
     /// Compacts a village's stored log if it has grown; called after the
     /// command's output was printed. Failures are only logged.
     pub fn compact_later(&self, id: &DocId) {
+        if self.read_only.is_some() {
+            return;
+        }
         if let Err(e) = self.store.compact_if_needed(id) {
             tracing::warn!("compaction of village {id} failed (data is safe): {e}");
         }
     }
 }
 
+/// The OS's words for why a store could not be opened ("Read-only file system").
+fn os_reason(e: &minqing_store::StoreError) -> String {
+    match e.io_error() {
+        Some(io) => {
+            let s = io.to_string();
+            // "Read-only file system (os error 30)" -> "Read-only file system"
+            s.split(" (os error").next().unwrap_or(&s).to_owned()
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Whether an error (or any error behind it) is the disk being full.
+pub fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(store) = err.downcast_ref::<minqing_store::StoreError>()
+            && read_only_reason(store) == Some(ReadOnly::DiskFull)
+        {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && (io.raw_os_error() == Some(28) || io.kind() == std::io::ErrorKind::StorageFull)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The error a write gets on a full disk.
+pub fn disk_full(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("disk full: this {what} was not saved — free space and run the command again")
+}
+
+/// Meta key recording where the store's incarnation was started (the store
+/// directory's device and inode): a store found elsewhere was copied or
+/// restored, and starts a new incarnation.
+const INCARNATION_PLACE_KEY: &str = "incarnation_place";
+
+fn store_place(dir: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(store_dir(dir))
+        .map(|m| format!("{}:{}", m.dev(), m.ino()))
+        .unwrap_or_default()
+}
+
+/// Starts a new incarnation of the store of home `dir`: from now on this
+/// laptop writes with a new automerge actor (device id ++ 4 new random bytes),
+/// so that a store restored from a backup, or copied, never reuses a sequence
+/// number the relay already holds. The one function to call after a restore.
+pub fn start_new_incarnation(dir: &Path, store: &SledStorage) -> anyhow::Result<Incarnation> {
+    store.meta_put(INCARNATION_PLACE_KEY, store_place(dir).as_bytes())?;
+    store
+        .start_new_incarnation(rand::random())
+        .context("cannot record this laptop's new incarnation")
+}
+
+/// The store's incarnation; a new one if it has none yet (a store from before
+/// incarnations) or if the store is not where its incarnation was started
+/// (copied or restored from a backup).
+fn current_incarnation(dir: &Path, store: &SledStorage) -> anyhow::Result<Incarnation> {
+    let here = store_place(dir);
+    let recorded = store.meta_get(INCARNATION_PLACE_KEY)?;
+    match store.incarnation()? {
+        Some(inc) if recorded.as_deref() == Some(here.as_bytes()) => Ok(inc),
+        Some(_) => {
+            tracing::info!("this store was copied or restored: starting a new incarnation");
+            start_new_incarnation(dir, store)
+        }
+        None => start_new_incarnation(dir, store),
+    }
+}
+
+static UNLOADABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Names a village that does not load, with what to do, and remembers that
+/// the command must not exit 0.
+pub fn report_unloadable(id: &DocId, e: &anyhow::Error) {
+    UNLOADABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "error: village {id} on this laptop does not load and was left out ({e:#}). \
+         The other villages are fine. If this laptop syncs with a relay, `minqing sync` sets the damaged copy \
+         aside in the home's quarantine/ folder and fetches the relay's copy (give that folder to the county IT staff); \
+         if the relay runs a newer minqing, update this one first."
+    );
+}
+
+/// Whether a village that does not load was met during this command.
+pub fn some_village_unloadable() -> bool {
+    UNLOADABLE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Opens (creating if needed) the store of a home.
 pub fn open_store(dir: &Path) -> anyhow::Result<SledStorage> {
+    refuse_relay_home(dir)?;
     SledStorage::open(&store_dir(dir))
         .with_context(|| format!("cannot open the minqing store in {}", dir.display()))
 }
 
 /// Creates a new device identity in `dir`. Refuses if the home is set up already.
 pub fn init(dir: &Path, cadre: PersonName, team: Option<String>) -> anyhow::Result<Device> {
+    refuse_relay_home(dir)?;
     if store_dir(dir).is_dir() {
         let store = open_store(dir)?;
         if let Some(raw) = store.meta_get(DEVICE_KEY)? {
@@ -199,6 +468,7 @@ pub fn init(dir: &Path, cadre: PersonName, team: Option<String>) -> anyhow::Resu
     };
     store.meta_put(DEVICE_KEY, &serde_json::to_vec(&device)?)?;
     store.flush().context("cannot flush the store to disk")?;
+    start_new_incarnation(dir, &store)?;
     Ok(device)
 }
 

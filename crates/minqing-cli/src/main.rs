@@ -5,6 +5,7 @@ mod cli;
 mod cmd;
 mod error;
 mod home;
+mod idle_store;
 mod lookup;
 mod output;
 
@@ -14,10 +15,18 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     match run() {
+        // The command ran, but a village on this laptop does not load: it was
+        // named on stderr with what to do, and the exit code says so.
+        Ok(code) if code == ExitCode::SUCCESS && home::some_village_unloadable() => {
+            ExitCode::from(1)
+        }
         Ok(code) => code,
         Err(err) => {
             // One line: the error and its causes, joined by ": ".
-            eprintln!("error: {err:#}");
+            eprintln!(
+                "error: {}",
+                minqing_model::text::escape_for_terminal(&format!("{err:#}"))
+            );
             ExitCode::from(error::exit_code(&err))
         }
     }

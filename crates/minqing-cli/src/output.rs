@@ -5,14 +5,23 @@ use std::io::Write;
 
 use serde::Serialize;
 
-/// Prints a value as pretty JSON (non-ASCII characters as they are).
+/// Prints a value as pretty JSON (non-ASCII characters as they are, except
+/// control, bidi and zero-width characters, written as `\uXXXX` escapes so
+/// that the JSON parses to the same strings and cannot drive a terminal).
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)?;
-    line(&text)
+    write_line(&minqing_model::text::escape_json_for_terminal(&text))
 }
 
-/// Prints one line to stdout. A closed pipe (`minqing ... | head`) is not an error.
+/// Prints one line (or several, split by `\n`) to stdout. Control characters,
+/// bidi overrides and zero-width characters — which may arrive by sync in any
+/// text — are shown as visible escapes (`\u{1b}`), never sent to the terminal.
+/// A closed pipe (`minqing ... | head`) is not an error.
 pub fn line(text: &str) -> anyhow::Result<()> {
+    write_line(&minqing_model::text::escape_for_terminal(text))
+}
+
+fn write_line(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}").and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

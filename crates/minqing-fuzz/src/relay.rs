@@ -17,8 +17,8 @@ use automerge::sync::Message;
 use automerge::{Automerge, ChangeHash};
 use minqing_sync::frame::{DocHeads, Heads, HeadsDigest};
 use minqing_sync::{
-    DeviceEvent, DeviceSession, DocHost, DocId, DocOutcome, Frame, FrameDecoder, MemStorage,
-    PROTOCOL_VERSION, RelayEvent, RelaySession, SessionConfig, SessionError, Storage,
+    ContentPolicy, DeviceEvent, DeviceSession, DocHost, DocId, DocOutcome, Frame, FrameDecoder,
+    MemStorage, PROTOCOL_VERSION, RelayEvent, RelaySession, SessionConfig, SessionError, Storage,
     StorageDocHost,
 };
 
@@ -43,6 +43,19 @@ pub(crate) fn id(s: &str) -> DocId {
 
 fn assignment() -> BTreeSet<DocId> {
     [id(HELD), id(EMPTY)].into()
+}
+
+/// What the relay checks in every change, as `minqing-relay serve` sets it
+/// (crates/minqing-relay/src/serve.rs `content_policy`): the skeleton change
+/// is trusted, every result must keep the village schema, default limits.
+pub fn content_policy() -> ContentPolicy {
+    ContentPolicy {
+        trusted: minqing_model::skeleton_hash().into_iter().collect(),
+        schema: Some(Arc::new(|doc, before| {
+            minqing_model::check_schema(doc, before).map_err(|e| e.to_string())
+        })),
+        limits: Default::default(),
+    }
 }
 
 /// The village the relay holds at the start of every run, made once.
@@ -147,7 +160,8 @@ impl Relay {
             .append(&id(HELD), &fixture().village)
             .expect("memory storage does not fail");
         let host = StorageDocHost::new(storage.clone() as Arc<dyn Storage>);
-        let session = RelaySession::new(SessionConfig::default(), RELAY, DEVICE, assignment());
+        let session = RelaySession::new(SessionConfig::default(), RELAY, DEVICE, assignment())
+            .with_policy(content_policy());
         Relay {
             storage,
             host,
@@ -240,7 +254,8 @@ impl Relay {
 fn honest_sync(host: &StorageDocHost) {
     let mut device = DeviceSession::new(SessionConfig::default(), HONEST, Vec::new())
         .expect("a session with no village starts");
-    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, HONEST, assignment());
+    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, HONEST, assignment())
+        .with_policy(content_policy());
     let mut outcome = None;
     for _round in 0..64 {
         let mut up = Vec::new();

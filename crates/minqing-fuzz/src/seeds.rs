@@ -13,8 +13,8 @@ use minqing_model::{
     Address, Author, HouseholdNumber, Id, NewHousehold, NewResident, NewVisit, Note, PersonName,
     ResidentEdit, Village, VisitKind, new_village, parse_date,
 };
-use minqing_net::{BUNDLE_FORMAT, Bundle, DEVICE_CERT_VALIDITY, RelayCa, Validity};
-use minqing_sync::{DeviceSession, DocId, Frame, FrameDecoder, SessionConfig};
+use minqing_net::{BUNDLE_FORMAT, Bundle, RelayCa, new_secret};
+use minqing_sync::{DeviceSession, DocId, Frame, FrameDecoder, Incarnation, SessionConfig};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -27,9 +27,9 @@ fn ok<T, E: Display>(r: Result<T, E>, what: &str) -> T {
 
 /// The actor of [`DEVICE`]: its id and a 4-byte incarnation suffix.
 pub fn device_actor() -> Vec<u8> {
-    let mut a = DEVICE.as_bytes().to_vec();
-    a.extend_from_slice(&[0, 0, 0, 1]);
-    a
+    minqing_sync::device_actor(DEVICE, Incarnation::from_random([0x80, 0, 0, 1]))
+        .to_bytes()
+        .to_vec()
 }
 
 fn author(device: &str, now_ms: i64) -> Author {
@@ -127,6 +127,8 @@ struct Exchange {
     up: Vec<Vec<u8>>,
     /// Frames the relay sent, encoded.
     down: Vec<Vec<u8>>,
+    /// Whether the relay applied changes from the device.
+    applied: bool,
 }
 
 /// Runs a device holding `docs` against a fresh fuzz relay until both are quiet.
@@ -157,6 +159,7 @@ fn exchange(docs: Vec<(DocId, Automerge, Option<Vec<u8>>)>) -> Exchange {
             break;
         }
     }
+    ex.applied = relay.applied;
     ex
 }
 
@@ -246,10 +249,6 @@ fn scenarios() -> Vec<(&'static str, Exchange)> {
 /// An enrolment bundle as `minqing-relay enroll` writes it, as JSON text.
 fn bundle_json() -> Vec<u8> {
     let ca = ok(RelayCa::create("county-relay"), "CA");
-    let cert = ok(
-        ca.issue_device(DEVICE, Validity::from_now(DEVICE_CERT_VALIDITY)),
-        "device certificate",
-    );
     let bundle = Bundle {
         format: BUNDLE_FORMAT.into(),
         device_id: DEVICE.into(),
@@ -259,11 +258,11 @@ fn bundle_json() -> Vec<u8> {
         relay_addr: "127.0.0.1:4433".into(),
         server_name: "relay.minqing".into(),
         ca_cert_pem: ca.cert_pem().to_owned(),
-        cert_pem: cert.cert_pem,
-        key_pem: cert.key_pem,
         villages: vec![HELD.into(), EMPTY.into()],
         issued_at: "2026-12-01T08:00:00Z".into(),
+        enrol_secret: new_secret(),
     };
+    ok(bundle.check(), "the seed bundle passes the laptop's checks");
     ok(serde_json::to_vec_pretty(&bundle), "bundle JSON")
 }
 
@@ -282,6 +281,14 @@ pub fn seeds(target: Target) -> Vec<(String, Vec<u8>)> {
         return out;
     }
     for (name, ex) in scenarios() {
+        // The seeds must reach the relay's accepting path: a device writing as
+        // itself within the schema has its changes applied.
+        let writes = matches!(name, "edits" | "busy" | "offline-new");
+        assert_eq!(
+            ex.applied, writes,
+            "seed scenario {name}: the relay applied changes: {}",
+            ex.applied
+        );
         let up: Vec<u8> = ex.up.concat();
         let down: Vec<u8> = ex.down.concat();
         match target {

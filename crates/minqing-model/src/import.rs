@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use calamine::{Data, Reader};
+use calamine::{DataRef, Reader};
 use chrono::NaiveDate;
 use rand::Rng;
 use serde::Serialize;
@@ -45,6 +45,26 @@ pub const MAX_ROWS: usize = 100_000;
 pub const MAX_COLUMNS: usize = 200;
 /// Rows searched for the header.
 pub const HEADER_SEARCH_ROWS: usize = 20;
+/// Most bytes an `.xlsx` file may expand to (all its parts, decompressed).
+/// Counted while decompressing, before the spreadsheet is parsed, so a zip
+/// bomb is refused after at most this much work and no memory.
+pub const MAX_UNCOMPRESSED_BYTES: u64 = 128 * 1024 * 1024;
+/// Most parts (zip entries) in an `.xlsx` file.
+pub const MAX_ZIP_ENTRIES: usize = 1_000;
+/// Most cells kept from a file, counting the empty cells that pad a row up
+/// to its last filled column (a sparse sheet with A1 and XFD1048576 cannot
+/// make the importer build a 17-billion-cell grid).
+pub const MAX_CELLS: usize = 2_000_000;
+/// Most bytes of cell text kept from a file (a shared string referenced by a
+/// million cells counts a million times).
+pub const MAX_TEXT_BYTES: usize = 64 * 1024 * 1024;
+/// Most distinct shared strings an `.xlsx` may declare (its `uniqueCount`,
+/// which the spreadsheet reader reserves memory for up front).
+pub const MAX_SHARED_STRINGS: u64 = MAX_CELLS as u64;
+/// The memory an import may use, whatever the file: the limits above keep the
+/// whole `minqing import` process under this peak resident size (measured by
+/// `tests/tests/hostile_import.rs`; docs/cli.md#import).
+pub const MEMORY_BOUND_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Errors reading a register file (bad rows are not errors: see [`RejectedRow`]).
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +93,31 @@ pub enum ImportError {
         /// The file.
         path: String,
     },
-    /// Not `.csv` or `.xlsx`.
+    /// More cells or more text than a register can have ([`MAX_CELLS`],
+    /// [`MAX_TEXT_BYTES`], [`MAX_SHARED_STRINGS`]).
+    #[error(
+        "{path} is too big to import: {what}; a register has at most {MAX_ROWS} rows of {MAX_COLUMNS} columns — remove empty far-away cells or split the register"
+    )]
+    TooManyCells {
+        /// The file.
+        path: String,
+        /// What is over its limit.
+        what: String,
+    },
+    /// An `.xlsx` that expands to more than [`MAX_UNCOMPRESSED_BYTES`] or has
+    /// more than [`MAX_ZIP_ENTRIES`] parts (a zip bomb, or not a register).
+    #[error(
+        "{path} expands to {what} when unpacked; at most {} MiB and {MAX_ZIP_ENTRIES} parts are read: it is not a household register (or split it)",
+        MAX_UNCOMPRESSED_BYTES / (1024 * 1024)
+    )]
+    Expands {
+        /// The file.
+        path: String,
+        /// How much it expands to, e.g. "more than 128 MiB".
+        what: String,
+    },
+    /// Not `.csv` or `.xlsx` (`.xls` and `.ods` included: their readers build
+    /// the whole grid in memory before any size can be checked).
     #[error("{path}: only .csv and .xlsx registers can be imported; save the sheet as one of them")]
     UnknownFormat {
         /// The file.
@@ -156,8 +200,41 @@ pub fn read_rows(path: &Path) -> Result<Vec<RawRow>, ImportError> {
             })?;
             read_csv(&shown, &bytes)
         }
-        "xlsx" | "xlsm" | "xls" | "ods" => read_sheet(path),
+        "xlsx" | "xlsm" => read_sheet(path),
         _ => Err(ImportError::UnknownFormat { path: shown }),
+    }
+}
+
+/// Counts the cells and text kept from a file against [`MAX_CELLS`] and
+/// [`MAX_TEXT_BYTES`].
+struct Budget<'p> {
+    path: &'p str,
+    cells: usize,
+    text: usize,
+}
+
+impl Budget<'_> {
+    fn take(&mut self, cells: usize, text: usize) -> Result<(), ImportError> {
+        self.cells = self.cells.saturating_add(cells);
+        self.text = self.text.saturating_add(text);
+        if self.cells > MAX_CELLS {
+            return Err(ImportError::TooManyCells {
+                path: self.path.to_owned(),
+                what: format!(
+                    "more than {MAX_CELLS} cells (counting empty cells up to each row's last)"
+                ),
+            });
+        }
+        if self.text > MAX_TEXT_BYTES {
+            return Err(ImportError::TooManyCells {
+                path: self.path.to_owned(),
+                what: format!(
+                    "more than {} MiB of cell text",
+                    MAX_TEXT_BYTES / (1024 * 1024)
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -173,6 +250,11 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<RawRow>, ImportError> {
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
+    let mut budget = Budget {
+        path: name,
+        cells: 0,
+        text: 0,
+    };
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
         if i >= MAX_ROWS {
@@ -184,64 +266,195 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<RawRow>, ImportError> {
             path: name.to_owned(),
             source,
         })?;
-        rows.push(RawRow {
-            row: i + 1,
-            cells: record.iter().take(MAX_COLUMNS).map(str::to_owned).collect(),
-        });
+        let cells: Vec<String> = record.iter().take(MAX_COLUMNS).map(str::to_owned).collect();
+        budget.take(cells.len(), cells.iter().map(String::len).sum())?;
+        rows.push(RawRow { row: i + 1, cells });
     }
     Ok(rows)
 }
 
 /// A spreadsheet cell as text: whole numbers without `.0`, dates as
 /// `YYYY-MM-DD`.
-fn cell_text(cell: &Data) -> String {
+fn cell_text(cell: &DataRef<'_>) -> String {
     match cell {
-        Data::String(s) => s.clone(),
-        Data::Int(n) => n.to_string(),
-        Data::Float(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
-        Data::Float(x) => x.to_string(),
-        Data::Bool(b) => b.to_string(),
-        Data::DateTime(dt) => dt
+        DataRef::String(s) => s.clone(),
+        DataRef::SharedString(s) => (*s).to_owned(),
+        DataRef::Int(n) => n.to_string(),
+        DataRef::Float(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
+        DataRef::Float(x) => x.to_string(),
+        DataRef::Bool(b) => b.to_string(),
+        DataRef::DateTime(dt) => dt
             .as_datetime()
             .map(|d| d.date().format("%Y-%m-%d").to_string())
             .unwrap_or_default(),
-        Data::DateTimeIso(s) => s.chars().take(10).collect(),
-        Data::DurationIso(s) => s.clone(),
-        Data::Error(_) | Data::Empty => String::new(),
+        DataRef::DateTimeIso(s) => s.chars().take(10).collect(),
+        DataRef::DurationIso(s) => s.clone(),
+        DataRef::Error(_) | DataRef::Empty => String::new(),
     }
 }
 
-/// Reads the first sheet of a workbook.
+/// How long the start of `sharedStrings.xml` searched for its `uniqueCount`
+/// may be.
+const SST_HEAD_BYTES: usize = 64 * 1024;
+
+/// Checks an `.xlsx` before the spreadsheet reader sees it: at most
+/// [`MAX_ZIP_ENTRIES`] parts, at most [`MAX_UNCOMPRESSED_BYTES`] once
+/// decompressed (counted while streaming, never trusting the sizes the file
+/// declares), and a shared-string table that does not ask for more than
+/// [`MAX_SHARED_STRINGS`] entries.
+fn check_xlsx_container(path: &Path, shown: &str) -> Result<(), ImportError> {
+    use std::io::Read;
+    let sheet_err = |message: String| ImportError::Sheet {
+        path: shown.to_owned(),
+        message,
+    };
+    let expands = |what: String| ImportError::Expands {
+        path: shown.to_owned(),
+        what,
+    };
+    let file = std::fs::File::open(path).map_err(|source| ImportError::Io {
+        path: shown.to_owned(),
+        source,
+    })?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| sheet_err(format!("not an .xlsx workbook ({e})")))?;
+    if zip.len() > MAX_ZIP_ENTRIES {
+        return Err(expands(format!("{} parts", zip.len())));
+    }
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    for i in 0..zip.len() {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| sheet_err(format!("a part of the workbook is damaged ({e})")))?;
+        let is_sst = entry
+            .name()
+            .map(|n| n.to_ascii_lowercase().ends_with("sharedstrings.xml"))
+            .unwrap_or(false);
+        let mut head: Vec<u8> = Vec::new();
+        loop {
+            let n = entry
+                .read(&mut buf)
+                .map_err(|e| sheet_err(format!("a part of the workbook is damaged ({e})")))?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > MAX_UNCOMPRESSED_BYTES {
+                return Err(expands(format!(
+                    "more than {} MiB",
+                    MAX_UNCOMPRESSED_BYTES / (1024 * 1024)
+                )));
+            }
+            if is_sst && head.len() < SST_HEAD_BYTES {
+                let room = SST_HEAD_BYTES - head.len();
+                head.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+        if is_sst
+            && let Some(count) = unique_count(&head)
+            && count > MAX_SHARED_STRINGS
+        {
+            return Err(ImportError::TooManyCells {
+                path: shown.to_owned(),
+                what: format!("it declares {count} distinct texts"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The `uniqueCount` attribute of a shared-string table's start tag
+/// (`u64::MAX` if it is there but not a number that fits).
+fn unique_count(head: &[u8]) -> Option<u64> {
+    let key = b"uniqueCount";
+    let at = head.windows(key.len()).position(|w| w == key)?;
+    let rest = &head[at + key.len()..];
+    let rest = rest.strip_prefix(b"=")?;
+    let quote = *rest.first()?;
+    let digits: Vec<u8> = rest[1..]
+        .iter()
+        .copied()
+        .take_while(|&b| b != quote)
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    Some(
+        std::str::from_utf8(&digits)
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(u64::MAX),
+    )
+}
+
+/// Reads the first sheet of an `.xlsx` workbook, cell by cell: the container
+/// is checked first ([`MAX_UNCOMPRESSED_BYTES`], [`MAX_SHARED_STRINGS`]), then
+/// cells are streamed and kept only within [`MAX_ROWS`] × [`MAX_COLUMNS`],
+/// [`MAX_CELLS`] and [`MAX_TEXT_BYTES`] — the grid the sheet claims
+/// (`<dimension ref="A1:XFD1048576">`) is never built.
 pub fn read_sheet(path: &Path) -> Result<Vec<RawRow>, ImportError> {
     let shown = path.display().to_string();
+    check_xlsx_container(path, &shown)?;
     let sheet_err = |message: String| ImportError::Sheet {
         path: shown.clone(),
         message,
     };
-    let mut book = calamine::open_workbook_auto(path).map_err(|e| sheet_err(e.to_string()))?;
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook(path).map_err(|e: calamine::XlsxError| sheet_err(e.to_string()))?;
     let Some(first) = book.sheet_names().first().cloned() else {
         return Err(sheet_err("it has no sheets".to_owned()));
     };
-    let range = book
-        .worksheet_range(&first)
+    let mut cells = book
+        .worksheet_cells_reader(&first)
         .map_err(|e| sheet_err(e.to_string()))?;
-    let (start_row, start_col) = range.start().unwrap_or((0, 0));
-    if range.height() > MAX_ROWS {
-        return Err(ImportError::TooManyRows { path: shown });
+    let mut budget = Budget {
+        path: &shown,
+        cells: 0,
+        text: 0,
+    };
+    let mut rows: Vec<RawRow> = Vec::new();
+    while let Some(cell) = cells.next_cell().map_err(|e| sheet_err(e.to_string()))? {
+        let (r, c) = cell.get_position();
+        let (r, c) = (r as usize, c as usize);
+        if r >= MAX_ROWS {
+            return Err(ImportError::TooManyRows { path: shown });
+        }
+        if c >= MAX_COLUMNS {
+            continue;
+        }
+        let text = cell_text(cell.get_value());
+        if text.is_empty() {
+            continue;
+        }
+        if rows.last().is_none_or(|last| last.row != r + 1) {
+            if rows.last().is_some_and(|last| last.row > r + 1) {
+                return Err(sheet_err(format!(
+                    "row {} comes after row {}",
+                    r + 1,
+                    rows.len()
+                )));
+            }
+            // Blank rows between filled ones are kept (the plan counts them);
+            // at most MAX_ROWS of them, without cells.
+            let from = rows.last().map_or(r + 1, |last| last.row + 1);
+            rows.extend((from..=r + 1).map(|row| RawRow {
+                row,
+                cells: Vec::new(),
+            }));
+        }
+        let Some(row) = rows.last_mut() else {
+            continue;
+        };
+        if c < row.cells.len() {
+            // A repeated cell reference: the later value wins, as in Excel.
+            budget.take(0, text.len())?;
+            row.cells[c] = text;
+            continue;
+        }
+        budget.take(c + 1 - row.cells.len(), text.len())?;
+        row.cells.resize(c, String::new());
+        row.cells.push(text);
     }
-    let start_row = start_row as usize;
-    let lead = start_col as usize;
-    Ok(range
-        .rows()
-        .enumerate()
-        .map(|(i, cells)| RawRow {
-            row: start_row + i + 1,
-            cells: std::iter::repeat_n(String::new(), lead.min(MAX_COLUMNS))
-                .chain(cells.iter().map(cell_text))
-                .take(MAX_COLUMNS)
-                .collect(),
-        })
-        .collect())
+    Ok(rows)
 }
 
 /// The columns the importer knows.
@@ -356,6 +569,20 @@ pub struct ImportPlan {
     pub unchanged: Vec<usize>,
     /// Rows not imported.
     pub rejected: Vec<RejectedRow>,
+    /// 15-digit first-generation 身份证号 converted to 18 digits.
+    pub converted: Vec<ConvertedCard>,
+}
+
+/// A 15-digit first-generation 身份证号 read from a row and kept as its
+/// 18-digit form (GB 11643: `19` inserted in the year, check character added).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConvertedCard {
+    /// Spreadsheet row number.
+    pub row: usize,
+    /// The 15 digits in the file.
+    pub from: String,
+    /// The 18-character number stored.
+    pub to: String,
 }
 
 /// The serialisable summary of a plan (what `--json` prints).
@@ -380,6 +607,8 @@ pub struct ImportSummary {
     pub imported: usize,
     /// Rejected rows with reasons.
     pub rejected: Vec<RejectedRow>,
+    /// 15-digit 身份证号 converted to 18 digits (on imported rows).
+    pub converted: Vec<ConvertedCard>,
 }
 
 impl ImportPlan {
@@ -403,6 +632,7 @@ impl ImportPlan {
             unchanged: self.unchanged.len(),
             imported: self.residents_new.len() + self.unchanged.len(),
             rejected: self.rejected.clone(),
+            converted: self.converted.clone(),
         }
     }
 
@@ -511,8 +741,11 @@ fn check_row(cols: &Columns, row: &RawRow, today: NaiveDate) -> Result<GoodRow, 
         .map(Tag::parse)
         .collect::<Result<Vec<_>, _>>()
         .map_err(tag(Field::Tags))?;
-    let address = Address::parse(col(Field::Address).unwrap_or("")).map_err(|_| {
-        "住址 is empty: every resident needs a household address (住址 / 家庭住址)".to_owned()
+    let address = Address::parse(col(Field::Address).unwrap_or("")).map_err(|e| match e {
+        ValidationError::Empty { .. } => {
+            "住址 is empty: every resident needs a household address (住址 / 家庭住址)".to_owned()
+        }
+        other => format!("{}: {other}", Field::Address.header()),
     })?;
     let number = col(Field::Number)
         .map(HouseholdNumber::parse)
@@ -602,6 +835,7 @@ pub fn plan_import(
         residents_new: Vec::new(),
         unchanged: Vec::new(),
         rejected: Vec::new(),
+        converted: Vec::new(),
     };
     let mut household_index: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut cards_in_file: BTreeMap<String, usize> = BTreeMap::new();
@@ -670,6 +904,17 @@ pub fn plan_import(
             continue;
         }
         names_in_file.entry((hi, name)).or_insert(row.row);
+        if let (Some(from), Some(card)) = (
+            cols.get(row, Field::IdCard)
+                .and_then(IdCardNumber::first_generation),
+            &good.resident.id_card,
+        ) {
+            plan.converted.push(ConvertedCard {
+                row: row.row,
+                from,
+                to: card.as_str().to_owned(),
+            });
+        }
         if matched {
             plan.unchanged.push(row.row);
         } else {

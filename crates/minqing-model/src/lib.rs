@@ -10,6 +10,7 @@ pub mod demand;
 pub mod duty;
 pub mod error;
 pub mod id;
+pub mod ids;
 pub mod import;
 pub mod report;
 pub mod sheet;
@@ -29,9 +30,10 @@ pub use demand::{DemandEvent, DemandStatus, EventKind, demand_status};
 pub use duty::{DutyError, LeaveReason, LeaveStatus, LeaveView, month_of, settle_leaves};
 pub use error::ModelError;
 pub use id::{Id, IdError, IdPrefix};
+pub use ids::{DeviceIdError, IdRuleError, VillageId, parse_device_id, parse_village_id};
 pub use import::{
-    ImportError, ImportOutcome, ImportPlan, ImportSummary, RawRow, RejectedRow, plan_import,
-    read_rows,
+    ConvertedCard, ImportError, ImportOutcome, ImportPlan, ImportSummary, RawRow, RejectedRow,
+    plan_import, read_rows,
 };
 pub use report::{
     CadreMonth, GroupCount, LedgerReport, MonthlyReport, OverdueDemand, ledger_report, local_date,
@@ -43,15 +45,15 @@ pub use sheet::{
 };
 pub use validate::{
     Address, Category, DemandText, Gender, HouseholdNumber, IdCardNumber, Month, Note, PersonName,
-    Phone, PlaceName, Relation, Tag, TeamName, ValidationError, VisitKind, parse_date,
-    parse_past_date,
+    Phone, PlaceName, Relation, Tag, TeamName, ValidationError, VisitKind, is_area_code,
+    parse_date, parse_past_date,
 };
 pub use view::{
     DemandView, EventView, HouseholdView, ResidentDetail, ResidentView, VillageView, VisitView,
 };
 pub use village::{
-    Author, NewDemand, NewHousehold, NewResident, NewVisit, RecordKind, ResidentEdit, Village,
-    new_village, skeleton,
+    Author, NewDemand, NewHousehold, NewResident, NewVisit, RecordKind, ResidentEdit, SchemaError,
+    Village, check_schema, new_village, skeleton, skeleton_hash,
 };
 pub use workflow::{
     Department, Fold, Refusal, Satisfaction, Step, Transition, WorkflowError, WorkflowView, fold,

@@ -317,7 +317,9 @@ fn check_rows(tables: &[Table]) -> Result<(), SheetError> {
 /// Writes the tables to one CSV file (UTF-8 with a byte-order mark, so that
 /// Excel and WPS read the Chinese correctly). Each table is a one-cell title
 /// row, a header row and its rows; tables are separated by an empty row.
-/// Percentages are written as `95.0%`.
+/// Percentages are written as `95.0%`. Text cells that a spreadsheet would run
+/// as a formula (beginning with `=`, `+`, `-`, `@`, TAB or CR) get a leading
+/// `'` (`text::neutralise_formula`); titles and headers are ours.
 pub fn write_csv(tables: &[Table], path: &Path) -> Result<(), SheetError> {
     check_rows(tables)?;
     let shown = path.display().to_string();
@@ -340,7 +342,10 @@ pub fn write_csv(tables: &[Table], path: &Path) -> Result<(), SheetError> {
         w.write_record(&t.columns).map_err(csv_err)?;
         for r in 0..t.rows.len() {
             let rec: Vec<String> = (0..t.columns.len())
-                .map(|c| t.cell(r, c).display())
+                .map(|c| match t.cell(r, c) {
+                    Cell::Text(s) => crate::text::neutralise_formula(s).into_owned(),
+                    other => other.display(),
+                })
                 .collect();
             w.write_record(&rec).map_err(csv_err)?;
         }
@@ -516,6 +521,38 @@ Wang           3    0.0%
         let empty = book.worksheet_range("月度走访 (2)").unwrap();
         assert_eq!(empty.get((0, 0)), Some(&Data::String("类别".into())));
         assert_eq!(empty.height(), 1);
+    }
+
+    #[test]
+    fn csv_text_cells_cannot_run_as_formulas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        let mut t = Table::new("台账", &["部门", "诉求", "数"]);
+        t.push(vec![
+            Cell::text("=1+2"),
+            Cell::text("=HYPERLINK(\"http://x\",\"点\")"),
+            Cell::Int(-3),
+        ]);
+        t.push(vec![
+            Cell::text("@SUM(A1)"),
+            Cell::text("\t+1"),
+            Cell::Int(1),
+        ]);
+        write_csv(&[t], &path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut rows = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+        let cells: Vec<Vec<String>> = rows
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        assert_eq!(
+            cells[2],
+            ["'=1+2", "'=HYPERLINK(\"http://x\",\"点\")", "-3"]
+        );
+        assert_eq!(cells[3], ["'@SUM(A1)", "'\t+1", "1"]);
     }
 
     #[test]

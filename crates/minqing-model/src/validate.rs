@@ -12,9 +12,9 @@ use crate::text::{fold_full_width, trim};
 /// Why a value typed by a cadre is not accepted. Every message says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
-    /// A 身份证号 that is not 18 characters.
+    /// A 身份证号 that is neither 18 characters nor a 15-digit first-generation number.
     #[error(
-        "身份证号 {input:?} has {len} characters: it must have 18 (17 digits and a check digit 0-9 or X)"
+        "身份证号 {input:?} has {len} characters: it must have 18 (17 digits and a check digit 0-9 or X), or 15 digits for a first-generation card"
     )]
     IdCardLength {
         /// What was typed.
@@ -44,6 +44,15 @@ pub enum ValidationError {
     )]
     IdCardRegion {
         /// The first two digits.
+        code: String,
+    },
+    /// The six-digit area code is not a GB/T 2260 administrative division
+    /// code, current or historic.
+    #[error(
+        "身份证号 area code {code} (digits 1-6) is not an administrative division code (GB/T 2260, current or historic): check the first six digits against the card"
+    )]
+    IdCardArea {
+        /// The first six digits.
         code: String,
     },
     /// Digits 7-14 are not a real date, or it is in the future or before 1900.
@@ -142,6 +151,17 @@ pub enum ValidationError {
         /// Which field.
         field: &'static str,
     },
+    /// A text containing a bidi override or a zero-width character, which
+    /// would change how the text around it is shown.
+    #[error(
+        "the {field} contains the invisible character U+{code:04X}, which changes how text is shown: remove it"
+    )]
+    InvisibleChar {
+        /// Which field.
+        field: &'static str,
+        /// The character's code point.
+        code: u32,
+    },
 }
 
 /// Province codes (first two digits of a 身份证号), GB/T 2260.
@@ -166,8 +186,77 @@ pub fn id_card_check_char(digits17: &str) -> Option<char> {
     Some(char::from(CHECK_CHARS[(sum % 11) as usize]))
 }
 
-/// A checked 18-character 身份证号 (GB 11643-1999): province code, a real birth
-/// date not in the future, and a matching MOD 11-2 check character.
+/// The GB/T 2260 area codes (current and historic) accepted as digits 1-6 of a
+/// 身份证号, from `data/area_codes.txt` (sources and licences in its header).
+const AREA_CODES_TXT: &str = include_str!("../data/area_codes.txt");
+
+/// The area codes, parsed once and sorted.
+fn area_codes() -> &'static [u32] {
+    static CODES: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    CODES.get_or_init(|| {
+        let mut out = Vec::with_capacity(8_000);
+        for line in AREA_CODES_TXT.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut parts = line.split_ascii_whitespace();
+            // A malformed line in the embedded file would drop its codes; the
+            // unit test `area_code_table_is_complete` keeps the file whole.
+            let Some(prefix) = parts.next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            out.extend(
+                parts
+                    .filter_map(|t| t.parse::<u32>().ok())
+                    .map(|tail| prefix * 100 + tail),
+            );
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    })
+}
+
+/// Whether `code` (six digits) is a GB/T 2260 administrative division code,
+/// current or historic. Also accepted: `××××01` (市辖区, from 1984), `××××02`
+/// (first 城区, 1984), `××××11` (first 郊区, 1984) and `××××20` (市区, 1980 and
+/// 1982) under a known prefecture `××××00` — codes printed on real cards that
+/// the published lists leave out (the independent implementation we compare
+/// with, PyPI `id-validator`, makes the same exception).
+pub fn is_area_code(code: &str) -> bool {
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let Ok(c) = code.parse::<u32>() else {
+        return false;
+    };
+    let known = |c: u32| area_codes().binary_search(&c).is_ok();
+    known(c) || (matches!(c % 100, 1 | 2 | 11 | 20) && known(c / 100 * 100))
+}
+
+/// How many area codes are known (for docs and tests).
+pub fn area_code_count() -> usize {
+    area_codes().len()
+}
+
+/// The 18-digit form of a 15-digit first-generation 身份证号 (GB 11643-1989):
+/// `19` inserted before the two-digit birth year and the MOD 11-2 check
+/// character appended. `None` if `digits15` is not 15 ASCII digits.
+pub fn upgrade_15_to_18(digits15: &str) -> Option<String> {
+    if digits15.len() != 15 || !digits15.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let body = format!("{}19{}", &digits15[..6], &digits15[6..]);
+    let check = id_card_check_char(&body)?;
+    Some(format!("{body}{check}"))
+}
+
+/// A checked 18-character 身份证号 (GB 11643-1999): a GB/T 2260 area code
+/// (current or historic), a real birth date not in the future, and a matching
+/// MOD 11-2 check character. A 15-digit first-generation number is converted
+/// to 18 digits on parsing ([`upgrade_15_to_18`]; callers tell the cadre, see
+/// [`IdCardNumber::first_generation`]).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct IdCardNumber(String);
@@ -177,6 +266,7 @@ impl IdCardNumber {
     /// accepted). `today` bounds the birth date.
     pub fn parse(input: &str, today: NaiveDate) -> Result<IdCardNumber, ValidationError> {
         let s = fold_full_width(trim(input)).to_ascii_uppercase();
+        let s = upgrade_15_to_18(&s).unwrap_or(s);
         let len = s.chars().count();
         if len != 18 {
             return Err(ValidationError::IdCardLength {
@@ -196,6 +286,11 @@ impl IdCardNumber {
         if !PROVINCES.contains(&province) {
             return Err(ValidationError::IdCardRegion {
                 code: body[..2].to_owned(),
+            });
+        }
+        if !is_area_code(&body[..6]) {
+            return Err(ValidationError::IdCardArea {
+                code: body[..6].to_owned(),
             });
         }
         let digits = &body[6..14];
@@ -225,6 +320,14 @@ impl IdCardNumber {
             return Err(ValidationError::IdCardCheckDigit { expected, got });
         }
         Ok(IdCardNumber(s))
+    }
+
+    /// If `input` is a 15-digit first-generation number, it (trimmed, digits
+    /// folded): [`IdCardNumber::parse`] converts such a number to 18 digits,
+    /// and whoever parsed it tells the cadre so.
+    pub fn first_generation(input: &str) -> Option<String> {
+        let s = fold_full_width(trim(input));
+        (s.len() == 15 && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
     }
 
     /// The number, 18 characters, upper-case X.
@@ -541,7 +644,9 @@ impl fmt::Display for Month {
 }
 
 /// Trims `input` and checks it is non-empty, at most `max` characters and free of
-/// control characters (newlines and tabs are allowed when `multiline`).
+/// control characters (newlines and tabs are allowed when `multiline`; a CR is
+/// allowed only as part of CRLF, which is kept as LF) and of invisible
+/// characters (bidi overrides, zero-width characters: `text::is_invisible`).
 pub fn check_text(
     field: &'static str,
     example: &'static str,
@@ -557,12 +662,23 @@ pub fn check_text(
     if len > max {
         return Err(ValidationError::TooLong { field, len, max });
     }
+    let s = if multiline && s.contains("\r\n") {
+        s.replace("\r\n", "\n")
+    } else {
+        s.to_owned()
+    };
     if s.chars()
-        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\t' | '\r')))
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\t')))
     {
         return Err(ValidationError::ControlChar { field });
     }
-    Ok(s.to_owned())
+    if let Some(c) = crate::text::find_invisible(&s) {
+        return Err(ValidationError::InvisibleChar {
+            field,
+            code: u32::from(c),
+        });
+    }
+    Ok(s)
 }
 
 macro_rules! text_type {
@@ -777,6 +893,33 @@ mod tests {
     }
 
     #[test]
+    fn area_codes_and_first_generation_numbers() {
+        let t = today();
+        let c = |s: &str| IdCardNumber::parse(s, t);
+        assert_eq!(area_code_count(), 7196, "data/area_codes.txt lost lines");
+        assert!(is_area_code("110105"));
+        assert!(is_area_code("370881")); // 曲阜市
+        assert!(!is_area_code("370899"));
+        assert!(is_area_code("440401")); // 珠海 市辖区: not listed, on real cards
+        assert!(!is_area_code("999901"));
+        check(c(&card("37089919491231002")), Err("area code 370899"));
+        // Historic: 370802 (济宁市 市中区, abolished 2013) is still accepted.
+        assert!(is_area_code("370802"));
+        assert_eq!(
+            upgrade_15_to_18("110105491231002").as_deref(),
+            Some("11010519491231002X")
+        );
+        check(c("110105491231002"), Ok("11010519491231002X"));
+        assert_eq!(
+            IdCardNumber::first_generation(" 110105491231002 ").as_deref(),
+            Some("110105491231002")
+        );
+        assert_eq!(IdCardNumber::first_generation("11010519491231002X"), None);
+        check(c("110105491331002"), Err("not a real date"));
+        check(c("11010549123100"), Err("has 14 characters"));
+    }
+
+    #[test]
     fn texts() {
         check(
             Note::parse("  老人腿脚不便\n需要代购药品\u{3000}"),
@@ -786,5 +929,15 @@ mod tests {
         check(PersonName::parse("张\n三"), Err("control character"));
         check(PersonName::parse(&"张".repeat(51)), Err("at most 50"));
         check(Address::parse("小河村三组12号"), Ok("小河村三组12号"));
+        check(PersonName::parse("张\u{202e}三"), Err("U+202E"));
+        check(PersonName::parse("张\u{200b}三"), Err("U+200B"));
+        check(
+            Note::parse("甲\u{2066}乙"),
+            Err("invisible character U+2066"),
+        );
+        check(Note::parse("第一行\r\n第二行"), Ok("第一行\n第二行"));
+        check(Note::parse("覆盖\r前文"), Err("control character"));
+        check(Note::parse("a\u{1b}[2J"), Err("control character"));
+        check(Address::parse(&"路".repeat(1_000_000)), Err("at most 200"));
     }
 }

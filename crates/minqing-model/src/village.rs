@@ -820,3 +820,211 @@ impl Village {
         })
     }
 }
+
+/// Why a village document does not keep the layout the model defines
+/// (docs/data-model.md, "Schema check").
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// A top-level map is missing, is not a map, is not the skeleton's map, or
+    /// has competing values.
+    #[error("the top-level `{key}` is {found}, not the village's `{key}` map")]
+    Root {
+        /// The root key.
+        key: &'static str,
+        /// What is there instead.
+        found: String,
+    },
+    /// A field holds a value of the wrong type.
+    #[error("`{path}` is {found}, but must be {expected}")]
+    Field {
+        /// Where, e.g. `residents.<id>.name`.
+        path: String,
+        /// The type the model writes there.
+        expected: &'static str,
+        /// What is there.
+        found: String,
+    },
+    /// A record was deleted from a collection the model never deletes from
+    /// (records and histories are kept; a merge marks a resident instead).
+    #[error("`{path}` was deleted; records are never deleted")]
+    Deleted {
+        /// The record.
+        path: String,
+    },
+}
+
+/// Fields the model writes as `i64` unix milliseconds.
+const INT_FIELDS: [&str; 5] = ["created_at", "updated_at", "opened_at", "merged_at", "at"];
+/// Fields the model writes as strings.
+const STR_FIELDS: [&str; 25] = [
+    "name",
+    "township",
+    "address",
+    "number",
+    "household_id",
+    "gender",
+    "birth",
+    "id_card",
+    "phone",
+    "relation",
+    "date",
+    "kind",
+    "note",
+    "resident_id",
+    "category",
+    "text",
+    "cadre",
+    "device_id",
+    "month",
+    "reason",
+    "merged_into",
+    "merged_by",
+    "department",
+    "due",
+    "satisfaction",
+];
+
+fn describe(v: &Value<'_>) -> String {
+    match v {
+        Value::Object(t) => format!("a {t:?}").to_lowercase(),
+        Value::Scalar(s) => match s.as_ref() {
+            automerge::ScalarValue::Str(_) => "a string".into(),
+            automerge::ScalarValue::Int(_) | automerge::ScalarValue::Uint(_) => "a number".into(),
+            other => format!(
+                "a {}",
+                format!("{other:?}").split('(').next().unwrap_or("value")
+            ),
+        },
+    }
+}
+
+/// The rule for the value at `key` of an object found at `depth` below a root
+/// map `root` (depth 0: the root map itself; 1: a record; 2: inside a record…).
+fn expected_type(root: &str, depth: usize, parent_key: &str, key: &str) -> Option<&'static str> {
+    match (root, depth) {
+        ("info", 0) => Some(if key == "created_at" { "int" } else { "scalar" }),
+        (_, 0) => Some("map"),
+        ("residents", 1) if key == "tags" => Some("map"),
+        ("demands", 1) if key == "events" => Some("map"),
+        (_, 1) => None,
+        ("residents", 2) if parent_key == "tags" => Some("scalar"),
+        ("demands", 2) if parent_key == "events" => Some("map"),
+        ("demands", 3) => None,
+        _ => Some("scalar"),
+    }
+}
+
+fn check_value(
+    path: &str,
+    key: &str,
+    rule: Option<&'static str>,
+    v: &Value<'_>,
+) -> Result<(), SchemaError> {
+    let rule = rule.unwrap_or(if INT_FIELDS.contains(&key) {
+        "int"
+    } else if STR_FIELDS.contains(&key) {
+        "string"
+    } else {
+        "scalar"
+    });
+    let ok = match (rule, v) {
+        ("map", Value::Object(ObjType::Map)) => true,
+        ("int", Value::Scalar(s)) => matches!(s.as_ref(), automerge::ScalarValue::Int(_)),
+        ("string", Value::Scalar(s)) => matches!(s.as_ref(), automerge::ScalarValue::Str(_)),
+        ("scalar", Value::Scalar(_)) => true,
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(SchemaError::Field {
+        path: path.to_owned(),
+        expected: match rule {
+            "map" => "a map",
+            "int" => "a number (unix milliseconds)",
+            "string" => "a string",
+            _ => "a plain value (not an object)",
+        },
+        found: describe(v),
+    })
+}
+
+/// Checks that a village document keeps the layout the model defines, looking
+/// only at what changed since `before` (all of it if `before` is empty): the
+/// top-level maps are the skeleton's maps, with no competing values; records
+/// are maps and are never deleted; every known field has the type the model
+/// writes (numbers for times, strings for text, maps for `tags` and `events`);
+/// an unknown field holds a plain value. The relay runs it on every device
+/// message before keeping it.
+pub fn check_schema(doc: &automerge::Automerge, before: &[ChangeHash]) -> Result<(), SchemaError> {
+    let skeleton = skeleton_root_ids();
+    for (key, want) in ROOT_MAPS.iter().zip(skeleton.iter()) {
+        let all = doc.get_all(ROOT, *key).unwrap_or_default();
+        let found = match all.as_slice() {
+            [(Value::Object(ObjType::Map), id)] if id.to_string() == *want => continue,
+            [] => "missing".to_owned(),
+            [(v, _)] => describe(v),
+            many => format!("{} competing values", many.len()),
+        };
+        return Err(SchemaError::Root { key, found });
+    }
+    let after = doc.get_heads();
+    for patch in doc.diff(before, &after) {
+        // path: (ROOT, root key), (root map, record id), …
+        let Some((_, automerge::Prop::Map(root))) = patch.path.first() else {
+            continue; // a put on the root itself: covered by the check above
+        };
+        let depth = patch.path.len() - 1;
+        let parent_key = match patch.path.last() {
+            Some((_, automerge::Prop::Map(k))) => k.as_str(),
+            _ => "",
+        };
+        let mut path: Vec<String> = patch.path.iter().map(|(_, p)| p.to_string()).collect();
+        match patch.action {
+            automerge::PatchAction::PutMap { key, value, .. } => {
+                path.push(key.clone());
+                let rule = expected_type(root, depth, parent_key, &key);
+                check_value(&path.join("."), &key, rule, &value.0)?;
+            }
+            automerge::PatchAction::DeleteMap { key } => {
+                path.push(key);
+                // Only a resident's tag is ever removed.
+                let tag = root == "residents" && depth == 2 && parent_key == "tags";
+                if !tag && root != "info" {
+                    return Err(SchemaError::Deleted {
+                        path: path.join("."),
+                    });
+                }
+            }
+            _ => {
+                return Err(SchemaError::Field {
+                    path: path.join("."),
+                    expected: "a map",
+                    found: "a list, text or counter".into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The object ids of the skeleton's top-level maps, as strings (`counter@actor`).
+fn skeleton_root_ids() -> Vec<String> {
+    let Ok(doc) = skeleton() else {
+        return Vec::new();
+    };
+    ROOT_MAPS
+        .iter()
+        .map(|k| match doc.get(ROOT, *k) {
+            Ok(Some((_, id))) => id.to_string(),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+/// The hash of the skeleton change: every replica makes it identically, so the
+/// relay accepts it from any laptop whatever its actor.
+pub fn skeleton_hash() -> Option<ChangeHash> {
+    let mut doc = skeleton().ok()?;
+    doc.get_heads().first().copied()
+}

@@ -184,12 +184,12 @@ impl RelayCa {
         self.sign(params)
     }
 
-    /// Issues a device certificate whose common name and DNS name carry `device_id`.
-    pub fn issue_device(
+    fn device_params(
         &self,
         device_id: &str,
         validity: Validity,
-    ) -> Result<IssuedCert, NetError> {
+    ) -> Result<CertificateParams, NetError> {
+        crate::bundle::check_device_id(device_id).map_err(NetError::Certificate)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, device_id);
@@ -206,7 +206,45 @@ impl RelayCa {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         set_validity(&mut params, validity)?;
+        Ok(params)
+    }
+
+    /// Issues a device certificate whose common name and DNS name carry
+    /// `device_id`, with a key made here. For tests and the benchmark's bulk
+    /// enrolment only: real laptops make their own key and send a request
+    /// ([`RelayCa::sign_request`]).
+    pub fn issue_device(
+        &self,
+        device_id: &str,
+        validity: Validity,
+    ) -> Result<IssuedCert, NetError> {
+        let params = self.device_params(device_id, validity)?;
         self.sign(params)
+    }
+
+    /// Signs a device certificate for the public key of a PKCS#10 request
+    /// (whose signature, the proof that the laptop holds the key, is checked).
+    /// Only the key is taken from the request: subject, names, usages and
+    /// validity are the relay's, for `device_id`. Returns the certificate PEM
+    /// and its fingerprint (the key stays on the laptop: `key_pem` is empty).
+    pub fn sign_request(
+        &self,
+        csr_pem: &str,
+        device_id: &str,
+        validity: Validity,
+    ) -> Result<IssuedCert, NetError> {
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| NetError::Certificate(format!("the certificate request: {e}")))?;
+        let params = self.device_params(device_id, validity)?;
+        let issuer = self.issuer()?;
+        let cert = params
+            .signed_by(&csr.public_key, &issuer)
+            .map_err(cert_err("signing a certificate"))?;
+        Ok(IssuedCert {
+            fingerprint: fingerprint(cert.der()),
+            cert_pem: cert.pem(),
+            key_pem: String::new(),
+        })
     }
 
     fn sign(&self, params: CertificateParams) -> Result<IssuedCert, NetError> {
@@ -238,4 +276,78 @@ pub fn parse_cert_pem(pem: &str) -> Result<CertificateDer<'static>, NetError> {
 /// The SHA-256 fingerprint of the first certificate of a PEM string.
 pub fn fingerprint_pem(pem: &str) -> Result<String, NetError> {
     Ok(fingerprint(parse_cert_pem(pem)?.as_ref()))
+}
+
+/// A new private key for a laptop (ECDSA P-256, PKCS#8 PEM). Made on the
+/// laptop; it never leaves it.
+pub fn new_device_key() -> Result<String, NetError> {
+    Ok(KeyPair::generate()
+        .map_err(cert_err("generating the laptop's key"))?
+        .serialize_pem())
+}
+
+/// A PKCS#10 certificate request for `device_id`, signed with `key_pem`.
+pub fn certificate_request(key_pem: &str, device_id: &str) -> Result<String, NetError> {
+    let key = KeyPair::from_pem(key_pem).map_err(cert_err("reading the laptop's key"))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, device_id);
+    params.distinguished_name = dn;
+    params
+        .serialize_request(&key)
+        .map_err(cert_err("making the certificate request"))?
+        .pem()
+        .map_err(cert_err("encoding the certificate request"))
+}
+
+/// SubjectPublicKeyInfo (DER) of a PEM certificate.
+fn cert_spki(cert_pem: &str) -> Result<Vec<u8>, NetError> {
+    let der = parse_cert_pem(cert_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| NetError::Certificate(format!("the certificate does not parse: {e}")))?;
+    Ok(cert.tbs_certificate.subject_pki.raw.to_vec())
+}
+
+/// Whether the certificate `cert_pem` is for the public key of a certificate
+/// request `csr_pem` (the relay answers a repeated request with the same
+/// certificate only then).
+pub fn request_matches_cert(csr_pem: &str, cert_pem: &str) -> bool {
+    use rcgen::PublicKeyData;
+    let Ok(csr) = rcgen::CertificateSigningRequestParams::from_pem(csr_pem) else {
+        return false;
+    };
+    cert_spki(cert_pem).is_ok_and(|spki| spki == csr.public_key.subject_public_key_info())
+}
+
+/// Checks a certificate the relay returned at enrolment: it is signed by the
+/// CA `ca_pem`, names `device_id`, and carries the public key of `key_pem`.
+pub fn check_device_cert(
+    cert_pem: &str,
+    key_pem: &str,
+    ca_pem: &str,
+    device_id: &str,
+) -> Result<(), NetError> {
+    use rcgen::PublicKeyData;
+    let bad = |what: &str| NetError::Certificate(format!("the relay's answer: {what}"));
+    let key = KeyPair::from_pem(key_pem).map_err(cert_err("reading the laptop's key"))?;
+    if cert_spki(cert_pem)? != key.subject_public_key_info() {
+        return Err(bad("the certificate is not for this laptop's key"));
+    }
+    let der = parse_cert_pem(cert_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|_| bad("the certificate does not parse"))?;
+    let ca_der = parse_cert_pem(ca_pem)?;
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der.as_ref())
+        .map_err(|_| bad("the CA certificate does not parse"))?;
+    cert.verify_signature(Some(ca.public_key()))
+        .map_err(|_| bad("the certificate is not signed by the relay's CA"))?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok());
+    if cn != Some(device_id) {
+        return Err(bad("the certificate names another device"));
+    }
+    Ok(())
 }

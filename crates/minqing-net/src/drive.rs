@@ -35,6 +35,68 @@ async fn transmit(
     Ok(())
 }
 
+/// Limits on one relay session (docs/relay.md, "Limits").
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// The session ends when the device sends nothing for this long (QUIC
+    /// keep-alives do not count).
+    pub silence: Duration,
+    /// Bytes received and not yet decoded into whole frames, shared by every
+    /// session of the relay: one permit per byte. `None`: unbounded.
+    pub budget: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            silence: Duration::from_secs(30),
+            budget: None,
+        }
+    }
+}
+
+/// The budget a session holds (returned when it ends).
+struct Held {
+    budget: Option<Arc<tokio::sync::Semaphore>>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Takes `n` more bytes of the budget, waiting at most `wait`.
+    async fn take(&mut self, n: usize, wait: Duration) -> Result<(), NetError> {
+        let Some(b) = &self.budget else { return Ok(()) };
+        let n32 = u32::try_from(n).map_err(|_| NetError::Limit("a chunk too large".into()))?;
+        match tokio::time::timeout(wait, b.acquire_many(n32)).await {
+            Ok(Ok(permit)) => {
+                permit.forget();
+                self.bytes += n;
+                Ok(())
+            }
+            Ok(Err(_)) => Err(NetError::Limit("the relay is shutting down".into())),
+            Err(_) => Err(NetError::Limit(format!(
+                "the relay is busy (its receive buffers are full for {} s); try again later",
+                wait.as_secs()
+            ))),
+        }
+    }
+
+    /// Keeps only `keep` bytes of the budget.
+    fn keep(&mut self, keep: usize) {
+        if let Some(b) = &self.budget
+            && keep < self.bytes
+        {
+            b.add_permits(self.bytes - keep);
+            self.bytes = keep;
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.keep(0);
+    }
+}
+
 /// What one input did to a relay session, computed off the async runtime.
 struct RelayStep {
     session: RelaySession,
@@ -53,21 +115,40 @@ struct RelayStep {
 /// pool (`spawn_blocking`), never on the runtime's worker threads, so that many
 /// devices syncing at once do not stall the endpoint or each other's network
 /// I/O. The session moves into the blocking task and back for each input.
+///
+/// `limits` bound the silence between the device's bytes and the bytes
+/// buffered in partial frames (a session that cannot get budget within the
+/// silence bound ends with [`NetError::Limit`]). A frame the session refuses
+/// ends it with [`NetError::Protocol`].
 pub async fn run_relay_session(
     send: &mut SendStream,
     recv: &mut RecvStream,
     session: RelaySession,
     host: Arc<dyn DocHost + Send + Sync>,
     storage: Arc<dyn Storage>,
+    limits: &SessionLimits,
     on_event: &mut (dyn FnMut(RelayEvent) + Send),
 ) -> Result<(), NetError> {
     let peer = session.device().to_owned();
     let mut session = Some(session);
+    let mut held = Held {
+        budget: limits.budget.clone(),
+        bytes: 0,
+    };
     loop {
-        let chunk = recv
-            .read_chunk(READ_CHUNK, true)
-            .await
-            .map_err(|e| map_read_error(&e, &peer))?;
+        let chunk =
+            match tokio::time::timeout(limits.silence, recv.read_chunk(READ_CHUNK, true)).await {
+                Ok(r) => r.map_err(|e| map_read_error(&e, &peer))?,
+                Err(_) => {
+                    return Err(NetError::Limit(format!(
+                        "the laptop sent nothing for {} s",
+                        limits.silence.as_secs()
+                    )));
+                }
+            };
+        if let Some(c) = &chunk {
+            held.take(c.bytes.len(), limits.silence).await?;
+        }
         let Some(chunk) = chunk else {
             if session.as_ref().is_some_and(RelaySession::is_closed) {
                 return Ok(());
@@ -103,6 +184,7 @@ pub async fn run_relay_session(
         })
         .await
         .map_err(|e| NetError::Session(format!("the session's worker failed: {e}")))??;
+        held.keep(step.session.buffered());
         for ev in step.events {
             on_event(ev);
         }
@@ -110,7 +192,7 @@ pub async fn run_relay_session(
         transmit(send, || frames.next(), &peer).await?;
         if let Err(e) = step.result {
             let _ = send.finish();
-            return Err(NetError::Session(e.to_string()));
+            return Err(NetError::Protocol(e));
         }
         let closed = step.session.is_closed();
         session = Some(step.session);
@@ -147,10 +229,23 @@ pub fn apply_device_event(
     Ok(None)
 }
 
+/// No progress from the relay for `silence`: the session stalled (the relay is
+/// stuck, e.g. on a full disk, while QUIC keep-alives hold the connection up).
+fn stalled(addr: &str, silence: Duration) -> NetError {
+    NetError::ConnectionLost(format!(
+        "the relay at {addr} sent nothing for {} s in the middle of the sync (the relay may be stuck): gave up",
+        silence.as_secs_f32()
+    ))
+}
+
 /// Runs the device side of a session over a new stream of `conn`: sends the first
 /// flight, then applies each input, persisting every event into `storage` and
 /// flushing before it sends what the input produced. `on_event` sees every event
-/// after it was persisted (for notices). Returns the session's outcome.
+/// after it was persisted (for notices). Returns the session's outcome. Silence
+/// longer than `conn.silence` — nothing read, or nothing could be sent — ends
+/// the session with [`NetError::ConnectionLost`]; `storage.flush()` is called
+/// after every input, so a storage that releases itself when idle (the CLI's)
+/// is not held while the relay is awaited.
 pub async fn run_device_session(
     conn: &DeviceConnection,
     session: &mut DeviceSession,
@@ -164,12 +259,18 @@ pub async fn run_device_session(
         .open_bi()
         .await
         .map_err(|e| map_connection_error(&e, &addr))?;
-    transmit(&mut send, || session.poll_transmit(), &addr).await?;
+    let silence = conn.silence;
+    tokio::time::timeout(
+        silence,
+        transmit(&mut send, || session.poll_transmit(), &addr),
+    )
+    .await
+    .map_err(|_| stalled(&addr, silence))??;
     let mut outcome = None;
     loop {
-        let chunk = recv
-            .read_chunk(READ_CHUNK, true)
+        let chunk = tokio::time::timeout(silence, recv.read_chunk(READ_CHUNK, true))
             .await
+            .map_err(|_| stalled(&addr, silence))?
             .map_err(|e| map_read_error(&e, &addr))?;
         let Some(chunk) = chunk else {
             return match outcome {
@@ -187,7 +288,12 @@ pub async fn run_device_session(
             on_event(&ev);
         }
         storage.flush().map_err(storage_err)?;
-        transmit(&mut send, || session.poll_transmit(), &addr).await?;
+        tokio::time::timeout(
+            silence,
+            transmit(&mut send, || session.poll_transmit(), &addr),
+        )
+        .await
+        .map_err(|_| stalled(&addr, silence))??;
         if let Err(e) = result {
             let _ = send.finish();
             return Err(match e {

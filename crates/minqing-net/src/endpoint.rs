@@ -8,8 +8,8 @@ use std::time::Duration;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls_pki_types::CertificateDer;
 
-use crate::tls::{DeviceGate, ServerTls, client_crypto, server_crypto};
-use crate::{Bundle, NetError, REFUSED_MESSAGE};
+use crate::tls::{DeviceGate, ServerTls, client_crypto, enrol_client_crypto, server_crypto};
+use crate::{Bundle, Identity, NetError, REFUSED_MESSAGE};
 
 /// Default bound on reaching the relay: 10 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,6 +23,10 @@ pub const CLOSE_SHUTDOWN: u32 = 0x11;
 pub const CLOSE_ERROR: u32 = 0x12;
 
 fn transport(idle: Duration, keep_alive: Option<Duration>) -> Arc<quinn::TransportConfig> {
+    Arc::new(transport_config(idle, keep_alive))
+}
+
+fn transport_config(idle: Duration, keep_alive: Option<Duration>) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     // Bounded by construction: `idle` comes from our own options (seconds, not from the network).
     if let Ok(idle) = quinn::IdleTimeout::try_from(idle) {
@@ -40,8 +44,12 @@ fn transport(idle: Duration, keep_alive: Option<Duration>) -> Arc<quinn::Transpo
     // packets on a bulk transfer, only matters for a laptop's first sync.
     t.mtu_discovery_config(None);
     t.congestion_controller_factory(Arc::new(congestion()));
-    Arc::new(t)
+    t
 }
+
+/// Bytes of one connection the relay's QUIC stack buffers before the session
+/// reads them (QUIC flow control makes the device wait beyond that).
+pub const RELAY_RECEIVE_WINDOW: u32 = 2 * 1024 * 1024;
 
 /// Initial congestion window in packets (of [`quinn::TransportConfig`]'s
 /// 1,200-byte initial MTU): the 32 packets Google's QUIC (Chromium) starts with,
@@ -68,7 +76,14 @@ pub fn server_endpoint(
     let crypto = server_crypto(tls, gate)?;
     let quic = QuicServerConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    cfg.transport_config(transport(Duration::from_secs(30), None));
+    let mut t = transport_config(Duration::from_secs(30), None);
+    // What the relay holds for one connection before its session reads it:
+    // one sync stream at a time (and one spare for a session that lingers),
+    // and at most RELAY_RECEIVE_WINDOW bytes unread over all of them.
+    t.max_concurrent_bidi_streams(2u32.into());
+    t.receive_window(RELAY_RECEIVE_WINDOW.into());
+    t.stream_receive_window(RELAY_RECEIVE_WINDOW.into());
+    cfg.transport_config(Arc::new(t));
     let socket = std::net::UdpSocket::bind(addr)
         .map_err(|e| NetError::io(format!("listening on {addr}"), e))?;
     // One socket takes every laptop's datagrams. When connectivity returns to a
@@ -120,6 +135,10 @@ pub struct DeviceConnection {
     pub addr: String,
     /// Finished sessions still waiting for the relay's end of stream.
     lingering: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Longest silence inside a session: no byte from the relay (or no room to
+    /// send one) for this long ends it, even while QUIC keep-alives hold the
+    /// connection up (`ConnectOptions::timeout`).
+    pub silence: Duration,
 }
 
 impl DeviceConnection {
@@ -158,13 +177,34 @@ async fn resolve(addr: &str) -> Result<SocketAddr, NetError> {
     })
 }
 
-/// Connects to the relay named in `bundle`, presenting the bundle's certificate.
+/// Connects to the relay named in `bundle`, presenting the laptop's `identity`.
 ///
 /// Fails with [`NetError::Unreachable`] if the handshake does not finish within
 /// `opts.timeout`, and with [`NetError::Refused`] if the relay rejects the certificate.
 /// Note that with TLS 1.3 a refused client may only learn of the refusal on its first
 /// stream read: map stream errors with [`map_connection_error`].
-pub async fn connect(bundle: &Bundle, opts: ConnectOptions) -> Result<DeviceConnection, NetError> {
+pub async fn connect(
+    bundle: &Bundle,
+    identity: &Identity,
+    opts: ConnectOptions,
+) -> Result<DeviceConnection, NetError> {
+    connect_with(bundle, client_crypto(bundle, identity)?, opts).await
+}
+
+/// Connects for a first contact (enrolment): no client certificate, ALPN
+/// `minqing-enroll/1`; the relay's certificate is checked as for a sync.
+pub async fn connect_enrol(
+    bundle: &Bundle,
+    opts: ConnectOptions,
+) -> Result<DeviceConnection, NetError> {
+    connect_with(bundle, enrol_client_crypto(bundle)?, opts).await
+}
+
+async fn connect_with(
+    bundle: &Bundle,
+    crypto: rustls::ClientConfig,
+    opts: ConnectOptions,
+) -> Result<DeviceConnection, NetError> {
     let addr_text = bundle.relay_addr.clone();
     let work = async {
         let addr = resolve(&addr_text).await?;
@@ -179,8 +219,7 @@ pub async fn connect(bundle: &Bundle, opts: ConnectOptions) -> Result<DeviceConn
         };
         let mut endpoint =
             quinn::Endpoint::client(bind).map_err(|e| NetError::io("opening a UDP socket", e))?;
-        let quic = QuicClientConfig::try_from(client_crypto(bundle)?)
-            .map_err(|e| NetError::Tls(e.to_string()))?;
+        let quic = QuicClientConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
         let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
         cfg.transport_config(transport(opts.timeout, Some(opts.timeout / 4)));
         endpoint.set_default_client_config(cfg);
@@ -199,12 +238,22 @@ pub async fn connect(bundle: &Bundle, opts: ConnectOptions) -> Result<DeviceConn
             connection,
             addr: addr_text.clone(),
             lingering: std::sync::Mutex::new(Vec::new()),
+            silence: opts.timeout,
         })
     };
     match tokio::time::timeout(opts.timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(NetError::timed_out(&addr_text, opts.timeout)),
     }
+}
+
+/// The ALPN protocol a connection negotiated, if any.
+pub fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    let data = conn.handshake_data()?;
+    let data = data
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?;
+    data.protocol
 }
 
 /// Turns a quinn connection error into a [`NetError`] a cadre can act on:

@@ -62,6 +62,24 @@ pub enum NetError {
     /// The sync session failed (protocol or storage error), see the message.
     #[error("sync session failed: {0}")]
     Session(String),
+    /// The device broke the sync protocol (a malformed or oversized frame, a
+    /// `Hello` naming another device, …): the relay audits it.
+    #[error("sync session failed: {0}")]
+    Protocol(#[source] minqing_sync::SessionError),
+    /// A limit of the relay ended the session (deadline, silence, buffer budget).
+    #[error("{0}")]
+    Limit(String),
+    /// The enrolment exchange failed (malformed or missing messages).
+    #[error("enrolment failed: {0}")]
+    Enrol(String),
+    /// The relay refused the enrolment; `message` is its words for the cadre.
+    #[error("{message}")]
+    EnrolRefused {
+        /// Why.
+        code: crate::EnrolRefusal,
+        /// The relay's words.
+        message: String,
+    },
 }
 
 impl NetError {
@@ -90,6 +108,9 @@ impl NetError {
     /// ([`NetError::Refused`]) or the device does not trust the relay
     /// ([`NetError::WrongRelay`]). Retrying does not help; the operator must act.
     pub fn is_trust_failure(&self) -> bool {
-        matches!(self, NetError::Refused(_) | NetError::WrongRelay { .. })
+        matches!(
+            self,
+            NetError::Refused(_) | NetError::WrongRelay { .. } | NetError::EnrolRefused { .. }
+        )
     }
 }

@@ -9,25 +9,36 @@ mod bundle;
 mod ca;
 mod drive;
 mod endpoint;
+mod enrol;
 mod error;
 mod tls;
 
-pub use bundle::{BUNDLE_FORMAT, Bundle, MAX_BUNDLE_LEN, write_private_file};
+pub use bundle::{
+    BUNDLE_FORMAT, Bundle, Identity, MAX_BUNDLE_LEN, SECRET_LEN, check_addr, check_device_id,
+    new_secret, secret_digest, write_private_file,
+};
 pub use ca::{
     CA_VALIDITY, DEFAULT_SERVER_NAME, DEVICE_CERT_VALIDITY, IssuedCert, RelayCa, Validity,
-    fingerprint, fingerprint_pem, parse_cert_pem,
+    certificate_request, check_device_cert, fingerprint, fingerprint_pem, new_device_key,
+    parse_cert_pem, request_matches_cert,
 };
 pub use drive::{
-    HeldDoc, apply_device_event, device_docs, has_local_changes, run_device_session,
+    HeldDoc, SessionLimits, apply_device_event, device_docs, has_local_changes, run_device_session,
     run_relay_session,
 };
 pub use endpoint::{
     CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, ConnectOptions, DEFAULT_TIMEOUT,
-    DeviceConnection, connect, map_connection_error, map_read_error, map_write_error,
-    peer_fingerprint, server_endpoint,
+    DeviceConnection, RELAY_RECEIVE_WINDOW, connect, connect_enrol, map_connection_error,
+    map_read_error, map_write_error, negotiated_alpn, peer_fingerprint, server_endpoint,
+};
+pub use enrol::{
+    ENROL_FORMAT, EnrolRefusal, EnrolRequest, EnrolResponse, MAX_ENROL_MESSAGE, USED_MESSAGE,
+    enrol, read_message, serve_enrolment, write_message,
 };
 pub use error::{NetError, REFUSED_MESSAGE};
-pub use tls::{ALPN, DeviceGate, ServerTls, client_crypto, server_crypto};
+pub use tls::{
+    ALPN, DeviceGate, ENROL_ALPN, ServerTls, client_crypto, enrol_client_crypto, server_crypto,
+};
 
 /// Re-exported so that users of this crate name the same quinn.
 pub use quinn;

@@ -12,10 +12,12 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 use crate::ca::{fingerprint, parse_cert_pem};
-use crate::{Bundle, NetError};
+use crate::{Bundle, Identity, NetError};
 
-/// The ALPN protocol both ends require.
+/// The ALPN protocol of sync sessions (a device certificate is required).
 pub const ALPN: &[u8] = b"minqing/1";
+/// The ALPN protocol of first-contact enrolment (no device certificate yet).
+pub const ENROL_ALPN: &[u8] = b"minqing-enroll/1";
 
 /// The relay's decision, per handshake, on a certificate its CA signed.
 ///
@@ -45,6 +47,13 @@ impl std::fmt::Debug for GatedVerifier {
 impl ClientCertVerifier for GatedVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         self.inner.root_hint_subjects()
+    }
+
+    /// A laptop enrolling for the first time has no certificate yet: the
+    /// handshake lets it through, and the relay closes any connection without
+    /// a certificate that is not on [`ENROL_ALPN`] (docs/sync.md, Enrolment).
+    fn client_auth_mandatory(&self) -> bool {
+        false
     }
 
     fn verify_client_cert(
@@ -130,14 +139,16 @@ impl std::fmt::Debug for ServerTls {
     }
 }
 
-/// The relay's rustls server config: TLS 1.3, ALPN `minqing/1`, client
-/// certificates mandatory, checked against the CA and then `gate`.
+/// The relay's rustls server config: TLS 1.3, ALPN `minqing/1` or
+/// `minqing-enroll/1`; a client certificate, when presented, is checked against
+/// the CA and then `gate` (the relay refuses sync sessions without one).
 pub fn server_crypto(
     server: &ServerTls,
     gate: Arc<dyn DeviceGate>,
 ) -> Result<rustls::ServerConfig, NetError> {
     let inner =
         WebPkiClientVerifier::builder_with_provider(roots(&server.ca_cert_pem)?, provider())
+            .allow_unauthenticated()
             .build()
             .map_err(tls)?;
     let verifier = Arc::new(GatedVerifier { inner, gate });
@@ -150,7 +161,7 @@ pub fn server_crypto(
             private_key(&server.key_pem)?,
         )
         .map_err(tls)?;
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.alpn_protocols = vec![ALPN.to_vec(), ENROL_ALPN.to_vec()];
     // No session tickets: `minqing sync` is one process per pass and rustls
     // cannot persist a ticket across processes, so every ticket would be ≈ 100
     // bytes sent to a laptop for nothing (see docs/sync.md, "Transport").
@@ -158,20 +169,36 @@ pub fn server_crypto(
     Ok(cfg)
 }
 
-/// The device's rustls client config from its bundle: trusts only the relay's CA,
-/// presents the bundle's certificate.
-pub fn client_crypto(bundle: &Bundle) -> Result<rustls::ClientConfig, NetError> {
+/// The device's rustls client config: trusts only the relay's CA of its
+/// bundle, presents its own certificate.
+pub fn client_crypto(
+    bundle: &Bundle,
+    identity: &Identity,
+) -> Result<rustls::ClientConfig, NetError> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls)?
         .with_root_certificates(roots(&bundle.ca_cert_pem)?)
         .with_client_auth_cert(
-            vec![parse_cert_pem(&bundle.cert_pem)?],
-            private_key(&bundle.key_pem)?,
+            vec![parse_cert_pem(&identity.cert_pem)?],
+            private_key(&identity.key_pem)?,
         )
         .map_err(tls)?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     // Nothing to resume (the relay issues no tickets; see `server_crypto`).
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Ok(cfg)
+}
+
+/// The client config of a first contact: trusts only the bundle's CA,
+/// presents no certificate, speaks [`ENROL_ALPN`].
+pub fn enrol_client_crypto(bundle: &Bundle) -> Result<rustls::ClientConfig, NetError> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls)?
+        .with_root_certificates(roots(&bundle.ca_cert_pem)?)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![ENROL_ALPN.to_vec()];
     cfg.resumption = rustls::client::Resumption::disabled();
     Ok(cfg)
 }

@@ -6,9 +6,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use minqing_net::{
-    BUNDLE_FORMAT, Bundle, ConnectOptions, DeviceGate, NetError, RelayCa, ServerTls, Validity,
-    connect, map_read_error, peer_fingerprint, server_endpoint,
+    BUNDLE_FORMAT, Bundle, ConnectOptions, DeviceGate, Identity, NetError, RelayCa, ServerTls,
+    Validity, connect, map_read_error, peer_fingerprint, server_endpoint,
 };
+
+/// A test laptop: its bundle and the identity a CA issued it directly.
+struct Dev {
+    bundle: Bundle,
+    identity: Identity,
+}
+
+impl Dev {
+    fn fingerprint(&self) -> Result<String, NetError> {
+        self.identity.fingerprint()
+    }
+}
 
 #[derive(Default)]
 struct Gate {
@@ -81,7 +93,7 @@ fn start_relay() -> Relay {
     }
 }
 
-fn bundle_for(relay: &Relay, ca: &RelayCa, validity: Validity, enrol: bool) -> Bundle {
+fn bundle_for(relay: &Relay, ca: &RelayCa, validity: Validity, enrol: bool) -> Dev {
     let dev = ca.issue_device("abcdefgh23456789", validity).unwrap();
     if enrol {
         relay
@@ -91,26 +103,32 @@ fn bundle_for(relay: &Relay, ca: &RelayCa, validity: Validity, enrol: bool) -> B
             .unwrap()
             .insert(dev.fingerprint.clone());
     }
-    Bundle {
-        format: BUNDLE_FORMAT.into(),
-        device_id: "abcdefgh23456789".into(),
-        cadre: "王芳".into(),
-        team: None,
-        relay_name: "test".into(),
-        relay_addr: relay.addr.to_string(),
-        server_name: "localhost".into(),
-        ca_cert_pem: relay.ca.cert_pem().to_owned(),
-        cert_pem: dev.cert_pem,
-        key_pem: dev.key_pem,
-        villages: vec!["V1".into()],
-        issued_at: "2026-01-01T00:00:00Z".into(),
+    Dev {
+        bundle: Bundle {
+            format: BUNDLE_FORMAT.into(),
+            device_id: "abcdefgh23456789".into(),
+            cadre: "王芳".into(),
+            team: None,
+            relay_name: "test".into(),
+            relay_addr: relay.addr.to_string(),
+            server_name: "localhost".into(),
+            ca_cert_pem: relay.ca.cert_pem().to_owned(),
+            villages: vec!["V1".into()],
+            issued_at: "2026-01-01T00:00:00Z".into(),
+            enrol_secret: minqing_net::new_secret(),
+        },
+        identity: Identity {
+            cert_pem: dev.cert_pem,
+            key_pem: dev.key_pem,
+        },
     }
 }
 
 /// Connects, sends `hello`, returns what came back or the mapped error.
-async fn echo(bundle: &Bundle) -> Result<Vec<u8>, NetError> {
+async fn echo(dev: &Dev) -> Result<Vec<u8>, NetError> {
     let conn = connect(
-        bundle,
+        &dev.bundle,
+        &dev.identity,
         ConnectOptions {
             timeout: Duration::from_secs(5),
         },
@@ -199,10 +217,11 @@ async fn nothing_listening_is_unreachable_not_refused() {
     let mut bundle = bundle_for(&relay, &relay.ca, valid(), true);
     // A port nothing listens on: bind a UDP socket to find one, then drop it.
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    bundle.relay_addr = sock.local_addr().unwrap().to_string();
+    bundle.bundle.relay_addr = sock.local_addr().unwrap().to_string();
     drop(sock);
     let conn = connect(
-        &bundle,
+        &bundle.bundle,
+        &bundle.identity,
         ConnectOptions {
             timeout: Duration::from_millis(500),
         },
@@ -214,10 +233,9 @@ async fn nothing_listening_is_unreachable_not_refused() {
 }
 
 #[test]
-fn bundle_round_trips_with_mode_0600() {
+fn bundle_round_trips_with_mode_0600_and_carries_no_key() {
     use std::os::unix::fs::PermissionsExt;
     let ca = RelayCa::create("县中继").unwrap();
-    let dev = ca.issue_device("abcdefgh23456789", valid()).unwrap();
     let bundle = Bundle {
         format: BUNDLE_FORMAT.into(),
         device_id: "abcdefgh23456789".into(),
@@ -227,10 +245,9 @@ fn bundle_round_trips_with_mode_0600() {
         relay_addr: "127.0.0.1:4433".into(),
         server_name: "localhost".into(),
         ca_cert_pem: ca.cert_pem().to_owned(),
-        cert_pem: dev.cert_pem,
-        key_pem: dev.key_pem,
         villages: vec!["V1".into(), "V2".into()],
         issued_at: "2026-01-01T00:00:00Z".into(),
+        enrol_secret: minqing_net::new_secret(),
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("laptop.bundle");
@@ -238,7 +255,8 @@ fn bundle_round_trips_with_mode_0600() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     assert_eq!(Bundle::read(&path).unwrap(), bundle);
-    assert_eq!(bundle.fingerprint().unwrap(), dev.fingerprint);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
 
     std::fs::write(&path, r#"{"format":"minqing-bundle/9"}"#).unwrap();
     let err = Bundle::read(&path).unwrap_err().to_string();
@@ -246,4 +264,47 @@ fn bundle_round_trips_with_mode_0600() {
         err.contains("not a minqing enrolment bundle") || err.contains("format"),
         "{err}"
     );
+}
+
+/// Every field a laptop accepts is checked before anything is written.
+#[test]
+fn bundles_with_bad_fields_are_refused() {
+    let ca = RelayCa::create("县中继").unwrap();
+    let good = Bundle {
+        format: BUNDLE_FORMAT.into(),
+        device_id: "abcdefgh23456789".into(),
+        cadre: "李明".into(),
+        team: None,
+        relay_name: "县中继".into(),
+        relay_addr: "127.0.0.1:4433".into(),
+        server_name: "localhost".into(),
+        ca_cert_pem: ca.cert_pem().to_owned(),
+        villages: vec!["V1".into()],
+        issued_at: "2026-01-01T00:00:00Z".into(),
+        enrol_secret: minqing_net::new_secret(),
+    };
+    assert!(good.check().is_ok());
+    let leaf = ca.issue_device("abcdefgh23456789", valid()).unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(&mut Bundle)>)> = vec![
+        ("device id", Box::new(|b| b.device_id = "../../etc".into())),
+        ("cadre", Box::new(|b| b.cadre = "李\u{1b}[2J".into())),
+        ("cadre", Box::new(|b| b.cadre = "李".repeat(40_000))),
+        ("address", Box::new(|b| b.relay_addr = "nowhere".into())),
+        (
+            "server name",
+            Box::new(|b| b.server_name = "bad name!".into()),
+        ),
+        ("village", Box::new(|b| b.villages = vec!["../x".into()])),
+        (
+            "CA",
+            Box::new(move |b| b.ca_cert_pem = leaf.cert_pem.clone()),
+        ),
+        ("CA", Box::new(|b| b.ca_cert_pem = "garbage".into())),
+        ("secret", Box::new(|b| b.enrol_secret = "abc".into())),
+    ];
+    for (what, change) in cases {
+        let mut b = good.clone();
+        change(&mut b);
+        assert!(b.check().is_err(), "a bad {what} passed the checks");
+    }
 }

@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use minqing_net::{BUNDLE_FORMAT, Bundle, DEFAULT_SERVER_NAME, RelayCa, Validity};
+use minqing_net::{BUNDLE_FORMAT, Bundle, DEFAULT_SERVER_NAME, RelayCa};
 use minqing_store::SledStorage;
 use minqing_sync::{DocId, Storage};
 use serde::Serialize;
@@ -18,6 +17,7 @@ use crate::registry::{
 
 /// Creates the relay home: CA, server certificate, config.
 pub fn init(home: &Home, name: &str, listen: &str) -> Result<()> {
+    home.refuse_laptop_home()?;
     if home.config_path().exists() {
         usage!(
             "{} is already a relay home (relay {:?}); refusing to overwrite its CA — choose another --home",
@@ -52,6 +52,7 @@ pub fn init(home: &Home, name: &str, listen: &str) -> Result<()> {
         server_name: DEFAULT_SERVER_NAME.into(),
         actor: actor.iter().map(|b| format!("{b:02x}")).collect(),
         created_at: now_rfc3339(),
+        limits: crate::registry::Limits::default(),
     };
     // config.json last: its presence marks a complete home.
     write_json(&home.config_path(), &config)?;
@@ -164,8 +165,8 @@ pub fn village_list(home: &Home, json: bool) -> Result<()> {
     } else {
         for v in villages {
             match &v.township {
-                Some(t) => println!("{}\t{}\t{}", v.id, v.name, t),
-                None => println!("{}\t{}", v.id, v.name),
+                Some(t) => println!("{}\t{}\t{}", v.id, esc(&v.name), esc(t)),
+                None => println!("{}\t{}", v.id, esc(&v.name)),
             }
         }
     }
@@ -223,6 +224,8 @@ pub struct EnrollArgs {
     pub addr: Option<String>,
     /// Certificate validity in days.
     pub valid_days: u32,
+    /// Enrol a laptop set up standalone under the device id it already has.
+    pub device_id: Option<String>,
 }
 
 /// `enroll`.
@@ -253,23 +256,48 @@ pub fn enroll(home: &Home, args: EnrollArgs) -> Result<()> {
     if args.valid_days == 0 {
         usage!("--valid-days must be at least 1");
     }
+    if let Err(e) = minqing_net::check_addr(&relay_addr) {
+        usage!("--addr: {e}");
+    }
+    if let Err(e) = minqing_model::PersonName::parse(&cadre) {
+        usage!("--cadre: {e}");
+    }
+    if let Some(t) = &args.team
+        && let Err(e) = minqing_model::TeamName::parse(t)
+    {
+        usage!("--team: {e}");
+    }
+    // The CA goes into the bundle: check that it loads.
     let ca = load_ca(home, &config)?;
     let _lock = home.lock()?;
     let villages = check_villages(home, &args.villages)?;
     let mut devices = home.devices()?;
-    let device_id = loop {
-        let id = minqing_model::Id::random(&mut rand::rng())
-            .as_str()
-            .to_owned();
-        if !devices.contains_key(&id) {
-            break id;
+    let device_id = match &args.device_id {
+        Some(id) => {
+            let id = id.trim().to_ascii_lowercase();
+            if let Err(e) = minqing_model::ids::parse_device_id(&id) {
+                usage!("--device-id: {e}; `minqing whoami` on the laptop shows its id");
+            }
+            if devices.contains_key(&id) {
+                usage!(
+                    "laptop {id} is already enrolled with this relay (`minqing-relay devices`); a device id is enrolled once"
+                );
+            }
+            id
         }
+        None => loop {
+            let id = minqing_model::Id::random(&mut rand::rng())
+                .as_str()
+                .to_owned();
+            if !devices.contains_key(&id) {
+                break id;
+            }
+        },
     };
-    let validity = Validity::from_now(Duration::from_secs(u64::from(args.valid_days) * 86_400));
-    let cert = ca.issue_device(&device_id, validity)?;
     let now = now_rfc3339();
-    let expires_at = chrono::DateTime::<chrono::Utc>::from(validity.not_after)
+    let expires_at = (chrono::Utc::now() + chrono::Duration::days(i64::from(args.valid_days)))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let secret = minqing_net::new_secret();
     let bundle = Bundle {
         format: BUNDLE_FORMAT.into(),
         device_id: device_id.clone(),
@@ -279,11 +307,14 @@ pub fn enroll(home: &Home, args: EnrollArgs) -> Result<()> {
         relay_addr,
         server_name: config.server_name.clone(),
         ca_cert_pem: ca.cert_pem().to_owned(),
-        cert_pem: cert.cert_pem.clone(),
-        key_pem: cert.key_pem.clone(),
         villages: villages.clone(),
         issued_at: now.clone(),
+        enrol_secret: secret.clone(),
     };
+    // Whatever the relay writes, a laptop must accept it.
+    bundle
+        .check()
+        .context("the bundle this relay would write does not pass the laptop's checks")?;
     // The bundle first: a registry entry without a bundle would be a laptop nobody has.
     bundle
         .write(&args.out)
@@ -295,7 +326,11 @@ pub fn enroll(home: &Home, args: EnrollArgs) -> Result<()> {
             cadre: cadre.clone(),
             team: args.team,
             villages: villages.clone(),
-            fingerprint: cert.fingerprint.clone(),
+            fingerprint: String::new(),
+            secret_sha256: Some(minqing_net::secret_digest(&secret)),
+            secret_used_at: None,
+            cert_pem: None,
+            valid_days: Some(args.valid_days),
             revoked: false,
             revoked_at: None,
             enrolled_at: now,
@@ -308,13 +343,12 @@ pub fn enroll(home: &Home, args: EnrollArgs) -> Result<()> {
         Some(&device_id),
         None,
         format!(
-            "cadre {cadre}, villages [{}], certificate {}",
+            "cadre {cadre}, villages [{}]; pending its first contact",
             villages.join(","),
-            cert.fingerprint
         ),
     )?;
     println!(
-        "enrolled a laptop for {cadre} (villages: {}); bundle written to {} — give it to the cadre, it holds the laptop's key",
+        "enrolled a laptop for {cadre} (villages: {}); bundle written to {} — give it to the cadre: it works once, on one laptop, at its first contact with this relay (`minqing init --bundle`)",
         if villages.is_empty() {
             "none".into()
         } else {
@@ -386,6 +420,7 @@ struct DeviceRow {
     team: Option<String>,
     villages: Vec<String>,
     revoked: bool,
+    pending: bool,
     enrolled_at: String,
     expires_at: String,
     last_sync: Option<String>,
@@ -399,6 +434,7 @@ pub fn devices(home: &Home, json: bool) -> Result<()> {
         .devices()?
         .into_values()
         .map(|d| DeviceRow {
+            pending: d.is_pending(),
             last_sync: last.get(&d.device_id).cloned(),
             device_id: d.device_id,
             cadre: d.cadre,
@@ -422,18 +458,30 @@ pub fn devices(home: &Home, json: bool) -> Result<()> {
         println!(
             "{}\t{}\t{}\t{}\t{}\tlast sync: {}",
             r.device_id,
-            r.cadre,
-            r.team.as_deref().unwrap_or("-"),
+            esc(&r.cadre),
+            esc(r.team.as_deref().unwrap_or("-")),
             if r.villages.is_empty() {
                 "-".into()
             } else {
                 r.villages.join(",")
             },
-            if r.revoked { "revoked" } else { "active" },
+            if r.revoked {
+                "revoked"
+            } else if r.pending {
+                "pending"
+            } else {
+                "active"
+            },
             r.last_sync.as_deref().unwrap_or("never"),
         );
     }
     Ok(())
+}
+
+/// Text as printed to the operator's terminal: control, bidi and zero-width
+/// characters shown as visible escapes.
+fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    minqing_model::text::escape_for_terminal(s)
 }
 
 /// `audit`.
@@ -450,8 +498,8 @@ pub fn audit(home: &Home, json: bool) -> Result<()> {
             e.at,
             e.kind,
             e.device_id.as_deref().unwrap_or("-"),
-            e.village.as_deref().unwrap_or("-"),
-            e.detail
+            esc(e.village.as_deref().unwrap_or("-")),
+            esc(&e.detail)
         );
     }
     Ok(())

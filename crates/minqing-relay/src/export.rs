@@ -392,6 +392,8 @@ pub struct FromExports {
     pub as_of: Option<String>,
     /// Villages the registry lists that have no export yet (reported empty).
     pub missing: Vec<String>,
+    /// Villages whose export does not load (quarantined): left out, with why.
+    pub broken: Vec<(String, String)>,
 }
 
 /// Reads the villages of `home`'s exports (`None` when there is no manifest:
@@ -426,6 +428,7 @@ pub fn read_exports(
         villages: Vec::with_capacity(ids.len()),
         as_of: None,
         missing: Vec::new(),
+        broken: Vec::new(),
     };
     for id in ids {
         let doc = DocId::new(id.clone())
@@ -433,8 +436,14 @@ pub fn read_exports(
         match manifest.villages.get(&id) {
             Some(entry) => {
                 let path = export_file(&dir, &doc);
-                let village = read_export(&path, &doc)?;
-                out.villages.push(village);
+                // One village that does not load must not stop a county report.
+                match read_export(&path, &doc) {
+                    Ok(village) => out.villages.push(village),
+                    Err(e) => {
+                        out.broken.push((id.clone(), format!("{e:#}")));
+                        continue;
+                    }
+                }
                 if out.as_of.as_ref().is_none_or(|o| entry.saved_at < *o) {
                     out.as_of = Some(entry.saved_at.clone());
                 }
@@ -557,8 +566,18 @@ mod tests {
         ex.export_all().unwrap();
         let v1 = DocId::new("V1").unwrap();
         std::fs::write(export_file(&home.export_dir(), &v1), b"not automerge").unwrap();
-        let err = read_exports(&home, &BTreeMap::new(), None).unwrap_err();
-        assert!(format!("{err:#}").contains("village V1"), "{err:#}");
+        // A damaged export is quarantined: named in `broken`, the others still read.
+        let read = read_exports(&home, &BTreeMap::new(), None)
+            .unwrap()
+            .unwrap();
+        assert!(read.villages.is_empty());
+        assert_eq!(read.broken.len(), 1, "{:?}", read.broken);
+        assert_eq!(read.broken[0].0, "V1");
+        assert!(
+            read.broken[0].1.contains("village V1"),
+            "{}",
+            read.broken[0].1
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! the audit log, and `serve` (QUIC with mutual TLS).
 
 mod admin;
+mod audit;
 mod export;
+mod guard;
 mod registry;
 mod report;
 mod serve;
@@ -42,7 +44,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VillageCmd,
     },
-    /// Enrol a laptop: write its bundle (key, certificate, CA, relay address, villages).
+    /// Enrol a laptop: write its one-time bundle (CA, relay address, villages, secret; no key).
     Enroll {
         /// The cadre who uses the laptop.
         #[arg(long)]
@@ -62,6 +64,9 @@ enum Cmd {
         /// Days the laptop's certificate stays valid.
         #[arg(long, default_value_t = 730)]
         valid_days: u32,
+        /// Enrol a laptop set up on its own under the id it has (`minqing whoami`).
+        #[arg(long, value_name = "ID")]
+        device_id: Option<String>,
     },
     /// Replace the villages assigned to a laptop.
     Assign {
@@ -168,6 +173,7 @@ fn run() -> Result<ExitCode> {
             out,
             addr,
             valid_days,
+            device_id,
         } => admin::enroll(
             &home,
             admin::EnrollArgs {
@@ -177,6 +183,7 @@ fn run() -> Result<ExitCode> {
                 out,
                 addr,
                 valid_days,
+                device_id,
             },
         )?,
         Cmd::Assign { device, villages } => admin::assign(&home, &device, &villages)?,

@@ -60,6 +60,52 @@ pub struct Config {
     pub actor: String,
     /// When `init` ran.
     pub created_at: String,
+    /// Limits against lock-out (docs/relay.md, "Limits"); defaults when absent.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `config.json`'s `limits`: what no peer may exceed (docs/relay.md, "Limits").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Limits {
+    /// Authenticated sessions at once.
+    pub max_sessions: usize,
+    /// Sessions of one laptop at once.
+    pub max_sessions_per_device: usize,
+    /// Handshakes in progress at once; beyond, new connections are refused.
+    pub max_handshakes: usize,
+    /// Handshakes in progress above which new connections must pass a QUIC Retry.
+    pub retry_above: usize,
+    /// Seconds a handshake may take.
+    pub handshake_timeout_secs: u64,
+    /// Seconds a connection may take to open its sync stream.
+    pub stream_wait_secs: u64,
+    /// Seconds of silence that end a session.
+    pub silence_secs: u64,
+    /// Seconds any session may last.
+    pub session_deadline_secs: u64,
+    /// MiB of partial frames buffered over all sessions.
+    pub buffer_budget_mib: u64,
+    /// Seconds per audit aggregation interval.
+    pub audit_interval_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_sessions: 4096,
+            max_sessions_per_device: 4,
+            max_handshakes: 1024,
+            retry_above: 64,
+            handshake_timeout_secs: 5,
+            stream_wait_secs: 10,
+            silence_secs: 30,
+            session_deadline_secs: 600,
+            buffer_budget_mib: 256,
+            audit_interval_secs: 60,
+        }
+    }
 }
 
 /// One enrolled device.
@@ -73,8 +119,22 @@ pub struct Device {
     pub team: Option<String>,
     /// Assigned villages, sorted.
     pub villages: Vec<String>,
-    /// SHA-256 of its certificate, hex.
+    /// SHA-256 of its certificate, hex; empty while its enrolment is pending.
     pub fingerprint: String,
+    /// SHA-256 of its one-time enrolment secret, hex (devices enrolled with
+    /// a bundle that carried a key have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_sha256: Option<String>,
+    /// When the secret was used (the laptop got its certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_used_at: Option<String>,
+    /// The certificate signed at enrolment, PEM: sent again if the same key
+    /// asks again (the first answer was lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_pem: Option<String>,
+    /// Days its certificate is valid, counted from enrolment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_days: Option<u32>,
     /// Whether it was revoked.
     pub revoked: bool,
     /// When it was revoked.
@@ -113,6 +173,19 @@ pub struct AuditEntry {
     pub village: Option<String>,
     /// Details for the operator.
     pub detail: String,
+    /// On an aggregated line: how many events it stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// On an aggregated line: when the first of them happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_at: Option<String>,
+}
+
+impl Device {
+    /// Whether the laptop has not made its first contact yet.
+    pub fn is_pending(&self) -> bool {
+        self.fingerprint.is_empty()
+    }
 }
 
 /// The current time as RFC 3339 (UTC, seconds).
@@ -192,6 +265,7 @@ impl Home {
     /// Reads `config.json`, with a hint when the home was never initialised.
     pub fn config(&self) -> Result<Config> {
         let path = self.config_path();
+        self.refuse_laptop_home()?;
         if !path.exists() {
             usage!(
                 "{} is not a relay home: run `minqing-relay init --home {} --name NAME` first, or pass the right --home",
@@ -209,6 +283,18 @@ impl Home {
             );
         }
         Ok(c)
+    }
+
+    /// Refuses a laptop's home (made by `minqing init`): a store without the
+    /// relay's `config.json`. The relay never sets up, reads or changes it.
+    pub fn refuse_laptop_home(&self) -> Result<()> {
+        if self.store().is_dir() && !self.config_path().exists() {
+            bail!(
+                "{} holds a minqing store but no relay config.json: it is a laptop's home (minqing init), not a relay's — minqing-relay will not use or change it; give minqing-relay its own --home",
+                self.root.display()
+            );
+        }
+        Ok(())
     }
 
     /// Takes the registry's write lock until the guard is dropped.
@@ -264,9 +350,22 @@ impl Home {
             device_id: device_id.map(str::to_owned),
             village: village.map(str::to_owned),
             detail: detail.into(),
+            count: None,
+            first_at: None,
         };
-        let mut line = serde_json::to_vec(&entry).context("encoding an audit line")?;
-        line.push(b'\n');
+        self.append_audit(&[entry])
+    }
+
+    /// Appends audit lines with one write and one fsync.
+    pub fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut line = Vec::new();
+        for entry in entries {
+            line.extend(serde_json::to_vec(entry).context("encoding an audit line")?);
+            line.push(b'\n');
+        }
         let path = self.audit_path();
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -360,6 +459,9 @@ impl DeviceCache {
 
     /// The device whose certificate has this fingerprint.
     pub fn by_fingerprint(&self, fingerprint: &str) -> Result<Option<Device>> {
+        if fingerprint.is_empty() {
+            return Ok(None);
+        }
         Ok(self
             .current()?
             .into_values()

@@ -138,6 +138,7 @@ fn load(home: &Home, only: Option<&str>) -> Result<Vec<Village>> {
         None => store.docs().context("cannot list the relay's villages")?,
     };
     let mut out = Vec::with_capacity(ids.len());
+    let mut broken = Vec::new();
     for id in ids {
         let loaded = store
             .load(&id)
@@ -148,10 +149,29 @@ fn load(home: &Home, only: Option<&str>) -> Result<Vec<Village>> {
             });
         match loaded {
             Ok(v) => out.push(v),
-            Err(e) => eprintln!("warning: village {id} left out of the report: {e:#}"),
+            Err(e) => broken.push((id.to_string(), format!("{e:#}"))),
         }
     }
+    warn_broken(&broken);
     Ok(out)
+}
+
+/// Names the villages left out of a report because they do not load
+/// (quarantined): the report of the others still runs.
+fn warn_broken(broken: &[(String, String)]) {
+    for (id, why) in broken {
+        eprintln!(
+            "warning: village {id} is quarantined (it does not load) and left out of the report: {why}"
+        );
+    }
+    if !broken.is_empty() {
+        let ids: Vec<&str> = broken.iter().map(|(id, _)| id.as_str()).collect();
+        eprintln!(
+            "warning: {} village(s) left out of this report: {} — restore them from a backup (docs/relay.md, Backups)",
+            broken.len(),
+            ids.join(", ")
+        );
+    }
 }
 
 /// Whether another process (serve) holds sled's lock on the store: checked
@@ -178,6 +198,7 @@ fn load_exports(home: &Home, only: Option<&DocId>, store: &Path) -> Result<Vec<V
         Some(at) => eprintln!("serve is running: report built from its exports as of {at}"),
         None => eprintln!("serve is running: report built from its exports (none written yet)"),
     }
+    warn_broken(&read.broken);
     for id in &read.missing {
         eprintln!(
             "note: village {id} has no export yet (serve creates its document at the next sync and exports it then): reported as empty"
@@ -198,6 +219,13 @@ fn emit<T: Serialize>(report: &T, tables: &[Table], out: &ReportOut) -> Result<(
     for note in &printed.stderr {
         eprintln!("{note}");
     }
-    println!("{}", printed.stdout);
+    // Text in reports arrived by sync from laptops: never let it drive the
+    // operator's terminal (control, bidi and zero-width characters escaped).
+    let shown = if targets.json {
+        minqing_model::text::escape_json_for_terminal(&printed.stdout)
+    } else {
+        minqing_model::text::escape_for_terminal(&printed.stdout)
+    };
+    println!("{shown}");
     Ok(())
 }

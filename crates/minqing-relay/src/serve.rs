@@ -3,33 +3,36 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use minqing_net::{
-    CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, DeviceGate, ServerTls, quinn,
+    CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, DeviceGate, EnrolRefusal, EnrolRequest,
+    EnrolResponse, NetError, RelayCa, ServerTls, SessionLimits, quinn,
 };
 use minqing_store::SledStorage;
+
+use crate::guard::GuardedStore;
 use minqing_sync::{
-    DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost,
+    ContentPolicy, DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost,
 };
 use tracing::Instrument;
 
-use crate::admin::{actor, ensure_village_doc};
+use crate::admin::{actor, ensure_village_doc, load_ca};
+use crate::audit::{Audit, kind};
 use crate::export::Exporter;
-use crate::registry::{Config, Device, DeviceCache, Home, now_rfc3339};
+use crate::registry::{Config, Device, DeviceCache, Home, Limits, now_rfc3339};
 
 /// How long shutdown waits for running sessions.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
-/// How long a connection may take to open its sync stream.
-const STREAM_WAIT: Duration = Duration::from_secs(10);
-/// Most sessions served at once; more connections are refused until one ends.
-const MAX_SESSIONS: usize = 4096;
+/// Application close code: the relay is at a limit (busy, too many sessions of this laptop).
+pub const CLOSE_BUSY: u32 = 0x13;
 
 /// The handshake gate over the device registry.
 struct RegistryGate {
-    home: Home,
+    audit: Audit,
     devices: Arc<DeviceCache>,
 }
 
@@ -51,18 +54,48 @@ impl DeviceGate for RegistryGate {
             .flatten()
             .map(|d| d.device_id);
         tracing::warn!(fingerprint, reason, "handshake refused");
-        let home = self.home.clone();
-        let detail = format!("{reason}; certificate {fingerprint}");
-        let write = move || {
-            if let Err(e) = home.audit("refused_handshake", device.as_deref(), None, detail) {
-                tracing::error!("cannot write the audit log: {e:#}");
+        // Aggregated per certificate: a flood of refused handshakes is a line
+        // or two per interval, and nothing here blocks the handshake.
+        self.audit.aggregated(
+            kind::REFUSED_HANDSHAKE,
+            fingerprint,
+            device.as_deref(),
+            None,
+            format!("{reason}; certificate {fingerprint}"),
+        );
+    }
+}
+
+/// Counts something in progress while alive (handshakes, sessions).
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(counter: &Arc<AtomicUsize>) -> Slot {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Slot(counter.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One of a device's concurrent sessions, given back when dropped.
+struct DeviceSlot<'a> {
+    map: &'a Mutex<BTreeMap<String, usize>>,
+    device: String,
+}
+
+impl Drop for DeviceSlot<'_> {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.device) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.device);
             }
-        };
-        // Called from the TLS handshake on the runtime: the fsynced audit write
-        // goes to the blocking pool.
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(write)),
-            Err(_) => write(),
         }
     }
 }
@@ -71,8 +104,20 @@ impl DeviceGate for RegistryGate {
 struct Relay {
     home: Home,
     config: Config,
+    limits: Limits,
+    audit: Audit,
+    ca: RelayCa,
+    /// Bytes of partial frames over all sessions (docs/relay.md, "Limits").
+    budget: Arc<tokio::sync::Semaphore>,
+    /// QUIC/TLS handshakes (and enrolment exchanges) in progress.
+    handshakes: Arc<AtomicUsize>,
+    /// Authenticated sessions running.
+    active: Arc<AtomicUsize>,
+    per_device: Mutex<BTreeMap<String, usize>>,
     devices: Arc<DeviceCache>,
     store: Arc<SledStorage>,
+    /// What sessions write through: space checked, flushes with a deadline.
+    guarded: Arc<GuardedStore>,
     host: Arc<StorageDocHost>,
     exporter: Arc<Exporter>,
     created: Mutex<BTreeSet<String>>,
@@ -99,10 +144,25 @@ impl Relay {
         Ok(())
     }
 
-    fn audit(&self, kind: &str, device: &str, village: Option<&str>, detail: String) {
-        if let Err(e) = self.home.audit(kind, Some(device), village, detail) {
-            tracing::error!("cannot write the audit log: {e:#}");
+    fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            silence: Duration::from_secs(self.limits.silence_secs.max(1)),
+            budget: Some(self.budget.clone()),
         }
+    }
+
+    /// Takes one of `device`'s session slots, or `None` at its cap.
+    fn device_slot(&self, device: &str) -> Option<DeviceSlot<'_>> {
+        let mut m = self.per_device.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(device.to_owned()).or_default();
+        if *n >= self.limits.max_sessions_per_device.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(DeviceSlot {
+            map: &self.per_device,
+            device: device.to_owned(),
+        })
     }
 
     fn record_sync(&self, device: &str) {
@@ -121,8 +181,15 @@ pub fn serve(home: &Home) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve_async(home.clone(), config))
+    let result = runtime.block_on(serve_async(home.clone(), config));
+    // A blocking task caught in a hung disk write must not keep the process
+    // alive: everything acknowledged was flushed before it was acknowledged.
+    runtime.shutdown_timeout(SHUTDOWN_FLUSH_WAIT);
+    result
 }
+
+/// How long shutdown waits for the final flush and for stuck blocking tasks.
+const SHUTDOWN_FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 async fn serve_async(home: Home, config: Config) -> Result<()> {
     let read = |p: std::path::PathBuf| {
@@ -153,15 +220,36 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
             });
         }
     };
+    let guarded = Arc::new(
+        GuardedStore::new(store.clone(), home.store())
+            .context("cannot start the relay's flusher thread")?,
+    );
     let devices = Arc::new(DeviceCache::new(home.clone()));
-    let host = Arc::new(StorageDocHost::new(store.clone() as Arc<dyn Storage>));
+    let host = Arc::new(StorageDocHost::new(guarded.clone() as Arc<dyn Storage>));
     let exporter = Arc::new(Exporter::open(&home, host.clone())?);
+    let limits = config.limits.clone();
+    let audit = Audit::start(
+        home.clone(),
+        Duration::from_secs(limits.audit_interval_secs.max(1)),
+    )
+    .context("cannot start the audit writer")?;
+    let budget_bytes = usize::try_from(limits.buffer_budget_mib.saturating_mul(1024 * 1024))
+        .unwrap_or(usize::MAX)
+        .clamp(1024 * 1024, tokio::sync::Semaphore::MAX_PERMITS);
     let relay = Arc::new(Relay {
+        ca: load_ca(&home, &config)?,
+        audit: audit.clone(),
+        budget: Arc::new(tokio::sync::Semaphore::new(budget_bytes)),
+        handshakes: Arc::new(AtomicUsize::new(0)),
+        active: Arc::new(AtomicUsize::new(0)),
+        per_device: Mutex::new(BTreeMap::new()),
+        limits: limits.clone(),
         home: home.clone(),
         devices: devices.clone(),
         host,
         exporter: exporter.clone(),
         store: store.clone(),
+        guarded: guarded.clone(),
         created: Mutex::new(BTreeSet::new()),
         last_sync: Mutex::new(home.last_sync()?),
         config: config.clone(),
@@ -184,11 +272,13 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
         Err(e) => eprintln!("warning: cannot export the villages for reports: {e}"),
     }
     let gate = Arc::new(RegistryGate {
-        home: home.clone(),
+        audit: audit.clone(),
         devices,
     });
     let endpoint = minqing_net::server_endpoint(addr, &tls, gate)?;
-    let compactor = store.spawn_compactor(Duration::from_secs(60));
+    let compactor = guarded
+        .spawn_compactor(Duration::from_secs(60))
+        .context("cannot start the compaction thread")?;
     let export_worker = {
         let ex = exporter.clone();
         tokio::task::spawn_blocking(move || ex.run())
@@ -216,13 +306,28 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
                 while sessions.try_join_next().is_some() {}
-                if sessions.len() >= MAX_SESSIONS {
+                // Handshakes are budgeted apart from sessions: whoever does not
+                // hold a laptop's certificate cannot take a laptop's slot.
+                let pending = relay.handshakes.load(Ordering::SeqCst);
+                if pending >= limits.max_handshakes {
                     incoming.refuse();
                     continue;
                 }
+                if pending >= limits.retry_above
+                    && !incoming.remote_address_validated()
+                    && incoming.may_retry()
+                {
+                    // Under load, a new peer first proves its address (QUIC
+                    // Retry): stateless here, one round trip for a laptop.
+                    if let Err(e) = incoming.retry() {
+                        tracing::debug!("retry failed: {e}");
+                    }
+                    continue;
+                }
+                let slot = Slot::take(&relay.handshakes);
                 let relay = relay.clone();
                 let span = tracing::info_span!("conn", remote = %incoming.remote_address());
-                sessions.spawn(async move { serve_connection(relay, incoming).await }.instrument(span));
+                sessions.spawn(async move { serve_connection(relay, incoming, slot).await }.instrument(span));
             }
         }
     }
@@ -239,8 +344,24 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
     sessions.abort_all();
     endpoint.close(CLOSE_SHUTDOWN.into(), b"relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    audit.flush();
     compactor.stop();
-    store.flush().context("cannot flush the relay's store")?;
+    // Bounded: a store stuck after a disk error does not hold the relay up.
+    let flushed = tokio::task::spawn_blocking({
+        let g = guarded.clone();
+        move || g.flush_within(SHUTDOWN_FLUSH_WAIT)
+    })
+    .await;
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            exporter.stop();
+            anyhow::bail!(
+                "relay stopped without a final flush: {e}; everything acknowledged to laptops was flushed before it was acknowledged"
+            );
+        }
+        Err(e) => anyhow::bail!("relay stopped without a final flush: {e}"),
+    }
     exporter.stop();
     let _ = export_worker.await;
     let ex = exporter.clone();
@@ -279,14 +400,35 @@ async fn shutdown_signal() {
     }
 }
 
-async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming) {
-    let conn = match incoming.await {
+async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming, handshake: Slot) {
+    let limits = &relay.limits;
+    let connecting = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
-            tracing::debug!("handshake failed: {e}");
+            tracing::debug!("cannot accept: {e}");
             return;
         }
     };
+    let wait = Duration::from_secs(limits.handshake_timeout_secs.max(1));
+    let conn = match tokio::time::timeout(wait, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!("handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            // Dropping the handshake closes it.
+            tracing::debug!("handshake not finished within {} s", wait.as_secs());
+            return;
+        }
+    };
+    if minqing_net::negotiated_alpn(&conn).as_deref() == Some(minqing_net::ENROL_ALPN) {
+        // An enrolment holds its handshake slot, never a session slot.
+        serve_enrolment(&relay, &conn).await;
+        drop(handshake);
+        return;
+    }
+    drop(handshake);
     let lookup = {
         let fp = minqing_net::peer_fingerprint(&conn);
         let devices = relay.devices.clone();
@@ -303,18 +445,247 @@ async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming) {
             return;
         }
     };
+    if relay.active.load(Ordering::SeqCst) >= limits.max_sessions {
+        conn.close(
+            CLOSE_BUSY.into(),
+            b"the relay is busy (every session slot is taken); try again in a minute",
+        );
+        return;
+    }
+    let _session_slot = Slot::take(&relay.active);
+    let Some(_device_slot) = relay.device_slot(&device.device_id) else {
+        relay.audit.aggregated(
+            kind::LIMIT,
+            &device.device_id,
+            Some(&device.device_id),
+            None,
+            format!(
+                "more than {} sessions of this laptop at once; refused",
+                limits.max_sessions_per_device
+            ),
+        );
+        conn.close(
+            CLOSE_BUSY.into(),
+            b"this laptop already has too many sessions with the relay; wait for them to end",
+        );
+        return;
+    };
     let span = tracing::info_span!("device", id = %device.device_id, cadre = %device.cadre);
-    async move {
-        match serve_device(&relay, &conn, &device).await {
+    let deadline = Duration::from_secs(limits.session_deadline_secs.max(1));
+    async {
+        let result =
+            match tokio::time::timeout(deadline, serve_device(&relay, &conn, &device)).await {
+                Ok(r) => r,
+                Err(_) => Err(anyhow::Error::new(NetError::Limit(format!(
+                    "the session took longer than {} s",
+                    deadline.as_secs()
+                )))),
+            };
+        match result {
             Ok(()) => conn.close(CLOSE_DONE.into(), b"done"),
             Err(e) => {
                 tracing::warn!("session ended: {e:#}");
+                audit_failure(&relay, &device.device_id, &e);
                 conn.close(CLOSE_ERROR.into(), format!("{e:#}").as_bytes());
             }
         }
     }
     .instrument(span)
     .await;
+}
+
+/// Audits a session that ended with a protocol violation or at a limit.
+fn audit_failure(relay: &Relay, device: &str, e: &anyhow::Error) {
+    let Some(net) = e.downcast_ref::<NetError>() else {
+        return;
+    };
+    match net {
+        NetError::Protocol(s) => {
+            use minqing_sync::SessionError as S;
+            // Storage failures, the device's own Error frame, a version
+            // mismatch: not the device's doing. Anything else is.
+            if matches!(
+                s,
+                S::Storage(_) | S::Remote { .. } | S::Closed | S::Version { .. }
+            ) {
+                return;
+            }
+            let village = match s {
+                S::BadMessage { doc, .. } => Some(doc.as_str()),
+                _ => None,
+            };
+            relay.audit.aggregated(
+                kind::PROTOCOL_VIOLATION,
+                device,
+                Some(device),
+                village,
+                s.to_string(),
+            );
+        }
+        NetError::Limit(what) => {
+            relay
+                .audit
+                .aggregated(kind::LIMIT, device, Some(device), None, what.clone());
+        }
+        _ => {}
+    }
+}
+
+/// A first contact: read the request, decide (off the runtime), answer.
+async fn serve_enrolment(relay: &Arc<Relay>, conn: &quinn::Connection) {
+    let r = relay.clone();
+    let wait = Duration::from_secs(relay.limits.stream_wait_secs.max(1));
+    match minqing_net::serve_enrolment(conn, wait, move |req| decide_enrolment(&r, req)).await {
+        Ok(resp) if resp.ok => tracing::info!("enrolled a laptop"),
+        Ok(resp) => tracing::info!(code = ?resp.code, "refused an enrolment"),
+        Err(e) => tracing::debug!("enrolment connection ended: {e}"),
+    }
+    conn.close(CLOSE_DONE.into(), b"done");
+}
+
+/// Decides an enrolment request; the secret is marked used in `devices.json`
+/// (fsynced, renamed into place) before a certificate is returned.
+fn decide_enrolment(relay: &Relay, req: Result<EnrolRequest, String>) -> EnrolResponse {
+    let refuse = |code: EnrolRefusal, device: Option<&str>, detail: String, message: String| {
+        relay.audit.aggregated(
+            kind::REFUSED_ENROLMENT,
+            device.unwrap_or("-"),
+            device,
+            None,
+            detail,
+        );
+        EnrolResponse::refused(code, message)
+    };
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => {
+            return refuse(
+                EnrolRefusal::BadRequest,
+                None,
+                format!("malformed enrolment request: {e}"),
+                format!("the relay could not read the enrolment request: {e}"),
+            );
+        }
+    };
+    if minqing_net::check_device_id(&req.device_id).is_err() {
+        return refuse(
+            EnrolRefusal::BadRequest,
+            None,
+            "enrolment request with a malformed device id".into(),
+            "the enrolment request names no valid device".into(),
+        );
+    }
+    let id = req.device_id.as_str();
+    let unknown = || {
+        format!(
+            "the relay does not know this enrolment file (device {id}); ask the operator for a new one"
+        )
+    };
+    let _lock = match relay.home.lock() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("enrolment: {e:#}");
+            return EnrolResponse::refused(
+                EnrolRefusal::Failed,
+                "the relay cannot record enrolments right now; try again later",
+            );
+        }
+    };
+    let mut devices = match relay.home.devices() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("enrolment: {e:#}");
+            return EnrolResponse::refused(
+                EnrolRefusal::Failed,
+                "the relay cannot read its registry right now; try again later",
+            );
+        }
+    };
+    let Some(d) = devices.get_mut(id) else {
+        return refuse(
+            EnrolRefusal::Unknown,
+            Some(id),
+            "enrolment for a device that is not in the registry".into(),
+            unknown(),
+        );
+    };
+    if d.revoked {
+        return refuse(
+            EnrolRefusal::Revoked,
+            Some(id),
+            "enrolment of a revoked laptop".into(),
+            minqing_net::REFUSED_MESSAGE.into(),
+        );
+    }
+    let digest = minqing_net::secret_digest(&req.secret);
+    if d.secret_sha256.as_deref() != Some(digest.as_str()) {
+        return refuse(
+            EnrolRefusal::Unknown,
+            Some(id),
+            "enrolment with a wrong secret".into(),
+            unknown(),
+        );
+    }
+    if d.secret_used_at.is_some() {
+        if let Some(cert) = &d.cert_pem
+            && minqing_net::request_matches_cert(&req.csr_pem, cert)
+        {
+            // The same laptop asking again: its first answer was lost.
+            relay.audit.event(
+                kind::ENROLL_COMPLETE,
+                Some(id),
+                None,
+                format!(
+                    "the same key asked again; certificate {} sent again",
+                    d.fingerprint
+                ),
+            );
+            return EnrolResponse::enrolled(cert.clone());
+        }
+        return refuse(
+            EnrolRefusal::Used,
+            Some(id),
+            format!(
+                "a second laptop presented an enrolment file already used (by the laptop with certificate {}); refused",
+                d.fingerprint
+            ),
+            minqing_net::USED_MESSAGE.into(),
+        );
+    }
+    let days = d.valid_days.unwrap_or(730);
+    let validity = minqing_net::Validity::from_now(Duration::from_secs(u64::from(days) * 86_400));
+    let issued = match relay.ca.sign_request(&req.csr_pem, id, validity) {
+        Ok(c) => c,
+        Err(e) => {
+            return refuse(
+                EnrolRefusal::BadRequest,
+                Some(id),
+                format!("enrolment with a bad certificate request: {e}"),
+                format!("the relay could not sign the certificate request: {e}"),
+            );
+        }
+    };
+    d.fingerprint = issued.fingerprint.clone();
+    d.secret_used_at = Some(now_rfc3339());
+    d.cert_pem = Some(issued.cert_pem.clone());
+    d.expires_at = chrono::DateTime::<chrono::Utc>::from(validity.not_after)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // Durable before the answer: a lost answer is repaired by asking again
+    // with the same key, never by spending the secret twice.
+    if let Err(e) = relay.home.save_devices(&devices) {
+        tracing::error!("enrolment: cannot save the registry: {e:#}");
+        return EnrolResponse::refused(
+            EnrolRefusal::Failed,
+            "the relay cannot record enrolments right now; try again later",
+        );
+    }
+    relay.audit.event(
+        kind::ENROLL_COMPLETE,
+        Some(id),
+        None,
+        format!("first contact: certificate {}", issued.fingerprint),
+    );
+    EnrolResponse::enrolled(issued.cert_pem)
 }
 
 async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Device) -> Result<()> {
@@ -330,27 +701,37 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
         .iter()
         .filter_map(|v| DocId::new(v.clone()).ok())
         .collect();
-    let (mut send, mut recv) = match tokio::time::timeout(STREAM_WAIT, conn.accept_bi()).await {
+    let stream_wait = Duration::from_secs(relay.limits.stream_wait_secs.max(1));
+    let (mut send, mut recv) = match tokio::time::timeout(stream_wait, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!("connection ended before a session: {e}");
             return Ok(());
         }
-        Err(_) => anyhow::bail!("no sync stream within {} s", STREAM_WAIT.as_secs()),
+        Err(_) => anyhow::bail!("no sync stream within {} s", stream_wait.as_secs()),
     };
     let session = RelaySession::new(
         SessionConfig::default(),
         &relay.config.name,
         &device.device_id,
         assignment,
-    );
+    )
+    .with_policy(content_policy());
     let mut finished = false;
     // Refusals, audited after the session (off the runtime).
     let mut refusals: Vec<(DocId, usize)> = Vec::new();
+    let mut rejections: Vec<(DocId, &'static str, String)> = Vec::new();
     let mut on_event = |ev: RelayEvent| match ev {
         RelayEvent::Refused { doc, change_bytes } => {
             tracing::info!(village = %doc, change_bytes, "refused a frame for an unassigned village");
-            refusals.push((doc, change_bytes));
+            // Bounded: the audit line names at most a few villages anyway.
+            if refusals.len() < 10_000 {
+                refusals.push((doc, change_bytes));
+            }
+        }
+        RelayEvent::Rejected { doc, code, reason } => {
+            tracing::warn!(village = %doc, code = code.name(), %reason, "refused a device's changes");
+            rejections.push((doc, code.name(), reason));
         }
         RelayEvent::Applied { doc, changes } => {
             tracing::info!(village = %doc, changes, "applied changes");
@@ -367,36 +748,55 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
             );
         }
     };
+    let limits = relay.session_limits();
     let result = minqing_net::run_relay_session(
         &mut send,
         &mut recv,
         session,
         relay.host.clone(),
-        relay.store.clone(),
+        relay.guarded.clone(),
+        &limits,
         &mut on_event,
     )
     .await;
-    // The audit log and last-sync table are fsynced files: off the runtime too.
+    // The last-sync table is an fsynced file: off the runtime.
     let r = relay.clone();
     let device = device.clone();
     let _ = tokio::task::spawn_blocking(move || {
+        for (doc, code, reason) in rejections {
+            // A village that does not load is the relay's problem, not the
+            // device's: audited under its own kind.
+            let kind = if code == "quarantined" {
+                kind::QUARANTINED_VILLAGE
+            } else {
+                kind::REFUSED_CHANGE
+            };
+            r.audit.aggregated(
+                kind,
+                &device.device_id,
+                Some(&device.device_id),
+                Some(doc.as_str()),
+                format!("{code}: {reason}"),
+            );
+        }
         for (doc, change_bytes) in refusals {
             if is_stale(&r, &device.device_id, &doc, change_bytes) {
                 tracing::info!(village = %doc, "stale village: no longer assigned, nothing new in it");
                 continue;
             }
-            r.audit(
-                "refused_village",
+            r.audit.aggregated(
+                kind::REFUSED_VILLAGE,
                 &device.device_id,
+                Some(&device.device_id),
                 Some(doc.as_str()),
                 format!("not assigned to this laptop; {change_bytes} bytes of changes not applied"),
             );
         }
         if finished {
             r.record_sync(&device.device_id);
-            r.audit(
-                "sync",
-                &device.device_id,
+            r.audit.event(
+                kind::SYNC,
+                Some(&device.device_id),
                 None,
                 format!("villages [{}]", device.villages.join(",")),
             );
@@ -405,6 +805,19 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
     .await;
     result?;
     Ok(())
+}
+
+/// What the relay accepts in a device's changes: the skeleton change from
+/// anyone, and only documents that keep the model's schema
+/// (`minqing_model::check_schema`); actors and sizes as `minqing-sync` checks them.
+pub fn content_policy() -> ContentPolicy {
+    ContentPolicy {
+        trusted: minqing_model::skeleton_hash().into_iter().collect(),
+        schema: Some(Arc::new(|doc, before| {
+            minqing_model::check_schema(doc, before).map_err(|e| e.to_string())
+        })),
+        limits: Default::default(),
+    }
 }
 
 /// Whether a refusal is only a village taken away from this laptop, mentioned

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use automerge::{AutoCommit, ReadDoc, transaction::Transactable};
-use minqing_net::{Bundle, ConnectOptions, NetError};
+use minqing_net::{Bundle, ConnectOptions, Identity, NetError};
 use minqing_sync::{DocId, DocOutcome, MemStorage, SessionConfig, SessionOutcome, Storage};
 
 const BIN: &str = env!("CARGO_BIN_EXE_minqing-relay");
@@ -102,10 +102,34 @@ fn enroll(home: &Path, cadre: &str, villages: &str) -> (String, Bundle) {
     (id, Bundle::read(&out_path).unwrap())
 }
 
+/// A test laptop after its first contact: its bundle and identity.
+struct Dev {
+    bundle: Bundle,
+    identity: Identity,
+}
+
+/// The laptop's first contact with the running relay: a new key, the
+/// bundle's secret, a certificate.
+async fn first_contact(bundle: Bundle) -> Dev {
+    let key = minqing_net::new_device_key().unwrap();
+    let identity = minqing_net::enrol(
+        &bundle,
+        &key,
+        ConnectOptions {
+            timeout: Duration::from_secs(10),
+        },
+    )
+    .await
+    .unwrap();
+    Dev { bundle, identity }
+}
+
 /// One sync pass of a test device holding `storage`.
-async fn sync(bundle: &Bundle, storage: &MemStorage) -> Result<SessionOutcome, NetError> {
+async fn sync(dev: &Dev, storage: &MemStorage) -> Result<SessionOutcome, NetError> {
+    let bundle = &dev.bundle;
     let conn = minqing_net::connect(
         bundle,
+        &dev.identity,
         ConnectOptions {
             timeout: Duration::from_secs(10),
         },
@@ -136,11 +160,16 @@ fn doc_id(s: &str) -> DocId {
     DocId::new(s).unwrap()
 }
 
-/// Writes `key = value` into the `info` map of the device's copy of `village`.
-fn edit(storage: &MemStorage, village: &str, key: &str, value: &str) {
+/// Writes `key = value` into the `info` map of the device's copy of `village`,
+/// as that device (its actor: the device id and an incarnation).
+fn edit(storage: &MemStorage, device: &str, village: &str, key: &str, value: &str) {
     let id = doc_id(village);
     let doc = minqing_sync::load_doc(storage, &id).unwrap().unwrap();
     let mut am = AutoCommit::load(&doc.save()).unwrap();
+    am.set_actor(minqing_sync::device_actor(
+        device,
+        minqing_sync::Incarnation::from_random([1, 2, 3, 4]),
+    ));
     let heads = am.get_heads();
     let info = match am.get(automerge::ROOT, "info").unwrap() {
         Some((_, obj)) => obj,
@@ -174,6 +203,8 @@ async fn relay_serves_enrolled_devices_only_their_villages() {
     let (a_id, a) = enroll(&home, "王芳", "V1,V2");
     let (b_id, b) = enroll(&home, "李明", "V2");
     let server = Server::start(&home);
+    let a = first_contact(a).await;
+    let b = first_contact(b).await;
 
     // First sync: each device receives exactly its villages.
     let sa = MemStorage::new();
@@ -195,8 +226,8 @@ async fn relay_serves_enrolled_devices_only_their_villages() {
     assert_eq!(sb.docs().unwrap(), [doc_id("V2")]);
 
     // Concurrent offline edits of the same village converge through the relay.
-    edit(&sa, "V2", "note_a", "王芳走访了三户");
-    edit(&sb, "V2", "note_b", "李明记录诉求");
+    edit(&sa, &a.bundle.device_id, "V2", "note_a", "王芳走访了三户");
+    edit(&sb, &b.bundle.device_id, "V2", "note_b", "李明记录诉求");
     sync(&a, &sa).await.unwrap();
     sync(&b, &sb).await.unwrap();
     sync(&a, &sa).await.unwrap();
@@ -210,7 +241,7 @@ async fn relay_serves_enrolled_devices_only_their_villages() {
     let mut rogue = AutoCommit::new();
     rogue.put(automerge::ROOT, "info", "伪造").unwrap();
     sb.append(&doc_id("V3"), &rogue.save()).unwrap();
-    edit(&sb, "V2", "after_refusal", "仍然同步");
+    edit(&sb, &b.bundle.device_id, "V2", "after_refusal", "仍然同步");
     let out = sync(&b, &sb).await.unwrap();
     // The relay refuses the first-flight message for V3 and lists only V2 in
     // `Welcome`, so the device also learns it holds a village it may not keep.
@@ -289,8 +320,26 @@ async fn relay_serves_enrolled_devices_only_their_villages() {
         &other_home,
         &["village", "add", "--id", "V1", "--name", "小河村"],
     );
-    let (_, mut stranger) = enroll(&other_home, "张三", "V1");
-    stranger.ca_cert_pem = a.ca_cert_pem.clone();
+    // (Its certificate comes straight from the other relay's CA: that relay
+    // is not running to answer a first contact.)
+    let (_, mut stranger_bundle) = enroll(&other_home, "张三", "V1");
+    let read = |f: &str| std::fs::read_to_string(other_home.join("ca").join(f)).unwrap();
+    let other_ca =
+        minqing_net::RelayCa::load("别的中继", &read("ca.pem"), &read("ca.key")).unwrap();
+    let issued = other_ca
+        .issue_device(
+            &stranger_bundle.device_id,
+            minqing_net::Validity::from_now(Duration::from_secs(86_400)),
+        )
+        .unwrap();
+    stranger_bundle.ca_cert_pem = a.bundle.ca_cert_pem.clone();
+    let stranger = Dev {
+        bundle: stranger_bundle,
+        identity: Identity {
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+        },
+    };
     let err = sync(&stranger, &MemStorage::new()).await.unwrap_err();
     assert!(err.is_refused(), "{err:?}");
 
@@ -320,10 +369,18 @@ async fn relay_killed_with_sigkill_loses_nothing_it_acknowledged() {
     let (_, a) = enroll(&home, "王芳", "V1");
     let (_, c) = enroll(&home, "赵六", "V1");
     let server = Server::start(&home);
+    let a = first_contact(a).await;
+    let c = first_contact(c).await;
     let sa = MemStorage::new();
     sync(&a, &sa).await.unwrap();
     for i in 0..20 {
-        edit(&sa, "V1", &format!("visit{i}"), &format!("第{i}次走访"));
+        edit(
+            &sa,
+            &a.bundle.device_id,
+            "V1",
+            &format!("visit{i}"),
+            &format!("第{i}次走访"),
+        );
         sync(&a, &sa).await.unwrap();
     }
     server.signal("KILL");

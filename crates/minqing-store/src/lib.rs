@@ -30,6 +30,9 @@ pub const OPEN_LOCK_WAIT: Duration = Duration::from_secs(2);
 /// Longest peer name accepted for a sync state, in bytes.
 pub const MAX_PEER_LEN: usize = 256;
 
+/// Metadata key of the store's incarnation ([`SledStorage::incarnation`]).
+pub const INCARNATION_KEY: &str = "incarnation";
+
 /// Longest metadata key accepted, in bytes.
 pub const MAX_META_KEY_LEN: usize = 1024;
 
@@ -87,6 +90,21 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// The operating system's error behind this one, if any (a full disk, a
+    /// read-only mount), so that callers can say what to do about it.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            StoreError::Sled {
+                source: sled::Error::Io(e),
+                ..
+            }
+            | StoreError::Io { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl From<StoreError> for StorageError {
@@ -367,6 +385,29 @@ impl SledStorage {
             .remove(key.as_bytes())
             .map_err(|e| self.sled(e))?;
         Ok(())
+    }
+
+    /// The store's incarnation (the suffix of its device's automerge actor;
+    /// docs/data-model.md, "Actors"), `None` if none was started yet.
+    pub fn incarnation(&self) -> Result<Option<minqing_sync::Incarnation>, StoreError> {
+        Ok(self
+            .meta_get(INCARNATION_KEY)?
+            .and_then(|b| minqing_sync::Incarnation::from_stored(&b)))
+    }
+
+    /// Starts a new incarnation of this store from 4 random bytes and makes it
+    /// durable: from now on the device writes with a new automerge actor, so
+    /// that a store restored from a backup or copied never reuses a sequence
+    /// number of the actor it was copied with. Call it when a store is created,
+    /// restored or copied.
+    pub fn start_new_incarnation(
+        &self,
+        random: [u8; minqing_sync::INCARNATION_LEN],
+    ) -> Result<minqing_sync::Incarnation, StoreError> {
+        let inc = minqing_sync::Incarnation::from_random(random);
+        self.meta_put(INCARNATION_KEY, &inc.bytes())?;
+        self.flush_inner()?;
+        Ok(inc)
     }
 
     /// Every metadata entry whose key starts with `prefix`, sorted by key.

@@ -9,8 +9,8 @@ use automerge::sync::{State, SyncDoc};
 use crate::DocId;
 use crate::frame::{DocHeads, Frame, FrameDecoder, Heads, HeadsDigest, PROTOCOL_VERSION};
 use crate::session::{
-    DocOutcome, Outbox, SessionConfig, SessionError, SessionOutcome, decode_message, decode_state,
-    receive_guarded, same_set, seed_push_since_shared,
+    Assembler, DocOutcome, Outbox, SessionConfig, SessionError, SessionOutcome, changes_one_by_one,
+    decode_message, decode_state, receive_guarded, same_set, seed_push_since_shared,
 };
 
 /// What the device driver must do or know, in order. Persist every event
@@ -92,6 +92,7 @@ pub struct DeviceSession {
     phase: Phase,
     relay: String,
     docs: BTreeMap<DocId, DeviceDoc>,
+    assembler: Assembler,
 }
 
 impl DeviceSession {
@@ -117,6 +118,7 @@ impl DeviceSession {
             phase: Phase::AwaitWelcome,
             relay: String::new(),
             docs: BTreeMap::new(),
+            assembler: Assembler::default(),
         };
         let mut hello = Vec::with_capacity(docs.len());
         for (id, doc, persisted) in docs {
@@ -230,7 +232,19 @@ impl DeviceSession {
             (Phase::AwaitWelcome, Frame::Welcome { relay, docs, .. }) => {
                 self.on_welcome(relay, docs)
             }
-            (Phase::Syncing, Frame::Sync { doc, message }) => self.on_sync(doc, &message),
+            (Phase::Syncing, Frame::Sync { doc, message }) => {
+                self.assembler.check_idle(&doc)?;
+                self.on_sync(doc, &message)
+            }
+            (Phase::Syncing, Frame::SyncPart { doc, total, bytes }) => {
+                match self
+                    .assembler
+                    .part(doc, total, bytes, self.config.max_message_len)?
+                {
+                    Some((doc, message)) => self.on_sync(doc, &message),
+                    None => Ok(()),
+                }
+            }
             (Phase::Syncing, Frame::Refused { doc, reason, .. }) => self.on_refused(doc, reason),
             (phase, frame) => Err(SessionError::Protocol(format!(
                 "the relay sent {} while the device was {}",
@@ -306,6 +320,8 @@ impl DeviceSession {
     fn on_sync(&mut self, id: DocId, message: &[u8]) -> Result<(), SessionError> {
         let max_messages = self.config.max_messages_per_doc;
         let d = match self.docs.get_mut(&id) {
+            // Refused in this session: whatever was still on its way is moot.
+            Some(d) if matches!(d.outcome, Some(DocOutcome::Refused { .. })) => return Ok(()),
             Some(d) if d.outcome != Some(DocOutcome::Removed) => d,
             _ => {
                 return Err(SessionError::Protocol(format!(
@@ -388,6 +404,8 @@ impl DeviceSession {
         match self.docs.get_mut(&id) {
             // A document the device was told is no longer assigned: expected.
             Some(d) if d.outcome == Some(DocOutcome::Removed) => Ok(()),
+            // Told once already.
+            Some(d) if matches!(d.outcome, Some(DocOutcome::Refused { .. })) => Ok(()),
             Some(d) => {
                 d.outcome = Some(DocOutcome::Refused {
                     reason: reason.clone(),
@@ -406,15 +424,13 @@ impl DeviceSession {
         let Some(d) = self.docs.get_mut(id) else {
             return Ok(());
         };
+        // The relay accepts changes one by one, never a whole saved document.
+        changes_one_by_one(&mut d.state);
         if let Some(msg) = d.doc.generate_sync_message(&mut d.state) {
             let changes = msg.changes.len();
             let message = msg.encode();
             tracing::trace!(doc = %id, bytes = message.len(), changes, "sync message to the relay");
-            let frame = Frame::Sync {
-                doc: id.clone(),
-                message,
-            };
-            self.out.push(&frame, self.config.max_frame_len)?;
+            self.out.push_sync(id, message, self.config.max_frame_len)?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use automerge::ChangeHash;
 use crate::{DocId, DocIdError};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The first four bytes of `Hello` and `Welcome` bodies.
 pub const MAGIC: [u8; 4] = *b"MQSY";
 /// Largest `len` accepted (64 MiB): a first sync may carry a whole village.
@@ -24,6 +24,9 @@ pub const MAX_HEADS: usize = 1024;
 pub const MAX_NAME_LEN: usize = 256;
 /// Longest human-readable message (`Refused` reason, `Error` message), in bytes.
 pub const MAX_MESSAGE_LEN: usize = 4096;
+/// Largest sync message sent in pieces (`SyncPart` frames), in bytes: 1 GiB.
+/// A receiver may set a lower bound (`SessionConfig::max_message_len`).
+pub const MAX_SYNC_MESSAGE_LEN: usize = 1024 * 1024 * 1024;
 
 /// Length of the frame header (`len: u32`).
 const HEADER_LEN: usize = 4;
@@ -34,6 +37,7 @@ const KIND_SYNC: u8 = 3;
 const KIND_REFUSED: u8 = 4;
 const KIND_ERROR: u8 = 5;
 const KIND_BYE: u8 = 6;
+const KIND_SYNC_PART: u8 = 7;
 
 /// The heads-count value that marks [`Heads::Clean`] on the wire (8 digest bytes follow).
 const MARK_CLEAN: u16 = 0xFFFF;
@@ -87,6 +91,17 @@ pub struct DocHeads {
 pub enum RefuseCode {
     /// The document is not assigned to this device.
     NotAssigned,
+    /// A change was authored by an actor that is not this device's.
+    ForgedActor,
+    /// A change chunk is not a valid automerge change (or is a whole document).
+    BadChange,
+    /// A change, a message or the changes waiting for their dependencies
+    /// exceed a size limit.
+    TooLarge,
+    /// The changes would break the document's schema.
+    Schema,
+    /// The relay's copy of the document does not load; it is set aside.
+    Quarantined,
     /// Any other reason (a code this build does not know).
     Other(u16),
 }
@@ -95,13 +110,36 @@ impl RefuseCode {
     fn to_u16(self) -> u16 {
         match self {
             RefuseCode::NotAssigned => 1,
+            RefuseCode::ForgedActor => 2,
+            RefuseCode::BadChange => 3,
+            RefuseCode::TooLarge => 4,
+            RefuseCode::Schema => 5,
+            RefuseCode::Quarantined => 6,
             RefuseCode::Other(c) => c,
         }
     }
     fn from_u16(c: u16) -> Self {
         match c {
             1 => RefuseCode::NotAssigned,
+            2 => RefuseCode::ForgedActor,
+            3 => RefuseCode::BadChange,
+            4 => RefuseCode::TooLarge,
+            5 => RefuseCode::Schema,
+            6 => RefuseCode::Quarantined,
             c => RefuseCode::Other(c),
+        }
+    }
+
+    /// A short name for logs and the audit log.
+    pub fn name(self) -> &'static str {
+        match self {
+            RefuseCode::NotAssigned => "not_assigned",
+            RefuseCode::ForgedActor => "forged_actor",
+            RefuseCode::BadChange => "bad_change",
+            RefuseCode::TooLarge => "too_large",
+            RefuseCode::Schema => "schema",
+            RefuseCode::Quarantined => "quarantined",
+            RefuseCode::Other(_) => "other",
         }
     }
 }
@@ -192,6 +230,18 @@ pub enum Frame {
     },
     /// Device → relay: the device has everything it needs; the session is over.
     Bye,
+    /// Both ways: one piece of a sync message too large for one frame. The
+    /// pieces of one message follow each other, in order, with nothing else
+    /// for that document in between; the message is complete when the pieces
+    /// add up to `total` bytes (protocol 3).
+    SyncPart {
+        /// The document.
+        doc: DocId,
+        /// Length of the whole encoded sync message.
+        total: u32,
+        /// The next bytes of it.
+        bytes: Vec<u8>,
+    },
 }
 
 /// Why bytes are not a valid frame. Every variant ends the session.
@@ -256,6 +306,7 @@ impl Frame {
             Frame::Refused { .. } => "Refused",
             Frame::Error { .. } => "Error",
             Frame::Bye => "Bye",
+            Frame::SyncPart { .. } => "SyncPart",
         }
     }
 
@@ -308,6 +359,17 @@ impl Frame {
                 put_str(&mut out, message, MAX_MESSAGE_LEN, "error message")?;
             }
             Frame::Bye => out.push(KIND_BYE),
+            Frame::SyncPart { doc, total, bytes } => {
+                out.push(KIND_SYNC_PART);
+                put_str(&mut out, doc.as_str(), MAX_NAME_LEN, "document id")?;
+                out.extend_from_slice(&total.to_be_bytes());
+                let len = u32::try_from(bytes.len()).map_err(|_| FrameError::TooLarge {
+                    len: bytes.len(),
+                    max: MAX_FRAME_LEN,
+                })?;
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(bytes);
+            }
         }
         let len = out.len() - HEADER_LEN;
         if len > MAX_FRAME_LEN {
@@ -384,6 +446,14 @@ impl Frame {
             KIND_BYE => {
                 r.what = "Bye";
                 Frame::Bye
+            }
+            KIND_SYNC_PART => {
+                r.what = "SyncPart";
+                let doc = r.doc_id()?;
+                let total = r.u32()?;
+                let len = r.u32()? as usize;
+                let bytes = r.take(len)?.to_vec();
+                Frame::SyncPart { doc, total, bytes }
             }
             other => return Err(FrameError::UnknownKind(other)),
         };
@@ -679,6 +749,11 @@ mod tests {
                 message: "版本".into(),
             },
             Frame::Bye,
+            Frame::SyncPart {
+                doc: doc("V1"),
+                total: 10,
+                bytes: vec![0x43, 1, 2],
+            },
         ]
     }
 

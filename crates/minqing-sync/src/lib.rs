@@ -12,11 +12,16 @@ mod host;
 mod relay;
 mod session;
 mod storage;
+pub mod trust;
 
 pub use device::{DeviceEvent, DeviceSession};
-pub use doc_id::{DocId, DocIdError};
+pub use doc_id::{DocId, DocIdError, MAX_DOC_ID_LEN, RESERVED_NAMES, check_id};
 pub use frame::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use host::{DocHost, StorageDocHost};
 pub use relay::{RelayEvent, RelayOutcome, RelaySession, unauthorized_frame};
 pub use session::{DocOutcome, SessionConfig, SessionError, SessionOutcome};
 pub use storage::{MemStorage, Storage, StorageError, load_doc};
+pub use trust::{
+    ContentLimits, ContentPolicy, INCARNATION_LEN, Incarnation, Rejection, SchemaCheck,
+    actor_belongs_to, device_actor,
+};

@@ -4,18 +4,19 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use automerge::ChangeHash;
-use automerge::sync::{State, SyncDoc};
+use automerge::sync::{ChunkList, Message, State, SyncDoc};
+use automerge::{ChangeHash, ReadDoc};
 
-use crate::DocId;
 use crate::frame::{
     DocHeads, ErrorCode, Frame, FrameDecoder, Heads, HeadsDigest, PROTOCOL_VERSION, RefuseCode,
 };
 use crate::host::DocHost;
 use crate::session::{
-    Outbox, SessionConfig, SessionError, decode_message, decode_state, panic_detail, same_set,
-    seed_push_since_shared, state_for_empty_peer,
+    Assembler, Outbox, SessionConfig, SessionError, decode_message, decode_state, panic_detail,
+    same_set, seed_push_since_shared, state_for_empty_peer,
 };
+use crate::trust::{ContentPolicy, ParsedChange, Rejection, actor_belongs_to, parse_changes};
+use crate::{DocId, StorageError};
 
 /// What the relay driver must know: audit refusals, log applied changes, and
 /// see the session's end. Changes and sync states are already in the
@@ -29,6 +30,18 @@ pub enum RelayEvent {
         doc: DocId,
         /// How many bytes of changes the refused message carried (0: it only asked).
         change_bytes: usize,
+    },
+    /// A sync message from the device for an assigned village was refused
+    /// (forged actor, bad or oversized change, broken schema) or the village is
+    /// quarantined on the relay; nothing of it was applied and the device was
+    /// told. Write it to the audit log.
+    Rejected {
+        /// The document.
+        doc: DocId,
+        /// Why (the code sent to the device).
+        code: RefuseCode,
+        /// Words for the operator (also sent to the device).
+        reason: String,
     },
     /// Changes from the device were applied to the shared document.
     Applied {
@@ -63,6 +76,25 @@ struct RelayDoc {
     state: State,
     persisted: Option<Vec<u8>>,
     messages: usize,
+    /// The device's changes whose dependencies have not arrived yet, with the
+    /// message count at which they arrived. Never in the shared document;
+    /// dropped with the session.
+    pending: Vec<(ParsedChange, usize)>,
+    /// Refused in this session (forged, oversized, schema, quarantined): later
+    /// messages for it are ignored.
+    rejected: bool,
+}
+
+impl RelayDoc {
+    fn new(state: State, persisted: Option<Vec<u8>>) -> Self {
+        RelayDoc {
+            state,
+            persisted,
+            messages: 0,
+            pending: Vec::new(),
+            rejected: false,
+        }
+    }
 }
 
 /// One device–relay session, relay side. The transport has already
@@ -81,6 +113,8 @@ pub struct RelaySession {
     docs: BTreeMap<DocId, RelayDoc>,
     refused: BTreeSet<DocId>,
     refused_frames: usize,
+    policy: ContentPolicy,
+    assembler: Assembler,
 }
 
 /// An encoded `Error` frame telling a device it may not sync at all, for a
@@ -114,7 +148,31 @@ impl RelaySession {
             docs: BTreeMap::new(),
             refused: BTreeSet::new(),
             refused_frames: 0,
+            policy: ContentPolicy::default(),
+            assembler: Assembler::default(),
         }
+    }
+
+    /// Sets what the session accepts in a device's changes (trusted changes,
+    /// the schema check, size limits). Without it: actors are checked, chunks
+    /// are parsed and bounded with the default limits, and no schema is known.
+    pub fn with_policy(mut self, policy: ContentPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Bytes this session holds on behalf of its device: a partly received
+    /// frame or sync message, and changes waiting for their dependencies —
+    /// what the relay's buffer budget accounts for.
+    pub fn buffered(&self) -> usize {
+        self.decoder.buffered()
+            + self.assembler.buffered()
+            + self
+                .docs
+                .values()
+                .flat_map(|d| d.pending.iter())
+                .map(|(c, _)| c.len)
+                .sum::<usize>()
     }
 
     /// Feeds bytes received from the device, using `docs` for the documents.
@@ -168,7 +226,16 @@ impl RelaySession {
                     self.on_hello(device, docs, host)?
                 }
                 (Phase::Serving, Frame::Sync { doc, message }) => {
+                    self.assembler.check_idle(&doc)?;
                     self.on_sync(doc, &message, host)?
+                }
+                (Phase::Serving, Frame::SyncPart { doc, total, bytes }) => {
+                    if let Some((doc, message)) =
+                        self.assembler
+                            .part(doc, total, bytes, self.config.max_message_len)?
+                    {
+                        self.on_sync(doc, &message, host)?
+                    }
                 }
                 (Phase::Serving, Frame::Bye) => {
                     tracing::debug!(device = %self.device, "device said Bye");
@@ -233,9 +300,27 @@ impl RelaySession {
         let mut welcome = Vec::with_capacity(self.assignment.len());
         // Villages whose first message the relay sends in this flight.
         let mut speak_first = Vec::new();
+        // Villages whose relay copy does not load: refused after Welcome.
+        let mut quarantined = Vec::new();
         for id in &self.assignment {
             let mut heads = Vec::new();
-            host.with_doc(id, &mut |am| heads = am.get_heads())?;
+            match host.with_doc(id, &mut |am| heads = am.get_heads()) {
+                Ok(()) => {}
+                Err(StorageError::Corrupt { doc, detail }) if doc == *id => {
+                    // Named in Welcome (so the device keeps its copy) with no
+                    // heads, then refused: other villages sync as usual.
+                    welcome.push(DocHeads {
+                        doc: id.clone(),
+                        heads: Heads::List(Vec::new()),
+                    });
+                    let mut d = RelayDoc::new(State::new(), None);
+                    d.rejected = true;
+                    self.docs.insert(id.clone(), d);
+                    quarantined.push((id.clone(), detail));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
             let (state, persisted, announce) = match held_heads.get(id) {
                 None => {
                     // The device has nothing of it: the first message carries it whole.
@@ -290,14 +375,8 @@ impl RelaySession {
                 doc: id.clone(),
                 heads: announce,
             });
-            self.docs.insert(
-                id.clone(),
-                RelayDoc {
-                    state,
-                    persisted,
-                    messages: 0,
-                },
-            );
+            self.docs
+                .insert(id.clone(), RelayDoc::new(state, persisted));
         }
         self.out.push(
             &Frame::Welcome {
@@ -308,10 +387,46 @@ impl RelaySession {
             self.config.max_frame_len,
         )?;
         self.phase = Phase::Serving;
+        for (id, detail) in quarantined {
+            self.reject(&id, Rejection::Quarantined { detail })?;
+        }
         for id in speak_first {
             self.respond(&id, None, host)?;
         }
         Ok(())
+    }
+
+    /// Refuses a device's message for an assigned village: nothing of it was
+    /// applied; the device is told why; the driver audits the event.
+    fn reject(&mut self, id: &DocId, why: Rejection) -> Result<(), SessionError> {
+        let reason = format!("village {id}: {why}");
+        tracing::warn!(device = %self.device, doc = %id, code = why.code().name(), %reason, "refused a sync message");
+        if let Some(d) = self.docs.get_mut(id) {
+            d.rejected = true;
+            d.pending.clear();
+        }
+        self.refused.insert(id.clone());
+        self.events.push_back(RelayEvent::Rejected {
+            doc: id.clone(),
+            code: why.code(),
+            reason: reason.clone(),
+        });
+        let mut reason = reason;
+        if reason.len() > crate::frame::MAX_MESSAGE_LEN {
+            let mut cut = crate::frame::MAX_MESSAGE_LEN;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        self.out.push(
+            &Frame::Refused {
+                doc: id.clone(),
+                code: why.code(),
+                reason,
+            },
+            self.config.max_frame_len,
+        )
     }
 
     fn on_sync(
@@ -349,62 +464,211 @@ impl RelaySession {
                 self.config.max_frame_len,
             );
         }
+        if self.docs.get(&id).is_some_and(|d| d.rejected) {
+            // Already refused in this session; the device was told.
+            return Ok(());
+        }
         let msg = decode_message(&id, message)?;
         self.respond(&id, Some(msg), host)
     }
 
     /// Applies `msg` (if any) to the shared document and queues automerge's answer.
+    ///
+    /// A device's changes are parsed and bounded first; each must be the
+    /// device's own, already held, or trusted. Changes whose dependencies are
+    /// missing wait in the session (bounded). The rest are applied, and the
+    /// document is put back as it was if the schema check fails.
     fn respond(
         &mut self,
         id: &DocId,
-        msg: Option<automerge::sync::Message>,
+        msg: Option<Message>,
         host: &dyn DocHost,
     ) -> Result<(), SessionError> {
         let max_messages = self.config.max_messages_per_doc;
+        let limits = self.policy.limits.clone();
+        let pending_elsewhere: (usize, usize) = self
+            .docs
+            .iter()
+            .filter(|(d, _)| *d != id)
+            .flat_map(|(_, d)| d.pending.iter())
+            .fold((0, 0), |(n, b), (c, _)| (n + 1, b + c.len));
         let Some(d) = self.docs.get_mut(id) else {
             // Every assigned document got an entry in on_hello.
             return Err(SessionError::Protocol(format!(
                 "village {id} has no session state"
             )));
         };
-        if msg.is_some() {
+        let mut msg = msg;
+        let mut candidates: Vec<(ParsedChange, usize)> = Vec::new();
+        if let Some(m) = &mut msg {
             d.messages += 1;
             if d.messages > max_messages {
                 return Err(SessionError::Limit(format!(
                     "village {id} did not converge within {max_messages} messages"
                 )));
             }
+            let parsed = match parse_changes(m.changes.iter(), &limits) {
+                Ok(p) => p,
+                Err(why) => return self.reject(id, why),
+            };
+            m.changes = ChunkList::empty();
+            let now = d.messages;
+            // Changes still waiting, unless they waited too long.
+            for (c, at) in std::mem::take(&mut d.pending) {
+                if now.saturating_sub(at) <= limits.max_pending_messages {
+                    candidates.push((c, at));
+                } else {
+                    tracing::debug!(device = %self.device, doc = %id, "dropped a change whose dependencies never came");
+                }
+            }
+            candidates.extend(parsed.into_iter().map(|c| (c, now)));
         }
-        let mut result: Result<(), String> = Ok(());
+        let device = self.device.clone();
+        let policy = &self.policy;
+        let state_before = d.state.clone();
+        let mut verdict: Result<(), Rejection> = Ok(());
+        let mut failure: Option<String> = None;
         let mut applied = 0usize;
         let mut reply = None;
-        let mut msg = msg;
+        let mut waiting: Vec<(ParsedChange, usize)> = Vec::new();
         // automerge may panic on a peer's malformed changes, even halfway
-        // through applying them; the host then drops its copy of the village
-        // (reloaded from storage on next use) and the session ends here.
+        // through applying them (found by the sync_message fuzz target); the
+        // host then puts the village back as storage holds it, and the panic
+        // refuses the village like any change automerge cannot apply.
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            host.with_doc(id, &mut |am| {
+            host.try_with_doc(id, &mut |am| {
                 let before = am.get_heads();
-                if let Some(m) = msg.take()
-                    && let Err(e) = am.receive_sync_message(&mut d.state, m)
-                {
-                    result = Err(e.to_string());
-                    return;
-                }
-                if am.get_heads() != before {
-                    applied = am.get_changes(&before).len();
+                if let Some(mut m) = msg.take() {
+                    // Who wrote them: only changes new to the relay count.
+                    let mut fresh: Vec<(ParsedChange, usize)> = Vec::new();
+                    let mut seen = BTreeSet::new();
+                    for (c, at) in candidates.drain(..) {
+                        let hash = c.change.hash();
+                        if am.get_change_by_hash(&hash).is_some() || !seen.insert(hash) {
+                            continue;
+                        }
+                        if !policy.trusted.contains(&hash)
+                            && !actor_belongs_to(c.change.actor_id(), &device)
+                        {
+                            verdict = Err(Rejection::ForgedActor {
+                                actor: c.change.actor_id().to_hex_string(),
+                            });
+                            return false;
+                        }
+                        fresh.push((c, at));
+                    }
+                    // Which can be applied now: every dependency held or arriving.
+                    let mut known: BTreeSet<ChangeHash> = BTreeSet::new();
+                    let mut ready = Vec::new();
+                    loop {
+                        let mut progress = false;
+                        let mut rest = Vec::new();
+                        for (c, at) in fresh.drain(..) {
+                            if c.change
+                                .deps()
+                                .iter()
+                                .all(|h| known.contains(h) || am.get_change_by_hash(h).is_some())
+                            {
+                                known.insert(c.change.hash());
+                                ready.push(c.change.raw_bytes().to_vec());
+                                progress = true;
+                            } else {
+                                rest.push((c, at));
+                            }
+                        }
+                        fresh = rest;
+                        if !progress || fresh.is_empty() {
+                            break;
+                        }
+                    }
+                    let (n, bytes) = fresh
+                        .iter()
+                        .fold(pending_elsewhere, |(n, b), (c, _)| (n + 1, b + c.len));
+                    if n > limits.max_pending_changes {
+                        verdict = Err(Rejection::TooLarge {
+                            what: "the changes waiting for missing dependencies (count)",
+                            len: n,
+                            max: limits.max_pending_changes,
+                        });
+                        return false;
+                    }
+                    if bytes > limits.max_pending_bytes {
+                        verdict = Err(Rejection::TooLarge {
+                            what: "the changes waiting for missing dependencies",
+                            len: bytes,
+                            max: limits.max_pending_bytes,
+                        });
+                        return false;
+                    }
+                    waiting = fresh;
+                    m.changes = ChunkList::from(ready);
+                    if let Err(e) = am.receive_sync_message(&mut d.state, m) {
+                        failure = Some(e.to_string());
+                        return false;
+                    }
+                    if am.get_heads() != before {
+                        if let Some(check) = &policy.schema
+                            && let Err(detail) = check(am, &before)
+                        {
+                            verdict = Err(Rejection::Schema { detail });
+                            return false;
+                        }
+                        applied = am.get_changes(&before).len();
+                    }
                 }
                 reply = am.generate_sync_message(&mut d.state);
+                if let Some(r) = &mut reply
+                    && !waiting.is_empty()
+                {
+                    // Ask for what the waiting changes depend on: automerge does not
+                    // know them (they are not in the document).
+                    let waiting_hashes: BTreeSet<ChangeHash> =
+                        waiting.iter().map(|(c, _)| c.change.hash()).collect();
+                    let mut need: BTreeSet<ChangeHash> = r.need.iter().copied().collect();
+                    for (c, _) in &waiting {
+                        for dep in c.change.deps() {
+                            if !waiting_hashes.contains(dep) && am.get_change_by_hash(dep).is_none()
+                            {
+                                need.insert(*dep);
+                            }
+                        }
+                    }
+                    r.need = need.into_iter().collect();
+                }
+                true
             })
         }));
-        match run {
-            Ok(r) => r?,
-            Err(panic) => result = Err(panic_detail(&*panic)),
+        let kept = match run {
+            Ok(kept) => kept,
+            Err(panic) => {
+                failure = Some(panic_detail(&*panic));
+                Ok(false)
+            }
+        };
+        let kept = match kept {
+            Ok(k) => k,
+            Err(StorageError::Corrupt { doc, detail }) if doc == *id => {
+                d.state = state_before;
+                return self.reject(id, Rejection::Quarantined { detail });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !kept {
+            d.state = state_before;
+            if let Some(detail) = failure {
+                // e.g. a sequence number this actor already used (a store
+                // copied to a second laptop): the village is refused, the
+                // session goes on.
+                return self.reject(id, Rejection::BadChange { detail });
+            }
+            if let Err(why) = verdict {
+                return self.reject(id, why);
+            }
+            return Err(SessionError::Protocol(format!(
+                "village {id}: a message was discarded without a reason"
+            )));
         }
-        result.map_err(|detail| SessionError::BadMessage {
-            doc: id.clone(),
-            detail,
-        })?;
+        d.pending = waiting;
         if applied > 0 {
             tracing::debug!(device = %self.device, doc = %id, changes = applied, "applied changes");
             self.events.push_back(RelayEvent::Applied {
@@ -418,13 +682,8 @@ impl RelaySession {
             d.persisted = Some(encoded);
         }
         if let Some(m) = reply {
-            self.out.push(
-                &Frame::Sync {
-                    doc: id.clone(),
-                    message: m.encode(),
-                },
-                self.config.max_frame_len,
-            )?;
+            self.out
+                .push_sync(id, m.encode(), self.config.max_frame_len)?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use automerge::sync::{BloomFilter, Capability, Have, Message, State};
 use automerge::{Automerge, ChangeHash, ReadDoc};
 
-use crate::frame::{ErrorCode, Frame, FrameError, MAX_DOCS, MAX_FRAME_LEN};
+use crate::frame::{ErrorCode, Frame, FrameError, MAX_DOCS, MAX_FRAME_LEN, MAX_SYNC_MESSAGE_LEN};
 use crate::{DocId, StorageError};
 
 /// Limits of one session. The defaults suit minqing; tests may lower them.
@@ -19,6 +19,10 @@ pub struct SessionConfig {
     /// Most sync messages received for one document in one session; automerge's
     /// protocol converges in a handful, so more means a loop (automerge #772).
     pub max_messages_per_doc: usize,
+    /// Largest sync message received in pieces (`SyncPart`), in bytes (capped at
+    /// [`MAX_SYNC_MESSAGE_LEN`]). A message larger than one frame is sent in
+    /// pieces of at most `max_frame_len`.
+    pub max_message_len: usize,
 }
 
 impl Default for SessionConfig {
@@ -27,6 +31,7 @@ impl Default for SessionConfig {
             max_frame_len: MAX_FRAME_LEN,
             max_docs: MAX_DOCS,
             max_messages_per_doc: 64,
+            max_message_len: 256 * 1024 * 1024,
         }
     }
 }
@@ -169,6 +174,117 @@ impl Outbox {
         self.frames.push_back(bytes);
         Ok(())
     }
+
+    /// Queues one encoded sync message for `doc`: one `Sync` frame if it fits
+    /// in `max` bytes, else consecutive `SyncPart` frames (protocol 3).
+    pub(crate) fn push_sync(
+        &mut self,
+        doc: &DocId,
+        message: Vec<u8>,
+        max: usize,
+    ) -> Result<(), SessionError> {
+        // Body of a Sync frame: kind, doc id (u16 + bytes), u32 length, message.
+        let sync_overhead = 1 + 2 + doc.as_str().len() + 4;
+        if message.len() + sync_overhead <= max {
+            return self.push(
+                &Frame::Sync {
+                    doc: doc.clone(),
+                    message,
+                },
+                max,
+            );
+        }
+        let total = u32::try_from(message.len())
+            .ok()
+            .filter(|t| (*t as usize) <= MAX_SYNC_MESSAGE_LEN)
+            .ok_or_else(|| {
+                SessionError::Limit(format!(
+                    "a sync message of {} bytes for village {doc} exceeds the limit of {MAX_SYNC_MESSAGE_LEN} bytes",
+                    message.len()
+                ))
+            })?;
+        // Body of a SyncPart frame: kind, doc id, u32 total, u32 length, bytes.
+        let part = max.saturating_sub(sync_overhead + 4);
+        if part == 0 {
+            return Err(SessionError::Limit(format!(
+                "a frame limit of {max} bytes leaves no room for a sync message"
+            )));
+        }
+        for piece in message.chunks(part) {
+            self.push(
+                &Frame::SyncPart {
+                    doc: doc.clone(),
+                    total,
+                    bytes: piece.to_vec(),
+                },
+                max,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Puts the pieces of a sync message sent in `SyncPart` frames back together.
+/// One message at a time: its pieces must follow each other.
+#[derive(Debug, Default)]
+pub(crate) struct Assembler {
+    current: Option<(DocId, usize, Vec<u8>)>,
+}
+
+impl Assembler {
+    /// Takes one `SyncPart`; returns the whole message once its last piece is in.
+    pub(crate) fn part(
+        &mut self,
+        doc: DocId,
+        total: u32,
+        bytes: Vec<u8>,
+        max: usize,
+    ) -> Result<Option<(DocId, Vec<u8>)>, SessionError> {
+        let total = total as usize;
+        let max = max.min(MAX_SYNC_MESSAGE_LEN);
+        if total > max {
+            return Err(SessionError::Limit(format!(
+                "a sync message of {total} bytes for village {doc} exceeds the limit of {max} bytes"
+            )));
+        }
+        let (cur_doc, cur_total, buf) = self
+            .current
+            .get_or_insert_with(|| (doc.clone(), total, Vec::new()));
+        if *cur_doc != doc || *cur_total != total {
+            return Err(SessionError::Protocol(format!(
+                "a piece of a sync message for village {doc} arrived while one for village {cur_doc} was incomplete"
+            )));
+        }
+        if buf.len() + bytes.len() > total {
+            return Err(SessionError::Protocol(format!(
+                "the pieces of a sync message for village {doc} exceed its announced {total} bytes"
+            )));
+        }
+        if buf.is_empty() {
+            // Grow with what arrives, not with what is announced.
+            buf.reserve(bytes.len());
+        }
+        buf.extend_from_slice(&bytes);
+        if buf.len() < total {
+            return Ok(None);
+        }
+        Ok(self.current.take().map(|(d, _, b)| (d, b)))
+    }
+
+    /// A whole `Sync` frame arrived: an incomplete message must not be pending.
+    pub(crate) fn check_idle(&self, doc: &DocId) -> Result<(), SessionError> {
+        match &self.current {
+            Some((cur, _, _)) => Err(SessionError::Protocol(format!(
+                "a Sync frame for village {doc} arrived while a sync message for village {cur} was incomplete"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes held for an incomplete message.
+    pub(crate) fn buffered(&self) -> usize {
+        self.current.as_ref().map_or(0, |(_, _, b)| b.len())
+    }
 }
 
 /// Decodes a peer's sync message and rejects shapes this protocol never produces
@@ -299,6 +415,15 @@ pub(crate) fn seed_push_since_shared(state: &mut State, doc: &Automerge) {
         bloom: BloomFilter::default(),
     }]);
     state.their_capabilities = our_capabilities();
+}
+
+/// Makes automerge send changes one by one (sync message v1 layout) instead of
+/// a whole saved document, which it does when a peer holds nothing or more
+/// than a third of the changes are new: the relay checks each change's actor
+/// and size and refuses whole-document chunks (docs/sync.md, "What the relay
+/// accepts"). Called on the device before every message it generates.
+pub(crate) fn changes_one_by_one(state: &mut State) {
+    state.their_capabilities = Some(vec![Capability::SyncReset]);
 }
 
 /// A state for a peer known to hold nothing of the document: the first message

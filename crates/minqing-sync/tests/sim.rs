@@ -3,6 +3,10 @@
 //! connections, crashes between persisting events, partitions, relay restarts
 //! and assignment changes, then healing. Asserts that every replica of every
 //! village converges and that no acknowledged (locally persisted) write is lost.
+//! In about half the seeds one device is Byzantine: it also writes changes as
+//! another device's actor, oversized changes and changes that break the schema
+//! (the root `visits` replaced by a string); the relay must refuse them, and
+//! the honest replicas still converge and lose nothing.
 //!
 //! `MINQING_SIM_SEEDS=N` runs N seeds (default 200); `MINQING_SIM_SEED=S`
 //! replays one seed and prints its trace.
@@ -13,11 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use automerge::{ChangeHash, ReadDoc};
+use automerge::transaction::Transactable;
+use automerge::{ChangeHash, ObjType, ROOT, ReadDoc, Value};
 use minqing_sync::frame::{Frame, FrameDecoder, Heads};
 use minqing_sync::{
-    DeviceEvent, DeviceSession, DocHost, DocId, MemStorage, RelayEvent, RelaySession,
-    SessionConfig, Storage, StorageDocHost, load_doc,
+    ContentLimits, ContentPolicy, DeviceEvent, DeviceSession, DocHost, DocId, MemStorage,
+    RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost, load_doc,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -61,6 +66,38 @@ struct Device {
     partitioned: bool,
     /// Acknowledged writes: persisted locally before the edit "returned".
     writes: Vec<(DocId, ChangeHash)>,
+    /// Also writes forged, oversized and schema-breaking changes.
+    byzantine: bool,
+}
+
+/// Whether `doc`'s root `visits` is still a map in `storage`.
+fn visits_is_map(storage: &MemStorage, doc: &DocId) -> bool {
+    let Ok(Some(am)) = load_doc(storage, doc) else {
+        return false;
+    };
+    matches!(
+        am.get(ROOT, "visits"),
+        Ok(Some((Value::Object(ObjType::Map), _)))
+    )
+}
+
+/// Largest change the simulated relay accepts (small, to keep seeds fast).
+const SIM_MAX_CHANGE: usize = 4096;
+
+/// The simulated relay's policy: small size limits, and a schema of one rule
+/// (the root `visits` is a map).
+fn sim_policy() -> ContentPolicy {
+    ContentPolicy {
+        trusted: Default::default(),
+        schema: Some(Arc::new(|doc, _before| match doc.get(ROOT, "visits") {
+            Ok(Some((Value::Object(ObjType::Map), _))) => Ok(()),
+            _ => Err("the root `visits` is not a map".into()),
+        })),
+        limits: ContentLimits {
+            max_change_len: SIM_MAX_CHANGE,
+            ..ContentLimits::default()
+        },
+    }
 }
 
 struct Sim {
@@ -88,6 +125,7 @@ impl Sim {
         let (relay_storage, host) = relay_with(&docs);
         let mut assignments = BTreeMap::new();
         let mut devices = Vec::new();
+        let byzantine = rng.random_bool(0.5).then_some(n_devices - 1);
         for d in 0..n_devices {
             let mine: BTreeSet<DocId> = docs
                 .iter()
@@ -101,6 +139,7 @@ impl Sim {
                 conn: None,
                 partitioned: false,
                 writes: Vec::new(),
+                byzantine: byzantine == Some(d),
             });
         }
         Sim {
@@ -127,6 +166,16 @@ impl Sim {
         }
         let doc = held[self.rng.random_range(0..held.len())].clone();
         self.counter += 1;
+        if self.devices[d].byzantine {
+            if !visits_is_map(&self.devices[d].storage, &doc) {
+                // Its own copy is broken by its schema-breaking change.
+                return;
+            }
+            if self.rng.random_bool(0.3) {
+                self.byzantine_write(d, &doc);
+                return;
+            }
+        }
         let (key, value) = if self.rng.random_bool(0.15) {
             ("phone".to_string(), format!("139{:08}", self.counter))
         } else {
@@ -135,9 +184,67 @@ impl Sim {
                 "走访".to_string(),
             )
         };
-        let hash = local_write(&self.devices[d].storage, &doc, d as u64 + 1, &key, &value);
+        let hash = local_write(
+            &self.devices[d].storage,
+            &doc,
+            &self.devices[d].name,
+            &key,
+            &value,
+        );
         self.devices[d].writes.push((doc.clone(), hash));
         self.log(format!("dev{d} writes {key} in {doc}"));
+    }
+
+    /// A change the relay must refuse, written into the Byzantine device's copy.
+    fn byzantine_write(&mut self, d: usize, doc: &DocId) {
+        let st = &self.devices[d].storage;
+        let mut am = load_doc(st, doc).expect("mem load").expect("held");
+        let before = am.get_heads();
+        let kind = self.rng.random_range(0..3);
+        let what = match kind {
+            0 => {
+                // As an honest device (its actor, its next sequence number as
+                // this copy knows it), preferably one with writes the relay
+                // does not hold yet: the forged change takes their sequence number.
+                let relay_doc = self.host.snapshot(doc).expect("relay doc");
+                let victim = (0..self.devices.len())
+                    .filter(|v| *v != d)
+                    .find(|v| {
+                        self.devices[*v]
+                            .writes
+                            .iter()
+                            .any(|(x, h)| x == doc && relay_doc.get_change_by_hash(h).is_none())
+                    })
+                    .unwrap_or((d + 1) % self.devices.len());
+                am.set_actor(actor_of(&self.devices[victim].name));
+                let mut tx = am.transaction();
+                tx.put(ROOT, "phone", "forged").expect("put");
+                tx.commit();
+                format!("a forged change as dev{victim}")
+            }
+            1 => {
+                am.set_actor(actor_of(&self.devices[d].name));
+                let visits = am.get(ROOT, "visits").expect("get").expect("visits").1;
+                let mut tx = am.transaction();
+                tx.put(
+                    &visits,
+                    format!("big-{}", self.counter),
+                    "大".repeat(SIM_MAX_CHANGE),
+                )
+                .expect("put");
+                tx.commit();
+                "an oversized change".to_owned()
+            }
+            _ => {
+                am.set_actor(actor_of(&self.devices[d].name));
+                let mut tx = am.transaction();
+                tx.put(ROOT, "visits", "oops").expect("put");
+                tx.commit();
+                "a schema-breaking change".to_owned()
+            }
+        };
+        st.append(doc, &am.save_after(&before)).expect("mem append");
+        self.log(format!("dev{d} byzantine writes {what} in {doc}"));
     }
 
     fn start_session(&mut self, d: usize) {
@@ -150,7 +257,8 @@ impl Sim {
             RELAY,
             &self.devices[d].name,
             self.assignments[&d].clone(),
-        );
+        )
+        .with_policy(sim_policy());
         let mut conn = Conn {
             dev,
             relay,
@@ -203,8 +311,20 @@ impl Sim {
                 return Err(format!("relay session for dev{d} failed: {e}"));
             }
             while let Some(ev) = conn.relay.poll_event() {
-                if let RelayEvent::Refused { doc, .. } = &ev {
-                    self.log(format!("relay refuses dev{d} {doc}"));
+                match &ev {
+                    RelayEvent::Refused { doc, .. } => {
+                        self.log(format!("relay refuses dev{d} {doc}"))
+                    }
+                    RelayEvent::Rejected { doc, code, .. } => {
+                        if !self.devices[d].byzantine {
+                            return Err(format!(
+                                "the relay rejected honest dev{d}'s {doc}: {}",
+                                code.name()
+                            ));
+                        }
+                        self.log(format!("relay rejects dev{d} {doc}: {}", code.name()))
+                    }
+                    _ => {}
                 }
             }
             drain(&mut conn.to_dev, || conn.relay.poll_transmit());
@@ -275,7 +395,9 @@ impl Sim {
                 ));
             }
             DeviceEvent::Refused { doc, reason } => {
-                return Err(format!("dev{d}: {doc} refused while assigned: {reason}"));
+                if !self.devices[d].byzantine {
+                    return Err(format!("dev{d}: {doc} refused while assigned: {reason}"));
+                }
             }
             DeviceEvent::Finished(_) => {}
         }
@@ -382,6 +504,10 @@ impl Sim {
                     self.assignments[&d]
                 ));
             }
+            if self.devices[d].byzantine {
+                // Its copies hold what the relay refused: they may differ.
+                continue;
+            }
             for doc in &held {
                 let local = load_doc(&self.devices[d].storage, doc)
                     .map_err(|e| e.to_string())?
@@ -395,6 +521,9 @@ impl Sim {
         // Reload the relay from storage: what it holds must be durable.
         self.host = StorageDocHost::new(self.relay_storage.clone());
         for d in 0..self.devices.len() {
+            if self.devices[d].byzantine {
+                continue;
+            }
             for (doc, h) in self.devices[d].writes.clone() {
                 if self.excused.contains(&(d, doc.clone(), h)) {
                     continue;
@@ -404,6 +533,9 @@ impl Sim {
                     return Err(format!("write {h} by dev{d} in {doc} is lost on the relay"));
                 }
                 for (e, dev) in self.devices.iter().enumerate() {
+                    if dev.byzantine {
+                        continue;
+                    }
                     if let Some(local) = load_doc(&dev.storage, &doc).expect("mem load")
                         && local.get_change_by_hash(&h).is_none()
                     {
@@ -432,6 +564,9 @@ impl Sim {
         // Converged: one more sync of every device is the handshake alone
         // (every village clean and unchanged: Hello, Welcome, Bye).
         for d in 0..self.devices.len() {
+            if self.devices[d].byzantine {
+                continue;
+            }
             let f = lockstep(
                 &self.devices[d].name,
                 &self.devices[d].storage,
@@ -454,7 +589,9 @@ struct Tally(BTreeMap<&'static str, usize>);
 
 impl Tally {
     fn add(&mut self, trace: &[String]) {
-        const KINDS: [&str; 11] = [
+        const KINDS: [&str; 13] = [
+            "byzantine writes",
+            "rejects",
             "writes",
             "clean villages",
             "villages unchanged",
@@ -536,5 +673,7 @@ fn replicas_converge_and_no_acknowledged_write_is_lost() {
     if !replay {
         // ... and villages answered Unchanged in the middle of the run.
         assert!(tally.0.get("villages unchanged").copied().unwrap_or(0) > 0);
+        // ... and the Byzantine device's changes were met and refused.
+        assert!(tally.0.get("rejects").copied().unwrap_or(0) > 0);
     }
 }

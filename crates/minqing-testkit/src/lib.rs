@@ -1,4 +1,5 @@
-//! Test and benchmark support for minqing: a user-space link shaper and round-trip helpers.
+//! Test and benchmark support for minqing: a user-space link shaper, round-trip
+//! helpers, and a hostile peer ([`hostile`]) for the relay's lock-out tests.
 //!
 //! The machine has no `netem`, so the kernel cannot delay packets. [`shaper`]
 //! puts a proxy on 127.0.0.1 between a device and the relay that adds one-way
@@ -10,5 +11,6 @@
 //! Everything here refuses addresses outside the loopback range: no test or
 //! benchmark may send traffic anywhere but this machine.
 
+pub mod hostile;
 pub mod rtt;
 pub mod shaper;

@@ -30,7 +30,7 @@ pub fn run(home: &Home, cmd: DebugCmd) -> anyhow::Result<()> {
                 match home.village(&id)? {
                     Some(mut ours) => {
                         ours.merge(&mut their_village)?;
-                        home.save(&mut ours)?;
+                        home.save(&mut ours, "change")?;
                     }
                     None => {
                         home.store.append(&id, &bytes)?;

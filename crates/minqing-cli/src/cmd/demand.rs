@@ -34,7 +34,7 @@ pub fn run(home: &Home, cmd: DemandCmd) -> anyhow::Result<()> {
                 text,
             };
             let id = v.open_demand(&mut *crate::home::rng(), &home.author(), &new)?;
-            home.save(v)?;
+            home.save(v, "demand")?;
             output::line(&format!(
                 "opened demand ({}) 受理 in {}",
                 new.category,

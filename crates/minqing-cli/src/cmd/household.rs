@@ -22,7 +22,7 @@ pub fn run(home: &Home, cmd: HouseholdCmd) -> anyhow::Result<()> {
             };
             let mut v = home.require_village(village.trim())?;
             let id = v.add_household(&mut *crate::home::rng(), &home.author(), &new)?;
-            home.save(&mut v)?;
+            home.save(&mut v, "household")?;
             output::line(&format!("added household {} in {}", new.address, v.id()))?;
             output::line(id.as_str())?;
             home.compact_later(v.id());

@@ -46,11 +46,17 @@ fn import_residents(
     let plan = plan_import(&v, &rows, today())
         .with_context(|| format!("cannot import {}", file.display()))?;
     let summary = plan.summary();
+    for c in &summary.converted {
+        eprintln!(
+            "note: 第{}行: 15-digit 身份证号 {} converted to its 18-digit form {}",
+            c.row, c.from, c.to
+        );
+    }
     let written = !dry_run && !plan.is_noop();
     if written {
         v.apply_import(&mut *crate::home::rng(), &home.author(), &plan)
             .context("the import failed; nothing was saved")?;
-        home.save(&mut v)?;
+        home.save(&mut v, "import")?;
     }
     if json {
         output::json(&Report {

@@ -39,7 +39,7 @@ pub fn run(home: &Home, cmd: LeaveCmd) -> anyhow::Result<()> {
                 }
             };
             let id = v.add_leave(&mut *crate::home::rng(), &home.author(), month, &reason)?;
-            home.save(&mut v)?;
+            home.save(&mut v, "leave")?;
             output::line(&format!(
                 "recorded leave of {} for {month} in {}; a 补访 visit in a later month settles it",
                 home.cadre,

@@ -25,10 +25,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sync(a) => return sync::sync(Home::open(&dir)?, &a),
         Command::Status(j) => sync::status(&Home::open(&dir)?, j.json),
-        Command::Init(args) if args.bundle.is_some() => sync::init_bundle(
-            &dir,
-            args.bundle.as_deref().unwrap_or(std::path::Path::new("")),
-        ),
+        Command::Init(args) if args.bundle.is_some() => {
+            return sync::init_bundle(
+                &dir,
+                args.bundle.as_deref().unwrap_or(std::path::Path::new("")),
+                args.timeout,
+            );
+        }
+        Command::Enroll(args) => return sync::enroll(&dir, &args.bundle, args.timeout),
         Command::Init(args) => init::init(&dir, args),
         Command::Whoami(j) => init::whoami(&Home::open(&dir)?, j.json),
         Command::Village(c) => village::run(&Home::open(&dir)?, c),

@@ -90,7 +90,7 @@ fn merge(home: &Home, keep: &str, other: &str) -> anyhow::Result<()> {
     }
     let v = &mut villages[ki];
     v.merge_residents(&home.author(), &keep, &other)?;
-    home.save(v)?;
+    home.save(v, "merge")?;
     output::line(&format!(
         "merged resident {other} into {keep} in {}: its visits and demands now show under {keep}",
         v.id()
@@ -98,6 +98,18 @@ fn merge(home: &Home, keep: &str, other: &str) -> anyhow::Result<()> {
     output::line(keep.as_str())?;
     home.compact_later(v.id());
     Ok(())
+}
+
+/// Parses `--id-card`; a 15-digit first-generation number is converted to 18
+/// digits, and the cadre is told on stderr.
+fn id_card(raw: &str, today: chrono::NaiveDate) -> anyhow::Result<IdCardNumber> {
+    let card = IdCardNumber::parse(raw, today).context("--id-card")?;
+    if let Some(old) = IdCardNumber::first_generation(raw) {
+        eprintln!(
+            "note: 15-digit 身份证号 {old} converted to its 18-digit form {card} (GB 11643: 19 added to the year, check digit computed)"
+        );
+    }
+    Ok(card)
 }
 
 fn tags(raw: &[String], flag: &str) -> anyhow::Result<Vec<Tag>> {
@@ -110,10 +122,7 @@ fn add(home: &Home, a: ResidentAddArgs) -> anyhow::Result<()> {
     let today = today();
     // Check every value before touching the store.
     let name = PersonName::parse(&a.name).context("--name")?;
-    let id_card = a
-        .id_card
-        .map(|c| IdCardNumber::parse(&c, today).context("--id-card"))
-        .transpose()?;
+    let id_card = a.id_card.map(|c| id_card(&c, today)).transpose()?;
     let phone = a
         .phone
         .map(|p| Phone::parse(&p).context("--phone"))
@@ -149,7 +158,7 @@ fn add(home: &Home, a: ResidentAddArgs) -> anyhow::Result<()> {
         tags,
     };
     let id = v.add_resident(&mut *crate::home::rng(), &home.author(), &new)?;
-    home.save(v)?;
+    home.save(v, "resident")?;
     output::line(&format!("added resident {} in {}", new.name, v.id()))?;
     output::line(id.as_str())?;
     home.compact_later(v.id());
@@ -171,10 +180,7 @@ fn edit(home: &Home, a: ResidentEditArgs) -> anyhow::Result<()> {
             .birth
             .map(|b| parse_past_date("birth date", &b, today).context("--birth"))
             .transpose()?,
-        id_card: a
-            .id_card
-            .map(|c| IdCardNumber::parse(&c, today).context("--id-card"))
-            .transpose()?,
+        id_card: a.id_card.map(|c| id_card(&c, today)).transpose()?,
         phone: a
             .phone
             .map(|p| Phone::parse(&p).context("--phone"))
@@ -195,7 +201,7 @@ fn edit(home: &Home, a: ResidentEditArgs) -> anyhow::Result<()> {
     let (vi, id) = find(&villages, RecordKind::Resident, &a.id)?;
     let v = &mut villages[vi];
     v.edit_resident(&home.author(), &id, &edit)?;
-    home.save(v)?;
+    home.save(v, "resident change")?;
     output::line(&format!("updated resident {id}"))?;
     output::line(id.as_str())?;
     home.compact_later(v.id());

@@ -8,7 +8,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use minqing_net::{Bundle, ConnectOptions, NetError};
+use std::process::ExitCode;
+
+use minqing_model::{PersonName, TeamName};
+use minqing_net::{Bundle, ConnectOptions, Identity, NetError};
 use minqing_store::SledStorage;
 use minqing_sync::{
     DeviceEvent, DocId, DocOutcome, SessionConfig, SessionOutcome, Storage, StorageError,
@@ -18,10 +21,13 @@ use serde::Serialize;
 use crate::cli::SyncArgs;
 use crate::error::usage;
 use crate::home::{self, Home};
+use crate::idle_store::IdleStore;
 use crate::output;
 
-/// Meta key holding the enrolment bundle (JSON; it includes the laptop's key).
+/// Meta key holding the enrolment bundle (JSON, without its spent secret).
 pub const BUNDLE_KEY: &str = "relay_bundle";
+/// Meta key holding the laptop's key and certificate (JSON `{cert_pem, key_pem}`).
+pub const IDENTITY_KEY: &str = "relay_identity";
 /// Meta key holding the time of the last successful sync (RFC 3339).
 pub const LAST_SYNC_KEY: &str = "relay_last_sync";
 
@@ -29,30 +35,164 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// `minqing init --bundle FILE`: sets the laptop up with the identity the relay issued.
-pub fn init_bundle(dir: &Path, bundle_path: &Path) -> anyhow::Result<()> {
-    let bundle = Bundle::read(bundle_path).map_err(|e| usage(e.to_string()))?;
-    if home::store_dir(dir).is_dir() {
+/// A first contact not finished yet: kept in meta so that running the command
+/// again reuses the same key (the relay may have signed it already).
+#[derive(Serialize, serde::Deserialize)]
+struct Pending {
+    bundle: Bundle,
+    key_pem: String,
+}
+
+/// Reads and checks everything of a bundle file before anything is written.
+fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
+    let bundle = Bundle::read(path).map_err(|e| usage(e.to_string()))?;
+    PersonName::parse(&bundle.cadre).map_err(|e| {
+        usage(format!(
+            "enrolment bundle {}: the cadre: {e}",
+            path.display()
+        ))
+    })?;
+    if let Some(t) = &bundle.team {
+        TeamName::parse(t).map_err(|e| {
+            usage(format!(
+                "enrolment bundle {}: the team: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    minqing_model::ids::parse_device_id(&bundle.device_id).map_err(|e| {
+        usage(format!(
+            "enrolment bundle {}: the device id: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(bundle)
+}
+
+/// The key to enrol with: the pending one if this same bundle was tried
+/// before, else a new one (written as pending before the first contact).
+fn pending_key(store: &SledStorage, bundle: &Bundle) -> anyhow::Result<String> {
+    if let Some(raw) = store.meta_get(home::ENROL_PENDING_KEY)?
+        && let Ok(p) = serde_json::from_slice::<Pending>(&raw)
+        && p.bundle.device_id == bundle.device_id
+        && p.bundle.enrol_secret == bundle.enrol_secret
+    {
+        return Ok(p.key_pem);
+    }
+    let key_pem = minqing_net::new_device_key()?;
+    let pending = Pending {
+        bundle: bundle.clone(),
+        key_pem: key_pem.clone(),
+    };
+    store.meta_put(home::ENROL_PENDING_KEY, &serde_json::to_vec(&pending)?)?;
+    store.flush().context("cannot flush the store to disk")?;
+    Ok(key_pem)
+}
+
+/// The first contact, with the store closed meanwhile (so the cadre's own
+/// commands keep working on a standalone home).
+fn first_contact(
+    bundle: &Bundle,
+    key_pem: &str,
+    timeout: u64,
+) -> anyhow::Result<Result<Identity, NetError>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let opts = ConnectOptions {
+        timeout: Duration::from_secs(timeout.max(1)),
+    };
+    Ok(rt.block_on(minqing_net::enrol(bundle, key_pem, opts)))
+}
+
+/// Writes the enrolment's result into meta, in one flush.
+fn finish_enrolment(
+    store: &SledStorage,
+    bundle: &Bundle,
+    identity: &Identity,
+    device: Option<&home::Device>,
+) -> anyhow::Result<()> {
+    store.meta_put(BUNDLE_KEY, &serde_json::to_vec(&bundle.without_secret())?)?;
+    store.meta_put(IDENTITY_KEY, &serde_json::to_vec(identity)?)?;
+    if let Some(d) = device {
+        store.meta_put(home::DEVICE_KEY, &serde_json::to_vec(d)?)?;
+    }
+    store.meta_remove(home::ENROL_PENDING_KEY)?;
+    store.flush().context("cannot flush the store to disk")?;
+    Ok(())
+}
+
+/// What a failed first contact prints; its exit code.
+fn contact_failed(bundle: &Bundle, e: NetError, pending_kept: bool) -> anyhow::Result<ExitCode> {
+    if e.is_trust_failure() {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(EXIT_REFUSED));
+    }
+    let again = if pending_kept {
+        "; nothing is half set up: run the same command again when the relay is reachable"
+    } else {
+        ""
+    };
+    Err(anyhow::anyhow!(
+        "enrolment with relay {} failed: {e}{again}",
+        bundle.relay_name
+    ))
+}
+
+/// `minqing init --bundle FILE`: sets a new home up with the identity it gets
+/// at its first contact with the relay.
+pub fn init_bundle(dir: &Path, bundle_path: &Path, timeout: u64) -> anyhow::Result<ExitCode> {
+    let bundle = read_bundle(bundle_path)?;
+    home::refuse_relay_home(dir)?;
+    let existed = home::store_dir(dir).is_dir();
+    if existed {
         let store = home::open_store(dir)?;
-        if store.meta_get(home::DEVICE_KEY)?.is_some() {
-            return Err(usage(format!(
-                "{} is already set up; nothing was changed (use another --home)",
+        if let Some(raw) = store.meta_get(home::DEVICE_KEY)? {
+            let who = serde_json::from_slice::<home::Device>(&raw)
+                .map(|d| format!("{} (device {})", d.cadre, d.device_id))
+                .unwrap_or_else(|_| "another cadre".to_owned());
+            anyhow::bail!(
+                "{} is already set up for {who}; nothing was changed (to join a relay with this home, run `minqing enroll --bundle FILE`; for a second identity use another --home)",
                 dir.display()
-            )));
+            );
         }
     }
+    let dir_existed = dir.exists();
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the home directory {}", dir.display()))?;
-    let store = home::open_store(dir)?;
+    let key_pem = {
+        let store = home::open_store(dir)?;
+        pending_key(&store, &bundle)?
+    };
+    let identity = match first_contact(&bundle, &key_pem, timeout)? {
+        Ok(i) => i,
+        Err(e) => {
+            if e.is_trust_failure() {
+                // Refused for good: leave nothing of this bundle behind.
+                if existed {
+                    let store = home::open_store(dir)?;
+                    store.meta_remove(home::ENROL_PENDING_KEY)?;
+                    store.flush()?;
+                } else {
+                    let _ = std::fs::remove_dir_all(home::store_dir(dir));
+                    if !dir_existed {
+                        let _ = std::fs::remove_dir(dir);
+                    }
+                }
+            }
+            return contact_failed(&bundle, e, true);
+        }
+    };
     let device = home::Device {
         device_id: bundle.device_id.clone(),
         cadre: bundle.cadre.clone(),
         team: bundle.team.clone(),
         created: now(),
     };
-    store.meta_put(BUNDLE_KEY, &serde_json::to_vec(&bundle)?)?;
-    store.meta_put(home::DEVICE_KEY, &serde_json::to_vec(&device)?)?;
-    store.flush().context("cannot flush the store to disk")?;
+    let store = home::open_store(dir)?;
+    finish_enrolment(&store, &bundle, &identity, Some(&device))?;
+    home::start_new_incarnation(dir, &store)?;
     output::line(&format!(
         "set up {} for {} with relay {} at {}; assigned villages ({}) arrive with `minqing sync`",
         bundle.device_id,
@@ -61,14 +201,102 @@ pub fn init_bundle(dir: &Path, bundle_path: &Path) -> anyhow::Result<()> {
         bundle.relay_addr,
         bundle.villages.join(", ")
     ))?;
-    output::line(&bundle.device_id)
+    output::line(&bundle.device_id)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `minqing enroll --bundle FILE`: a home set up standalone joins a relay; its
+/// villages stay and are offered to the relay at the next sync.
+pub fn enroll(dir: &Path, bundle_path: &Path, timeout: u64) -> anyhow::Result<ExitCode> {
+    let bundle = read_bundle(bundle_path)?;
+    let key_pem = {
+        let home = Home::open(dir)?;
+        if home.store.meta_get(BUNDLE_KEY)?.is_some() {
+            let b = stored_bundle(&home.store)?;
+            anyhow::bail!(
+                "this laptop is already enrolled with relay {} at {}; nothing was changed",
+                b.0.relay_name,
+                b.0.relay_addr
+            );
+        }
+        if home.device.device_id != bundle.device_id {
+            anyhow::bail!(
+                "this enrolment file is for device {}, but this laptop is device {}: ask the operator for a file made with `minqing-relay enroll --device-id {} …`, so that the work already on this laptop is accepted as its own; nothing was changed",
+                bundle.device_id,
+                home.device.device_id,
+                home.device.device_id
+            );
+        }
+        if home.device.cadre != bundle.cadre {
+            eprintln!(
+                "notice: the relay enrolled this laptop for {}; it keeps writing as {} (its own cadre)",
+                bundle.cadre, home.device.cadre
+            );
+        }
+        pending_key(&home.store, &bundle)?
+    };
+    let identity = match first_contact(&bundle, &key_pem, timeout)? {
+        Ok(i) => i,
+        Err(e) => {
+            if e.is_trust_failure() {
+                let store = home::open_store(dir)?;
+                store.meta_remove(home::ENROL_PENDING_KEY)?;
+                store.flush()?;
+            }
+            return contact_failed(&bundle, e, true);
+        }
+    };
+    let home = Home::open(dir)?;
+    finish_enrolment(&home.store, &bundle, &identity, None)?;
+    let held = home.village_ids()?;
+    output::line(&format!(
+        "{} joined relay {} at {}; {} village(s) on this laptop are offered to the relay at the next `minqing sync` (assigned: {})",
+        bundle.device_id,
+        bundle.relay_name,
+        bundle.relay_addr,
+        held.len(),
+        if bundle.villages.is_empty() {
+            "none".to_owned()
+        } else {
+            bundle.villages.join(", ")
+        }
+    ))?;
+    output::line(&bundle.device_id)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The relay link a laptop keeps: its bundle (without secret) and identity.
+/// Homes enrolled with a bundle of format 1 (which carried the key) are read too.
+fn stored_bundle(store: &SledStorage) -> anyhow::Result<(Bundle, Identity)> {
+    let raw = store.meta_get(BUNDLE_KEY)?.ok_or_else(|| {
+        usage("this laptop is not enrolled with a relay: join one with `minqing enroll --bundle FILE` from the operator")
+    })?;
+    let text = std::str::from_utf8(&raw).unwrap_or_default();
+    let damaged = || {
+        anyhow::anyhow!(
+            "this laptop's relay enrolment record is damaged; ask the operator for a new enrolment file"
+        )
+    };
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| damaged())?;
+    if v.get("format").and_then(|f| f.as_str()) == Some("minqing-bundle/1") {
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+        let identity = Identity {
+            cert_pem: s("cert_pem").ok_or_else(damaged)?,
+            key_pem: s("key_pem").ok_or_else(damaged)?,
+        };
+        let mut v2 = v.clone();
+        v2["format"] = serde_json::Value::String(minqing_net::BUNDLE_FORMAT.into());
+        let bundle = Bundle::parse_unchecked(&v2.to_string())?;
+        return Ok((bundle, identity));
+    }
+    let bundle = Bundle::parse_unchecked(text)?;
+    let raw = store.meta_get(IDENTITY_KEY)?.ok_or_else(damaged)?;
+    let identity: Identity = serde_json::from_slice(&raw).map_err(|_| damaged())?;
+    Ok((bundle, identity))
 }
 
 fn bundle(store: &SledStorage) -> anyhow::Result<Bundle> {
-    let raw = store.meta_get(BUNDLE_KEY)?.ok_or_else(|| {
-        usage("this laptop is not enrolled with a relay: set it up with `minqing init --bundle FILE` from the operator")
-    })?;
-    Bundle::from_json(std::str::from_utf8(&raw).unwrap_or_default()).map_err(anyhow::Error::from)
+    Ok(stored_bundle(store)?.0)
 }
 
 /// Exit code when trust failed: the relay refused this laptop (revoked, not
@@ -82,13 +310,16 @@ pub const EXIT_REFUSED: u8 = 3;
 async fn pass(
     dir: &Path,
     bundle: &Bundle,
+    identity: &Identity,
     timeout: Duration,
 ) -> anyhow::Result<Result<(SessionOutcome, Vec<String>), NetError>> {
-    let conn = match minqing_net::connect(bundle, ConnectOptions { timeout }).await {
+    let conn = match minqing_net::connect(bundle, identity, ConnectOptions { timeout }).await {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
-    let store = match home::open_store(dir) {
+    // Opened now, and closed by itself whenever the session waits on the
+    // relay for a while (crate::idle_store), so `visit log` works meanwhile.
+    let store = match IdleStore::open(dir) {
         Ok(s) => s,
         Err(e) => {
             conn.close().await;
@@ -101,17 +332,18 @@ async fn pass(
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
-    report(&store)?;
+    store.with(|s| report(s).map_err(|e| StorageError::Backend(e.into())))?;
     Ok(Ok(out))
 }
 
 /// Runs the session on an open connection; the notices to print.
 async fn session(
     conn: &minqing_net::DeviceConnection,
-    store: &SledStorage,
+    store: &IdleStore,
     bundle: &Bundle,
     dir: &Path,
 ) -> Result<(SessionOutcome, Vec<String>), NetError> {
+    let set_aside = quarantine_unloadable(store, dir)?;
     let docs = minqing_net::device_docs(store, &bundle.relay_name)?;
     let unsynced = docs
         .iter()
@@ -141,7 +373,17 @@ async fn session(
     )
     .await?;
     let kept = keeping.kept.into_inner().unwrap_or_else(|p| p.into_inner());
-    let notices = removed
+    let mut notices: Vec<String> = set_aside
+        .iter()
+        .map(|(doc, path, why)| {
+            format!(
+                "{QUARANTINE_NOTICE} village {doc} on this laptop did not load ({why}); its damaged copy was set aside in {} \
+                 and the relay's copy was fetched. Work written since the last sync may be only in that file: give it to the county IT staff",
+                path.display()
+            )
+        })
+        .collect();
+    notices.extend(removed
         .iter()
         .map(|doc| match kept.get(doc) {
             Some(path) => format!(
@@ -152,9 +394,54 @@ async fn session(
             None => format!(
                 "notice: village {doc} is no longer assigned to this laptop; its local copy was removed"
             ),
-        })
-        .collect();
+        }));
     Ok((out, notices))
+}
+
+/// Folder of the home where villages that do not load are set aside by `sync`.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// How a notice about a village set aside starts (it makes the exit code 1).
+const QUARANTINE_NOTICE: &str = "error:";
+
+/// Moves every village that does not load out of the store, into
+/// `quarantine/<village>-<unix ms>.automerge` in the home (synced to disk
+/// first), so that the session fetches the relay's copy instead of failing.
+fn quarantine_unloadable(
+    store: &dyn minqing_sync::Storage,
+    dir: &Path,
+) -> Result<Vec<(DocId, PathBuf, String)>, NetError> {
+    let local = |e: &dyn std::fmt::Display| NetError::Session(format!("this laptop's store: {e}"));
+    let mut out = Vec::new();
+    for id in store.docs().map_err(|e| local(&e))? {
+        let why = match minqing_sync::load_doc(store, &id) {
+            Ok(_) => continue,
+            Err(StorageError::Corrupt { detail, .. }) => detail,
+            Err(e) => return Err(local(&e)),
+        };
+        let Some(bytes) = store.load(&id).map_err(|e| local(&e))? else {
+            continue;
+        };
+        let folder = dir.join(QUARANTINE_DIR);
+        let path = folder.join(format!("{id}-{}.automerge", home::now_ms()));
+        let keep = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&folder)?;
+            let mut file = std::fs::File::create(&path)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            std::fs::File::open(&folder)?.sync_all()
+        };
+        keep().map_err(|e| {
+            local(&format!(
+                "village {id} does not load and cannot be set aside in {}: {e}; nothing was changed",
+                folder.display()
+            ))
+        })?;
+        store.remove(&id).map_err(|e| local(&e))?;
+        store.flush().map_err(|e| local(&e))?;
+        tracing::warn!(village = %id, path = %path.display(), "set aside a village that does not load");
+        out.push((id, path, why));
+    }
+    Ok(out)
 }
 
 /// Folder of the home where villages taken off this laptop with unsynced work are kept.
@@ -166,7 +453,7 @@ pub const REMOVED_DIR: &str = "removed";
 /// relay refuses changes to a village no longer assigned, and a cadre's offline
 /// work must not vanish with the local copy.
 struct KeepUnsynced<'a> {
-    inner: &'a SledStorage,
+    inner: &'a IdleStore,
     unsynced: BTreeSet<DocId>,
     dir: PathBuf,
     kept: Mutex<BTreeMap<DocId, PathBuf>>,
@@ -235,10 +522,15 @@ fn report(store: &SledStorage) -> anyhow::Result<()> {
 
 /// Prints what a pass did; whether every village is in sync.
 fn print_outcome(out: &SessionOutcome, notices: &[String]) -> anyhow::Result<bool> {
-    for n in notices {
-        output::line(n)?;
-    }
     let mut all_ok = true;
+    for n in notices {
+        if n.starts_with(QUARANTINE_NOTICE) {
+            all_ok = false;
+            eprintln!("{n}");
+        } else {
+            output::line(n)?;
+        }
+    }
     for (doc, o) in &out.docs {
         let what = match o {
             DocOutcome::InSync { .. } => "in sync".to_owned(),
@@ -266,7 +558,8 @@ fn refused(bundle: &Bundle, e: &NetError) -> std::process::ExitCode {
 /// broken, or a village refused; [`EXIT_REFUSED`] the relay refused this laptop
 /// or is not its relay; 2 usage (not enrolled with a relay).
 pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCode> {
-    let bundle = bundle(&home.store)?;
+    home.require_writable("sync")?;
+    let (bundle, identity) = stored_bundle(&home.store)?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -278,7 +571,7 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
     drop(home);
     if !args.watch {
         let context = || format!("sync with relay {} failed", bundle.relay_name);
-        return match rt.block_on(pass(&dir, &bundle, timeout))? {
+        return match rt.block_on(pass(&dir, &bundle, &identity, timeout))? {
             Ok((out, notices)) => Ok(if print_outcome(&out, &notices)? {
                 std::process::ExitCode::SUCCESS
             } else {
@@ -296,6 +589,7 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
         &rt,
         &dir,
         &bundle,
+        &identity,
         timeout,
         Duration::from_secs(args.interval.max(1)),
     )
@@ -313,6 +607,7 @@ fn watch(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
     bundle: &Bundle,
+    identity: &Identity,
     timeout: Duration,
     interval: Duration,
 ) -> anyhow::Result<std::process::ExitCode> {
@@ -352,7 +647,7 @@ fn watch(
             continue;
         }
         last_pass = std::time::Instant::now();
-        match rt.block_on(pass(dir, bundle, timeout)) {
+        match rt.block_on(pass(dir, bundle, identity, timeout)) {
             Ok(Ok((out, notices))) => {
                 print_outcome(&out, &notices)?;
                 backoff = Duration::from_secs(1);

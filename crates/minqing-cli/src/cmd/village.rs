@@ -12,18 +12,12 @@ pub fn run(home: &Home, cmd: VillageCmd) -> anyhow::Result<()> {
     match cmd {
         VillageCmd::Add { id, name, township } => {
             let doc_id = DocId::new(id.trim()).context("--id")?;
-            let doc = new_village(
-                &doc_id,
-                &name,
-                township.as_deref(),
-                home.device_id.as_bytes(),
-                now_ms(),
-            )?;
+            let doc = new_village(&doc_id, &name, township.as_deref(), &home.actor(), now_ms())?;
             if home.village(&doc_id)?.is_some() {
                 bail!("village {doc_id} already exists on this laptop; nothing was changed");
             }
             let mut village = Village::from_new_doc(doc_id.clone(), doc)?;
-            home.save(&mut village)?;
+            home.save(&mut village, "village")?;
             let v = village.view();
             output::line(&format!(
                 "added village {} {}{}",

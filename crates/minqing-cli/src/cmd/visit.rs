@@ -52,7 +52,7 @@ pub fn run(home: &Home, cmd: VisitCmd) -> anyhow::Result<()> {
                 date,
             };
             let id = v.log_visit(&mut *crate::home::rng(), &home.author(), &new)?;
-            home.save(v)?;
+            home.save(v, "visit")?;
             output::line(&format!("logged {} {} in {}", new.kind, new.date, v.id()))?;
             output::line(id.as_str())?;
             home.compact_later(v.id());

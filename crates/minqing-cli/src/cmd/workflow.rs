@@ -19,7 +19,7 @@ pub fn run(home: &Home, cmd: DemandCmd) -> anyhow::Result<()> {
     let (vi, demand) = find(&villages, RecordKind::Demand, &typed)?;
     let v = &mut villages[vi];
     let event = v.record_step(&mut *crate::home::rng(), &home.author(), &demand, &step)?;
-    home.save(v)?;
+    home.save(v, "demand step")?;
     let status = v
         .demand_fold(&demand)
         .map(|f| f.status.name())

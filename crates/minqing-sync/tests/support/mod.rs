@@ -9,8 +9,8 @@ use std::sync::Arc;
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ChangeHash, ObjType, ROOT, ReadDoc};
 use minqing_sync::{
-    DeviceEvent, DeviceSession, DocHost, DocId, MemStorage, RelayEvent, RelaySession,
-    SessionConfig, SessionOutcome, Storage, StorageDocHost, load_doc,
+    DeviceEvent, DeviceSession, DocHost, DocId, Incarnation, MemStorage, RelayEvent, RelaySession,
+    SessionConfig, SessionOutcome, Storage, StorageDocHost, device_actor, load_doc,
 };
 
 /// The relay's name, under which devices keep their sync states.
@@ -22,6 +22,11 @@ pub fn actor(tag: u64) -> ActorId {
     bytes[..8].copy_from_slice(&tag.to_be_bytes());
     bytes[8..].copy_from_slice(b"minqing!");
     ActorId::from(&bytes[..])
+}
+
+/// The actor a device writes with in these tests: its name and a fixed incarnation.
+pub fn actor_of(device: &str) -> ActorId {
+    device_actor(device, Incarnation::from_random([0x80, 0, 0, 1]))
 }
 
 pub fn doc_id(s: &str) -> DocId {
@@ -39,19 +44,19 @@ pub fn skeleton() -> Automerge {
 }
 
 /// Writes `visits[key] = value` (or the `phone` register when `key` is
-/// `"phone"`) into `doc` in `storage` as `actor`, the way the CLI would: load,
-/// change, append `save_after`. Returns the new change's hash.
+/// `"phone"`) into `doc` in `storage` as `device` (its actor, [`actor_of`]), the
+/// way the CLI would: load, change, append `save_after`. Returns the new change's hash.
 pub fn local_write(
     storage: &dyn Storage,
     doc: &DocId,
-    actor_tag: u64,
+    device: &str,
     key: &str,
     value: &str,
 ) -> ChangeHash {
     let mut am = load_doc(storage, doc)
         .expect("test storage loads")
         .expect("device holds the document")
-        .with_actor(actor(actor_tag));
+        .with_actor(actor_of(device));
     let before = am.get_heads();
     let mut tx = am.transaction();
     if key == "phone" {

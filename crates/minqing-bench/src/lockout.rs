@@ -1,0 +1,178 @@
+//! L1: the relay cannot be locked out. A laptop's real `minqing sync` (the
+//! data set's `device/` home, 4 full villages, nothing new: the everyday
+//! no-change pass) is timed alone, then during a flood of half-open QUIC
+//! handshakes from one process (`minqing_testkit::hostile::InitialFlood`, raw
+//! Initial packets, 10,000 per second); then six enrolled laptops each send
+//! 50 MiB of a 60 MiB frame and stall, and the relay's RSS is compared with
+//! its configured buffer budget (docs/relay.md, "Limits").
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use minqing_testkit::hostile::{HostilePeer, InitialFlood};
+
+use crate::datagen::SimDevice;
+use crate::harness::{RelayProc, summary};
+use crate::homes::{Bins, copy_dir, open_store};
+
+/// Half-open handshakes per second in the flood.
+pub const FLOOD_RATE: u32 = 10_000;
+/// The buffer budget L1 configures (MiB), small enough that six partial
+/// frames of 50 MiB exceed it.
+const BUDGET_MIB: u64 = 64;
+
+/// What L1 measured.
+#[derive(Debug, Default)]
+pub struct Lockout {
+    /// `minqing sync` wall times alone, s.
+    pub normal: Vec<f64>,
+    /// `minqing sync` wall times during the flood, s.
+    pub flooded: Vec<f64>,
+    /// Failed syncs during the flood.
+    pub failed: usize,
+    /// Achieved flood rate, packets/s.
+    pub rate: f64,
+    /// Retry packets the flood received per second.
+    pub retries_per_s: f64,
+    /// Relay RSS before the partial-frame attack, MiB.
+    pub rss_before: f64,
+    /// Relay peak RSS during it, MiB.
+    pub rss_peak: f64,
+    /// The configured buffer budget, MiB.
+    pub budget: f64,
+}
+
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn sync_once(bins: &Bins, home: &Path) -> Result<f64> {
+    let t = Instant::now();
+    let out = Command::new(&bins.minqing)
+        .arg("--home")
+        .arg(home)
+        .args(["sync", "--timeout", "30"])
+        .env_remove("MINQING_HOME")
+        .output()
+        .context("cannot run minqing sync")?;
+    let secs = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "minqing sync failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(secs)
+}
+
+/// Points the device home's stored bundle at `addr`.
+fn retarget(home: &Path, addr: &str) -> Result<()> {
+    let store = open_store(&home.join("store"))?;
+    let raw = store
+        .meta_get("relay_bundle")?
+        .context("the device home is not enrolled")?;
+    let mut v: serde_json::Value = serde_json::from_slice(&raw)?;
+    v["relay_addr"] = serde_json::Value::String(addr.to_owned());
+    store.meta_put("relay_bundle", &serde_json::to_vec(&v)?)?;
+    minqing_sync::Storage::flush(&store)?;
+    Ok(())
+}
+
+/// Runs L1 (`runs` syncs alone and as many during the flood).
+pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result<Lockout> {
+    let dir = scratch.join("l1");
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&data.join("relay"), &dir.join("relay"))?;
+    copy_dir(&data.join("device"), &dir.join("device"))?;
+    let config_path = dir.join("relay/config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path)?)?;
+    config["limits"] = serde_json::json!({ "buffer_budget_mib": BUDGET_MIB, "silence_secs": 10 });
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+    let relay = RelayProc::start(bins, &dir.join("relay"))?;
+    let home = dir.join("device");
+    retarget(&home, &relay.addr.to_string())?;
+    let mut out = Lockout {
+        budget: BUDGET_MIB as f64,
+        ..Lockout::default()
+    };
+    // Warm-up (first contact of this relay process with the store's pages).
+    sync_once(bins, &home)?;
+    for _ in 0..runs {
+        out.normal.push(sync_once(bins, &home)?);
+    }
+    let flood = InitialFlood {
+        target: relay.addr,
+        per_second: FLOOD_RATE,
+        server_name: minqing_net::DEFAULT_SERVER_NAME.into(),
+    }
+    .start()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for _ in 0..runs {
+        let (b, h) = (bins.clone(), home.clone());
+        match tokio::task::spawn_blocking(move || sync_once(&b, &h)).await? {
+            Ok(s) => out.flooded.push(s),
+            Err(e) => {
+                eprintln!("L1: a sync during the flood failed: {e:#}");
+                out.failed += 1;
+            }
+        }
+    }
+    let stats = flood.stop()?;
+    out.rate = stats.sent as f64 / stats.seconds.max(1e-9);
+    out.retries_per_s = stats.retries as f64 / stats.seconds.max(1e-9);
+    eprintln!("L1 flood: {stats:?}");
+
+    // Partial frames from six enrolled laptops of the data set.
+    let sims: Vec<SimDevice> = serde_json::from_slice(&std::fs::read(data.join("r1.json"))?)?;
+    let pid = relay.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss(pid);
+    let mut tasks = Vec::new();
+    for s in sims.iter().take(6) {
+        let mut bundle = s.bundle.bundle.clone();
+        bundle.relay_addr = relay.addr.to_string();
+        let identity = s.bundle.identity();
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut p) = HostilePeer::connect(&bundle, &identity, Duration::from_secs(20)).await
+            else {
+                return None;
+            };
+            let _ = tokio::time::timeout(
+                Duration::from_secs(15),
+                p.partial_frame(60 * 1024 * 1024, 50 * 1024 * 1024),
+            )
+            .await;
+            Some(p)
+        }));
+    }
+    let mut peak = before;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(14) {
+        peak = peak.max(rss(pid));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for t in tasks {
+        if let Ok(Some(p)) = t.await {
+            p.close().await;
+        }
+    }
+    out.rss_before = before as f64 / (1024.0 * 1024.0);
+    out.rss_peak = peak as f64 / (1024.0 * 1024.0);
+    relay.stop();
+    Ok(out)
+}
+
+/// Median of a list (NaN if empty).
+pub fn median(xs: &[f64]) -> f64 {
+    summary(xs).0
+}
