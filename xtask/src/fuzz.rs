@@ -16,11 +16,12 @@ use std::time::Instant;
 use crate::{cargo_env, root};
 
 /// Every target, with the longest input the fuzzer may make for it.
-const TARGETS: [(&str, usize); 4] = [
+const TARGETS: [(&str, usize); 5] = [
     ("frame", 8192),
     ("relay_session", 16384),
     ("sync_message", 16384),
     ("bundle", 8192),
+    ("enrol", 8192),
 ];
 
 /// The coverage instrumentation, as cargo-fuzz passes it, minus its `-Z` flags:
@@ -42,7 +43,7 @@ const RSS_LIMIT_MB: u32 = 2048;
 
 fn usage() -> String {
     "usage: cargo xtask fuzz [TARGET|all] [--runs N | --seconds S] [--merge] [--seeds] [-- LIBFUZZER_ARGS]\n\
-     targets: frame, relay_session, sync_message, bundle (default: all)\n\
+     targets: frame, relay_session, sync_message, bundle, enrol (default: all)\n\
      --runs N      stop each target after N executions\n\
      --seconds S   stop each target after S seconds (default 60)\n\
      --merge       fold new coverage into crates/minqing-fuzz/corpus/<target>, minimised\n\

@@ -1,6 +1,7 @@
 //! Coverage-guided fuzz targets for what minqing reads from the outside: the
 //! frame decoder, the relay's session input, automerge sync messages as the
-//! relay receives them, and enrolment bundles.
+//! relay receives them, enrolment bundles and the first-contact enrolment
+//! messages.
 //!
 //! Each target is a plain function of a byte slice. It panics only when an
 //! invariant breaks (a round trip that does not hold, a session left open after
@@ -12,6 +13,7 @@
 //! through them in a normal `cargo test`. See docs/testing.md, "Fuzzing".
 
 pub mod bundle;
+pub mod enrol;
 pub mod fixup;
 pub mod frame;
 pub mod relay;
@@ -61,15 +63,19 @@ pub enum Target {
     SyncMessage,
     /// Enrolment bundle parsing, with a serialize/parse round trip.
     Bundle,
+    /// The first-contact enrolment messages: a request as the relay reads it
+    /// (from an unauthenticated peer), the answer as a laptop reads it.
+    Enrol,
 }
 
 impl Target {
     /// Every target, in the order `cargo xtask fuzz` runs them.
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 5] = [
         Target::Frame,
         Target::RelaySession,
         Target::SyncMessage,
         Target::Bundle,
+        Target::Enrol,
     ];
 
     /// The target's name: its libFuzzer binary is `fuzz_<name>`, its corpus
@@ -80,6 +86,7 @@ impl Target {
             Target::RelaySession => "relay_session",
             Target::SyncMessage => "sync_message",
             Target::Bundle => "bundle",
+            Target::Enrol => "enrol",
         }
     }
 
@@ -95,6 +102,7 @@ impl Target {
             Target::RelaySession => relay::run_session(data),
             Target::SyncMessage => relay::run_sync_message(data),
             Target::Bundle => bundle::run(data),
+            Target::Enrol => enrol::run(data),
         }
     }
 }

@@ -280,6 +280,9 @@ pub fn seeds(target: Target) -> Vec<(String, Vec<u8>)> {
         out.push(("bundle-pretty".to_owned(), bundle_json()));
         return out;
     }
+    if target == Target::Enrol {
+        return crate::enrol::seeds();
+    }
     for (name, ex) in scenarios() {
         // The seeds must reach the relay's accepting path: a device writing as
         // itself within the schema has its changes applied.
@@ -333,7 +336,7 @@ pub fn seeds(target: Target) -> Vec<(String, Vec<u8>)> {
                     out.push((format!("{name}-down-{i}"), with_mode(0x81, &m)));
                 }
             }
-            Target::Bundle => {}
+            Target::Bundle | Target::Enrol => {}
         }
     }
     out

@@ -101,6 +101,11 @@ fn bundle_corpus_and_crashers_replay_without_panic() {
     check_target(Target::Bundle);
 }
 
+#[test]
+fn enrol_corpus_and_crashers_replay_without_panic() {
+    check_target(Target::Enrol);
+}
+
 /// The harness itself: an invariant that breaks is reported (a target that
 /// cannot fail would be worse than none).
 #[test]
