@@ -284,7 +284,7 @@ fn parse_line(line: &str, f: &mut Figures) {
 }
 
 /// Minimises the in-tree corpus and the work corpus into a fresh folder
-/// (libFuzzer `-set_cover_merge=1`: a small set of inputs that keeps every feature), then
+/// (libFuzzer `-set_cover_merge=1 -use_counters=0`: a small set of inputs that keeps every edge), then
 /// puts that folder in the tree's place.
 fn merge_corpus(bin_dir: &Path, root: &Path, crate_dir: &Path, name: &str) -> Result<(), String> {
     let tree = crate_dir.join("corpus").join(name);
@@ -294,7 +294,10 @@ fn merge_corpus(bin_dir: &Path, root: &Path, crate_dir: &Path, name: &str) -> Re
     std::fs::create_dir_all(&fresh).map_err(|e| format!("creating {}: {e}", fresh.display()))?;
     let max_len = TARGETS.iter().find(|t| t.0 == name).map_or(4096, |t| t.1);
     let mut cmd = Command::new(bin_dir.join(format!("fuzz_{name}")));
+    // Edges only (no hit counters): a much smaller set for the tree; the work
+    // corpus under target/ keeps everything for the next run.
     cmd.arg("-set_cover_merge=1")
+        .arg("-use_counters=0")
         .arg(format!("-max_len={max_len}"))
         .arg(format!("-malloc_limit_mb={MALLOC_LIMIT_MB}"))
         .arg(format!("-rss_limit_mb={RSS_LIMIT_MB}"))

@@ -558,18 +558,41 @@ impl RelaySession {
                         fresh.push((c, at));
                     }
                     // Which can be applied now: every dependency held or arriving.
-                    let mut known: BTreeSet<ChangeHash> = BTreeSet::new();
+                    // Changes of this batch already ready, with their last op counter.
+                    let mut known: BTreeMap<ChangeHash, u64> = BTreeMap::new();
                     let mut ready = Vec::new();
                     loop {
                         let mut progress = false;
                         let mut rest = Vec::new();
                         for (c, at) in fresh.drain(..) {
-                            if c.change
+                            let dep_max_ops: Option<Vec<u64>> = c
+                                .change
                                 .deps()
                                 .iter()
-                                .all(|h| known.contains(h) || am.get_change_by_hash(h).is_some())
-                            {
-                                known.insert(c.change.hash());
+                                .map(|h| {
+                                    known.get(h).copied().or_else(|| {
+                                        am.get_change_by_hash(h).map(|d| d.max_op())
+                                    })
+                                })
+                                .collect();
+                            if let Some(dep_max_ops) = dep_max_ops {
+                                // A change's ops are counted after every op it
+                                // depends on. automerge 0.12 does not check it,
+                                // and a change that breaks it makes `save()`
+                                // write a village that does not load ("mismatching
+                                // heads"): no new laptop could get the village
+                                // (found by the sync_message fuzz target).
+                                let after = dep_max_ops.into_iter().max().unwrap_or(0);
+                                if c.change.start_op().get() <= after {
+                                    verdict = Err(Rejection::BadChange {
+                                        detail: format!(
+                                            "a change counts its ops from {} but depends on op {after}",
+                                            c.change.start_op()
+                                        ),
+                                    });
+                                    return false;
+                                }
+                                known.insert(c.change.hash(), c.change.max_op());
                                 ready.push(c.change.raw_bytes().to_vec());
                                 progress = true;
                             } else {

@@ -455,6 +455,65 @@ fn a_change_automerge_cannot_apply_does_not_break_the_village() {
     assert_eq!(got.get_heads(), heads);
 }
 
+/// Found by the `sync_message` fuzz target (crates/minqing-fuzz/crashers):
+/// a device's own change (right actor, valid schema) whose op counter starts
+/// below the last op of the change it depends on. automerge 0.12 applies it,
+/// but `save()` then writes a village that does not load ("error inflating
+/// document chunk ops: mismatching heads"), so no laptop that holds nothing
+/// could get the village any more. The relay now refuses such a change.
+#[test]
+fn a_change_counting_its_ops_below_its_dependencies_is_refused() {
+    let data = |name: &str| {
+        std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR")))
+            .expect("test data")
+    };
+    let village = data("village.automerge");
+    let d = doc_id("V001");
+    let storage = std::sync::Arc::new(MemStorage::new());
+    storage.append(&d, &village).expect("append");
+    let host = minqing_sync::StorageDocHost::new(storage.clone());
+    let heads = host.heads(&d).expect("loads");
+    let device = "aaaaaaaaaaaaaaaa";
+    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, device, [d.clone()].into());
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        device: device.into(),
+        docs: vec![],
+    };
+    relay
+        .handle_input(&hello.encode().expect("enc"), &host)
+        .expect("hello ok");
+    while relay.poll_transmit().is_some() {}
+    let sync = Frame::Sync {
+        doc: d.clone(),
+        message: data("start-op-below-deps.msg"),
+    };
+    relay
+        .handle_input(&sync.encode().expect("enc"), &host)
+        .expect("a refused village does not end the session");
+    let refused = std::iter::from_fn(|| relay.poll_transmit())
+        .map(|b| error_frame(&b))
+        .find_map(|f| match f {
+            Frame::Refused { reason, .. } => Some(reason),
+            _ => None,
+        });
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|r| r.contains("counts its ops")),
+        "{refused:?}"
+    );
+    assert_eq!(host.heads(&d).expect("loads"), heads, "nothing applied");
+    // The village still saves to bytes that load: a new laptop gets it whole.
+    let saved = host.snapshot(&d).expect("loads").save();
+    assert_eq!(
+        automerge::Automerge::load(&saved)
+            .expect("the saved village loads")
+            .get_heads(),
+        heads
+    );
+}
+
 #[test]
 fn a_relay_restored_from_an_old_backup_gets_the_lost_changes_back() {
     // Two laptops share V1. After the relay's disk is replaced by an older
