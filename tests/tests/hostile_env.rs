@@ -386,6 +386,73 @@ fn id_card_area_codes_and_first_generation_numbers() {
     );
 }
 
+/// Finding 6: names and notes refuse bidi overrides and zero-width
+/// characters at entry, at the command line and on import.
+#[test]
+fn invisible_characters_are_refused_at_entry() {
+    let home = Home::new();
+    let hh = setup_laptop(home.path());
+    let err = home
+        .minqing(&[
+            "resident",
+            "add",
+            "--household",
+            &hh,
+            "--name",
+            "张\u{202e}三",
+        ])
+        .fails(2);
+    assert!(err.contains("U+202E"), "{err}");
+    let err = home
+        .minqing(&[
+            "visit",
+            "log",
+            "--household",
+            &hh,
+            "--kind",
+            "regular",
+            "--note",
+            "甲\u{200b}乙",
+        ])
+        .fails(2);
+    assert!(err.contains("U+200B"), "{err}");
+    let err = home
+        .minqing(&[
+            "visit",
+            "log",
+            "--household",
+            &hh,
+            "--kind",
+            "regular",
+            "--note",
+            "覆盖\r前文",
+        ])
+        .fails(2);
+    assert!(err.contains("control character"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("register.csv");
+    std::fs::write(&csv, "姓名,住址\n李\u{202e}四,小河村2号\n王五,小河村2号\n").unwrap();
+    let out = home
+        .minqing(&[
+            "import",
+            "residents",
+            csv.to_str().unwrap(),
+            "--village",
+            "V1",
+            "--json",
+        ])
+        .json();
+    assert_eq!(out["rejected"][0]["row"], 2, "{out}");
+    assert!(
+        out["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("U+202E"),
+        "{out}"
+    );
+    assert_eq!(out["residents_new"], 1, "{out}");
+}
+
 /// Finding 4: a 1,000,000-character address is "too long", not "empty".
 #[test]
 fn an_enormous_address_is_too_long_not_empty() {

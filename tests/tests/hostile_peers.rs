@@ -310,14 +310,20 @@ fn one_laptop_cannot_open_many_sessions() {
         }
         // Let the relay register both sessions.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut third = HostilePeer::connect(&bundle, &identity, Duration::from_secs(8))
-            .await
-            .expect("the handshake itself succeeds");
-        let _ = third.send_raw(b"x").await;
-        let (_, words) = third
-            .wait_closed(Duration::from_secs(5))
-            .await
-            .expect("the third session is refused at once");
+        // The relay refuses the third session right after its handshake: the
+        // refusal reaches the client either while it is still connecting or
+        // once it is connected, depending on timing.
+        let words = match HostilePeer::connect(&bundle, &identity, Duration::from_secs(8)).await {
+            Ok(mut third) => {
+                let _ = third.send_raw(b"x").await;
+                third
+                    .wait_closed(Duration::from_secs(5))
+                    .await
+                    .expect("the third session is refused at once")
+                    .1
+            }
+            Err(e) => format!("{e:?}"),
+        };
         assert!(words.contains("too many sessions"), "{words}");
         for p in open {
             p.close().await;

@@ -19,10 +19,8 @@ impl Drop for Unmount {
 }
 
 fn device(relay: &Relay, cadre: &str) -> Home {
-    let (_, bundle) = relay.enroll(cadre, "V1");
-    let home = Home::new();
-    home.init_bundle(&bundle);
-    home
+    // Enrolled at its first contact with the relay (started for it if needed).
+    relay.laptop(cadre, "V1").1
 }
 
 fn household(home: &Home) -> String {
@@ -142,8 +140,22 @@ fn relay_disk_full_fails_the_session_and_recovers() {
     let hh = household(&a);
     visit(&a, &hh, "满盘之前");
 
-    // Nearly full (8 MiB left): the relay keeps its reserve and refuses writes.
-    let filler = fill(&disk, "fill-1", 8 * 1024 * 1024);
+    // Completely full: a sync with changes fails promptly (5a5e579 hung here:
+    // sled's flush never returned, and SIGTERM could not stop the relay).
+    let filler = fill(&disk, "fill-1", 0);
+    // A day's worth of long notes (about 2 MiB), more than sled buffers.
+    for i in 0..80 {
+        visit(&a, &hh, &format!("{i}{}", "长".repeat(9_000)));
+    }
+    let (code, err, took) = sync_bounded(&a, "5", Duration::from_secs(30));
+    assert_eq!(code, Some(1), "failed, not hung ({took:?}): {err}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    std::fs::remove_file(filler).unwrap();
+
+    // Nearly full (8 MiB left): the relay keeps its reserve and refuses
+    // writes, while a laptop with nothing new is still served.
+    let filler = fill(&disk, "fill-2", 8 * 1024 * 1024);
+    visit(&a, &hh, "满盘之时");
     let (code, err, took) = sync_bounded(&a, "5", Duration::from_secs(30));
     assert_eq!(code, Some(1), "refused, not hung ({took:?}): {err}");
     assert!(took < Duration::from_secs(10), "{took:?}");
@@ -151,19 +163,10 @@ fn relay_disk_full_fails_the_session_and_recovers() {
         err.contains("relay storage failed") || err.contains("disk"),
         "{err}"
     );
-    // A laptop with nothing new is still served.
     let (code, err, _) = sync_bounded(&b, "5", Duration::from_secs(30));
     assert_eq!(code, Some(0), "{err}");
 
-    // Completely full: still a prompt failure.
-    let filler2 = fill(&disk, "fill-2", 0);
-    visit(&a, &hh, "满盘之时");
-    let (code, err, took) = sync_bounded(&a, "5", Duration::from_secs(30));
-    assert_eq!(code, Some(1), "failed, not hung ({took:?}): {err}");
-    assert!(took < Duration::from_secs(10), "{took:?}");
-
     // Space returns: the same relay process takes the work.
-    std::fs::remove_file(filler2).unwrap();
     std::fs::remove_file(filler).unwrap();
     let (code, err, _) = sync_bounded(&a, "5", Duration::from_secs(30));
     assert_eq!(

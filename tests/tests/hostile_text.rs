@@ -113,3 +113,65 @@ fn text_from_a_peer_is_escaped_on_the_terminal_and_exact_in_json() {
     let r = home.minqing(&["resident", "list", "--json"]).json();
     assert_eq!(r[0]["name"], EVIL_NAME, "{r}");
 }
+
+/// The relay's side: a cadre name that reached the relay's store (here
+/// written into it while `serve` is stopped) is escaped in the operator's
+/// report on the terminal and exact in `--json`.
+#[test]
+fn text_in_the_relays_store_is_escaped_in_its_reports() {
+    let mut relay = minqing_e2e::Relay::init("县中继");
+    relay.village_add("V1", "小河村");
+    let (_, home) = relay.laptop("PLACEHOLDERCADRE", "V1");
+    relay.start();
+    home.minqing(&["sync", "--timeout", "10"]).ok();
+    let hh = home
+        .minqing(&[
+            "household",
+            "add",
+            "--village",
+            "V1",
+            "--address",
+            "小河村1号",
+        ])
+        .id();
+    home.minqing(&[
+        "visit",
+        "log",
+        "--household",
+        &hh,
+        "--kind",
+        "regular",
+        "--note",
+        "走访",
+    ])
+    .ok();
+    home.minqing(&["sync", "--timeout", "10"]).ok();
+    assert!(relay.stop(), "{}", relay.log());
+    {
+        let store = minqing_store::SledStorage::open(&relay.home().join("store")).unwrap();
+        let id = DocId::new("V1").unwrap();
+        let bytes = store.load(&id).unwrap().unwrap();
+        let mut doc = AutoCommit::load(&bytes).unwrap();
+        let heads = doc.get_heads();
+        doc.set_actor(automerge::ActorId::from(b"peer-laptop-0001".to_vec()));
+        assert!(replace(&mut doc, &automerge::ROOT, "PLACEHOLDERCADRE", EVIL_NAME) >= 1);
+        store.append(&id, &doc.save_after(&heads)).unwrap();
+        store.flush().unwrap();
+    }
+    let month = {
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", "+8 hours", "+%Y-%m"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let shown = relay.run(&["report", "monthly", "--month", &month]).ok();
+    for bad in ['\u{202e}', '\u{200b}'] {
+        assert!(!shown.contains(bad), "printed {bad:?} raw:\n{shown:?}");
+    }
+    assert!(shown.contains("\\u{202e}"), "{shown}");
+    let json = relay
+        .run(&["report", "monthly", "--month", &month, "--json"])
+        .json();
+    assert_eq!(json["cadres"][0]["cadre"], EVIL_NAME, "{json}");
+}

@@ -175,3 +175,27 @@ fn the_skeleton_hash_is_the_skeletons_change() {
     let mut s = skeleton().unwrap();
     assert_eq!(skeleton_hash(), s.get_heads().first().copied());
 }
+
+#[test]
+fn concurrent_edits_of_one_field_keep_the_schema() {
+    // Two cadres change the same resident's phone offline; the merge holds a
+    // conflict on `phone`, which is the model's own register behaviour.
+    let (mut v, _, r) = village();
+    let mut a = v
+        .doc_mut()
+        .fork()
+        .with_actor(automerge::ActorId::from(&b"aaaaaaaaaaaaaaaa"[..]));
+    let mut b = v
+        .doc_mut()
+        .fork()
+        .with_actor(automerge::ActorId::from(&b"bbbbbbbbbbbbbbbb"[..]));
+    for (doc, phone) in [(&mut a, "13800000001"), (&mut b, "13900000002")] {
+        let rid = map(doc, &map(doc, &ROOT, "residents"), r.as_str());
+        doc.put(&rid, "phone", phone).unwrap();
+        doc.commit();
+    }
+    let before = a.get_heads();
+    a.merge(&mut b).unwrap();
+    assert_eq!(check_schema(a.document(), &before), Ok(()));
+    let _ = v.heads();
+}

@@ -285,7 +285,8 @@ fn bundles_with_bad_fields_are_refused() {
     };
     assert!(good.check().is_ok());
     let leaf = ca.issue_device("abcdefgh23456789", valid()).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Bundle)>)> = vec![
+    type Change = Box<dyn Fn(&mut Bundle)>;
+    let cases: Vec<(&str, Change)> = vec![
         ("device id", Box::new(|b| b.device_id = "../../etc".into())),
         ("cadre", Box::new(|b| b.cadre = "李\u{1b}[2J".into())),
         ("cadre", Box::new(|b| b.cadre = "李".repeat(40_000))),

@@ -286,6 +286,10 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
     // Whatever happens from here, the worker is told to return: the runtime
     // waits for its blocking tasks when it shuts down.
     let _stop_exports = StopOnDrop(exporter.clone());
+    // Signal handlers are installed before the line that says the relay is
+    // up, so a SIGTERM sent as soon as it is read shuts down cleanly.
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
     // The line scripts and tests wait for: the bound address.
     eprintln!(
         "relay {:?} listening on {}",
@@ -298,7 +302,7 @@ async fn serve_async(home: Home, config: Config) -> Result<()> {
     tracing::info!(addr = %addr, "listening");
 
     let mut sessions = tokio::task::JoinSet::new();
-    let shutdown = shutdown_signal();
+    let shutdown = shutdown_signal(term, interrupt);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -385,18 +389,26 @@ impl Drop for StopOnDrop {
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), with handlers installed by the caller.
+async fn shutdown_signal(
+    term: std::io::Result<tokio::signal::unix::Signal>,
+    interrupt: std::io::Result<tokio::signal::unix::Signal>,
+) {
+    match (term, interrupt) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        (Ok(mut one), Err(e)) | (Err(e), Ok(mut one)) => {
+            tracing::error!("cannot listen for one of SIGTERM/SIGINT: {e}");
+            one.recv().await;
+        }
+        (Err(e), Err(_)) => {
+            tracing::error!("cannot listen for SIGTERM or SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
     }
 }
 

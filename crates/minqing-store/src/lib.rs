@@ -4,6 +4,7 @@
 //! See `docs/store.md` for the on-disk layout, durability and compaction rules.
 
 mod compactor;
+mod large;
 mod record;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,10 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 pub use compactor::CompactorHandle;
+pub use large::INLINE_MAX;
+
+use large::{LargeError, LargeFiles, Pointer, Tag};
+use record::Stored;
 
 /// A document is compacted when it has more chunks than this.
 pub const COMPACT_CHUNKS: u64 = 64;
@@ -33,8 +38,9 @@ pub const MAX_PEER_LEN: usize = 256;
 /// Metadata key of the store's incarnation ([`SledStorage::incarnation`]).
 pub const INCARNATION_KEY: &str = "incarnation";
 
-/// Longest metadata key accepted, in bytes.
-pub const MAX_META_KEY_LEN: usize = 1024;
+/// Longest metadata key accepted, in bytes (bounded so that no sled index
+/// node can reach sled's blob threshold; docs/store.md, "Large values").
+pub const MAX_META_KEY_LEN: usize = 256;
 
 /// Errors of the sled store.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +86,15 @@ pub enum StoreError {
         /// sled's error.
         #[source]
         source: sled::Error,
+    },
+    /// A large-value file that a metadata or sync-state record points to is
+    /// missing or damaged.
+    #[error("the store file {} is damaged: {detail}", path.display())]
+    LargeFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
     },
     /// The file system failed.
     #[error("cannot use the store directory {}: {source}", path.display())]
@@ -159,6 +174,15 @@ struct Inner {
     chunks: sled::Tree,
     sync_states: sled::Tree,
     meta: sled::Tree,
+    /// Pointers to large metadata values (docs/store.md, "Large values").
+    meta_large: sled::Tree,
+    /// Pointers to large sync states.
+    sync_large: sled::Tree,
+    /// The `large/` directory.
+    large: LargeFiles,
+    /// Large-value files whose records are gone, to delete once a flush has
+    /// made that durable.
+    pending_deletes: Mutex<Vec<String>>,
     /// Next chunk seq per document, filled lazily from the last stored key.
     next_seq: Mutex<BTreeMap<DocId, u64>>,
     /// sled's log file, kept open to fsync it (see `flush_inner`).
@@ -260,9 +284,31 @@ fn remove_interrupted_snapshots(path: &Path) -> Result<(), StoreError> {
 
 /// Everything read from disk for one document.
 struct Loaded {
+    /// The snapshot record as stored (inline or pointer).
     snapshot: Option<sled::IVec>,
-    /// (key, payload) in seq order.
-    chunks: Vec<(sled::IVec, Vec<u8>)>,
+    /// The snapshot's payload.
+    snapshot_payload: Option<Vec<u8>>,
+    /// (key, stored record, payload) in seq order.
+    chunks: Vec<(sled::IVec, sled::IVec, Vec<u8>)>,
+}
+
+/// The large-value file a stored document record points to, if it does.
+fn pointed_file(stored: &[u8]) -> Option<String> {
+    match record::decode_stored(stored) {
+        Ok(Stored::Pointer(body)) => Pointer::decode(body).map(|p| p.name),
+        _ => None,
+    }
+}
+
+/// Payload length of a stored document record, without reading its file.
+fn payload_len(stored: &[u8]) -> u64 {
+    match record::decode_stored(stored) {
+        Ok(Stored::Inline(p)) => p.len() as u64,
+        Ok(Stored::Pointer(body)) => Pointer::decode(body)
+            .map(|p| p.len.saturating_sub(record::HEADER_LEN as u64))
+            .unwrap_or(0),
+        Err(_) => stored.len().saturating_sub(record::HEADER_LEN) as u64,
+    }
 }
 
 /// Why a compaction transaction gave up.
@@ -279,10 +325,9 @@ impl SledStorage {
     /// dropped a moment ago in this process releases its lock asynchronously),
     /// then reports [`StoreError::Locked`].
     pub fn open(path: &Path) -> Result<SledStorage, StoreError> {
-        std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        if !path.join("db").exists() {
+            create_store(path)?;
+        }
         remove_interrupted_snapshots(path)?;
         let started = Instant::now();
         let db = loop {
@@ -312,12 +357,15 @@ impl SledStorage {
         let chunks = db.open_tree("chunks").map_err(sled_err)?;
         let sync_states = db.open_tree("sync_states").map_err(sled_err)?;
         let meta = db.open_tree("meta").map_err(sled_err)?;
+        let meta_large = db.open_tree("meta_large").map_err(sled_err)?;
+        let sync_large = db.open_tree("sync_states_large").map_err(sled_err)?;
+        let large = LargeFiles::open(path).map_err(large_io)?;
         let log_path = path.join("db");
         let log_file = std::fs::File::open(&log_path).map_err(|source| StoreError::Io {
             path: log_path,
             source,
         })?;
-        Ok(SledStorage {
+        SledStorage {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 db,
@@ -325,12 +373,177 @@ impl SledStorage {
                 chunks,
                 sync_states,
                 meta,
+                meta_large,
+                sync_large,
+                large,
+                pending_deletes: Mutex::new(Vec::new()),
                 next_seq: Mutex::new(BTreeMap::new()),
                 log_file,
                 synced_blobs: Mutex::new(std::collections::BTreeSet::new()),
                 maintenance: Mutex::new(()),
             }),
-        })
+        }
+        .with_orphans_removed()
+    }
+
+    /// Deletes every large-value file no record points to (written but never
+    /// pointed to, or left by a cut before its delete). Runs while sled's lock
+    /// keeps every other process out.
+    fn with_orphans_removed(self) -> Result<SledStorage, StoreError> {
+        let names = self.inner.large.list().map_err(large_io)?;
+        if names.is_empty() {
+            return Ok(self);
+        }
+        let mut small_refs = std::collections::BTreeSet::new();
+        for tree in [&self.inner.meta_large, &self.inner.sync_large] {
+            for kv in tree.iter() {
+                let (_, v) = kv.map_err(|e| self.sled(e))?;
+                if let Some(p) = Pointer::decode(&v) {
+                    small_refs.insert(p.name);
+                }
+            }
+        }
+        for name in names {
+            let keep = match large::parse_name(&name) {
+                Some((Tag::Snapshot, key)) => self.points_to(&self.inner.snapshots, &key, &name)?,
+                Some((Tag::Chunk, key)) => self.points_to(&self.inner.chunks, &key, &name)?,
+                Some((Tag::Meta | Tag::SyncState, _)) => small_refs.contains(&name),
+                None => false,
+            };
+            if !keep {
+                tracing::info!(file = %name, "removing a large-value file no record points to");
+                self.inner.large.delete(&name).map_err(large_io)?;
+            }
+        }
+        Ok(self)
+    }
+
+    fn points_to(&self, tree: &sled::Tree, key: &[u8], name: &str) -> Result<bool, StoreError> {
+        Ok(tree
+            .get(key)
+            .map_err(|e| self.sled(e))?
+            .and_then(|v| pointed_file(&v))
+            .is_some_and(|n| n == name))
+    }
+
+    fn large_err(&self, e: LargeError) -> StoreError {
+        match e {
+            LargeError::Io { path, source } => StoreError::Io { path, source },
+            LargeError::Damaged { name, detail } => StoreError::LargeFile {
+                path: self.inner.large.dir().join(name),
+                detail,
+            },
+        }
+    }
+
+    /// Queues large-value files for deletion after the next flush.
+    fn queue_delete(&self, names: impl IntoIterator<Item = String>) {
+        lock(&self.inner.pending_deletes).extend(names);
+    }
+
+    /// What to store for a document record: the record itself, or (if larger
+    /// than [`INLINE_MAX`]) a pointer record to a durable file holding it.
+    fn doc_value(&self, tag: Tag, key: &[u8], rec: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        if rec.len() <= INLINE_MAX {
+            return Ok(rec);
+        }
+        let p = self
+            .inner
+            .large
+            .write(tag, key, &rec)
+            .map_err(|e| self.large_err(e))?;
+        Ok(record::encode_pointer(&p.encode()))
+    }
+
+    /// The payload of a stored document record, following a pointer.
+    /// `what` names the record in errors ("the snapshot", "chunk 17").
+    fn doc_payload(&self, doc: &DocId, what: &str, stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            doc: doc.clone(),
+            detail,
+        };
+        match record::decode_stored(stored).map_err(|e| corrupt(format!("{what} {e}")))? {
+            Stored::Inline(p) => Ok(p.to_vec()),
+            Stored::Pointer(body) => {
+                let p = Pointer::decode(body)
+                    .ok_or_else(|| corrupt(format!("{what} has a malformed file pointer")))?;
+                let bytes = match self.inner.large.read(&p) {
+                    Ok(b) => b,
+                    Err(LargeError::Damaged { name, detail }) => {
+                        return Err(corrupt(format!("{what} is in file {name}, which {detail}")));
+                    }
+                    Err(e) => return Err(self.large_err(e)),
+                };
+                let payload = record::decode(&bytes)
+                    .map_err(|e| corrupt(format!("{what} (file {}) {e}", p.name)))?;
+                Ok(payload.to_vec())
+            }
+        }
+    }
+
+    /// Puts `value` under `key` in a raw tree with an overflow tree
+    /// (`meta`/`meta_large`, `sync_states`/`sync_states_large`).
+    fn pair_put(
+        &self,
+        main: &sled::Tree,
+        overflow: &sled::Tree,
+        tag: Tag,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        if value.len() <= INLINE_MAX {
+            main.insert(key, value).map_err(|e| self.sled(e))?;
+            if let Some(old) = overflow.remove(key).map_err(|e| self.sled(e))? {
+                self.queue_delete(Pointer::decode(&old).map(|p| p.name));
+            }
+        } else {
+            let p = self
+                .inner
+                .large
+                .write(tag, b"", value)
+                .map_err(|e| self.large_err(e))?;
+            if let Some(old) = overflow.insert(key, p.encode()).map_err(|e| self.sled(e))? {
+                self.queue_delete(Pointer::decode(&old).map(|p| p.name));
+            }
+            main.remove(key).map_err(|e| self.sled(e))?;
+        }
+        Ok(())
+    }
+
+    fn pair_get(
+        &self,
+        main: &sled::Tree,
+        overflow: &sled::Tree,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = main.get(key).map_err(|e| self.sled(e))? {
+            return Ok(Some(v.to_vec()));
+        }
+        match overflow.get(key).map_err(|e| self.sled(e))? {
+            None => Ok(None),
+            Some(v) => self.read_overflow(&v).map(Some),
+        }
+    }
+
+    fn read_overflow(&self, pointer: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let p = Pointer::decode(pointer).ok_or_else(|| StoreError::LargeFile {
+            path: self.inner.large.dir().to_owned(),
+            detail: "a record holds a malformed file pointer".into(),
+        })?;
+        self.inner.large.read(&p).map_err(|e| self.large_err(e))
+    }
+
+    fn pair_remove(
+        &self,
+        main: &sled::Tree,
+        overflow: &sled::Tree,
+        key: &[u8],
+    ) -> Result<(), StoreError> {
+        main.remove(key).map_err(|e| self.sled(e))?;
+        if let Some(old) = overflow.remove(key).map_err(|e| self.sled(e))? {
+            self.queue_delete(Pointer::decode(&old).map(|p| p.name));
+        }
+        Ok(())
     }
 
     /// The directory this store lives in.
@@ -359,32 +572,25 @@ impl SledStorage {
     /// The value kept under metadata `key`.
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_meta_key(key)?;
-        Ok(self
-            .inner
-            .meta
-            .get(key.as_bytes())
-            .map_err(|e| self.sled(e))?
-            .map(|v| v.to_vec()))
+        self.pair_get(&self.inner.meta, &self.inner.meta_large, key.as_bytes())
     }
 
     /// Keeps `value` under metadata `key`. Not durable until [`Storage::flush`].
     pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         check_meta_key(key)?;
-        self.inner
-            .meta
-            .insert(key.as_bytes(), value)
-            .map_err(|e| self.sled(e))?;
-        Ok(())
+        self.pair_put(
+            &self.inner.meta,
+            &self.inner.meta_large,
+            Tag::Meta,
+            key.as_bytes(),
+            value,
+        )
     }
 
     /// Removes metadata `key` (nothing happens if it is absent).
     pub fn meta_remove(&self, key: &str) -> Result<(), StoreError> {
         check_meta_key(key)?;
-        self.inner
-            .meta
-            .remove(key.as_bytes())
-            .map_err(|e| self.sled(e))?;
-        Ok(())
+        self.pair_remove(&self.inner.meta, &self.inner.meta_large, key.as_bytes())
     }
 
     /// The store's incarnation (the suffix of its device's automerge actor;
@@ -413,16 +619,26 @@ impl SledStorage {
     /// Every metadata entry whose key starts with `prefix`, sorted by key.
     pub fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         check_meta_key(prefix)?;
-        let mut out = Vec::new();
-        for kv in self.inner.meta.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
-            let key = String::from_utf8(k.to_vec()).map_err(|e| StoreError::BadKey {
-                tree: "meta",
-                key: String::from_utf8_lossy(e.as_bytes()).into_owned(),
-            })?;
-            out.push((key, v.to_vec()));
+        let mut out = BTreeMap::new();
+        for (tree, overflow) in [(&self.inner.meta, false), (&self.inner.meta_large, true)] {
+            for kv in tree.scan_prefix(prefix.as_bytes()) {
+                let (k, v) = kv.map_err(|e| self.sled(e))?;
+                let key = String::from_utf8(k.to_vec()).map_err(|e| StoreError::BadKey {
+                    tree: "meta",
+                    key: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                })?;
+                if out.contains_key(&key) {
+                    continue; // the main tree wins (docs/store.md)
+                }
+                let value = if overflow {
+                    self.read_overflow(&v)?
+                } else {
+                    v.to_vec()
+                };
+                out.insert(key, value);
+            }
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 
     /// Sizes of what is kept for `doc`.
@@ -434,12 +650,12 @@ impl SledStorage {
             .get(doc.as_str().as_bytes())
             .map_err(|e| self.sled(e))?
         {
-            stats.snapshot_bytes = s.len().saturating_sub(record::HEADER_LEN) as u64;
+            stats.snapshot_bytes = payload_len(&s);
         }
         for kv in self.inner.chunks.scan_prefix(chunk_prefix(doc)) {
             let (_, v) = kv.map_err(|e| self.sled(e))?;
             stats.chunks += 1;
-            stats.chunk_bytes += v.len().saturating_sub(record::HEADER_LEN) as u64;
+            stats.chunk_bytes += payload_len(&v);
         }
         Ok(stats)
     }
@@ -455,9 +671,10 @@ impl SledStorage {
             .snapshots
             .get(doc.as_str().as_bytes())
             .map_err(|e| self.sled(e))?;
-        if let Some(s) = &snapshot {
-            record::decode(s).map_err(|e| corrupt(format!("the snapshot {e}")))?;
-        }
+        let snapshot_payload = match &snapshot {
+            Some(s) => Some(self.doc_payload(doc, "the snapshot", s)?),
+            None => None,
+        };
         let prefix = chunk_prefix(doc);
         let mut chunks = Vec::new();
         for kv in self.inner.chunks.scan_prefix(&prefix) {
@@ -468,10 +685,14 @@ impl SledStorage {
                     k.len()
                 )));
             };
-            let payload = record::decode(&v).map_err(|e| corrupt(format!("chunk {seq} {e}")))?;
-            chunks.push((k.clone(), payload.to_vec()));
+            let payload = self.doc_payload(doc, &format!("chunk {seq}"), &v)?;
+            chunks.push((k.clone(), v.clone(), payload));
         }
-        Ok(Loaded { snapshot, chunks })
+        Ok(Loaded {
+            snapshot,
+            snapshot_payload,
+            chunks,
+        })
     }
 
     /// Compacts `doc` (see [`SledStorage::compact`]) if [`DocStats::needs_compaction`]
@@ -506,11 +727,8 @@ impl SledStorage {
         if loaded.chunks.is_empty() {
             return Ok(false);
         }
-        let mut bytes = Vec::new();
-        if let Some(s) = &loaded.snapshot {
-            bytes.extend_from_slice(record::decode(s).unwrap_or_default());
-        }
-        for (_, c) in &loaded.chunks {
+        let mut bytes = loaded.snapshot_payload.clone().unwrap_or_default();
+        for (_, _, c) in &loaded.chunks {
             bytes.extend_from_slice(c);
         }
         let am = automerge::Automerge::load(&bytes).map_err(|e| StoreError::Corrupt {
@@ -525,10 +743,14 @@ impl SledStorage {
             tracing::warn!(%doc, missing = missing.len(), "not compacting: changes wait for missing dependencies");
             return Ok(false);
         }
-        let snapshot = record::encode(&am.save());
         let key = doc.as_str().as_bytes();
+        let snapshot = self.doc_value(Tag::Snapshot, key, record::encode(&am.save()))?;
         let old = loaded.snapshot.clone();
-        let chunk_keys: Vec<sled::IVec> = loaded.chunks.iter().map(|(k, _)| k.clone()).collect();
+        let chunk_keys: Vec<sled::IVec> = loaded.chunks.iter().map(|(k, _, _)| k.clone()).collect();
+        // Files the old records point to: deleted once the new snapshot's
+        // transaction is durable.
+        let mut old_files: Vec<String> = old.iter().filter_map(|s| pointed_file(s)).collect();
+        old_files.extend(loaded.chunks.iter().filter_map(|(_, v, _)| pointed_file(v)));
         between();
         let res = (&self.inner.snapshots, &self.inner.chunks).transaction(|(snaps, chunks)| {
             if snaps.get(key)? != old {
@@ -545,13 +767,22 @@ impl SledStorage {
         match res {
             Ok(()) => {
                 // Flush here, off the write path: otherwise the next command's
-                // flush would pay for writing the whole new snapshot.
+                // flush would pay for writing the whole new snapshot. The
+                // flush also deletes the files of the records just replaced.
+                self.queue_delete(old_files);
                 self.flush_inner()?;
                 tracing::debug!(%doc, chunks = chunk_keys.len(), snapshot = snapshot.len(), "compacted");
                 Ok(true)
             }
             Err(TransactionError::Abort(CompactAbort::Changed)) => {
                 tracing::debug!(%doc, "compaction skipped: the document changed under it");
+                // Nothing ever pointed to the new snapshot's file.
+                if let Some(name) = pointed_file(&snapshot) {
+                    self.inner
+                        .large
+                        .delete(&name)
+                        .map_err(|e| self.large_err(e))?;
+                }
                 Ok(false)
             }
             Err(TransactionError::Storage(e)) => Err(self.sled(e)),
@@ -652,12 +883,8 @@ impl SledStorage {
         if loaded.snapshot.is_none() && loaded.chunks.is_empty() {
             return Ok(None);
         }
-        let mut out = Vec::new();
-        if let Some(s) = &loaded.snapshot {
-            // Checked by `read_doc` above.
-            out.extend_from_slice(record::decode(s).unwrap_or_default());
-        }
-        for (_, c) in &loaded.chunks {
+        let mut out = loaded.snapshot_payload.unwrap_or_default();
+        for (_, _, c) in &loaded.chunks {
             out.extend_from_slice(c);
         }
         Ok(Some(out))
@@ -665,18 +892,27 @@ impl SledStorage {
 
     fn append_inner(&self, doc: &DocId, bytes: &[u8]) -> Result<(), StoreError> {
         let seq = self.next_seq(doc)?;
+        let key = chunk_key(doc, seq);
+        let value = self.doc_value(Tag::Chunk, &key, record::encode(bytes))?;
         self.inner
             .chunks
-            .insert(chunk_key(doc, seq), record::encode(bytes))
+            .insert(key, value)
             .map_err(|e| self.sled(e))?;
         Ok(())
     }
 
     fn remove_inner(&self, doc: &DocId) -> Result<(), StoreError> {
         let _guard = lock(&self.inner.maintenance);
+        let key = doc.as_str().as_bytes();
+        let mut files = Vec::new();
+        if let Some(s) = self.inner.snapshots.get(key).map_err(|e| self.sled(e))? {
+            files.extend(pointed_file(&s));
+        }
         let mut chunk_keys = Vec::new();
-        for k in self.inner.chunks.scan_prefix(chunk_prefix(doc)).keys() {
-            chunk_keys.push(k.map_err(|e| self.sled(e))?);
+        for kv in self.inner.chunks.scan_prefix(chunk_prefix(doc)) {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            files.extend(pointed_file(&v));
+            chunk_keys.push(k);
         }
         let mut state_keys = Vec::new();
         for k in self.inner.sync_states.iter().keys() {
@@ -686,13 +922,22 @@ impl SledStorage {
                 state_keys.push(k);
             }
         }
-        let key = doc.as_str().as_bytes();
+        let mut large_state_keys = Vec::new();
+        for kv in self.inner.sync_large.iter() {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let doc_part = k.iter().position(|&b| b == 0).map(|i| &k[i + 1..]);
+            if doc_part == Some(doc.as_str().as_bytes()) {
+                files.extend(Pointer::decode(&v).map(|p| p.name));
+                large_state_keys.push(k);
+            }
+        }
         (
             &self.inner.snapshots,
             &self.inner.chunks,
             &self.inner.sync_states,
+            &self.inner.sync_large,
         )
-            .transaction(|(snaps, chunks, states)| {
+            .transaction(|(snaps, chunks, states, large_states)| {
                 snaps.remove(key)?;
                 for k in &chunk_keys {
                     chunks.remove(k)?;
@@ -700,9 +945,15 @@ impl SledStorage {
                 for k in &state_keys {
                     states.remove(k)?;
                 }
+                for k in &large_state_keys {
+                    large_states.remove(k)?;
+                }
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
-            .map_err(|e| self.tx_err(e, |()| unreachable_abort()))
+            .map_err(|e| self.tx_err(e, |()| unreachable_abort()))?;
+        // Deleted by the next flush, once the removal is durable.
+        self.queue_delete(files);
+        Ok(())
     }
 
     /// Makes every write so far durable, also against power loss.
@@ -713,7 +964,25 @@ impl SledStorage {
     /// large values (snapshots, a whole village received in one piece). So
     /// after sled's flush this fdatasyncs the log file and fsyncs every blob
     /// file not synced before, and then the blob directory.
+    ///
+    /// Then deletes the large-value files queued before it started: the
+    /// records that pointed to them are gone, and that is now durable.
     fn flush_inner(&self) -> Result<(), StoreError> {
+        let doomed = std::mem::take(&mut *lock(&self.inner.pending_deletes));
+        if let Err(e) = self.flush_sled() {
+            lock(&self.inner.pending_deletes).extend(doomed);
+            return Err(e);
+        }
+        for name in doomed {
+            if let Err(e) = self.inner.large.delete(&name) {
+                // Left as an orphan; the next `open` removes it.
+                tracing::warn!(error = %e, "cannot delete a large-value file");
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_sled(&self) -> Result<(), StoreError> {
         self.inner.db.flush().map_err(|e| self.sled(e))?;
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -757,6 +1026,107 @@ impl SledStorage {
     }
 }
 
+/// Maps an I/O failure of the large-value layer while opening.
+fn large_io(e: LargeError) -> StoreError {
+    match e {
+        LargeError::Io { path, source } => StoreError::Io { path, source },
+        LargeError::Damaged { name, detail } => StoreError::LargeFile {
+            path: PathBuf::from(name),
+            detail,
+        },
+    }
+}
+
+/// Names sled and this crate create in a store directory.
+fn is_store_entry(name: &str) -> bool {
+    matches!(name, "conf" | "db" | "blobs" | large::LARGE_DIR) || name.starts_with("snap.")
+}
+
+/// Creates a new, empty store at `path` so that a power cut at any moment
+/// leaves either no store or a complete one: sled creates its files in a
+/// staging directory next to `path`, everything there is fsynced, and only
+/// then is it renamed into place (and the parent fsynced). sled alone writes
+/// its `conf` without syncing it; a torn `conf` makes sled refuse the store
+/// for ever. A `path` that exists without sled's `db` holds nothing that was
+/// ever acknowledged and is replaced, if it holds only store files.
+fn create_store(path: &Path) -> Result<(), StoreError> {
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |source| StoreError::Io { path: p, source }
+    };
+    let sled_err = |p: &Path| {
+        let p = p.to_owned();
+        move |source| StoreError::Sled { path: p, source }
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| StoreError::Invalid {
+            what: "store path",
+            detail: format!("{} has no final component", path.display()),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    large::create_dir_all_durable(&parent).map_err(large_io)?;
+    let staging = parent.join(format!(".{name}.creating"));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    large::create_dir_all_durable(&staging).map_err(large_io)?;
+    {
+        let db = sled::Config::new()
+            .path(&staging)
+            .open()
+            .map_err(sled_err(&staging))?;
+        db.flush().map_err(sled_err(&staging))?;
+    }
+    LargeFiles::open(&staging).map_err(large_io)?;
+    sync_new_store(&staging).map_err(large_io)?;
+    if path.exists() {
+        for entry in std::fs::read_dir(path).map_err(io(path))? {
+            let entry = entry.map_err(io(path))?;
+            let entry_name = entry.file_name().to_string_lossy().into_owned();
+            if !is_store_entry(&entry_name) {
+                return Err(StoreError::Invalid {
+                    what: "store directory",
+                    detail: format!(
+                        "{} holds {entry_name}, which is not part of a minqing store",
+                        path.display()
+                    ),
+                });
+            }
+        }
+        std::fs::remove_dir_all(path).map_err(io(path))?;
+    }
+    std::fs::rename(&staging, path).map_err(io(path))?;
+    large::sync_dir(&parent).map_err(large_io)?;
+    Ok(())
+}
+
+/// Makes a store sled has just created durable: its files' contents and the
+/// directory's entries (sled syncs neither).
+fn sync_new_store(path: &Path) -> Result<(), LargeError> {
+    let io = |source| LargeError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if entry.file_type().map_err(io)?.is_file() {
+            std::fs::File::open(entry.path())
+                .and_then(|f| f.sync_all())
+                .map_err(|source| LargeError::Io {
+                    path: entry.path(),
+                    source,
+                })?;
+        }
+    }
+    large::sync_dir(path)
+}
+
 /// The transactions above only abort with the reasons they handle themselves.
 fn unreachable_abort() -> StoreError {
     StoreError::Invalid {
@@ -784,21 +1154,22 @@ impl Storage for SledStorage {
 
     fn sync_state(&self, peer: &str, doc: &DocId) -> Result<Option<Vec<u8>>, StorageError> {
         check_peer(peer)?;
-        Ok(self
-            .inner
-            .sync_states
-            .get(sync_key(peer, doc))
-            .map_err(|e| self.sled(e))?
-            .map(|v| v.to_vec()))
+        Ok(self.pair_get(
+            &self.inner.sync_states,
+            &self.inner.sync_large,
+            &sync_key(peer, doc),
+        )?)
     }
 
     fn set_sync_state(&self, peer: &str, doc: &DocId, state: &[u8]) -> Result<(), StorageError> {
         check_peer(peer)?;
-        self.inner
-            .sync_states
-            .insert(sync_key(peer, doc), state)
-            .map_err(|e| self.sled(e))?;
-        Ok(())
+        Ok(self.pair_put(
+            &self.inner.sync_states,
+            &self.inner.sync_large,
+            Tag::SyncState,
+            &sync_key(peer, doc),
+            state,
+        )?)
     }
 
     fn flush(&self) -> Result<(), StorageError> {

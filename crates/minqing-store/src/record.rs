@@ -1,7 +1,12 @@
 //! The chunk record format: `version: u8`, `crc32: u32 BE` of the payload, payload.
+//! Version 1 holds the value inline; version 2 holds a pointer to a large-value
+//! file (`large::Pointer`), whose contents are the version-1 record.
 
 /// The only record version written so far.
 pub(crate) const RECORD_VERSION: u8 = 1;
+
+/// A record whose payload is a pointer to a large-value file.
+pub(crate) const POINTER_VERSION: u8 = 2;
 
 /// Bytes before the payload: version and checksum.
 pub(crate) const HEADER_LEN: usize = 5;
@@ -13,6 +18,40 @@ pub(crate) fn encode(payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
     out.extend_from_slice(payload);
     out
+}
+
+/// Wraps a pointer body in a version-2 record.
+pub(crate) fn encode_pointer(body: &[u8]) -> Vec<u8> {
+    let mut out = encode(body);
+    out[0] = POINTER_VERSION;
+    out
+}
+
+/// A checked record: its value inline, or a pointer body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored<'a> {
+    /// Version 1: the payload.
+    Inline(&'a [u8]),
+    /// Version 2: the pointer body.
+    Pointer(&'a [u8]),
+}
+
+/// Checks a record of either version.
+pub(crate) fn decode_stored(record: &[u8]) -> Result<Stored<'_>, RecordError> {
+    match record.first() {
+        Some(&POINTER_VERSION) => {
+            if record.len() < HEADER_LEN {
+                return Err(RecordError::Truncated(record.len()));
+            }
+            let (header, body) = record.split_at(HEADER_LEN);
+            let crc = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+            if crc32fast::hash(body) != crc {
+                return Err(RecordError::Checksum);
+            }
+            Ok(Stored::Pointer(body))
+        }
+        _ => decode(record).map(Stored::Inline),
+    }
 }
 
 /// Why a stored record cannot be read.

@@ -333,9 +333,25 @@ fn compaction_leaves_changes_with_missing_dependencies_alone() {
     assert_eq!(value(&store, &v, "c").as_deref(), Some("3"));
 }
 
+/// Opens the store's sled database directly; sled may still hold the lock of a
+/// `Db` dropped a moment ago in this process, so retry briefly.
+fn open_sled(path: &Path) -> sled::Db {
+    let mut tries = 0;
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if tries < 100 && e.to_string().contains("could not acquire lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot open {}: {e}", path.display()),
+        }
+    }
+}
+
 /// Overwrites the record under `seq` of `id` with damaged bytes, straight through sled.
 fn damage_chunk(path: &Path, id: &str, seq: u64, how: impl Fn(&mut Vec<u8>)) {
-    let db = sled::open(path).unwrap();
+    let db = open_sled(path);
     let chunks = db.open_tree("chunks").unwrap();
     let mut key = id.as_bytes().to_vec();
     key.push(0);
@@ -459,7 +475,7 @@ fn a_malformed_key_does_not_hide_the_other_villages() {
     let dir = tempfile::tempdir().unwrap();
     fill_three_villages(dir.path());
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_sled(dir.path());
         db.open_tree("chunks")
             .unwrap()
             .insert(b"bad key\xff", b"x")

@@ -230,10 +230,13 @@ impl RelaySession {
                     self.on_sync(doc, &message, host)?
                 }
                 (Phase::Serving, Frame::SyncPart { doc, total, bytes }) => {
-                    if let Some((doc, message)) =
-                        self.assembler
-                            .part(doc, total, bytes, self.config.max_message_len)?
-                    {
+                    // A device's message carries at most the changes the
+                    // policy allows (plus heads and a Bloom filter).
+                    let max = self
+                        .config
+                        .max_message_len
+                        .min(self.policy.limits.max_message_changes_len + (1 << 20));
+                    if let Some((doc, message)) = self.assembler.part(doc, total, bytes, max)? {
                         self.on_sync(doc, &message, host)?
                     }
                 }

@@ -309,3 +309,50 @@ fn garbage_chunks_inside_a_well_formed_message_are_refused_not_ignored() {
         after - before
     );
 }
+
+#[test]
+fn a_village_that_does_not_load_on_the_relay_is_refused_and_the_others_sync() {
+    let (s, host) = relay();
+    let v2 = DocId::new("V2").expect("valid id");
+    s.append(&v2, b"\x85\x6f\x4a\x83 not an automerge document")
+        .expect("append");
+    let dev = MemStorage::new();
+    let mut d = DeviceSession::new(SessionConfig::default(), "d1", Vec::new()).expect("starts");
+    let mut r = RelaySession::new(
+        SessionConfig::default(),
+        RELAY,
+        "d1",
+        BTreeSet::from([v1(), v2.clone()]),
+    );
+    let mut outcome = None;
+    for _ in 0..10 {
+        let mut up = Vec::new();
+        while let Some(f) = d.poll_transmit() {
+            up.extend(f);
+        }
+        r.handle_input(&up, &host as &dyn DocHost)
+            .expect("one broken village does not end the relay's session");
+        let mut down = Vec::new();
+        while let Some(f) = r.poll_transmit() {
+            down.extend(f);
+        }
+        d.handle_input(&down).expect("device session");
+        while let Some(ev) = d.poll_event() {
+            match ev {
+                DeviceEvent::DocAdded { doc, bytes } => dev.append(&doc, &bytes).expect("append"),
+                DeviceEvent::Finished(o) => outcome = Some(o),
+                _ => {}
+            }
+        }
+        if outcome.is_some() {
+            break;
+        }
+    }
+    let outcome = outcome.expect("the session finishes");
+    assert!(matches!(outcome.docs[&v1()], DocOutcome::Added { .. }));
+    match &outcome.docs[&v2] {
+        DocOutcome::Refused { reason } => assert!(reason.contains("does not load"), "{reason}"),
+        other => panic!("V2 should be refused as quarantined: {other:?}"),
+    }
+    assert!(dev.load(&v2).expect("load").is_none());
+}

@@ -1,5 +1,6 @@
 //! Test and benchmark support for minqing: a user-space link shaper, round-trip
-//! helpers, and a hostile peer ([`hostile`]) for the relay's lock-out tests.
+//! helpers, a hostile peer ([`hostile`]) for the relay's lock-out tests, and a
+//! power-cut file system ([`powercut`]) that keeps only what was fsynced.
 //!
 //! The machine has no `netem`, so the kernel cannot delay packets. [`shaper`]
 //! puts a proxy on 127.0.0.1 between a device and the relay that adds one-way
@@ -12,5 +13,6 @@
 //! benchmark may send traffic anywhere but this machine.
 
 pub mod hostile;
+pub mod powercut;
 pub mod rtt;
 pub mod shaper;
