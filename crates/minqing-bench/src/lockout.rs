@@ -141,7 +141,9 @@ pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result
     for s in sims.iter().take(6) {
         let mut bundle = s.bundle.bundle.clone();
         bundle.relay_addr = relay.addr.to_string();
-        peers.push(HostilePeer::connect(&bundle, &s.bundle.identity(), Duration::from_secs(20)).await?);
+        peers.push(
+            HostilePeer::connect(&bundle, &s.bundle.identity(), Duration::from_secs(20)).await?,
+        );
     }
     for p in &mut peers {
         // One byte of a frame header: each session is running and waiting.
