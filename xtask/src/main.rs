@@ -1,6 +1,7 @@
 //! Project automation: `cargo xtask ci` (what CI runs), `cargo xtask demo` (the main job),
 //! `cargo xtask gen-data` and `cargo xtask bench` (the benchmark harness in
-//! `crates/minqing-bench`, run in release mode).
+//! `crates/minqing-bench`, run in release mode), `cargo xtask fuzz` (the
+//! libFuzzer targets of `crates/minqing-fuzz`).
 //!
 //! xtask depends on nothing in the workspace so that it compiles in seconds; it
 //! drives the workspace through `cargo` and the built binaries.
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod demo;
+mod fuzz;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,8 +19,9 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&root()),
         Some("gen-data") => bench_tool("gen-data", &args[1..]),
         Some("bench") => bench_tool("bench", &args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|gen-data|bench>");
+            eprintln!("usage: cargo xtask <ci|demo|gen-data|bench|fuzz>");
             eprintln!("  ci        fmt check, clippy -D warnings, build, every test");
             eprintln!("  demo      a cadre's offline day, then sync through a relay, on 127.0.0.1");
             eprintln!(
@@ -26,6 +29,9 @@ fn main() -> ExitCode {
             );
             eprintln!(
                 "  bench     [--quick] [--only W1,W2,S1,S2,S3,R1,L1] every benchmark scenario; writes docs/benchmarks.md (--quick: target/bench-quick.md; --only: target/bench-only.md)"
+            );
+            eprintln!(
+                "  fuzz      [TARGET] [--runs N | --seconds S] [--merge] coverage-guided fuzzing on stable (docs/testing.md#fuzzing)"
             );
             return ExitCode::from(2);
         }
@@ -49,10 +55,16 @@ pub fn root() -> PathBuf {
 
 /// Runs `cargo ARGS` in the workspace root, failing on a non-zero exit.
 pub fn cargo(args: &[&str]) -> Result<(), String> {
+    cargo_env(args, &[])
+}
+
+/// Runs `cargo ARGS` in the workspace root with extra environment variables.
+pub fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("$ cargo {}", args.join(" "));
     let status = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(root())
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;

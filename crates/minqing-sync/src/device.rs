@@ -10,7 +10,7 @@ use crate::DocId;
 use crate::frame::{DocHeads, Frame, FrameDecoder, Heads, HeadsDigest, PROTOCOL_VERSION};
 use crate::session::{
     Assembler, DocOutcome, Outbox, SessionConfig, SessionError, SessionOutcome, changes_one_by_one,
-    decode_message, decode_state, same_set, seed_push_since_shared,
+    decode_message, decode_state, receive_guarded, same_set, seed_push_since_shared,
 };
 
 /// What the device driver must do or know, in order. Persist every event
@@ -344,12 +344,12 @@ impl DeviceSession {
             "sync message from the relay"
         );
         let before = d.doc.get_heads();
-        d.doc
-            .receive_sync_message(&mut d.state, msg)
-            .map_err(|e| SessionError::BadMessage {
+        receive_guarded(&mut d.doc, &mut d.state, msg).map_err(|detail| {
+            SessionError::BadMessage {
                 doc: id.clone(),
-                detail: e.to_string(),
-            })?;
+                detail,
+            }
+        })?;
         let after = d.doc.get_heads();
         if after != before {
             if d.added && !d.added_reported {

@@ -17,7 +17,10 @@ pub trait DocHost {
     /// Runs `f` on the relay's copy of `doc`, an empty document if the relay holds
     /// none yet. If `f` changes the document, the host must append the new changes
     /// (`save_after(heads before f)`) to its storage before it returns, so that the
-    /// driver's next flush makes them durable.
+    /// driver's next flush makes them durable. If `f` (or the save) panics —
+    /// automerge can, in the middle of applying a peer's malformed changes —
+    /// the host must drop its in-memory copy (the next use reloads it from
+    /// storage), append nothing, and let the panic go on.
     fn with_doc(&self, doc: &DocId, f: &mut dyn FnMut(&mut Automerge)) -> Result<(), StorageError>;
 
     /// Like [`DocHost::with_doc`], but `f` says whether to keep what it did:
@@ -137,6 +140,22 @@ impl StorageDocHost {
         relock(&self.broken).remove(doc);
     }
 
+    /// After automerge panicked on `am` (the locked copy of `doc`), possibly
+    /// halfway through applying a peer's changes: puts back what storage
+    /// holds (every change of the copy before the panic was appended), under
+    /// the same lock, so no session uses a half-changed village. Found by the
+    /// `sync_message` fuzz target: every later use of such a copy panicked
+    /// too, for every device, until the relay restarted.
+    fn reload_after_panic(&self, doc: &DocId, am: &mut Automerge) {
+        match load_doc(&*self.storage, doc) {
+            Ok(fresh) => *am = fresh.unwrap_or_default(),
+            // Not to be used again: the next use loads it afresh (or quarantines it).
+            Err(_) => {
+                relock(&self.docs).remove(doc);
+            }
+        }
+    }
+
     /// Villages found not to load, with why (sorted by id).
     pub fn quarantined(&self) -> Vec<(DocId, String)> {
         relock(&self.broken)
@@ -151,10 +170,17 @@ impl DocHost for StorageDocHost {
         let d = self.entry(doc)?;
         let mut am = relock(&d);
         let before = am.get_heads();
-        f(&mut am);
-        if am.get_heads() != before {
-            let bytes = am.save_after(&before);
-            self.storage.append(doc, &bytes)?;
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(&mut am);
+            (am.get_heads() != before).then(|| am.save_after(&before))
+        }));
+        match run {
+            Ok(Some(bytes)) => self.storage.append(doc, &bytes)?,
+            Ok(None) => {}
+            Err(panic) => {
+                self.reload_after_panic(doc, &mut am);
+                std::panic::resume_unwind(panic);
+            }
         }
         Ok(())
     }
@@ -167,7 +193,14 @@ impl DocHost for StorageDocHost {
         let d = self.entry(doc)?;
         let mut am = relock(&d);
         let before = am.get_heads();
-        if !f(&mut am) {
+        let keep = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut am))) {
+            Ok(keep) => keep,
+            Err(panic) => {
+                self.reload_after_panic(doc, &mut am);
+                std::panic::resume_unwind(panic);
+            }
+        };
+        if !keep {
             // Put back what storage holds, under the same lock: no session saw
             // the discarded changes, and nothing of them was appended. (Storage
             // holds every change of the in-memory copy: `with_doc` appends
@@ -185,8 +218,15 @@ impl DocHost for StorageDocHost {
             return Ok(false);
         }
         if am.get_heads() != before {
-            let bytes = am.save_after(&before);
-            self.storage.append(doc, &bytes)?;
+            let save =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| am.save_after(&before)));
+            match save {
+                Ok(bytes) => self.storage.append(doc, &bytes)?,
+                Err(panic) => {
+                    self.reload_after_panic(doc, &mut am);
+                    std::panic::resume_unwind(panic);
+                }
+            }
         }
         Ok(true)
     }

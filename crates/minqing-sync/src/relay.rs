@@ -12,8 +12,8 @@ use crate::frame::{
 };
 use crate::host::DocHost;
 use crate::session::{
-    Assembler, Outbox, SessionConfig, SessionError, decode_message, decode_state, same_set,
-    seed_push_since_shared, state_for_empty_peer,
+    Assembler, Outbox, SessionConfig, SessionError, decode_message, decode_state, panic_detail,
+    same_set, seed_push_since_shared, state_for_empty_peer,
 };
 use crate::trust::{ContentPolicy, ParsedChange, Rejection, actor_belongs_to, parse_changes};
 use crate::{DocId, StorageError};
@@ -545,106 +545,143 @@ impl RelaySession {
         let mut applied = 0usize;
         let mut reply = None;
         let mut waiting: Vec<(ParsedChange, usize)> = Vec::new();
-        let kept = host.try_with_doc(id, &mut |am| {
-            let before = am.get_heads();
-            if let Some(mut m) = msg.take() {
-                // Who wrote them: only changes new to the relay count.
-                let mut fresh: Vec<(ParsedChange, usize)> = Vec::new();
-                let mut seen = BTreeSet::new();
-                for (c, at) in candidates.drain(..) {
-                    let hash = c.change.hash();
-                    if am.get_change_by_hash(&hash).is_some() || !seen.insert(hash) {
-                        continue;
+        // automerge may panic on a peer's malformed changes, even halfway
+        // through applying them (found by the sync_message fuzz target); the
+        // host then puts the village back as storage holds it, and the panic
+        // refuses the village like any change automerge cannot apply.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            host.try_with_doc(id, &mut |am| {
+                let before = am.get_heads();
+                if let Some(mut m) = msg.take() {
+                    // Who wrote them: only changes new to the relay count.
+                    let mut fresh: Vec<(ParsedChange, usize)> = Vec::new();
+                    let mut seen = BTreeSet::new();
+                    for (c, at) in candidates.drain(..) {
+                        let hash = c.change.hash();
+                        if am.get_change_by_hash(&hash).is_some() || !seen.insert(hash) {
+                            continue;
+                        }
+                        if !policy.trusted.contains(&hash)
+                            && !actor_belongs_to(c.change.actor_id(), &device)
+                        {
+                            verdict = Err(Rejection::ForgedActor {
+                                actor: c.change.actor_id().to_hex_string(),
+                            });
+                            return false;
+                        }
+                        fresh.push((c, at));
                     }
-                    if !policy.trusted.contains(&hash)
-                        && !actor_belongs_to(c.change.actor_id(), &device)
-                    {
-                        verdict = Err(Rejection::ForgedActor {
-                            actor: c.change.actor_id().to_hex_string(),
+                    // Which can be applied now: every dependency held or arriving.
+                    // Changes of this batch already ready, with their last op counter.
+                    let mut known: BTreeMap<ChangeHash, u64> = BTreeMap::new();
+                    let mut ready = Vec::new();
+                    loop {
+                        let mut progress = false;
+                        let mut rest = Vec::new();
+                        for (c, at) in fresh.drain(..) {
+                            let dep_max_ops: Option<Vec<u64>> = c
+                                .change
+                                .deps()
+                                .iter()
+                                .map(|h| {
+                                    known.get(h).copied().or_else(|| {
+                                        am.get_change_by_hash(h).map(|d| d.max_op())
+                                    })
+                                })
+                                .collect();
+                            if let Some(dep_max_ops) = dep_max_ops {
+                                // A change's ops are counted after every op it
+                                // depends on. automerge 0.12 does not check it,
+                                // and a change that breaks it makes `save()`
+                                // write a village that does not load ("mismatching
+                                // heads"): no new laptop could get the village
+                                // (found by the sync_message fuzz target).
+                                let after = dep_max_ops.into_iter().max().unwrap_or(0);
+                                if c.change.start_op().get() <= after {
+                                    verdict = Err(Rejection::BadChange {
+                                        detail: format!(
+                                            "a change counts its ops from {} but depends on op {after}",
+                                            c.change.start_op()
+                                        ),
+                                    });
+                                    return false;
+                                }
+                                known.insert(c.change.hash(), c.change.max_op());
+                                ready.push(c.change.raw_bytes().to_vec());
+                                progress = true;
+                            } else {
+                                rest.push((c, at));
+                            }
+                        }
+                        fresh = rest;
+                        if !progress || fresh.is_empty() {
+                            break;
+                        }
+                    }
+                    let (n, bytes) = fresh
+                        .iter()
+                        .fold(pending_elsewhere, |(n, b), (c, _)| (n + 1, b + c.len));
+                    if n > limits.max_pending_changes {
+                        verdict = Err(Rejection::TooLarge {
+                            what: "the changes waiting for missing dependencies (count)",
+                            len: n,
+                            max: limits.max_pending_changes,
                         });
                         return false;
                     }
-                    fresh.push((c, at));
-                }
-                // Which can be applied now: every dependency held or arriving.
-                let mut known: BTreeSet<ChangeHash> = BTreeSet::new();
-                let mut ready = Vec::new();
-                loop {
-                    let mut progress = false;
-                    let mut rest = Vec::new();
-                    for (c, at) in fresh.drain(..) {
-                        if c.change
-                            .deps()
-                            .iter()
-                            .all(|h| known.contains(h) || am.get_change_by_hash(h).is_some())
-                        {
-                            known.insert(c.change.hash());
-                            ready.push(c.change.raw_bytes().to_vec());
-                            progress = true;
-                        } else {
-                            rest.push((c, at));
-                        }
-                    }
-                    fresh = rest;
-                    if !progress || fresh.is_empty() {
-                        break;
-                    }
-                }
-                let (n, bytes) = fresh
-                    .iter()
-                    .fold(pending_elsewhere, |(n, b), (c, _)| (n + 1, b + c.len));
-                if n > limits.max_pending_changes {
-                    verdict = Err(Rejection::TooLarge {
-                        what: "the changes waiting for missing dependencies (count)",
-                        len: n,
-                        max: limits.max_pending_changes,
-                    });
-                    return false;
-                }
-                if bytes > limits.max_pending_bytes {
-                    verdict = Err(Rejection::TooLarge {
-                        what: "the changes waiting for missing dependencies",
-                        len: bytes,
-                        max: limits.max_pending_bytes,
-                    });
-                    return false;
-                }
-                waiting = fresh;
-                m.changes = ChunkList::from(ready);
-                if let Err(e) = am.receive_sync_message(&mut d.state, m) {
-                    failure = Some(e.to_string());
-                    return false;
-                }
-                if am.get_heads() != before {
-                    if let Some(check) = &policy.schema
-                        && let Err(detail) = check(am, &before)
-                    {
-                        verdict = Err(Rejection::Schema { detail });
+                    if bytes > limits.max_pending_bytes {
+                        verdict = Err(Rejection::TooLarge {
+                            what: "the changes waiting for missing dependencies",
+                            len: bytes,
+                            max: limits.max_pending_bytes,
+                        });
                         return false;
                     }
-                    applied = am.get_changes(&before).len();
-                }
-            }
-            reply = am.generate_sync_message(&mut d.state);
-            if let Some(r) = &mut reply
-                && !waiting.is_empty()
-            {
-                // Ask for what the waiting changes depend on: automerge does not
-                // know them (they are not in the document).
-                let waiting_hashes: BTreeSet<ChangeHash> =
-                    waiting.iter().map(|(c, _)| c.change.hash()).collect();
-                let mut need: BTreeSet<ChangeHash> = r.need.iter().copied().collect();
-                for (c, _) in &waiting {
-                    for dep in c.change.deps() {
-                        if !waiting_hashes.contains(dep) && am.get_change_by_hash(dep).is_none() {
-                            need.insert(*dep);
+                    waiting = fresh;
+                    m.changes = ChunkList::from(ready);
+                    if let Err(e) = am.receive_sync_message(&mut d.state, m) {
+                        failure = Some(e.to_string());
+                        return false;
+                    }
+                    if am.get_heads() != before {
+                        if let Some(check) = &policy.schema
+                            && let Err(detail) = check(am, &before)
+                        {
+                            verdict = Err(Rejection::Schema { detail });
+                            return false;
                         }
+                        applied = am.get_changes(&before).len();
                     }
                 }
-                r.need = need.into_iter().collect();
+                reply = am.generate_sync_message(&mut d.state);
+                if let Some(r) = &mut reply
+                    && !waiting.is_empty()
+                {
+                    // Ask for what the waiting changes depend on: automerge does not
+                    // know them (they are not in the document).
+                    let waiting_hashes: BTreeSet<ChangeHash> =
+                        waiting.iter().map(|(c, _)| c.change.hash()).collect();
+                    let mut need: BTreeSet<ChangeHash> = r.need.iter().copied().collect();
+                    for (c, _) in &waiting {
+                        for dep in c.change.deps() {
+                            if !waiting_hashes.contains(dep) && am.get_change_by_hash(dep).is_none()
+                            {
+                                need.insert(*dep);
+                            }
+                        }
+                    }
+                    r.need = need.into_iter().collect();
+                }
+                true
+            })
+        }));
+        let kept = match run {
+            Ok(kept) => kept,
+            Err(panic) => {
+                failure = Some(panic_detail(&*panic));
+                Ok(false)
             }
-            true
-        });
+        };
         let kept = match kept {
             Ok(k) => k,
             Err(StorageError::Corrupt { doc, detail }) if doc == *id => {

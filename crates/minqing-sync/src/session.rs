@@ -300,6 +300,15 @@ pub(crate) fn decode_message(doc: &DocId, bytes: &[u8]) -> Result<Message, Sessi
             detail: format!("{} `have` entries; at most 1 is allowed", msg.have.len()),
         });
     }
+    if let Some(h) = msg.have.iter().find(|h| !bloom_is_usable(&h.bloom)) {
+        return Err(SessionError::BadMessage {
+            doc: doc.clone(),
+            detail: format!(
+                "a Bloom filter with no bits for its entries or more than {MAX_BLOOM_PROBES} probes ({} bytes)",
+                h.bloom.to_bytes().len()
+            ),
+        });
+    }
     let sorted = |v: &[ChangeHash]| v.windows(2).all(|w| w[0] < w[1]);
     if !sorted(&msg.heads) || !sorted(&msg.need) || !msg.have.iter().all(|h| sorted(&h.last_sync)) {
         return Err(SessionError::BadMessage {
@@ -308,6 +317,73 @@ pub(crate) fn decode_message(doc: &DocId, bytes: &[u8]) -> Result<Message, Sessi
         });
     }
     Ok(msg)
+}
+
+/// Applies a peer's sync message to `doc`, turning a panic inside automerge
+/// into an error. automerge 0.12 (with hexane 1.0.0-alpha.5) unwraps data it
+/// has not validated: a sync message carrying a document chunk with malformed
+/// columns panicked in `RleValue::unpack`, and a change with inconsistent ops
+/// in `import_ops`, halfway through applying it (found by the `sync_message`
+/// fuzz target, crates/minqing-fuzz/crashers). The device uses this and then
+/// drops `doc` with its failed session; the relay catches around
+/// [`crate::DocHost::with_doc`] instead, so that the host drops its copy.
+pub(crate) fn receive_guarded(
+    doc: &mut Automerge,
+    state: &mut State,
+    msg: Message,
+) -> Result<(), String> {
+    use automerge::sync::SyncDoc;
+    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        doc.receive_sync_message(state, msg)
+    }));
+    match applied {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(panic) => Err(panic_detail(&*panic)),
+    }
+}
+
+/// Words for a panic caught inside automerge.
+pub(crate) fn panic_detail(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message");
+    format!("automerge could not apply its changes ({what})")
+}
+
+/// Most probes a peer's Bloom filter may ask for (automerge makes 7). automerge
+/// allocates a slot per probe and loops over them for every change it checks.
+pub(crate) const MAX_BLOOM_PROBES: u64 = 64;
+
+/// Whether automerge can use a peer's Bloom filter safely. automerge 0.12
+/// takes each probe modulo the filter's bit count (a filter that has entries
+/// but no bits panics with a division by zero) and reserves one `u32` per
+/// probe (a filter asking for 2³² probes aborts the process). Found by the
+/// `sync_message` / `relay_session` fuzz targets (crates/minqing-fuzz).
+fn bloom_is_usable(bloom: &BloomFilter) -> bool {
+    // The fields are private; read them back from the wire form:
+    // nothing (no entries), or uLEB entries, bits per entry, probes, then the bits.
+    let bytes = bloom.to_bytes();
+    if bytes.is_empty() {
+        return true;
+    }
+    let mut rest = &bytes[..];
+    let mut uleb = || {
+        let mut v = 0u64;
+        for (i, &b) in rest.iter().enumerate().take(5) {
+            v |= u64::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                rest = &rest[i + 1..];
+                return Some(v);
+            }
+        }
+        None
+    };
+    let (Some(_entries), Some(_bits_per_entry), Some(probes)) = (uleb(), uleb(), uleb()) else {
+        return false;
+    };
+    !rest.is_empty() && probes <= MAX_BLOOM_PROBES
 }
 
 /// Both sides are this implementation: v2 messages and sync reset are supported.

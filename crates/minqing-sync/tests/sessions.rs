@@ -254,6 +254,266 @@ fn hostile_sync_messages_end_the_session_without_panic() {
     }
 }
 
+/// A v1 sync message with no heads, needs or changes and one `have` entry
+/// (no last sync) whose Bloom filter is `bloom` in automerge's wire form.
+fn message_with_bloom(bloom: &[u8]) -> Vec<u8> {
+    let mut m = vec![0x42, 0x00, 0x00, 0x01, 0x00];
+    m.push(u8::try_from(bloom.len()).expect("short filter"));
+    m.extend_from_slice(bloom);
+    m.push(0x00);
+    m
+}
+
+/// Found by the `relay_session` fuzz target (crates/minqing-fuzz/crashers):
+/// automerge 0.12 takes each probe of a peer's Bloom filter modulo its bit
+/// count, so a filter with entries but zero bits per entry made the relay
+/// panic ("attempt to calculate the remainder with a divisor of zero"); and it
+/// reserves one slot per probe, so a filter asking for 2^32 probes would abort
+/// the relay on a 16 GiB allocation. Both are refused as bad messages now.
+#[test]
+fn a_bloom_filter_that_would_crash_automerge_is_refused() {
+    let d = doc_id("V1");
+    let (_s, host) = relay_with(std::slice::from_ref(&d));
+    // The relay has changes the device lacks, so it consults the filter.
+    relay_write(&host, &d, 2, "k", "v");
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        device: "d1".into(),
+        docs: vec![DocHeads {
+            doc: d.clone(),
+            heads: Heads::List(vec![]),
+        }],
+    }
+    .encode()
+    .expect("enc");
+    let zero_bits = [0x01, 0x00, 0x07]; // 1 entry, 0 bits per entry, 7 probes, no bits
+    let many_probes = [0x01, 0x08, 0x80, 0xAD, 0xE2, 0x04, 0x00]; // 10,000,000 probes, 1 byte of bits
+    for bloom in [&zero_bits[..], &many_probes[..]] {
+        let mut relay =
+            RelaySession::new(SessionConfig::default(), RELAY, "d1", [d.clone()].into());
+        relay.handle_input(&hello, &host).expect("hello ok");
+        while relay.poll_transmit().is_some() {}
+        let sync = Frame::Sync {
+            doc: d.clone(),
+            message: message_with_bloom(bloom),
+        };
+        let e = relay.handle_input(&sync.encode().expect("enc"), &host);
+        assert!(
+            matches!(&e, Err(SessionError::BadMessage { detail, .. }) if detail.contains("Bloom filter")),
+            "{bloom:02x?}: {e:?}"
+        );
+        assert!(relay.is_closed());
+    }
+    // The same filter sent to a device is refused the same way.
+    let dev = MemStorage::new();
+    let mut s = device_session("d1", &dev);
+    let mut bytes = Frame::Welcome {
+        version: PROTOCOL_VERSION,
+        relay: RELAY.into(),
+        docs: vec![DocHeads {
+            doc: d.clone(),
+            heads: Heads::List(vec![]),
+        }],
+    }
+    .encode()
+    .expect("enc");
+    bytes.extend(
+        Frame::Sync {
+            doc: d.clone(),
+            message: message_with_bloom(&zero_bits),
+        }
+        .encode()
+        .expect("enc"),
+    );
+    assert!(s.handle_input(&bytes).is_err());
+}
+
+/// Found by the `sync_message` fuzz target (crates/minqing-fuzz/crashers):
+/// a sync message carrying a document chunk whose columns are malformed (with
+/// a valid checksum) made automerge 0.12 / hexane 1.0.0-alpha.5 panic
+/// (`RleValue::unpack`: "called `Result::unwrap()` on an `Err` value:
+/// InvalidNumber"), on the relay and on a device. The relay now refuses
+/// whole-document chunks from a device before automerge sees them; a device
+/// (which does receive whole documents from the relay) ends the session with
+/// a bad-message error instead of panicking.
+#[test]
+fn a_malformed_document_chunk_ends_the_session_without_panic() {
+    let msg = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/malformed-document-chunk.msg"
+    ))
+    .expect("test data");
+    let d = doc_id("V2");
+    // The relay holds nothing of V2 yet.
+    let storage = std::sync::Arc::new(MemStorage::new());
+    let host = minqing_sync::StorageDocHost::new(storage.clone());
+    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d1", [d.clone()].into());
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        device: "d1".into(),
+        docs: vec![],
+    };
+    relay
+        .handle_input(&hello.encode().expect("enc"), &host)
+        .expect("hello ok");
+    while relay.poll_transmit().is_some() {}
+    let sync = Frame::Sync {
+        doc: d.clone(),
+        message: msg.clone(),
+    };
+    // Refused (the village, not the session), nothing stored.
+    let _ = relay.handle_input(&sync.encode().expect("enc"), &host);
+    assert_eq!(storage.load(&d).expect("memory"), None, "nothing stored");
+    assert!(host.heads(&d).expect("memory").is_empty());
+    // The same message from a relay ends a device's session with an error.
+    let dev = MemStorage::new();
+    let mut s = device_session("d1", &dev);
+    let mut bytes = Frame::Welcome {
+        version: PROTOCOL_VERSION,
+        relay: RELAY.into(),
+        docs: vec![DocHeads {
+            doc: d.clone(),
+            heads: Heads::List(vec![]),
+        }],
+    }
+    .encode()
+    .expect("enc");
+    bytes.extend(
+        Frame::Sync {
+            doc: d,
+            message: msg,
+        }
+        .encode()
+        .expect("enc"),
+    );
+    let e = s.handle_input(&bytes);
+    assert!(
+        matches!(&e, Err(SessionError::BadMessage { detail, .. }) if detail.contains("automerge")),
+        "{e:?}"
+    );
+}
+
+/// Found by the `sync_message` fuzz target (crates/minqing-fuzz/crashers):
+/// a change whose ops do not fit its own metadata (valid checksum) made
+/// automerge 0.12 panic halfway through applying it (`import_ops`: "called
+/// `Option::unwrap()` on a `None` value"), leaving the relay's copy of the
+/// village half-changed: every later use of that village panicked too
+/// (`save_after`: "MissingOps"), for every device, until a restart. (The
+/// relay's actor check now refuses this particular change first.) The host
+/// puts the village back as storage holds it when automerge panics inside
+/// `try_with_doc`, and an honest device still syncs it.
+#[test]
+fn a_change_automerge_cannot_apply_does_not_break_the_village() {
+    let data = |name: &str| {
+        std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR")))
+            .expect("test data")
+    };
+    let village = data("village.automerge");
+    let d = doc_id("V001");
+    let storage = std::sync::Arc::new(MemStorage::new());
+    storage.append(&d, &village).expect("append");
+    let host = minqing_sync::StorageDocHost::new(storage.clone());
+    let heads = host.heads(&d).expect("loads");
+    let msg = automerge::sync::Message::decode(&data("inconsistent-change.msg")).expect("decodes");
+    let mut msg = Some(msg);
+    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        host.try_with_doc(&d, &mut |am| {
+            use automerge::sync::SyncDoc;
+            let mut state = automerge::sync::State::new();
+            let m = msg.take().expect("one call");
+            am.receive_sync_message(&mut state, m).is_ok()
+        })
+    }));
+    assert!(applied.is_err(), "automerge 0.12 panics on this change");
+    assert_eq!(
+        storage.load(&d).expect("memory"),
+        Some(village),
+        "nothing stored"
+    );
+    assert_eq!(host.heads(&d).expect("reloads"), heads);
+    // An honest device that holds nothing gets the whole village.
+    let dev = MemStorage::new();
+    let mut s = device_session("d2", &dev);
+    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d2", [d.clone()].into());
+    for _ in 0..16 {
+        let mut up = Vec::new();
+        while let Some(b) = s.poll_transmit() {
+            up.extend(b);
+        }
+        relay.handle_input(&up, &host).expect("relay serves d2");
+        let mut down = Vec::new();
+        while let Some(b) = relay.poll_transmit() {
+            down.extend(b);
+        }
+        if down.is_empty() {
+            break;
+        }
+        s.handle_input(&down).expect("d2 syncs");
+    }
+    persist_device_events(&mut s, &dev);
+    let got = load_doc(&dev, &d).expect("loads").expect("d2 holds V001");
+    assert_eq!(got.get_heads(), heads);
+}
+
+/// Found by the `sync_message` fuzz target (crates/minqing-fuzz/crashers):
+/// a device's own change (right actor, valid schema) whose op counter starts
+/// below the last op of the change it depends on. automerge 0.12 applies it,
+/// but `save()` then writes a village that does not load ("error inflating
+/// document chunk ops: mismatching heads"), so no laptop that holds nothing
+/// could get the village any more. The relay now refuses such a change.
+#[test]
+fn a_change_counting_its_ops_below_its_dependencies_is_refused() {
+    let data = |name: &str| {
+        std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR")))
+            .expect("test data")
+    };
+    let village = data("village.automerge");
+    let d = doc_id("V001");
+    let storage = std::sync::Arc::new(MemStorage::new());
+    storage.append(&d, &village).expect("append");
+    let host = minqing_sync::StorageDocHost::new(storage.clone());
+    let heads = host.heads(&d).expect("loads");
+    let device = "aaaaaaaaaaaaaaaa";
+    let mut relay = RelaySession::new(SessionConfig::default(), RELAY, device, [d.clone()].into());
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        device: device.into(),
+        docs: vec![],
+    };
+    relay
+        .handle_input(&hello.encode().expect("enc"), &host)
+        .expect("hello ok");
+    while relay.poll_transmit().is_some() {}
+    let sync = Frame::Sync {
+        doc: d.clone(),
+        message: data("start-op-below-deps.msg"),
+    };
+    relay
+        .handle_input(&sync.encode().expect("enc"), &host)
+        .expect("a refused village does not end the session");
+    let refused = std::iter::from_fn(|| relay.poll_transmit())
+        .map(|b| error_frame(&b))
+        .find_map(|f| match f {
+            Frame::Refused { reason, .. } => Some(reason),
+            _ => None,
+        });
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|r| r.contains("counts its ops")),
+        "{refused:?}"
+    );
+    assert_eq!(host.heads(&d).expect("loads"), heads, "nothing applied");
+    // The village still saves to bytes that load: a new laptop gets it whole.
+    let saved = host.snapshot(&d).expect("loads").save();
+    assert_eq!(
+        automerge::Automerge::load(&saved)
+            .expect("the saved village loads")
+            .get_heads(),
+        heads
+    );
+}
+
 #[test]
 fn a_relay_restored_from_an_old_backup_gets_the_lost_changes_back() {
     // Two laptops share V1. After the relay's disk is replaced by an older
