@@ -274,3 +274,19 @@ fn a_county_report_names_a_village_that_does_not_load_and_reports_the_others() {
     assert!(!out.is_empty());
     relay.stop();
 }
+
+#[test]
+fn minqing_sync_says_why_the_relay_refused_a_village_and_exits_1() {
+    let (relay, (a_id, _a), (b_id, b)) = county();
+    hostile(&b, "V1", &["inject-forged", &a_id]).ok();
+    let run = sync(&b);
+    let out = run.fails(1);
+    let text = format!("{}{out}", run.stdout);
+    assert!(
+        text.contains("V1")
+            && text.contains("refused by the relay")
+            && text.contains("not this laptop's"),
+        "{text}"
+    );
+    assert!(audited(&relay, "refused_change", &b_id, "V1").is_some());
+}

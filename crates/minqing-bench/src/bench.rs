@@ -1323,7 +1323,7 @@ fn l1_rows(l: &crate::lockout::Lockout, report: &mut Report) {
         )
         .miss_by(bound)
         .note(format!(
-            "RSS {:.0} MiB before, {:.0} MiB at peak",
+            "RSS {:.0} MiB with the six connections open and idle, {:.0} MiB at peak",
             l.rss_before, l.rss_peak
         ));
 }

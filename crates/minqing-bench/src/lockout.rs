@@ -36,7 +36,7 @@ pub struct Lockout {
     pub rate: f64,
     /// Retry packets the flood received per second.
     pub retries_per_s: f64,
-    /// Relay RSS before the partial-frame attack, MiB.
+    /// Relay RSS with the six attacking connections open and idle, MiB.
     pub rss_before: f64,
     /// Relay peak RSS during it, MiB.
     pub rss_peak: f64,
@@ -135,22 +135,35 @@ pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result
     // Partial frames from six enrolled laptops of the data set.
     let sims: Vec<SimDevice> = serde_json::from_slice(&std::fs::read(data.join("r1.json"))?)?;
     let pid = relay.pid();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss(pid);
-    let mut tasks = Vec::new();
+    // The six connections first (their TLS state, QUIC buffers and session
+    // tasks): the baseline the partial frames are measured against.
+    let mut peers = Vec::new();
     for s in sims.iter().take(6) {
         let mut bundle = s.bundle.bundle.clone();
         bundle.relay_addr = relay.addr.to_string();
-        let identity = s.bundle.identity();
+        peers.push(
+            HostilePeer::connect(&bundle, &s.bundle.identity(), Duration::from_secs(20)).await?,
+        );
+    }
+    for p in &mut peers {
+        // One byte of a frame header: each session is running and waiting.
+        p.send_raw(&[0x03]).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss(pid);
+    let mut tasks = Vec::new();
+    for mut p in peers {
         tasks.push(tokio::spawn(async move {
-            let Ok(mut p) = HostilePeer::connect(&bundle, &identity, Duration::from_secs(20)).await
-            else {
-                return None;
-            };
-            let _ = tokio::time::timeout(
-                Duration::from_secs(15),
-                p.partial_frame(60 * 1024 * 1024, 50 * 1024 * 1024),
-            )
+            // The rest of a header announcing 60 MiB (0x03C0_0000), then 50 MiB of it.
+            let _ = p.send_raw(&[0xC0, 0x00, 0x00]).await;
+            let zeros = vec![0u8; 64 * 1024];
+            let _ = tokio::time::timeout(Duration::from_secs(15), async {
+                for _ in 0..(50 * 16) {
+                    if p.send_raw(&zeros).await.is_err() {
+                        break;
+                    }
+                }
+            })
             .await;
             Some(p)
         }));

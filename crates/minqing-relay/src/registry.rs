@@ -98,7 +98,7 @@ impl Default for Limits {
             max_sessions_per_device: 4,
             max_handshakes: 1024,
             retry_above: 64,
-            handshake_timeout_secs: 5,
+            handshake_timeout_secs: 10,
             stream_wait_secs: 10,
             silence_secs: 30,
             session_deadline_secs: 600,

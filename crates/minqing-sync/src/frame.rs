@@ -646,6 +646,17 @@ impl FrameDecoder {
             self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
+        // Grow once to the announced frame (checked against the limit), not
+        // by doubling: a partial frame then leaves no freed half-size copies
+        // behind in the allocator, and memory follows the bytes received.
+        let avail = &self.buf[self.start..];
+        if let Some(h) = avail.get(..HEADER_LEN) {
+            let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let need = self.start + HEADER_LEN + len;
+            if len <= self.max_frame_len && need > self.buf.capacity() {
+                self.buf.reserve_exact(need - self.buf.len());
+            }
+        }
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed, or the

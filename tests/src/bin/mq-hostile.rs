@@ -13,6 +13,7 @@
 //! mq-hostile HOME VILLAGE garbage                  # a valid change + a garbage chunk
 //! mq-hostile HOME VILLAGE schema                   # root `residents` set to a string
 //! mq-hostile HOME VILLAGE damage                   # append bytes that do not load
+//! mq-hostile HOME VILLAGE inject-forged DEVICE_ID  # put a change by DEVICE_ID in HOME's store
 //! ```
 //! Output: one line per frame the relay sent (`welcome`, `sync N bytes`,
 //! `refused CODE: REASON`, `error: MESSAGE`), then `end`.
@@ -43,6 +44,25 @@ fn run() -> anyhow::Result<()> {
     };
     let doc_id = DocId::new(village.clone())?;
     let store = minqing_store::SledStorage::open(&std::path::Path::new(home).join("store"))?;
+    if let ("inject-forged", [victim]) = (attack.as_str(), rest) {
+        // A change written as another device, put in this laptop's own store:
+        // the next `minqing sync` carries it (a store copied from another
+        // laptop, or a bug, would do the same).
+        let bytes = store
+            .load(&doc_id)?
+            .ok_or_else(|| anyhow::anyhow!("{home} does not hold {village}"))?;
+        let mut am = Automerge::load(&bytes)?.with_actor(ActorId::from(victim.as_bytes()));
+        let before = am.get_heads();
+        let visits = am.get(ROOT, "visits")?.map(|(_, id)| id);
+        let visits = visits.ok_or_else(|| anyhow::anyhow!("no visits map"))?;
+        let mut tx = am.transaction();
+        tx.put(&visits, "injected", "x")?;
+        tx.commit();
+        store.append(&doc_id, &am.save_after(&before))?;
+        store.flush()?;
+        println!("injected");
+        return Ok(());
+    }
     if attack == "damage" {
         store.append(&doc_id, b"\x85\x6f\x4a\x83 not an automerge document")?;
         store.flush()?;
