@@ -7,7 +7,6 @@
 //! its configured buffer budget (docs/relay.md, "Limits").
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -58,7 +57,7 @@ fn rss(pid: u32) -> u64 {
 
 fn sync_once(bins: &Bins, home: &Path) -> Result<f64> {
     let t = Instant::now();
-    let out = Command::new(&bins.minqing)
+    let out = crate::homes::command(&bins.minqing)?
         .arg("--home")
         .arg(home)
         .args(["sync", "--timeout", "30"])
