@@ -321,10 +321,21 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
                     }
                     continue;
                 }
+                // The receive window QUIC grants in the handshake is counted
+                // against the buffer budget from here until the connection ends.
+                let Ok(window) = relay
+                    .budget
+                    .clone()
+                    .try_acquire_many_owned(minqing_net::RELAY_INITIAL_WINDOW)
+                else {
+                    tracing::debug!("buffer budget exhausted: connection refused");
+                    incoming.refuse();
+                    continue;
+                };
                 let slot = Slot::take(&relay.handshakes);
                 let relay = relay.clone();
                 let span = tracing::info_span!("conn", remote = %incoming.remote_address());
-                sessions.spawn(async move { serve_connection(relay, incoming, slot).await }.instrument(span));
+                sessions.spawn(async move { serve_connection(relay, incoming, slot, window).await }.instrument(span));
             }
         }
     }
@@ -405,7 +416,14 @@ async fn shutdown_signal(
     }
 }
 
-async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming, handshake: Slot) {
+/// Serves one connection. `window` is the budget taken for the receive window
+/// granted in the handshake; it is given back when the connection ends.
+async fn serve_connection(
+    relay: Arc<Relay>,
+    incoming: quinn::Incoming,
+    handshake: Slot,
+    mut window: tokio::sync::OwnedSemaphorePermit,
+) {
     let limits = &relay.limits;
     let connecting = match incoming.accept() {
         Ok(c) => c,
@@ -477,6 +495,15 @@ async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming, handshak
         );
         return;
     };
+    // An admitted laptop gets the full receive window if the budget has room
+    // for it now; otherwise it syncs within the initial window (slower for a
+    // large upload, never refused for it).
+    if let Ok(more) = relay.budget.clone().try_acquire_many_owned(
+        minqing_net::RELAY_RECEIVE_WINDOW - minqing_net::RELAY_INITIAL_WINDOW,
+    ) {
+        window.merge(more);
+        conn.set_receive_window(minqing_net::RELAY_RECEIVE_WINDOW.into());
+    }
     let span = tracing::info_span!("device", id = %device.device_id, cadre = %device.cadre);
     let deadline = Duration::from_secs(limits.session_deadline_secs.max(1));
     async {
