@@ -163,10 +163,7 @@ impl DeviceConnection {
     /// Keeps a finished session's wait for the relay's end of stream until
     /// [`DeviceConnection::close`].
     pub(crate) fn linger(&self, task: tokio::task::JoinHandle<()>) {
-        self.lingering
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(task);
+        lingering(&self.lingering).push(task);
     }
 
     /// Closes the connection cleanly: first lets finished sessions deliver their
@@ -183,13 +180,28 @@ impl DeviceConnection {
     }
 
     async fn close_with(self, code: u32, reason: &[u8]) {
-        let tasks = std::mem::take(&mut *self.lingering.lock().unwrap_or_else(|p| p.into_inner()));
+        let tasks = std::mem::take(&mut *lingering(&self.lingering));
         for t in tasks {
             let _ = t.await;
         }
         self.connection.close(code.into(), reason);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
+}
+
+/// Locks the lingering sessions. A panic while they were locked may have
+/// left the list half-updated: it is dropped (each task still ends on its
+/// own bounded wait; the close just does not wait for them), never reused.
+fn lingering(
+    m: &std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+    m.lock().unwrap_or_else(|poisoned| {
+        tracing::error!("the lingering sessions' list was poisoned by a panic: dropped");
+        let mut g = poisoned.into_inner();
+        *g = Vec::new();
+        m.clear_poison();
+        g
+    })
 }
 
 async fn resolve(addr: &str) -> Result<SocketAddr, NetError> {

@@ -193,9 +193,27 @@ impl Exporter {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Only this file locks the state, and nothing in it panics while
-        // holding it; the data stays usable either way.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock_or_reload(&self.state, "the export state", || self.reloaded())
+    }
+
+    /// The state rebuilt after a panic poisoned it: the manifest as last
+    /// written, every village in it to be exported again; no stop requested
+    /// is lost (shutdown stops the worker through [`Exporter::stop`] again).
+    fn reloaded(&self) -> State {
+        let manifest: Manifest = read_json(&self.dir.join(MANIFEST))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let dirty = manifest
+            .villages
+            .keys()
+            .filter_map(|v| DocId::new(v.clone()).ok())
+            .collect();
+        State {
+            dirty,
+            manifest,
+            ..State::default()
+        }
     }
 
     /// Exports every village of the store whose export is missing or behind,
@@ -323,13 +341,23 @@ impl Exporter {
                 })
                 .min();
             match next {
-                None => st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner()),
+                None => {
+                    st = crate::lock::recover(
+                        &self.state,
+                        self.wake.wait(st),
+                        "the export state",
+                        || self.reloaded(),
+                    )
+                }
                 Some((at, _)) if at > now => {
-                    st = self
+                    let waited = self
                         .wake
                         .wait_timeout(st, at - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                        .map(|(g, _)| g)
+                        .map_err(|p| std::sync::PoisonError::new(p.into_inner().0));
+                    st = crate::lock::recover(&self.state, waited, "the export state", || {
+                        self.reloaded()
+                    });
                 }
                 Some((_, doc)) => {
                     st.dirty.remove(&doc);

@@ -14,9 +14,9 @@
 //! stays bounded.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use minqing_store::SledStorage;
@@ -40,7 +40,8 @@ pub struct GuardedStore {
     inner: Arc<SledStorage>,
     path: PathBuf,
     stuck: Arc<AtomicBool>,
-    flusher: Mutex<mpsc::Sender<mpsc::SyncSender<Result<(), String>>>>,
+    /// `Sender` is `Sync`: no lock, so nothing to poison.
+    flusher: mpsc::Sender<mpsc::SyncSender<Result<(), String>>>,
 }
 
 fn backend(msg: String) -> StorageError {
@@ -78,7 +79,7 @@ impl GuardedStore {
             inner,
             path,
             stuck: Arc::new(AtomicBool::new(false)),
-            flusher: Mutex::new(tx),
+            flusher: tx,
         })
     }
 
@@ -123,8 +124,6 @@ impl GuardedStore {
         self.refuse_if_stuck()?;
         let (tx, rx) = mpsc::sync_channel(1);
         self.flusher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .send(tx)
             .map_err(|_| backend("the relay's flusher thread is gone".into()))?;
         match rx.recv_timeout(deadline) {

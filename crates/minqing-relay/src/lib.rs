@@ -11,6 +11,7 @@ mod docs;
 mod export;
 mod guard;
 mod keys;
+mod lock;
 mod registry;
 mod serve;
 

@@ -23,6 +23,7 @@ use tracing::Instrument;
 use crate::audit::{Audit, kind};
 use crate::docs::{actor, ensure_village_doc};
 use crate::export::Exporter;
+use crate::lock::lock_or_reload;
 use crate::registry::{Config, Device, DeviceRegistry, Home, Limits, now_rfc3339};
 
 /// How long shutdown waits for running sessions.
@@ -92,7 +93,8 @@ struct DeviceSlot<'a> {
 
 impl Drop for DeviceSlot<'_> {
     fn drop(&mut self) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        // Reset when poisoned: counts start again from the sessions that begin.
+        let mut m = lock_or_reload(self.map, "the per-laptop session counts", BTreeMap::new);
         if let Some(n) = m.get_mut(&self.device) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -130,7 +132,8 @@ impl Relay {
     /// Creates the documents of villages added since the last check.
     fn ensure_villages(&self) -> Result<()> {
         let villages = self.home.villages()?;
-        let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        // Reset when poisoned: every village's document is checked again.
+        let mut created = lock_or_reload(&self.created, "the created villages", BTreeSet::new);
         for (id, v) in villages {
             if created.contains(&id) {
                 continue;
@@ -155,7 +158,11 @@ impl Relay {
 
     /// Takes one of `device`'s session slots, or `None` at its cap.
     fn device_slot(&self, device: &str) -> Option<DeviceSlot<'_>> {
-        let mut m = self.per_device.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = lock_or_reload(
+            &self.per_device,
+            "the per-laptop session counts",
+            BTreeMap::new,
+        );
         let n = m.entry(device.to_owned()).or_default();
         if *n >= self.limits.max_sessions_per_device.max(1) {
             return None;
@@ -168,7 +175,10 @@ impl Relay {
     }
 
     fn record_sync(&self, device: &str) {
-        let mut last = self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
+        // Reloaded from last_sync.json when poisoned.
+        let mut last = lock_or_reload(&self.last_sync, "the last-sync table", || {
+            self.home.last_sync().unwrap_or_default()
+        });
         last.insert(device.to_owned(), now_rfc3339());
         if let Err(e) = self.home.save_last_sync(&last) {
             tracing::error!("cannot record the last sync time: {e:#}");
@@ -673,6 +683,14 @@ fn decide_enrolment(relay: &Relay, req: Result<EnrolRequest, String>) -> EnrolRe
             );
         }
     };
+    if let Some(reserved) = crate::registry::reserved_device_id(&req.device_id) {
+        return refuse(
+            EnrolRefusal::BadRequest,
+            None,
+            format!("enrolment request under the reserved device id {reserved}"),
+            crate::registry::reserved_message(reserved),
+        );
+    }
     if minqing_net::check_device_id(&req.device_id).is_err() {
         return refuse(
             EnrolRefusal::BadRequest,
