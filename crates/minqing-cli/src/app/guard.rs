@@ -132,7 +132,7 @@ pub async fn fence(State(app): State<App>, req: Request, next: Next) -> Response
                 .and_then(|b| field(b, "csrf"))
         });
     if let Err(resp) = check_csrf(&app, token.as_deref().unwrap_or("")) {
-        return with_headers(resp);
+        return with_headers(*resp);
     }
     let req = Request::from_parts(parts, axum::body::Body::from(bytes));
     with_headers(next.run(req).await)
@@ -243,14 +243,14 @@ pub async fn login(State(app): State<App>, Query(q): Query<LoginQuery>) -> Respo
 
 /// Checks the CSRF token a form posted (its hidden `csrf` field): `Err` is the
 /// 403 answer to return.
-pub fn check_csrf(app: &App, token: &str) -> Result<(), Response> {
+pub fn check_csrf(app: &App, token: &str) -> Result<(), Box<Response>> {
     if same_secret(token, app.csrf()) {
         Ok(())
     } else {
-        Err(refuse(
+        Err(Box::new(refuse(
             StatusCode::FORBIDDEN,
             "表单已过期或来自别处（CSRF 校验失败）：请刷新页面后重试。",
-        ))
+        )))
     }
 }
 

@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use anyhow::Context;
-use minqing_sync::Storage;
 use axum::Router;
 use axum::response::{IntoResponse, Response};
+use minqing_sync::Storage;
 
 use crate::cli::AppArgs;
 use crate::home::{Home, Secrets};

@@ -61,7 +61,7 @@ fn load(home: &Home, village: Option<String>) -> anyhow::Result<Vec<Village>> {
 pub fn emit<T: Serialize>(report: &T, tables: &[Table], out: &ReportOut) -> anyhow::Result<()> {
     let printed = minqing_model::write_report(report, tables, &out.targets())?;
     for note in &printed.stderr {
-        crate::output::err(&format!("{note}"));
+        crate::output::err(note);
     }
     output::line(&printed.stdout)
 }

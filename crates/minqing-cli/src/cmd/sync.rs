@@ -222,9 +222,9 @@ pub fn init_bundle(
     finish_enrolment(&store, &bundle, &identity, Some(&device))?;
     home::start_new_incarnation(dir, &store)?;
     if escrow.is_none() {
-        crate::output::err(&format!(
-            "note: this bundle carries no escrow key: if the passphrase is forgotten, only a backup or the relay's copy can bring the data back"
-        ));
+        crate::output::err(
+            "note: this bundle carries no escrow key: if the passphrase is forgotten, only a backup or the relay's copy can bring the data back",
+        );
     }
     output::line(&format!(
         "set up {} for {} with relay {} at {}; assigned villages ({}) arrive with `minqing sync`",
@@ -654,7 +654,7 @@ fn print_outcome(out: &SessionOutcome, notices: &[String]) -> anyhow::Result<boo
     for n in notices {
         if n.starts_with(QUARANTINE_NOTICE) {
             all_ok = false;
-            crate::output::err(&format!("{n}"));
+            crate::output::err(n);
         } else {
             output::line(n)?;
         }
