@@ -35,7 +35,7 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_SHARED_STRINGS: u64 = MAX_CELLS as u64;
 /// The memory an import may use, whatever the file: the limits above keep the
 /// whole `minqing import` process under this peak resident size (measured by
-/// `tests/tests/hostile_import.rs`; docs/cli.md#import).
+/// `tests/tests/it/hostile_import.rs`; docs/cli.md#import).
 pub const MEMORY_BOUND_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Errors reading a register file into rows (bad rows are not errors: the
