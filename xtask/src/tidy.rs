@@ -1075,9 +1075,8 @@ mod tests {
     /// removed from here once it lands; see docs/testing.md. `cargo xtask
     /// tidy` still reports them.
     ///
-    /// - `model-deps`, `model-cycles`: issue 11 item 1 (the model split into a
-    ///   DAG, file formats moved to `minqing-sheet`).
-    const PENDING: &[&str] = &["model-deps", "model-cycles"];
+    /// - `model-cycles`: issue 11 item 1 (the model split into a DAG).
+    const PENDING: &[&str] = &["model-cycles"];
 
     #[test]
     fn tree_is_tidy() {
