@@ -209,8 +209,12 @@ pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result
     out.rss_before = before as f64 / (1024.0 * 1024.0);
     out.rss_peak = peak as f64 / (1024.0 * 1024.0);
 
-    // Orphans: after the partial frames' sessions ended (silence bound).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Orphans, against a fresh relay process: memory the partial frames
+    // left in the allocator would otherwise hide the growth.
+    relay.stop();
+    let relay = RelayProc::start(bins, &dir.join("relay"))?;
+    let pid = relay.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss(pid);
     let deadline = Instant::now() + Duration::from_secs(ORPHAN_SECS);
     let mut tasks = Vec::new();
@@ -219,8 +223,13 @@ pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result
         bundle.relay_addr = relay.addr.to_string();
         let identity = s.bundle.identity();
         let village = s.village.clone();
+        // The relay's heads as the laptop knows them: the relay then has
+        // nothing to send back, and the laptop need not read.
+        let heads = automerge::sync::State::decode(&s.state)
+            .map(|st| st.shared_heads)
+            .unwrap_or_default();
         tasks.push(tokio::spawn(async move {
-            orphan_stream(&bundle, &identity, &village, i as u64, deadline).await
+            orphan_stream(&bundle, &identity, &village, &heads, i as u64, deadline).await
         }));
     }
     let mut peak = before;
@@ -247,6 +256,7 @@ async fn orphan_stream(
     bundle: &minqing_net::Bundle,
     identity: &minqing_net::Identity,
     village: &str,
+    heads: &[automerge::ChangeHash],
     seed: u64,
     deadline: Instant,
 ) -> (u64, usize) {
@@ -260,7 +270,21 @@ async fn orphan_stream(
         };
         sessions += 1;
         let villages = [village.to_owned()];
-        if p.hello_holding(&bundle.device_id, &villages).await.is_err() {
+        let Ok(doc) = minqing_sync::DocId::new(village) else {
+            return (sent, sessions);
+        };
+        let hello = minqing_sync::frame::Frame::Hello {
+            version: minqing_sync::PROTOCOL_VERSION,
+            device: bundle.device_id.clone(),
+            docs: vec![minqing_sync::frame::DocHeads {
+                doc,
+                heads: minqing_sync::frame::Heads::List(heads.to_vec()),
+            }],
+        };
+        let Ok(hello) = hello.encode() else {
+            return (sent, sessions);
+        };
+        if p.send_raw(&hello).await.is_err() {
             continue;
         }
         while Instant::now() < deadline {

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use automerge::ChangeHash;
 use minqing_model::Village;
-use minqing_sync::{DocHost, DocId, StorageDocHost};
+use minqing_sync::{DocHost, DocId};
+
+use crate::cache::DocCache;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{Home, VillageEntry, now_rfc3339, read_json};
@@ -126,7 +128,7 @@ struct State {
 /// `serve`'s exporter: keeps `export/` in step with the relay's documents.
 pub struct Exporter {
     dir: PathBuf,
-    host: Arc<StorageDocHost>,
+    host: Arc<DocCache>,
     state: Mutex<State>,
     wake: Condvar,
 }
@@ -153,7 +155,7 @@ pub struct StartupExport {
 impl Exporter {
     /// Opens (creating) `home`'s export directory, removes temporary files a
     /// killed serve left behind, and reads the current manifest.
-    pub fn open(home: &Home, host: Arc<StorageDocHost>) -> Result<Exporter> {
+    pub fn open(home: &Home, host: Arc<DocCache>) -> Result<Exporter> {
         use std::os::unix::fs::DirBuilderExt;
         let dir = home.export_dir();
         std::fs::DirBuilder::new()
@@ -529,14 +531,14 @@ mod tests {
     use super::*;
     use minqing_sync::{MemStorage, Storage};
 
-    fn host_with(villages: &[&str]) -> Arc<StorageDocHost> {
+    fn host_with(villages: &[&str]) -> Arc<DocCache> {
         let storage = Arc::new(MemStorage::new());
         for v in villages {
             let doc = DocId::new(*v).unwrap();
             let mut am = minqing_model::new_village(&doc, "小河村", None, &[1; 16], 0).unwrap();
             storage.append(&doc, &am.save()).unwrap();
         }
-        Arc::new(StorageDocHost::new(storage))
+        Arc::new(DocCache::new(storage, usize::MAX))
     }
 
     fn entry(id: &str) -> VillageEntry {

@@ -6,6 +6,7 @@
 
 mod args;
 mod audit;
+mod cache;
 mod cmd;
 mod docs;
 mod export;

@@ -94,6 +94,10 @@ pub struct Limits {
     pub buffer_budget_mib: u64,
     /// Seconds per audit aggregation interval.
     pub audit_interval_secs: u64,
+    /// MiB of memory for villages kept loaded (each counted as its saved
+    /// size × `cache::MEMORY_PER_SAVED_BYTE`); least recently used ones not
+    /// in use are evicted beyond it (docs/relay.md, "Limits").
+    pub doc_cache_mib: u64,
 }
 
 impl Default for Limits {
@@ -109,6 +113,7 @@ impl Default for Limits {
             session_deadline_secs: 600,
             buffer_budget_mib: 256,
             audit_interval_secs: 60,
+            doc_cache_mib: 256,
         }
     }
 }

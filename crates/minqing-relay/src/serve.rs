@@ -15,16 +15,23 @@ use minqing_net::{
 use minqing_store::SledStorage;
 
 use crate::guard::GuardedStore;
-use minqing_sync::{
-    ContentPolicy, DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost,
-};
+use minqing_sync::{ContentPolicy, DocId, RelayEvent, RelaySession, SessionConfig, Storage};
 use tracing::Instrument;
 
 use crate::audit::{Audit, kind};
+use crate::cache::DocCache;
 use crate::docs::{actor, ensure_village_doc};
 use crate::export::Exporter;
 use crate::lock::lock_or_reload;
 use crate::registry::{Config, Device, DeviceRegistry, Home, Limits, now_rfc3339};
+
+/// One part in this of the buffer budget is never handed out: it covers
+/// what buffered bytes cost beyond themselves — QUIC's packet headers and
+/// AEAD tags around the stream data quinn keeps (≈ 6 % of it at the
+/// 1,200-byte datagrams the relay uses) and the allocator's slack — so that
+/// the relay's RSS growth under load stays within the configured budget
+/// (docs/relay.md, "Limits"; measured by L1 in docs/benchmarks.md).
+pub const BUDGET_HEADROOM: usize = 16;
 
 /// How long shutdown waits for running sessions.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
@@ -122,7 +129,7 @@ struct Relay {
     store: Arc<SledStorage>,
     /// What sessions write through: space checked, flushes with a deadline.
     guarded: Arc<GuardedStore>,
-    host: Arc<StorageDocHost>,
+    host: Arc<DocCache>,
     exporter: Arc<Exporter>,
     created: Mutex<BTreeSet<String>>,
     last_sync: Mutex<BTreeMap<String, String>>,
@@ -228,7 +235,12 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
     let _refresher = devices
         .spawn_refresher()
         .context("cannot start the registry thread")?;
-    let host = Arc::new(StorageDocHost::new(guarded.clone() as Arc<dyn Storage>));
+    let cache_bytes = usize::try_from(config.limits.doc_cache_mib.saturating_mul(1024 * 1024))
+        .unwrap_or(usize::MAX);
+    let host = Arc::new(DocCache::new(
+        guarded.clone() as Arc<dyn Storage>,
+        cache_bytes,
+    ));
     let exporter = Arc::new(Exporter::open(&home, host.clone())?);
     let limits = config.limits.clone();
     let audit = Audit::start(
@@ -239,6 +251,8 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
     let budget_bytes = usize::try_from(limits.buffer_budget_mib.saturating_mul(1024 * 1024))
         .unwrap_or(usize::MAX)
         .clamp(1024 * 1024, tokio::sync::Semaphore::MAX_PERMITS);
+    // What is handed out: the budget less its headroom (BUDGET_HEADROOM).
+    let budget_bytes = budget_bytes - budget_bytes / BUDGET_HEADROOM;
     let relay = Arc::new(Relay {
         ca,
         audit: audit.clone(),
@@ -390,6 +404,17 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
         }
         Err(e) => eprintln!("warning: the final exports for reports were not all written: {e}"),
     }
+    let c = relay.host.stats();
+    // Read by the benchmarks (R1): the cache's use of its budget.
+    eprintln!(
+        "document cache: peak {:.1} MiB of its {:.1} MiB budget (villages counted at {}× their saved size), {} villages loaded now, {} loads, {} evictions",
+        c.peak_bytes as f64 / (1024.0 * 1024.0),
+        c.budget as f64 / (1024.0 * 1024.0),
+        crate::cache::MEMORY_PER_SAVED_BYTE,
+        c.resident,
+        c.loads,
+        c.evictions
+    );
     eprintln!("relay stopped; everything is flushed");
     Ok(())
 }
@@ -955,5 +980,9 @@ pub fn content_policy() -> ContentPolicy {
 /// audited; a refusal carrying changes, or for a village this device never
 /// synced, is audited as `refused_village`.
 fn is_stale(relay: &Relay, device: &str, doc: &DocId, change_bytes: usize) -> bool {
-    change_bytes == 0 && matches!(relay.host.sync_state(device, doc), Ok(Some(_)))
+    change_bytes == 0
+        && matches!(
+            minqing_sync::DocHost::sync_state(&*relay.host, device, doc),
+            Ok(Some(_))
+        )
 }
