@@ -86,7 +86,11 @@ mod tests {
 
     #[test]
     fn assets_are_served_and_load_nothing_from_elsewhere() {
-        for path in [crate::routes::CSS, crate::routes::JS, crate::routes::FAVICON] {
+        for path in [
+            crate::routes::CSS,
+            crate::routes::JS,
+            crate::routes::FAVICON,
+        ] {
             let a = asset(path).unwrap();
             assert!(!a.body.is_empty());
             assert!(!a.body.contains("http://") || a.body.contains("http://www.w3.org/2000/svg"));

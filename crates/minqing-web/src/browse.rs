@@ -73,7 +73,10 @@ pub fn village_page(ctx: &Ctx<'_>, village: &Village) -> String {
 pub fn household_page(ctx: &Ctx<'_>, village: &Village, id: &Id) -> Option<String> {
     let h = village.household(id)?;
     let residents = village.residents();
-    let members: Vec<_> = residents.iter().filter(|r| r.household_id == h.id).collect();
+    let members: Vec<_> = residents
+        .iter()
+        .filter(|r| r.household_id == h.id)
+        .collect();
     let mut visits: Vec<_> = village
         .visits()
         .into_iter()
@@ -211,7 +214,10 @@ mod tests {
         assert!(html.contains("城关镇"));
         let html = village_page(&ctx("2026-03-15"), &s.village);
         assert!(html.contains(&format!("/resident/{}\">王建国</a>", s.wang)));
-        assert!(html.contains("</a>、<a"), "members of one household on one line");
+        assert!(
+            html.contains("</a>、<a"),
+            "members of one household on one line"
+        );
         let html = household_page(&ctx("2026-03-15"), &s.village, &s.h2).unwrap();
         assert!(html.contains("赵小红") && html.contains("普遍走访"));
         assert!(household_page(&ctx("2026-03-15"), &s.village, &s.li).is_none());

@@ -219,7 +219,9 @@ impl DemandFilter {
     /// status is ignored.
     pub fn from_form(form: &Form) -> DemandFilter {
         DemandFilter {
-            status: form.value("status").and_then(|s| DemandStatus::parse(s).ok()),
+            status: form
+                .value("status")
+                .and_then(|s| DemandStatus::parse(s).ok()),
             overdue: form.value("overdue").is_some(),
         }
     }
@@ -234,7 +236,8 @@ pub fn demands_page(ctx: &Ctx<'_>, villages: &[&Village], filter: &DemandFilter)
         let names = Names::of(v);
         for d in v.demands() {
             let due = d.due.as_deref().and_then(|s| parse_date(s).ok());
-            let late = due.filter(|due| *due < ctx.today && d.status != DemandStatus::Closed.name());
+            let late =
+                due.filter(|due| *due < ctx.today && d.status != DemandStatus::Closed.name());
             if let Some(due) = late {
                 overdue.push(OverdueDemand {
                     resident_name: names.resident(&d.resident_id).to_owned(),
@@ -246,7 +249,11 @@ pub fn demands_page(ctx: &Ctx<'_>, villages: &[&Village], filter: &DemandFilter)
             let keep = filter.status.is_none_or(|s| s.name() == d.status)
                 && (!filter.overdue || late.is_some());
             if keep {
-                rows.push((names.resident(&d.resident_id).to_owned(), names.village(&d.village_id).to_owned(), d));
+                rows.push((
+                    names.resident(&d.resident_id).to_owned(),
+                    names.village(&d.village_id).to_owned(),
+                    d,
+                ));
             }
         }
     }
@@ -331,12 +338,27 @@ mod tests {
     #[test]
     fn only_valid_next_steps_are_offered() {
         let mut s = sample();
-        let page = |s: &crate::testkit::Sample| demand_page(&ctx("2026-03-15"), &s.village, &s.demand).unwrap();
+        let page = |s: &crate::testkit::Sample| {
+            demand_page(&ctx("2026-03-15"), &s.village, &s.demand).unwrap()
+        };
         // 办理中 after the transfer.
         assert_eq!(offered(&page(&s)), ["直办", "转办", "督办", "反馈"]);
-        step(&mut s, "2026-03-04", Transition::Feedback { text: Note::parse("已修复").unwrap() });
+        step(
+            &mut s,
+            "2026-03-04",
+            Transition::Feedback {
+                text: Note::parse("已修复").unwrap(),
+            },
+        );
         assert_eq!(offered(&page(&s)), ["督办", "反馈", "回访", "重开"]);
-        step(&mut s, "2026-03-05", Transition::Revisit { satisfaction: Satisfaction::parse("满意").unwrap(), note: None });
+        step(
+            &mut s,
+            "2026-03-05",
+            Transition::Revisit {
+                satisfaction: Satisfaction::parse("满意").unwrap(),
+                note: None,
+            },
+        );
         assert_eq!(offered(&page(&s)), ["督办", "回访", "销号", "重开"]);
         step(&mut s, "2026-03-06", Transition::Close);
         let html = page(&s);
@@ -353,7 +375,10 @@ mod tests {
         assert!(html.contains("小河村三组12号"));
         assert!(html.contains("县水务局") && html.contains("2026-03-10"));
         assert!(html.contains("<span class=\"overdue\">逾期</span>"));
-        assert!(html.contains("2026-03-03 10:00"), "转办 at 02:00 UTC shows as 10:00");
+        assert!(
+            html.contains("2026-03-03 10:00"),
+            "转办 at 02:00 UTC shows as 10:00"
+        );
         for label in ["承办部门", "办理期限", "督办意见", "反馈内容"] {
             assert!(html.contains(&format!("\">{label}</label>")), "{label}");
         }
@@ -363,8 +388,21 @@ mod tests {
     #[test]
     fn conflicts_are_flagged_with_what_conflicted() {
         let mut s = sample();
-        step(&mut s, "2026-03-04", Transition::Feedback { text: Note::parse("已修复").unwrap() });
-        step(&mut s, "2026-03-05", Transition::Revisit { satisfaction: Satisfaction::parse("满意").unwrap(), note: None });
+        step(
+            &mut s,
+            "2026-03-04",
+            Transition::Feedback {
+                text: Note::parse("已修复").unwrap(),
+            },
+        );
+        step(
+            &mut s,
+            "2026-03-05",
+            Transition::Revisit {
+                satisfaction: Satisfaction::parse("满意").unwrap(),
+                note: None,
+            },
+        );
         // Two laptops close it offline.
         let mut other = {
             let bytes = s.village.doc().clone().save();
@@ -373,7 +411,12 @@ mod tests {
             v
         };
         other
-            .record_step(&mut rng(), &author("王芳", "2026-03-06"), &s.demand, &Transition::Close)
+            .record_step(
+                &mut rng(),
+                &author("王芳", "2026-03-06"),
+                &s.demand,
+                &Transition::Close,
+            )
             .unwrap();
         step(&mut s, "2026-03-07", Transition::Close);
         s.village.merge(&mut other).unwrap();
@@ -388,21 +431,46 @@ mod tests {
         let html = demands_page(&ctx("2026-03-15"), &[&s.village], &DemandFilter::default());
         assert!(html.contains("逾期诉求（1）"));
         assert!(html.contains(">李秀英</a>"));
-        let closed = DemandFilter { status: Some(DemandStatus::Closed), overdue: false };
+        let closed = DemandFilter {
+            status: Some(DemandStatus::Closed),
+            overdue: false,
+        };
         let html = demands_page(&ctx("2026-03-15"), &[&s.village], &closed);
         assert!(html.contains("诉求（0）"));
-        let f = DemandFilter::from_form(&Form::parse("status=%E5%8A%9E%E7%90%86%E4%B8%AD&overdue=1"));
-        assert_eq!(f, DemandFilter { status: Some(DemandStatus::InProgress), overdue: true });
+        let f =
+            DemandFilter::from_form(&Form::parse("status=%E5%8A%9E%E7%90%86%E4%B8%AD&overdue=1"));
+        assert_eq!(
+            f,
+            DemandFilter {
+                status: Some(DemandStatus::InProgress),
+                overdue: true
+            }
+        );
         let html = demands_page(&ctx("2026-03-09"), &[&s.village], &f);
-        assert!(html.contains("诉求（0）"), "not overdue before the due date");
+        assert!(
+            html.contains("诉求（0）"),
+            "not overdue before the due date"
+        );
     }
 
     #[test]
     fn new_demand_form_names_the_resident() {
         let s = sample();
-        let html = demand_new_page(&ctx("2026-03-15"), &[&s.village], &Form::parse(&format!("resident={}", s.li))).unwrap();
+        let html = demand_new_page(
+            &ctx("2026-03-15"),
+            &[&s.village],
+            &Form::parse(&format!("resident={}", s.li)),
+        )
+        .unwrap();
         assert!(html.contains(">李秀英</a>（小河村三组12号，小河村）"));
         assert!(html.contains(">类别</label>") && html.contains(">诉求内容</label>"));
-        assert!(demand_new_page(&ctx("2026-03-15"), &[&s.village], &Form::parse("resident=zzzzzzzzzzzzzzzz")).is_none());
+        assert!(
+            demand_new_page(
+                &ctx("2026-03-15"),
+                &[&s.village],
+                &Form::parse("resident=zzzzzzzzzzzzzzzz")
+            )
+            .is_none()
+        );
     }
 }

@@ -7,7 +7,7 @@
 
 use chrono::NaiveDate;
 use minqing_model::{
-    Category, Department, DemandText, EventKind, Id, NewDemand, NewVisit, Note, RecordKind,
+    Category, DemandText, Department, EventKind, Id, NewDemand, NewVisit, Note, RecordKind,
     Satisfaction, Transition, Village, VisitKind, parse_date, parse_past_date,
 };
 
@@ -72,15 +72,13 @@ fn decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -202,11 +200,12 @@ pub fn step(form: &Form) -> Result<Transition, FormError> {
             text: note("text", "反馈内容")?,
         },
         "revisit" => Transition::Revisit {
-            satisfaction: Satisfaction::parse(form.required("satisfaction", "满意度")?)
-                .map_err(|e| FormError::Invalid {
+            satisfaction: Satisfaction::parse(form.required("satisfaction", "满意度")?).map_err(
+                |e| FormError::Invalid {
                     field: "满意度",
                     reason: e.to_string(),
-                })?,
+                },
+            )?,
             note: form
                 .value("note")
                 .map(Note::parse)
@@ -250,39 +249,76 @@ mod tests {
     #[test]
     fn visit_form_uses_the_model_checks() {
         let today = date("2026-03-15");
-        let f = Form::parse(&format!("household={H}&kind=%E9%87%8D%E7%82%B9%E8%B5%B0%E8%AE%BF&note=hi"));
+        let f = Form::parse(&format!(
+            "household={H}&kind=%E9%87%8D%E7%82%B9%E8%B5%B0%E8%AE%BF&note=hi"
+        ));
         let v = visit(&f, today).unwrap();
         assert_eq!(v.kind, VisitKind::Key);
         assert_eq!(v.date, today, "today by default");
         assert_eq!(v.resident, None);
         let future = Form::parse(&format!("household={H}&kind=key&note=hi&date=2026-03-16"));
-        assert!(matches!(visit(&future, today), Err(FormError::Invalid { field: "日期", .. })));
+        assert!(matches!(
+            visit(&future, today),
+            Err(FormError::Invalid {
+                field: "日期", ..
+            })
+        ));
         let empty = Form::parse(&format!("household={H}&kind=key&note=+"));
-        assert_eq!(visit(&empty, today), Err(FormError::Missing { field: "走访记录" }));
+        assert_eq!(
+            visit(&empty, today),
+            Err(FormError::Missing {
+                field: "走访记录"
+            })
+        );
         let bad = Form::parse("household=short&kind=key&note=x");
-        assert!(matches!(visit(&bad, today), Err(FormError::Invalid { field: "住户", .. })));
+        assert!(matches!(
+            visit(&bad, today),
+            Err(FormError::Invalid {
+                field: "住户", ..
+            })
+        ));
         let bidi = Form::parse(&format!("household={H}&kind=key&note=a%E2%80%AEb"));
-        assert!(matches!(visit(&bidi, today), Err(FormError::Invalid { field: "走访记录", .. })));
+        assert!(matches!(
+            visit(&bidi, today),
+            Err(FormError::Invalid {
+                field: "走访记录",
+                ..
+            })
+        ));
     }
 
     #[test]
     fn step_forms_carry_their_fields() {
-        let t = step(&Form::parse("step=transfer&department=%E6%B0%B4%E5%8A%A1%E5%B1%80&due=2026-03-10")).unwrap();
+        let t = step(&Form::parse(
+            "step=transfer&department=%E6%B0%B4%E5%8A%A1%E5%B1%80&due=2026-03-10",
+        ))
+        .unwrap();
         assert_eq!(t.kind(), EventKind::Transferred);
         assert_eq!(t.fields()["due"], "2026-03-10");
         assert_eq!(step(&Form::parse("step=close")).unwrap(), Transition::Close);
         assert!(matches!(
             step(&Form::parse("step=revisit&satisfaction=so-so")),
-            Err(FormError::Invalid { field: "满意度", .. })
+            Err(FormError::Invalid {
+                field: "满意度",
+                ..
+            })
         ));
         assert_eq!(
             step(&Form::parse("step=feedback")),
-            Err(FormError::Missing { field: "反馈内容" })
+            Err(FormError::Missing {
+                field: "反馈内容"
+            })
         );
         assert_eq!(
             step(&Form::parse("step=delete")),
             Err(FormError::UnknownStep("delete".into()))
         );
-        assert_eq!(FormError::Missing { field: "反馈内容" }.to_string(), "请填写“反馈内容”");
+        assert_eq!(
+            FormError::Missing {
+                field: "反馈内容"
+            }
+            .to_string(),
+            "请填写“反馈内容”"
+        );
     }
 }

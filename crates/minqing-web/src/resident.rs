@@ -144,4 +144,25 @@ mod tests {
         assert!(html.contains("还没有走访记录"));
         assert!(resident_page(&ctx("2026-03-15"), &s.village, &s.h1).is_none());
     }
+
+    #[test]
+    fn resident_text_is_escaped() {
+        let mut s = sample();
+        s.village
+            .log_visit(
+                &mut crate::testkit::rng(),
+                &crate::testkit::author("张伟", "2026-03-05"),
+                &minqing_model::NewVisit {
+                    household: s.h1.clone(),
+                    resident: Some(s.li.clone()),
+                    kind: minqing_model::VisitKind::Regular,
+                    note: minqing_model::Note::parse("<script>alert('x')</script>\"&").unwrap(),
+                    date: crate::testkit::date("2026-03-05"),
+                },
+            )
+            .unwrap();
+        let html = resident_page(&ctx("2026-03-15"), &s.village, &s.li).unwrap();
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("&lt;script&gt;alert('x')&lt;/script&gt;&quot;&amp;"));
+    }
 }

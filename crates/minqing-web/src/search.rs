@@ -200,7 +200,8 @@ fn readings(name: &str) -> Vec<Vec<String>> {
     name.chars()
         .map(|c| match c.to_pinyin_multi() {
             Some(multi) => {
-                let mut all: Vec<String> = multi.into_iter().map(|p| p.plain().to_owned()).collect();
+                let mut all: Vec<String> =
+                    multi.into_iter().map(|p| p.plain().to_owned()).collect();
                 all.dedup();
                 all
             }
@@ -346,11 +347,17 @@ mod tests {
     #[test]
     fn five_thousand_residents_are_searched_quickly() {
         let surnames = ["李", "王", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴"];
-        let given = ["秀英", "建国", "小燕", "长顺", "晓宇", "桂兰", "志强", "淑珍", "海燕", "明"];
+        let given = [
+            "秀英", "建国", "小燕", "长顺", "晓宇", "桂兰", "志强", "淑珍", "海燕", "明",
+        ];
         let idx = SearchIndex::from_residents((0..5000).map(|i| {
             let name = format!("{}{}", surnames[i % 10], given[(i / 10) % 10]);
             (
-                resident(&format!("{i:016}"), &name, &format!("小河村{}组{}号", i % 9, i)),
+                resident(
+                    &format!("{i:016}"),
+                    &name,
+                    &format!("小河村{}组{}号", i % 9, i),
+                ),
                 "小河村".to_owned(),
             )
         }));

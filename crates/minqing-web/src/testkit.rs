@@ -3,9 +3,8 @@
 
 use chrono::NaiveDate;
 use minqing_model::{
-    Author, Category, DemandText, Id, IdCardNumber, NewDemand, NewHousehold, NewResident,
-    NewVisit, Note, PersonName, Phone, ResidentView, Tag, Village, VisitKind, new_village,
-    parse_village_id,
+    Author, Category, DemandText, Id, IdCardNumber, NewDemand, NewHousehold, NewResident, NewVisit,
+    Note, PersonName, Phone, ResidentView, Tag, Village, VisitKind, new_village, parse_village_id,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -40,7 +39,11 @@ pub fn date(s: &str) -> NaiveDate {
 
 /// Unix ms at 02:00 UTC (10:00 China time) of a date.
 pub fn ms(s: &str) -> i64 {
-    date(s).and_hms_opt(2, 0, 0).unwrap().and_utc().timestamp_millis()
+    date(s)
+        .and_hms_opt(2, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
 }
 
 /// An author.
@@ -124,7 +127,13 @@ pub fn sample() -> Sample {
         )
         .unwrap()
     };
-    let li = person(&mut v, &h1, "李秀英", &["独居老人", "老党员"], Some("370811195803151224"));
+    let li = person(
+        &mut v,
+        &h1,
+        "李秀英",
+        &["独居老人", "老党员"],
+        Some("370811195803151224"),
+    );
     let wang = person(&mut v, &h2, "王建国", &["退役军人"], None);
     let zhao = person(&mut v, &h2, "赵小红", &[], None);
     let mut r = rng();

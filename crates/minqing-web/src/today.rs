@@ -145,9 +145,7 @@ impl TodayFigures {
                 &b.resident.name,
             ))
         });
-        overdue.sort_by(|a, b| {
-            (b.days_overdue, &a.demand.id).cmp(&(a.days_overdue, &b.demand.id))
-        });
+        overdue.sort_by(|a, b| (b.days_overdue, &a.demand.id).cmp(&(a.days_overdue, &b.demand.id)));
         let settled = settle_leaves(&all_leaves, &all_visits);
         let month_str = month.to_string();
         let on_leave_this_month = settled
@@ -180,11 +178,9 @@ impl TodayFigures {
 pub fn today_page(ctx: &Ctx<'_>, villages: &[&Village], sync: &SyncSummary) -> String {
     let f = TodayFigures::new(villages, ctx.cadre, ctx.today);
     let names = Names::new(villages);
-    let percent = if f.households_due == 0 {
-        0
-    } else {
-        f.households_visited * 100 / f.households_due
-    };
+    let percent = (f.households_visited * 100)
+        .checked_div(f.households_due)
+        .unwrap_or(0);
     let body = html! {
         section aria-labelledby="duty" {
             h2 #duty { (f.month) " 走访任务" }
@@ -320,7 +316,11 @@ mod tests {
         assert_eq!(f.households_remaining(), 2);
         assert_eq!(f.visits, 1);
         assert_eq!(f.key_residents, 2);
-        let names: Vec<_> = f.key_not_visited.iter().map(|k| k.resident.name.as_str()).collect();
+        let names: Vec<_> = f
+            .key_not_visited
+            .iter()
+            .map(|k| k.resident.name.as_str())
+            .collect();
         assert_eq!(names, ["王建国", "李秀英"], "sorted by address");
         assert_eq!(f.overdue.len(), 1);
         assert_eq!(f.overdue[0].days_overdue, 5);
@@ -352,7 +352,11 @@ mod tests {
             )
             .unwrap();
         let f = TodayFigures::new(&[&s.village], "张伟", crate::testkit::date("2026-03-15"));
-        let names: Vec<_> = f.key_not_visited.iter().map(|k| k.resident.name.as_str()).collect();
+        let names: Vec<_> = f
+            .key_not_visited
+            .iter()
+            .map(|k| k.resident.name.as_str())
+            .collect();
         assert_eq!(names, ["李秀英"]);
         assert_eq!(f.households_visited, 1, "same household twice counts once");
         assert_eq!(f.visits, 2);

@@ -16,7 +16,12 @@ use crate::{Ctx, routes};
 
 /// What the visit form shows: the query string of `GET /visit/new`, or the
 /// refused post (so nothing typed is lost).
-pub fn visit_page(ctx: &Ctx<'_>, villages: &[&Village], index: &SearchIndex, form: &Form) -> String {
+pub fn visit_page(
+    ctx: &Ctx<'_>,
+    villages: &[&Village],
+    index: &SearchIndex,
+    form: &Form,
+) -> String {
     let query = form.get("q").unwrap_or("");
     let resident = form
         .value("resident")
@@ -27,10 +32,13 @@ pub fn visit_page(ctx: &Ctx<'_>, villages: &[&Village], index: &SearchIndex, for
         });
     let household = match &resident {
         Some((v, r)) => Id::parse(&r.household_id).ok().map(|h| (*v, h)),
-        None => form.value("household").and_then(|h| Id::parse(h).ok()).and_then(|h| {
-            let i = village_of(villages, RecordKind::Household, &h)?;
-            Some((villages[i], h))
-        }),
+        None => form
+            .value("household")
+            .and_then(|h| Id::parse(h).ok())
+            .and_then(|h| {
+                let i = village_of(villages, RecordKind::Household, &h)?;
+                Some((villages[i], h))
+            }),
     }
     .and_then(|(v, h)| Some((v, v.household(&h)?)));
     let default_kind = match (&resident, form.value("kind")) {
@@ -103,7 +111,12 @@ mod tests {
     fn search_first_then_the_form_for_the_picked_resident() {
         let s = sample();
         let index = SearchIndex::new(&[&s.village]);
-        let html = visit_page(&ctx("2026-03-15"), &[&s.village], &index, &Form::parse("q=lxy"));
+        let html = visit_page(
+            &ctx("2026-03-15"),
+            &[&s.village],
+            &index,
+            &Form::parse("q=lxy"),
+        );
         assert!(!html.contains("<textarea"), "no form before a pick");
         assert!(html.contains(&format!("/visit/new?resident={}\">李秀英</a>", s.li)));
 
@@ -115,8 +128,14 @@ mod tests {
         );
         assert!(html.contains(&format!("name=\"household\" value=\"{}\"", s.h1)));
         assert!(html.contains(&format!("<option value=\"{}\" selected>李秀英", s.li)));
-        assert!(html.contains("<option value=\"重点走访\" selected>"), "key group: 重点走访");
-        assert!(html.contains("value=\"2026-03-15\" max=\"2026-03-15\""), "today by default");
+        assert!(
+            html.contains("<option value=\"重点走访\" selected>"),
+            "key group: 重点走访"
+        );
+        assert!(
+            html.contains("value=\"2026-03-15\" max=\"2026-03-15\""),
+            "today by default"
+        );
         assert!(html.contains("name=\"csrf\" value=\"tok123\""));
         for label in ["走访对象", "走访类型", "日期", "走访记录"] {
             assert!(html.contains(&format!(">{label}</label>")), "{label}");
@@ -127,7 +146,10 @@ mod tests {
     fn household_pick_and_a_refused_post_keeps_the_text() {
         let s = sample();
         let index = SearchIndex::new(&[&s.village]);
-        let form = Form::parse(&format!("household={}&kind=%E8%A1%A5%E8%AE%BF&note=%3Cb%3E", s.h2));
+        let form = Form::parse(&format!(
+            "household={}&kind=%E8%A1%A5%E8%AE%BF&note=%3Cb%3E",
+            s.h2
+        ));
         let html = visit_page(&ctx("2026-03-15"), &[&s.village], &index, &form);
         assert!(html.contains("<option value=\"\" selected>全户"));
         assert!(html.contains("<option value=\"补访\" selected>"));
