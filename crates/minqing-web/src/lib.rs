@@ -87,6 +87,23 @@ impl Notice {
     }
 }
 
+/// The notices a redirect may ask for with `?done=CODE` after a write: a
+/// fixed text per code, so nothing from the URL is ever shown.
+pub const DONE: &[(&str, &str)] = &[
+    ("visit", "已保存走访记录。"),
+    ("demand", "已受理诉求。"),
+    ("step", "已记录办理步骤。"),
+];
+
+impl Notice {
+    /// The notice for `?done=CODE`, if the code is known.
+    pub fn done(code: &str) -> Option<Notice> {
+        DONE.iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, text)| Notice::ok(*text))
+    }
+}
+
 /// How a [`Notice`] is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoticeKind {

@@ -192,8 +192,9 @@ pub fn today_page(ctx: &Ctx<'_>, villages: &[&Village], sync: &SyncSummary) -> S
                 }
                 div.stat { span.n #visits-month { (f.visits) } span.l { "本月走访次数" } }
             }
-            div.bar role="progressbar" aria-label="本月走访进度" aria-valuenow=(percent) aria-valuemin="0" aria-valuemax="100" {
-                span style=(format!("width:{percent}%")) {}
+            label.muted for="duty-progress" { "本月走访进度 " (percent) "%" }
+            progress #duty-progress value=(f.households_visited) max=(f.households_due.max(1)) {
+                (percent) "%"
             }
             @if f.on_leave_this_month {
                 p.muted { "本月已请假，下月须补访。" }
