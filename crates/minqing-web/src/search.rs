@@ -219,11 +219,17 @@ fn readings(name: &str) -> Vec<Vec<String>> {
 /// reached kept as bits of a `u128` (a query is at most [`MAX_PINYIN_QUERY`]
 /// letters): no allocation, at most 50 × 65 steps per start.
 fn pinyin_match(query: &[u8], readings: &[Vec<String>]) -> Option<usize> {
-    const _: () = assert!(MAX_PINYIN_QUERY < 128, "positions 0..=len must fit in a u128");
+    const _: () = assert!(
+        MAX_PINYIN_QUERY < 128,
+        "positions 0..=len must fit in a u128"
+    );
     let first = *query.first()?;
     let done = 1u128 << query.len();
     (0..readings.len()).find(|&start| {
-        if !readings[start].iter().any(|r| r.as_bytes().first() == Some(&first)) {
+        if !readings[start]
+            .iter()
+            .any(|r| r.as_bytes().first() == Some(&first))
+        {
             return false;
         }
         // Bit q set: the query's first q bytes are spelt by the characters so far.
