@@ -18,6 +18,7 @@ Needs: PyPI playwright, /usr/bin/chromium, fonts-noto-cjk (.ci/run installs them
 
 import argparse
 import datetime
+import http.client
 import json
 import os
 import re
@@ -86,6 +87,54 @@ def prepare(home, today):
     home.run("demand", "transfer", old, "--to", "县交通运输局", "--due", due)
     ids["households"] = [h1, h2, h3]
     return ids
+
+
+def fetch(port, method, path, headers, body=None):
+    """One request to the service, outside the browser: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def check_fences(home, port, secret):
+    """A request without the secret, with a foreign Origin, with a wrong Host,
+    or a form post without the CSRF token is refused, and writes nothing; the
+    same request with everything right is answered."""
+    own = f"127.0.0.1:{port}"
+    cookie = f"minqing_{port}={secret}"
+    status, body = fetch(port, "GET", "/", {"Host": own, "Cookie": cookie})
+    assert status == 200 and "今日" in body, ("the control request", status)
+    refusals = [
+        ("no secret", "GET", {"Host": own}, 403),
+        ("a wrong secret", "GET", {"Host": own, "Cookie": f"minqing_{port}={'0' * 64}"}, 403),
+        ("a foreign Origin", "GET", {"Host": own, "Cookie": cookie, "Origin": "http://evil.example"}, 403),
+        ("Origin: null", "GET", {"Host": own, "Cookie": cookie, "Origin": "null"}, 403),
+        ("a wrong Host (DNS rebinding)", "GET", {"Host": f"evil.example:{port}", "Cookie": cookie}, 421),
+    ]
+    for why, method, headers, want in refusals:
+        status, _ = fetch(port, method, "/", headers)
+        assert status == want, f"a request with {why} got {status}, not {want}"
+    before = len(home.json("visit", "list"))
+    household = home.json("household", "list")[0]["id"]
+    form = urllib.parse.urlencode(
+        {"household": household, "kind": "普遍走访", "note": "不该保存的记录"})
+    posts = [
+        ("no CSRF token", {"Host": own, "Cookie": cookie}, form, 403),
+        ("a wrong CSRF token", {"Host": own, "Cookie": cookie}, form + "&csrf=" + "0" * 64, 403),
+        ("a foreign Origin", {"Host": own, "Cookie": cookie, "Origin": "http://evil.example"}, form, 403),
+        ("no secret", {"Host": own}, form, 403),
+    ]
+    for why, headers, body, want in posts:
+        headers = dict(headers, **{"Content-Type": "application/x-www-form-urlencoded"})
+        status, _ = fetch(port, "POST", "/visits", headers, body.encode())
+        assert status == want, f"a form post with {why} got {status}, not {want}"
+    after = len(home.json("visit", "list"))
+    assert after == before, f"a refused post wrote a visit ({before} → {after})"
+    print(f"fences: {len(refusals) + len(posts)} foreign requests refused, nothing written")
 
 
 def start_app(home):
@@ -227,7 +276,7 @@ class Walk:
         self.shot("demand-new.png")
         page.get_by_role("button", name="受理").click()
         expect(page.locator("#demand-status")).to_have_text("受理")
-        demand = page.url.rsplit("/", 1)[-1]
+        demand = urllib.parse.urlsplit(page.url).path.rsplit("/", 1)[-1]
         self.ids["demand"] = demand
         self.no_ids_shown()
         steps = [
@@ -304,11 +353,14 @@ def main():
     base = f"http://127.0.0.1:{info['port']}"
     requests = []
     try:
+        check_fences(home, info["port"], info["secret"])
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
+            browser = p.chromium.launch(executable_path=args.chromium, args=[
+                "--no-sandbox", "--lang=zh-CN", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
             context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+            context.on("request", lambda r: requests.append(r.url))
             page = context.new_page()
-            page.on("request", lambda r: requests.append(r.url))
             page.set_default_timeout(15_000)
             page.goto(f"{base}/login?k={info['secret']}")
             Walk(page, home, base, args.shots, ids).run()

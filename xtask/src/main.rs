@@ -1,4 +1,5 @@
-//! Project automation: `cargo xtask ci` (what CI runs), `cargo xtask demo` (the main job),
+//! Project automation: `cargo xtask ci` (what CI runs), `cargo xtask tidy` (the
+//! architecture's boundaries), `cargo xtask demo` (the main job),
 //! `cargo xtask gen-data` and `cargo xtask bench` (the benchmark harness in
 //! `crates/minqing-bench`, run in release mode), `cargo xtask fuzz` (the
 //! libFuzzer targets of `crates/minqing-fuzz`).
@@ -11,6 +12,8 @@ use std::process::{Command, ExitCode};
 
 mod demo;
 mod fuzz;
+mod json;
+mod tidy;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,9 +23,13 @@ fn main() -> ExitCode {
         Some("gen-data") => bench_tool("gen-data", &args[1..]),
         Some("bench") => bench_tool("bench", &args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("tidy") => tidy::run(&root()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|gen-data|bench|fuzz>");
-            eprintln!("  ci        fmt check, clippy -D warnings, build, every test");
+            eprintln!("usage: cargo xtask <ci|tidy|demo|gen-data|bench|fuzz>");
+            eprintln!(
+                "  ci        tidy, fmt check, clippy -D warnings, build, every test, the browser tests"
+            );
+            eprintln!("  tidy      the architecture's boundaries (docs/testing.md#the-tidy-test)");
             eprintln!("  demo      a cadre's offline day, then sync through a relay, on 127.0.0.1");
             eprintln!(
                 "  gen-data  --profile device|county|quick --seed N --out DIR: a deterministic data set in real stores"
@@ -75,6 +82,37 @@ pub fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     }
 }
 
+/// The browser tests (tests/browser/, docs/app.md): a cadre's day in Debian's
+/// chromium driven by Playwright, against `minqing app` built above. `.ci/run`
+/// installs chromium, chromium-driver, fonts-noto-cjk and PyPI playwright.
+fn browser() -> Result<(), String> {
+    let root = root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let minqing = target.join("debug").join("minqing");
+    let script = root.join("tests").join("browser").join("cadre_day.py");
+    eprintln!(
+        "$ python3 {} --minqing {}",
+        script.display(),
+        minqing.display()
+    );
+    let status = Command::new("python3")
+        .arg(&script)
+        .arg("--minqing")
+        .arg(&minqing)
+        .current_dir(&root)
+        .status()
+        .map_err(|e| format!("cannot run python3 for the browser tests: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the browser tests failed ({status}); they need /usr/bin/chromium and PyPI playwright (.ci/run installs them)"
+        ))
+    }
+}
+
 /// Builds the binaries the benchmarks drive (release), then runs
 /// `minqing-bench SUB ARGS` through `cargo run --release`.
 fn bench_tool(sub: &str, args: &[String]) -> Result<(), String> {
@@ -95,6 +133,9 @@ fn bench_tool(sub: &str, args: &[String]) -> Result<(), String> {
 }
 
 fn ci() -> Result<(), String> {
+    // The tidy rules first (a second, and the same rules as the `tree_is_tidy`
+    // test that `cargo test --workspace` runs below).
+    tidy::run(&root())?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",
@@ -106,6 +147,7 @@ fn ci() -> Result<(), String> {
     ])?;
     cargo(&["build", "--workspace", "--bins"])?;
     cargo(&["test", "--workspace", "--no-fail-fast"])?;
+    browser()?;
     // Benchmarks are not timed in CI; their smallest profile runs so the harness keeps working.
     cargo(&[
         "bench",

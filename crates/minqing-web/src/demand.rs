@@ -405,7 +405,7 @@ mod tests {
         );
         // Two laptops close it offline.
         let mut other = {
-            let bytes = s.village.doc().clone().save();
+            let bytes = s.village.save();
             let mut v = Village::load(s.village.id().clone(), &bytes).unwrap();
             v.set_actor(b"bbbbbbbbbbbbbbbb");
             v

@@ -51,7 +51,7 @@ pub fn page(ctx: &Ctx<'_>, nav: Nav, title: &str, body: Markup) -> String {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
+                meta name="referrer" content="same-origin";
                 title { (title) " · 民情日记" }
                 link rel="icon" href=(routes::FAVICON);
                 link rel="stylesheet" href=(routes::CSS);

@@ -120,8 +120,9 @@ pub enum NoticeKind {
 pub struct SyncSummary {
     /// Whether this laptop is enrolled with a relay at all.
     pub enrolled: bool,
-    /// Whether the last attempt reached the relay.
-    pub online: bool,
+    /// Whether the last attempt reached the relay (`None`: the service has
+    /// not tried since it started, or runs no sync loop).
+    pub online: Option<bool>,
     /// When the last successful sync ended (unix ms), if ever.
     pub last_sync_ms: Option<i64>,
     /// Villages with changes the relay has not acknowledged yet.

@@ -281,10 +281,12 @@ pub fn sync_state(sync: &SyncSummary) -> Markup {
         p #sync-state {
             @if !sync.enrolled {
                 span.sync-off { "本机未加入县里的同步（单机使用）。" }
-            } @else if sync.online {
+            } @else if sync.online == Some(true) {
                 span.sync-ok { "已连接县里" }
-            } @else {
+            } @else if sync.online == Some(false) {
                 span.sync-off { "离线：数据保存在本机，联网后自动同步" }
+            } @else {
+                span { "已加入县里的同步" }
             }
             @if let Some(ms) = sync.last_sync_ms {
                 " · 上次同步 " (time::from_ms(ms))
@@ -371,7 +373,7 @@ mod tests {
             &[&s.village],
             &SyncSummary {
                 enrolled: true,
-                online: false,
+                online: Some(false),
                 last_sync_ms: Some(crate::testkit::ms("2026-03-14")),
                 pending_villages: 1,
                 last_error: None,

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use minqing_model::{ImportSummary, plan_import, read_rows};
+use minqing_model::{ImportSummary, plan_import};
+use minqing_sheet::read_rows;
 use serde::Serialize;
 
 use crate::cli::ImportCmd;
@@ -47,10 +48,10 @@ fn import_residents(
         .with_context(|| format!("cannot import {}", file.display()))?;
     let summary = plan.summary();
     for c in &summary.converted {
-        eprintln!(
+        crate::output::err(&format!(
             "note: 第{}行: 15-digit 身份证号 {} converted to its 18-digit form {}",
             c.row, c.from, c.to
-        );
+        ));
     }
     let written = !dry_run && !plan.is_noop();
     if written {
