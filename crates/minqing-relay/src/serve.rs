@@ -33,6 +33,13 @@ use crate::registry::{Config, Device, DeviceRegistry, Home, Limits, now_rfc3339}
 /// (docs/relay.md, "Limits"; measured by L1 in docs/benchmarks.md).
 pub const BUDGET_HEADROOM: usize = 16;
 
+/// One part in this of the buffer budget (after its headroom) is set apart
+/// for QUIC receive windows; the rest is for partial frames and waiting
+/// changes. Apart, so that sessions filling their share with partial frames
+/// (an attack by enrolled laptops) never leave a new connection without the
+/// window it needs: it would be refused at once (docs/relay.md, "Limits").
+pub const WINDOW_SHARE: usize = 2;
+
 /// How long shutdown waits for running sessions.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 /// Application close code: the relay is at a limit (busy, too many sessions of this laptop).
@@ -118,8 +125,12 @@ struct Relay {
     limits: Limits,
     audit: Audit,
     ca: RelayCa,
-    /// Bytes of partial frames over all sessions (docs/relay.md, "Limits").
+    /// Bytes of partial frames and waiting changes over all sessions
+    /// (docs/relay.md, "Limits").
     budget: Arc<tokio::sync::Semaphore>,
+    /// Bytes of QUIC receive windows over all connections: the other share
+    /// of the buffer budget ([`WINDOW_SHARE`]).
+    windows: Arc<tokio::sync::Semaphore>,
     /// QUIC/TLS handshakes (and enrolment exchanges) in progress.
     handshakes: Arc<AtomicUsize>,
     /// Authenticated sessions running.
@@ -251,12 +262,16 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
     let budget_bytes = usize::try_from(limits.buffer_budget_mib.saturating_mul(1024 * 1024))
         .unwrap_or(usize::MAX)
         .clamp(1024 * 1024, tokio::sync::Semaphore::MAX_PERMITS);
-    // What is handed out: the budget less its headroom (BUDGET_HEADROOM).
+    // What is handed out: the budget less its headroom (BUDGET_HEADROOM),
+    // in two shares: receive windows and the sessions' buffers.
     let budget_bytes = budget_bytes - budget_bytes / BUDGET_HEADROOM;
+    let window_bytes = budget_bytes / WINDOW_SHARE;
+    let budget_bytes = budget_bytes - window_bytes;
     let relay = Arc::new(Relay {
         ca,
         audit: audit.clone(),
         budget: Arc::new(tokio::sync::Semaphore::new(budget_bytes)),
+        windows: Arc::new(tokio::sync::Semaphore::new(window_bytes)),
         handshakes: Arc::new(AtomicUsize::new(0)),
         active: Arc::new(AtomicUsize::new(0)),
         per_device: Mutex::new(BTreeMap::new()),
@@ -348,7 +363,7 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
                 // The receive window QUIC grants in the handshake is counted
                 // against the buffer budget from here until the connection ends.
                 let Ok(window) = relay
-                    .budget
+                    .windows
                     .clone()
                     .try_acquire_many_owned(minqing_net::RELAY_INITIAL_WINDOW)
                 else {
@@ -533,7 +548,7 @@ async fn serve_connection(
     // An admitted laptop gets the full receive window if the budget has room
     // for it now; otherwise it syncs within the initial window (slower for a
     // large upload, never refused for it).
-    if let Ok(more) = relay.budget.clone().try_acquire_many_owned(
+    if let Ok(more) = relay.windows.clone().try_acquire_many_owned(
         minqing_net::RELAY_RECEIVE_WINDOW - minqing_net::RELAY_INITIAL_WINDOW,
     ) {
         window.merge(more);
