@@ -204,11 +204,14 @@ pub async fn connect(
     connect_with(bundle, client_crypto(bundle, identity)?, opts, None).await
 }
 
+/// A laptop's QUIC client endpoint (one UDP socket), made by [`client_endpoint`].
+pub type ClientEndpoint = quinn::Endpoint;
+
 /// A client endpoint (one UDP socket) for the relay named in `bundle`, for a
 /// long-running laptop process to reuse across sync passes ([`connect_on`]):
 /// one socket for the process's life, and the place where TLS session
 /// resumption can live.
-pub async fn client_endpoint(bundle: &Bundle) -> Result<quinn::Endpoint, NetError> {
+pub async fn client_endpoint(bundle: &Bundle) -> Result<ClientEndpoint, NetError> {
     let addr = resolve(&bundle.relay_addr).await?;
     let bind: SocketAddr = if addr.is_ipv6() {
         SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
@@ -221,7 +224,7 @@ pub async fn client_endpoint(bundle: &Bundle) -> Result<quinn::Endpoint, NetErro
 /// [`connect`] on an endpoint made by [`client_endpoint`] (reused: no new
 /// socket per pass).
 pub async fn connect_on(
-    endpoint: &quinn::Endpoint,
+    endpoint: &ClientEndpoint,
     bundle: &Bundle,
     identity: &Identity,
     opts: ConnectOptions,
