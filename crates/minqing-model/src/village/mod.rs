@@ -310,11 +310,6 @@ impl Village {
         self.doc.save()
     }
 
-    /// The document, read-only (e.g. for [`check_schema`]).
-    pub fn document(&mut self) -> &automerge::Automerge {
-        self.doc.document()
-    }
-
     /// The current heads.
     pub fn heads(&mut self) -> Vec<ChangeHash> {
         self.doc.get_heads()
