@@ -59,6 +59,7 @@ mod tests {
     use super::*;
     use crate::testkit::*;
     use crate::validate::{IdCardNumber, PersonName, Phone, Tag, VisitKind};
+    use crate::village::Village;
     use crate::village::{NewResident, ResidentEdit};
 
     const CARD: &str = "11010519491231002X";

@@ -780,6 +780,7 @@ impl DemandView {
 mod tests {
     use super::*;
     use crate::testkit::*;
+    use crate::village::Village;
 
     fn note(s: &str) -> Note {
         Note::parse(s).unwrap()
