@@ -294,7 +294,7 @@ fn w1(opts: &Options, scratch: &Path, report: &mut Report) -> Result<()> {
             demands: 0,
         };
         let (info, mut village) = county::build_village(&mut vrng, 9000, size, &[1u8; 16])?;
-        let bytes = village.doc_mut().save();
+        let bytes = village.save();
         {
             let store = open(&dir)?;
             store.append(&info.id, &bytes)?;

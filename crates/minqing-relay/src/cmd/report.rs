@@ -160,15 +160,15 @@ fn load_exports(home: &Home, only: Option<&DocId>, store: &Path) -> Result<Vec<V
     Ok(read.villages)
 }
 
-/// Writes the report where asked (the model's [`minqing_model::write_report`],
+/// Writes the report where asked (`minqing_sheet::write_report`,
 /// the same as the laptop's) and prints what it says to print.
 fn emit<T: Serialize>(report: &T, tables: &[Table], out: &ReportOut) -> Result<()> {
-    let targets = minqing_model::ReportTargets {
+    let targets = minqing_sheet::ReportTargets {
         json: out.json,
         csv: out.csv.as_deref(),
         xlsx: out.xlsx.as_deref(),
     };
-    let printed = minqing_model::write_report(report, tables, &targets)?;
+    let printed = minqing_sheet::write_report(report, tables, &targets)?;
     for note in &printed.stderr {
         eprintln!("{note}");
     }
