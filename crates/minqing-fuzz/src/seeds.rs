@@ -115,9 +115,9 @@ fn device_copy() -> Village {
     v
 }
 
-/// The automerge document inside a village.
+/// The automerge document of a village, loaded from its saved bytes.
 fn am(v: &mut Village) -> Automerge {
-    v.document().clone()
+    ok(Automerge::load(&v.save()), "reloading a village")
 }
 
 /// What one device session exchanged with the fuzz relay.

@@ -162,7 +162,7 @@ pub struct PlannedResident {
     pub tags: Vec<Tag>,
 }
 
-/// What an import would do; applied by [`Village::apply_import`] (not at all
+/// What an import would do; applied by [`ImportPlan::apply`] (not at all
 /// on a dry run).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportPlan {
@@ -545,29 +545,29 @@ pub struct ImportOutcome {
     pub residents_added: Vec<Id>,
 }
 
-impl Village {
-    /// Applies an import plan made by [`plan_import`] for this village: adds
-    /// the new households, then the new residents (one change each).
-    pub fn apply_import(
-        &mut self,
+impl ImportPlan {
+    /// Applies this plan (made by [`plan_import`] for `village`): adds the new
+    /// households, then the new residents (one change each).
+    pub fn apply(
+        &self,
+        village: &mut Village,
         rng: &mut (impl Rng + ?Sized),
         author: &Author,
-        plan: &ImportPlan,
     ) -> Result<ImportOutcome, ModelError> {
         let mut out = ImportOutcome::default();
-        let mut ids: Vec<Id> = Vec::with_capacity(plan.households.len());
-        for h in &plan.households {
+        let mut ids: Vec<Id> = Vec::with_capacity(self.households.len());
+        for h in &self.households {
             let id = match &h.existing {
                 Some(id) => id.clone(),
                 None => {
-                    let id = self.add_household(rng, author, &h.new)?;
+                    let id = village.add_household(rng, author, &h.new)?;
                     out.households_added.push(id.clone());
                     id
                 }
             };
             ids.push(id);
         }
-        for r in &plan.residents_new {
+        for r in &self.residents_new {
             let Some(household) = ids.get(r.household).cloned() else {
                 continue;
             };
@@ -582,7 +582,7 @@ impl Village {
                 tags: r.tags.clone(),
             };
             out.residents_added
-                .push(self.add_resident(rng, author, &new)?);
+                .push(village.add_resident(rng, author, &new)?);
         }
         Ok(out)
     }
@@ -663,7 +663,7 @@ mod tests {
                 .reason
                 .contains("already appears in this household on row 2")
         );
-        v.apply_import(&mut rng(1), &author(DEV_A, "李书记", 1), &plan)
+        plan.apply(&mut v, &mut rng(1), &author(DEV_A, "李书记", 1))
             .unwrap();
         let again = plan_import(&v, &rows, today()).unwrap();
         assert!(again.is_noop());

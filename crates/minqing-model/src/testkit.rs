@@ -58,7 +58,7 @@ pub fn village(id: &str, name: &str) -> Village {
 
 /// A copy of `v` working as `device` (as if synced, then offline).
 pub fn fork(v: &mut Village, device: &str) -> Village {
-    let bytes = v.doc_mut().save();
+    let bytes = v.save();
     let mut copy = Village::load(v.id().clone(), &bytes).unwrap();
     copy.set_actor(device.as_bytes());
     copy

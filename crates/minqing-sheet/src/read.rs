@@ -500,7 +500,7 @@ mod tests {
             );
         }
         let before = (v.households().len(), v.residents().len());
-        let out = v.apply_import(&mut rng(3), &author(5_000), &plan).unwrap();
+        let out = plan.apply(v, &mut rng(3), &author(5_000)).unwrap();
         assert_eq!(out.residents_added.len(), s.residents_new);
         assert_eq!(v.households().len(), before.0 + s.households_new);
         assert_eq!(v.residents().len(), before.1 + s.residents_new);

@@ -5,6 +5,16 @@
 //! `residents`, `visits`, `demands` and `leaves`; every record is a map of
 //! scalar fields under its random id. Writes put single keys, so a write costs
 //! the same whatever the size of the village.
+//!
+//! This module is the only code that knows the layout: every `impl Village`
+//! is here or in its submodules — `steps` (demand workflow steps), `leaves`
+//! (duty records), `merge` (duplicate residents) — which share one set of
+//! document helpers ([`get_map`] and friends). The rules those writes follow
+//! live below it, in plain data modules (`ledger`, `duty`, `dedupe`).
+
+mod leaves;
+mod merge;
+mod steps;
 
 use std::collections::BTreeMap;
 
@@ -14,9 +24,9 @@ use chrono::NaiveDate;
 use minqing_sync::DocId;
 use rand::Rng;
 
-use crate::demand::{DemandEvent, EventKind, sort_events};
 use crate::error::ModelError;
 use crate::id::{Id, IdPrefix};
+use crate::ledger::{DemandEvent, EventKind, fold, sort_events};
 use crate::validate::{
     Address, Category, DemandText, Gender, HouseholdNumber, IdCardNumber, Note, PersonName, Phone,
     PlaceName, Relation, Tag, VisitKind,
@@ -293,26 +303,11 @@ impl Village {
         &self.id
     }
 
-    /// The automerge document, for the model's own modules.
-    pub(crate) fn doc(&self) -> &AutoCommit {
-        &self.doc
-    }
-
-    /// The automerge document, mutably, for the model's own modules.
-    pub(crate) fn doc_mut(&mut self) -> &mut AutoCommit {
-        &mut self.doc
-    }
-
     /// The whole document as bytes (`AutoCommit::save`): a snapshot for a
     /// store, a fixture or a copy. Does not change what
     /// [`Village::take_unsaved`] returns.
     pub fn save(&mut self) -> Vec<u8> {
         self.doc.save()
-    }
-
-    /// The document, read-only (e.g. for [`check_schema`]).
-    pub fn document(&mut self) -> &automerge::Automerge {
-        self.doc.document()
     }
 
     /// The current heads.
@@ -550,7 +545,7 @@ impl Village {
     pub fn demand(&self, id: &Id) -> Option<DemandView> {
         let obj = self.record(RecordKind::Demand, id)?;
         let s = |k| get_str(&self.doc, &obj, k);
-        let fold = crate::workflow::fold(&self.demand_events(id));
+        let fold = fold(&self.demand_events(id));
         Some(DemandView {
             id: id.to_string(),
             resident_id: self.canonical_resident(&s("resident_id").unwrap_or_default()),
