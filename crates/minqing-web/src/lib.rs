@@ -20,6 +20,7 @@ pub mod assets;
 pub mod browse;
 pub mod demand;
 pub mod forms;
+pub mod import;
 pub mod layout;
 pub mod leave;
 pub mod names;
@@ -95,6 +96,7 @@ pub const DONE: &[(&str, &str)] = &[
     ("visit", "已保存走访记录。"),
     ("demand", "已受理诉求。"),
     ("step", "已记录办理步骤。"),
+    ("import", "已导入户籍。"),
     ("leave", "已记录请假。记得在以后的月份补访。"),
 ];
 
@@ -167,6 +169,11 @@ pub mod routes {
     pub const LEAVE: &str = "/leave";
     /// Record a leave.
     pub const LEAVES: &str = "/leaves";
+    /// 导入户籍: `GET /import`; upload: `POST /import?csrf=…` (multipart:
+    /// `village`, `file`), answered with the dry-run preview.
+    pub const IMPORT: &str = "/import";
+    /// Confirm the previewed import: `POST /import/confirm` (`token`).
+    pub const IMPORT_CONFIRM: &str = "/import/confirm";
     /// 报表: `GET /report?month=YYYY-MM`.
     pub const REPORT: &str = "/report";
     /// The monthly report as `.xlsx`: `GET /report/monthly.xlsx?month=YYYY-MM`.
