@@ -340,6 +340,27 @@ class Walk:
         self.no_ids_shown()
         self.shot("demands.png")
 
+        # 添加居民 on a household's page: a bad 身份证号 is refused (nothing
+        # written); one already in the village is saved with a warning naming
+        # who has it.
+        residents_before = len(self.home.json("resident", "list"))
+        page.goto(self.base + "/household/" + self.ids["households"][1])
+        page.locator("main").get_by_role("link", name="添加居民").click()
+        page.get_by_label("姓名").fill("李秀音")
+        page.get_by_label("身份证号").fill("12345")
+        page.get_by_role("button", name="添加居民").click()
+        expect(page.get_by_role("status")).to_contain_text("身份证号")
+        expect(page.get_by_label("姓名")).to_have_value("李秀音")
+        assert len(self.home.json("resident", "list")) == residents_before, "a refused post wrote"
+        page.get_by_label("身份证号").fill("370811195803151224")
+        self.shot("resident-new.png")
+        page.get_by_role("button", name="添加居民").click()
+        expect(page.get_by_role("status")).to_contain_text("李秀英（小河村三组12号）也登记了这个身份证号")
+        expect(page.get_by_role("heading", level=1)).to_have_text("李秀音")
+        dups = self.home.json("resident", "duplicates")
+        assert len(dups) == 1 and {r["name"] for r in dups[0]["residents"]} == {"李秀英", "李秀音"}, dups
+        self.shot("resident-duplicate.png")
+
         # 请假/补访: a leave for last month, then a 补访 this month settles it.
         self.nav("请假/补访")
         last_month = (datetime.datetime.now(CHINA).date().replace(day=1)

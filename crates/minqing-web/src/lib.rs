@@ -97,6 +97,7 @@ pub const DONE: &[(&str, &str)] = &[
     ("demand", "已受理诉求。"),
     ("step", "已记录办理步骤。"),
     ("import", "已导入户籍。"),
+    ("resident", "已添加居民。"),
     ("leave", "已记录请假。记得在以后的月份补访。"),
 ];
 
@@ -150,6 +151,10 @@ pub mod routes {
     pub const HOUSEHOLD: &str = "/household/";
     /// Resident search: `GET /search?q=…&tag=…`.
     pub const SEARCH: &str = "/search";
+    /// The new-resident form: `GET /resident/new?household=…`.
+    pub const RESIDENT_NEW: &str = "/resident/new";
+    /// Add a resident: `POST /residents` ([`crate::forms::resident`]).
+    pub const RESIDENTS: &str = "/residents";
     /// A resident's page: `/resident/<id>`.
     pub const RESIDENT: &str = "/resident/";
     /// The visit form: `GET /visit/new?resident=…&household=…&q=…`.
@@ -222,6 +227,11 @@ pub mod routes {
     /// `/visit/new?household=<id>`.
     pub fn visit_for_household(id: &str) -> String {
         format!("{VISIT_NEW}?household={id}")
+    }
+
+    /// `/resident/new?household=<id>`.
+    pub fn resident_for_household(id: &str) -> String {
+        format!("{RESIDENT_NEW}?household={id}")
     }
 
     /// `/demand/new?resident=<id>`.

@@ -122,6 +122,8 @@ pub fn routes() -> Router<App> {
         .route("/village/{id}", get(village))
         .route("/household/{id}", get(household))
         .route(r::SEARCH, get(search))
+        .route(r::RESIDENT_NEW, get(resident_new))
+        .route(r::RESIDENTS, post(add_resident))
         .route("/resident/{id}", get(resident))
         .route(r::VISIT_NEW, get(visit_new))
         .route(r::VISITS, post(log_visit))
@@ -296,10 +298,78 @@ async fn resident(
         let Some((v, id)) = holding(&villages, RecordKind::Resident, &id) else {
             return Ok(None);
         };
+        // After adding a resident: warn (naming who) when the 身份证号 is
+        // already in the village.
+        let notice = match form.value("done") {
+            Some("resident") => minqing_web::resident::duplicate_notice(v, &id).or(done(&form)),
+            _ => done(&form),
+        };
         Ok(minqing_web::resident::resident_page(
-            &view.ctx(done(&form)),
+            &view.ctx(notice),
             v,
             &id,
+        ))
+    })
+    .await
+}
+
+/// The form adding a resident to a household.
+async fn resident_new(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    render(app, move |view| {
+        let villages = view.villages()?;
+        let Some(hid) = form.value("household") else {
+            return Ok(None);
+        };
+        let Some((v, _)) = holding(&villages, RecordKind::Household, hid) else {
+            return Ok(None);
+        };
+        Ok(minqing_web::resident::resident_new_page(
+            &view.ctx(None),
+            v,
+            &form,
+        ))
+    })
+    .await
+}
+
+/// `POST /residents`: adds a resident, durable before the redirect to the
+/// resident's page (which warns when the 身份证号 is already in the village).
+async fn add_resident(State(app): State<App>, body: String) -> Response {
+    let form = Form::parse(&body);
+    let a = app.clone();
+    app.write(move |home| {
+        let mut villages = home.villages()?;
+        let Some(vi) = form
+            .value("household")
+            .and_then(|h| holding(&villages, RecordKind::Household, h))
+            .and_then(|(_, h)| village_of(&refs(&villages), RecordKind::Household, &h))
+        else {
+            return Ok(not_found());
+        };
+        let again = |v: &Village, why: String| match minqing_web::resident::resident_new_page(
+            &page_ctx(home, &a, Some(Notice::error(why))),
+            v,
+            &form,
+        ) {
+            Some(html) => refused(html),
+            None => not_found(),
+        };
+        let new = match forms::resident(&form, crate::home::today()) {
+            Ok(n) => n,
+            Err(e) => return Ok(again(&villages[vi], e.to_string())),
+        };
+        let added = villages[vi].add_resident(&mut *crate::home::rng(), &home.author(), &new);
+        let id = match added {
+            Ok(id) => id,
+            Err(e) => return Ok(again(&villages[vi], format!("没有保存：{e}"))),
+        };
+        let v = &mut villages[vi];
+        home.save(v, "resident").context("saving the resident")?;
+        home.compact_later(v.id());
+        Ok(see_other(
+            &minqing_web::routes::resident(id.as_str()),
+            "resident",
         ))
     })
     .await
