@@ -470,8 +470,29 @@ class Walk:
             households_before + dry["households_new"])
         again = self.home.json("import", "residents", register, "--village", "V001", "--dry-run")
         assert again["residents_new"] == 0, again
-        print(f"import: {dry['residents_new']} residents, {len(dry['rejected'])} rows rejected "
-              f"(rows {[r['row'] for r in dry['rejected']]}), as `import --dry-run --json`")
+        csv_dry = dry
+        self.nav("导入户籍")
+        # The same with an .xlsx register: one good row, one bad (row 3).
+        book = openpyxl.Workbook()
+        sheet = book.active
+        sheet.append(["户号", "姓名", "性别", "身份证号", "与户主关系", "家庭住址"])
+        sheet.append(["0901", "周桂兰", "女", "370811196203041229", "户主", "小河村九组1号"])
+        sheet.append(["0901", "周建", "男", "3708111962", "子", "小河村九组1号"])
+        xlsx = os.path.join(self.work, "登记表.xlsx")
+        book.save(xlsx)
+        dry = self.home.json("import", "residents", xlsx, "--village", "V001", "--dry-run")
+        assert dry["residents_new"] == 1 and [r["row"] for r in dry["rejected"]] == [3], dry
+        page.get_by_label("户籍登记表（.xlsx 或 .csv）").set_input_files(xlsx)
+        page.get_by_role("button", name="预览").click()
+        expect(page.locator("#import-new")).to_have_text("1")
+        expect(page.locator("#rejected tbody tr td").first).to_have_text("第3行")
+        page.get_by_role("button", name="确认导入").click()
+        expect(page.get_by_role("status")).to_contain_text("已导入户籍")
+        names = {r["name"] for r in self.home.json("resident", "list")}
+        assert "周桂兰" in names and "周建" not in names
+        print(f"import: {csv_dry['residents_new']} residents, {len(csv_dry['rejected'])} rows rejected "
+              f"(rows {[r['row'] for r in csv_dry['rejected']]}), as `import --dry-run --json`; "
+              ".xlsx: 1 new, row 3 rejected")
 
 
 def main():
