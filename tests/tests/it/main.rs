@@ -5,6 +5,7 @@
 
 mod app_service;
 mod at_rest;
+mod cli_comfort;
 mod closed_loop;
 mod closed_loop_relay;
 mod enrolment;

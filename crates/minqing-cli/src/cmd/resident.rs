@@ -120,11 +120,16 @@ fn id_card(raw: &str, today: chrono::NaiveDate) -> anyhow::Result<IdCardNumber> 
 pub(crate) fn tags(raw: &[String], flag: &str) -> anyhow::Result<Vec<Tag>> {
     let mut out: Vec<Tag> = Vec::new();
     for value in raw {
-        for piece in value
+        let mut pieces: Vec<&str> = value
             .split([',', '，', '、'])
             .map(text::trim)
             .filter(|p| !p.is_empty())
-        {
+            .collect();
+        if pieces.is_empty() {
+            // Nothing but blanks and separators: refused as an empty tag.
+            pieces.push("");
+        }
+        for piece in pieces {
             let tag = Tag::parse(piece).with_context(|| flag.to_owned())?;
             if !tag.is_known()
                 && let Some(known) = near_known_tag(tag.as_str())
@@ -412,6 +417,8 @@ mod tests {
             Ok(&["独居老人", "老党员", "困难户"]),
         );
         check(&["老党员", "老党员,"], Ok(&["老党员"]));
+        check(&["　"], Err("tag"));
+        check(&[","], Err("tag"));
         check(&["veteran", "needy"], Ok(&["退役军人", "困难户"]));
         // Free tags stay free.
         check(&["种植大户", "网格员"], Ok(&["种植大户", "网格员"]));
