@@ -117,7 +117,7 @@ pub fn prepare(
     if home.store.meta_get(cmd_sync::BUNDLE_KEY)?.is_none() || home.read_only.is_some() {
         return Ok(None);
     }
-    let (bundle, identity) = cmd_sync::stored_bundle(&home.store)?;
+    let (bundle, identity) = cmd_sync::stored_bundle(&*home.store)?;
     let last_sync = home
         .store
         .meta_get(cmd_sync::LAST_SYNC_KEY)?
@@ -291,7 +291,7 @@ async fn pass(
     match result {
         Ok((out, notices)) => {
             if let Err(e) = store
-                .with(|h| cmd_sync::report(&h.store).map_err(|e| StorageError::Backend(e.into())))
+                .with(|h| cmd_sync::report(&*h.store).map_err(|e| StorageError::Backend(e.into())))
             {
                 return Ended::Local(e.into());
             }
@@ -542,7 +542,7 @@ pub struct SyncView {
 /// The villages' rows: `home` is held under the store lock by the caller.
 pub fn view(home: &Home, state: Option<SyncState>) -> anyhow::Result<SyncView> {
     let pending: BTreeMap<String, usize> = match &state {
-        Some(s) => minqing_net::device_docs(&home.store, &s.relay_name)?
+        Some(s) => minqing_net::device_docs(&*home.store, &s.relay_name)?
             .into_iter()
             .map(|(id, doc, st)| {
                 (
