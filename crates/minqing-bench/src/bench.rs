@@ -1322,7 +1322,7 @@ async fn r1(
     bins: &Bins,
     opts: &Options,
     data: &Path,
-    _m: &Manifest,
+    m: &Manifest,
     scratch: &Path,
     report: &mut Report,
 ) -> Result<()> {
@@ -1331,10 +1331,14 @@ async fn r1(
     let runs = if opts.quick { 1 } else { opts.runs.min(3) };
     let (mut totals, mut p50s, mut p99s, mut rss, mut errors) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let cache = R1Cache::new(&sims, m);
+    let mut cache_peaks = Vec::new();
+    let mut cache_lines = Vec::new();
     for run in 0..runs {
         let dir = scratch.join("r1");
         let _ = std::fs::remove_dir_all(&dir);
         copy_dir(&data.join("relay"), &dir.join("relay"))?;
+        cache.configure(&dir.join("relay"))?;
         // Each device holds its village as the relay has it, plus 2 visits of its day.
         let relay_store = open_store(&dir.join("relay/store"))?;
         let mut devices = Vec::with_capacity(n);
@@ -1405,7 +1409,9 @@ async fn r1(
         if let Some(e) = first_error {
             eprintln!("R1 run {run}: {errs} errors, first: {e}");
         }
-        relay.stop();
+        let line = relay.stop();
+        cache_peaks.push(line.as_deref().and_then(cache_peak).unwrap_or(f64::NAN));
+        cache_lines.extend(line);
     }
     let max_err = errors.iter().cloned().fold(0.0, f64::max);
     let max_rss = rss.iter().cloned().fold(0.0, f64::max);
@@ -1421,7 +1427,71 @@ async fn r1(
     report
         .add("R1", "errors", "count", errors)
         .target("0", max_err == 0.0);
+    let max_peak = cache_peaks.iter().cloned().fold(0.0, f64::max);
+    report
+        .add(
+            "R1",
+            "relay document cache peak (villages counted at 4× saved size)",
+            "MiB",
+            cache_peaks,
+        )
+        .target(
+            &format!("≤ doc_cache_mib {} MiB", cache.budget_mib),
+            max_peak <= cache.budget_mib as f64,
+        )
+        .miss_by(cache.budget_mib as f64)
+        .note(format!(
+            "the {} villages R1 touches count for {:.0} MiB in all, the configured budget holds {:.0} % of that; the relay said, as it stopped: {}",
+            cache.villages,
+            cache.counted_mib,
+            100.0 * cache.budget_mib as f64 / cache.counted_mib.max(1e-9),
+            cache_lines.last().map_or("nothing", String::as_str)
+        ));
     Ok(())
+}
+
+/// R1's document cache: a budget (`limits.doc_cache_mib`) that holds about
+/// half of what the villages R1 touches count for, so the load touches more
+/// villages than the budget holds.
+struct R1Cache {
+    villages: usize,
+    counted_mib: f64,
+    budget_mib: u64,
+}
+
+impl R1Cache {
+    fn new(sims: &[SimDevice], m: &Manifest) -> R1Cache {
+        let touched: std::collections::BTreeSet<&str> =
+            sims.iter().map(|s| s.village.as_str()).collect();
+        let saved: u64 = touched.iter().filter_map(|v| m.saved_bytes.get(*v)).sum();
+        // MEMORY_PER_SAVED_BYTE in minqing-relay's cache.rs.
+        let counted_mib = (saved * 4) as f64 / (1024.0 * 1024.0);
+        R1Cache {
+            villages: touched.len(),
+            counted_mib,
+            budget_mib: ((counted_mib / 2.0) as u64).max(1),
+        }
+    }
+
+    fn configure(&self, relay_home: &Path) -> Result<()> {
+        let path = relay_home.join("config.json");
+        let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        if !config["limits"].is_object() {
+            config["limits"] = serde_json::json!({});
+        }
+        config["limits"]["doc_cache_mib"] = serde_json::json!(self.budget_mib);
+        std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+        Ok(())
+    }
+}
+
+/// The peak (MiB) in the relay's "document cache: peak X MiB of …" line.
+fn cache_peak(line: &str) -> Option<f64> {
+    line.strip_prefix("document cache: peak ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// L1's rows (docs/relay.md, "Limits").

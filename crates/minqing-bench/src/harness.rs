@@ -31,6 +31,9 @@ pub struct RelayProc {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Reads the rest of its stderr; returns the line `serve` prints about
+    /// its document cache when it stops.
+    stderr: Option<std::thread::JoinHandle<Option<String>>>,
 }
 
 impl RelayProc {
@@ -66,8 +69,17 @@ impl RelayProc {
                 }
             }
         }
-        std::thread::spawn(move || for _ in lines {});
-        Ok(RelayProc { child, addr })
+        let stderr = std::thread::spawn(move || {
+            lines
+                .map_while(Result::ok)
+                .filter(|l| l.starts_with("document cache:"))
+                .last()
+        });
+        Ok(RelayProc {
+            child,
+            addr,
+            stderr: Some(stderr),
+        })
     }
 
     /// The relay's process id.
@@ -80,8 +92,9 @@ impl RelayProc {
         vm_hwm(self.child.id())
     }
 
-    /// Stops it (SIGTERM, then SIGKILL after 10 s).
-    pub fn stop(mut self) {
+    /// Stops it (SIGTERM, then SIGKILL after 10 s); returns what it said
+    /// about its document cache as it stopped, if it stopped cleanly.
+    pub fn stop(mut self) -> Option<String> {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -89,12 +102,13 @@ impl RelayProc {
         let until = Instant::now() + Duration::from_secs(10);
         while Instant::now() < until {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                return self.stderr.take().and_then(|t| t.join().ok().flatten());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        None
     }
 }
 

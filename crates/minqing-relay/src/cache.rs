@@ -5,8 +5,10 @@
 //! What a village costs is estimated from its *saved* size (the bytes its
 //! storage holds: its size when loaded plus every change appended since),
 //! which the relay knows without walking automerge's internals, times
-//! [`MEMORY_PER_SAVED_BYTE`], what automerge holds in memory per saved byte
-//! (measured: docs/benchmarks.md, R1). A village is evicted only while no
+//! [`MEMORY_PER_SAVED_BYTE`], an estimate of what automerge holds in memory
+//! per saved byte (not yet measured on its own: docs/benchmarks.md, R1, runs
+//! the relay with a budget smaller than its villages and reports both the
+//! cache's peak and the relay's RSS). A village is evicted only while no
 //! session is using it (no call of [`DocHost`] on it in progress):
 //! everything a session changed was appended to storage before its call
 //! returned, so a reload is the same document. While every cached village is
@@ -29,8 +31,8 @@ use crate::lock::lock_or_reload;
 
 /// Bytes of memory a loaded village is counted for per byte of its saved
 /// form. automerge 0.12 keeps a loaded document in columns much like the
-/// saved ones, without their compression, plus indexes; see
-/// docs/benchmarks.md (R1) for the relay's RSS against the budget.
+/// saved ones, without their compression, plus indexes. An estimate, not a
+/// measurement; docs/benchmarks.md (R1) has the relay's RSS under a budget.
 pub const MEMORY_PER_SAVED_BYTE: usize = 4;
 
 /// What a village of `saved` bytes is counted for.
