@@ -1,4 +1,5 @@
-//! Project automation: `cargo xtask ci` (what CI runs), `cargo xtask demo` (the main job),
+//! Project automation: `cargo xtask ci` (what CI runs), `cargo xtask tidy` (the
+//! architecture's boundaries), `cargo xtask demo` (the main job),
 //! `cargo xtask gen-data` and `cargo xtask bench` (the benchmark harness in
 //! `crates/minqing-bench`, run in release mode), `cargo xtask fuzz` (the
 //! libFuzzer targets of `crates/minqing-fuzz`).
@@ -11,6 +12,8 @@ use std::process::{Command, ExitCode};
 
 mod demo;
 mod fuzz;
+mod json;
+mod tidy;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,9 +23,11 @@ fn main() -> ExitCode {
         Some("gen-data") => bench_tool("gen-data", &args[1..]),
         Some("bench") => bench_tool("bench", &args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("tidy") => tidy::run(&root()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|gen-data|bench|fuzz>");
-            eprintln!("  ci        fmt check, clippy -D warnings, build, every test");
+            eprintln!("usage: cargo xtask <ci|tidy|demo|gen-data|bench|fuzz>");
+            eprintln!("  ci        tidy, fmt check, clippy -D warnings, build, every test");
+            eprintln!("  tidy      the architecture's boundaries (docs/testing.md#the-tidy-test)");
             eprintln!("  demo      a cadre's offline day, then sync through a relay, on 127.0.0.1");
             eprintln!(
                 "  gen-data  --profile device|county|quick --seed N --out DIR: a deterministic data set in real stores"
@@ -95,6 +100,9 @@ fn bench_tool(sub: &str, args: &[String]) -> Result<(), String> {
 }
 
 fn ci() -> Result<(), String> {
+    // The tidy rules first (a second, and the same rules as the `tree_is_tidy`
+    // test that `cargo test --workspace` runs below).
+    tidy::run(&root())?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",

@@ -168,7 +168,7 @@ fn build(seed: u64, index: usize, size: VillageSize, actor: &[u8]) -> Result<Mad
         village.visits().len(),
         village.demands().len(),
     ];
-    let bytes = village.doc_mut().save();
+    let bytes = village.save();
     let heads = village.heads();
     Ok(Made {
         index,

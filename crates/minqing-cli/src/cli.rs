@@ -513,8 +513,8 @@ pub struct ReportOut {
 
 impl ReportOut {
     /// The model's view of these options.
-    pub fn targets(&self) -> minqing_model::ReportTargets<'_> {
-        minqing_model::ReportTargets {
+    pub fn targets(&self) -> minqing_sheet::ReportTargets<'_> {
+        minqing_sheet::ReportTargets {
             json: self.json,
             csv: self.csv.as_deref(),
             xlsx: self.xlsx.as_deref(),

@@ -9,7 +9,7 @@
 //! the replay test report as a crash. Errors returned by the code under test
 //! are expected and ignored. The same functions serve the libFuzzer binaries
 //! (`fuzz_targets/`, built by `cargo xtask fuzz` with the `libfuzzer` feature)
-//! and `tests/replay.rs`, which runs every file of `corpus/` and `crashers/`
+//! and `tests/it/replay.rs`, which runs every file of `corpus/` and `crashers/`
 //! through them in a normal `cargo test`. See docs/testing.md, "Fuzzing".
 
 pub mod bundle;

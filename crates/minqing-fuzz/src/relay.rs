@@ -74,7 +74,7 @@ pub fn fixture() -> &'static Fixture {
         let mut v = crate::seeds::village();
         let heads = v.heads();
         Fixture {
-            village: v.doc_mut().save(),
+            village: v.save(),
             heads,
         }
     })

@@ -117,7 +117,7 @@ fn device_copy() -> Village {
 
 /// The automerge document inside a village.
 fn am(v: &mut Village) -> Automerge {
-    v.doc_mut().document().clone()
+    v.document().clone()
 }
 
 /// What one device session exchanged with the fuzz relay.

@@ -33,9 +33,7 @@ pub enum ModelError {
         village: DocId,
     },
     /// A resident named with a visit does not live in the visit's household.
-    #[error(
-        "resident {resident} does not belong to household {household}: check --resident and --household"
-    )]
+    #[error("resident {resident} does not belong to household {household}")]
     ResidentNotInHousehold {
         /// The resident.
         resident: Id,

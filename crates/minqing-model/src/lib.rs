@@ -2,8 +2,10 @@
 //! ids, the village document's automerge layout, typed views for `--json`, and
 //! the demand event log with its status fold.
 //!
-//! This crate knows nothing of the network or of disks: it reads and writes
-//! `automerge::AutoCommit` values handed to it.
+//! This crate knows nothing of the network, of disks or of file formats: it
+//! reads and writes `automerge::AutoCommit` values handed to it, takes import
+//! rows as text and gives reports as [`Table`]s (`minqing-sheet` reads and
+//! writes the files).
 
 pub mod dedupe;
 pub mod demand;
@@ -13,7 +15,7 @@ pub mod id;
 pub mod ids;
 pub mod import;
 pub mod report;
-pub mod sheet;
+pub mod table;
 pub mod text;
 pub mod validate;
 pub mod view;
@@ -33,16 +35,13 @@ pub use id::{Id, IdError, IdPrefix};
 pub use ids::{DeviceIdError, IdRuleError, VillageId, parse_device_id, parse_village_id};
 pub use import::{
     ConvertedCard, ImportError, ImportOutcome, ImportPlan, ImportSummary, RawRow, RejectedRow,
-    plan_import, read_rows,
+    plan_import,
 };
 pub use report::{
     CadreMonth, GroupCount, LedgerReport, MonthlyReport, OverdueDemand, ledger_report, local_date,
     monthly_report,
 };
-pub use sheet::{
-    Cell, ReportOutput, ReportTargets, SheetError, Table, render_tables, write_csv, write_report,
-    write_xlsx,
-};
+pub use table::{Cell, Table};
 pub use validate::{
     Address, Category, DemandText, Gender, HouseholdNumber, IdCardNumber, Month, Note, PersonName,
     Phone, PlaceName, Relation, Tag, TeamName, ValidationError, VisitKind, is_area_code,

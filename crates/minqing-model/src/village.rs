@@ -293,14 +293,26 @@ impl Village {
         &self.id
     }
 
-    /// The automerge document.
-    pub fn doc(&self) -> &AutoCommit {
+    /// The automerge document, for the model's own modules.
+    pub(crate) fn doc(&self) -> &AutoCommit {
         &self.doc
     }
 
-    /// The automerge document, mutably (for sync and merge).
-    pub fn doc_mut(&mut self) -> &mut AutoCommit {
+    /// The automerge document, mutably, for the model's own modules.
+    pub(crate) fn doc_mut(&mut self) -> &mut AutoCommit {
         &mut self.doc
+    }
+
+    /// The whole document as bytes (`AutoCommit::save`): a snapshot for a
+    /// store, a fixture or a copy. Does not change what
+    /// [`Village::take_unsaved`] returns.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// The document, read-only (e.g. for [`check_schema`]).
+    pub fn document(&mut self) -> &automerge::Automerge {
+        self.doc.document()
     }
 
     /// The current heads.

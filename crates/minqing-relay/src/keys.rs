@@ -1,24 +1,23 @@
 //! The relay's secrets at rest (docs/security.md): the CA key and the escrow
 //! private key are sealed with the operator passphrase; `recover` answers a
-//! laptop's recovery request; `unseal` opens a laptop's `removed/` copy or
-//! backup with the escrow key.
+//! laptop's recovery request and `unseal` opens a laptop's `removed/` copy or
+//! backup with the escrow key (cmd/keys.rs).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use minqing_net::RelayCa;
 use minqing_store::escrow::{EscrowPublic, EscrowSecret};
-use minqing_store::keyring::{KdfParams, RECOVERY_REQUEST_FORMAT, RecoveryRequest};
+use minqing_store::keyring::KdfParams;
 use minqing_store::sealed::{self, OpenWith, SealTo};
 use minqing_store::secret::Passphrase;
 
-use crate::registry::{Home, usage};
+use crate::registry::{Config, Home, usage};
 
 /// `kind` of the sealed CA key file.
 const CA_KEY_KIND: &str = "relay-ca-key";
 /// `kind` of the sealed escrow key file.
 const ESCROW_KEY_KIND: &str = "relay-escrow-key";
-/// Largest recovery request read.
-const MAX_REQUEST_LEN: u64 = 64 * 1024;
 /// The hint printed when there is no terminal to ask on.
 const HINT: &str = "--passphrase-file FILE or MINQING_RELAY_PASSPHRASE_FILE";
 
@@ -126,7 +125,7 @@ pub fn escrow_public(home: &Home) -> Result<Option<EscrowPublic>> {
     }
 }
 
-fn escrow_secret(home: &Home, secret: &OperatorSecret) -> Result<EscrowSecret> {
+pub(crate) fn escrow_secret(home: &Home, secret: &OperatorSecret) -> Result<EscrowSecret> {
     let path = escrow_key_path(home);
     if !path.exists() {
         usage!(
@@ -139,97 +138,14 @@ fn escrow_secret(home: &Home, secret: &OperatorSecret) -> Result<EscrowSecret> {
     EscrowSecret::from_bytes(&bytes).context("the escrow key file is damaged")
 }
 
-/// `recover REQUEST --out ANSWER`: the operator's half of a passphrase recovery.
-pub fn recover(home: &Home, secret: &OperatorSecret, request: &Path, out: &Path) -> Result<()> {
-    home.config()?;
-    if out.exists() {
-        usage!("{} already exists; choose another --out", out.display());
-    }
-    let len = std::fs::metadata(request)
-        .with_context(|| format!("cannot read {}", request.display()))?
-        .len();
-    if len > MAX_REQUEST_LEN {
-        usage!("{} is too large for a recovery request", request.display());
-    }
-    let text =
-        std::fs::read(request).with_context(|| format!("cannot read {}", request.display()))?;
-    let req: RecoveryRequest = match serde_json::from_slice(&text) {
-        Ok(r) => r,
-        Err(e) => usage!(
-            "{} is not a recovery request from `minqing recovery request` ({e})",
-            request.display()
-        ),
-    };
-    if req.format != RECOVERY_REQUEST_FORMAT {
-        usage!(
-            "{} has format {:?}, not {RECOVERY_REQUEST_FORMAT:?}",
-            request.display(),
-            req.format
-        );
-    }
-    let escrow = escrow_secret(home, secret)?;
-    let Some(answer) = req.answer(&escrow) else {
-        anyhow::bail!(
-            "{} was not made for this relay's escrow key (or is damaged); nothing was written",
-            request.display()
-        );
-    };
-    minqing_store::files::replace_private(out, &serde_json::to_vec_pretty(&answer)?)
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    let device = req.device_id.clone().unwrap_or_else(|| "-".into());
-    home.audit(
-        "escrow_recover",
-        req.device_id.as_deref(),
-        None,
+/// Loads the relay's CA (the key is unsealed with the operator passphrase).
+pub fn load_ca(home: &Home, config: &Config, secret: &OperatorSecret) -> Result<RelayCa> {
+    let cert = std::fs::read_to_string(home.ca_cert()).with_context(|| {
         format!(
-            "store {}; answer written to {}",
-            req.store_id,
-            out.display()
-        ),
-    )?;
-    println!(
-        "answer for laptop {device} written to {} (mode 0600): give it to the cadre, who runs `minqing recovery finish {}`; it works once, on that laptop only",
-        out.display(),
-        out.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    );
-    Ok(())
-}
-
-/// `unseal FILE --kind removed|backup --out FILE`: opens a laptop's sealed
-/// `removed/` copy or backup with the escrow key.
-pub fn unseal(home: &Home, secret: &OperatorSecret, file: &Path, out: &Path) -> Result<()> {
-    home.config()?;
-    if out.exists() {
-        usage!("{} already exists; choose another --out", out.display());
-    }
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let escrow = escrow_secret(home, secret)?;
-    let mut last = None;
-    for kind in ["removed-village", "quarantined-village", "backup"] {
-        match sealed::open(&bytes, file, kind, OpenWith::Escrow(&escrow)) {
-            Ok(plain) => {
-                minqing_store::files::replace_private(out, &plain)
-                    .with_context(|| format!("cannot write {}", out.display()))?;
-                home.audit(
-                    "escrow_unseal",
-                    None,
-                    None,
-                    format!("{kind} file {} opened to {}", file.display(), out.display()),
-                )?;
-                println!(
-                    "{} ({kind}) opened with the escrow key into {}",
-                    file.display(),
-                    out.display()
-                );
-                return Ok(());
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    match last {
-        Some(e) => Err(e.into()),
-        None => anyhow::bail!("{} cannot be opened", file.display()),
-    }
+            "cannot read the CA certificate {}",
+            home.ca_cert().display()
+        )
+    })?;
+    let key = ca_key_pem(home, secret)?;
+    Ok(RelayCa::load(&config.name, &cert, &key)?)
 }

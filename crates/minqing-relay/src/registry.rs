@@ -4,9 +4,13 @@
 //! The registry lives in small JSON files under `$HOME/registry/`, not in sled,
 //! because sled allows one process per directory and the operator must be able to
 //! `revoke` or `assign` while `serve` runs. Writers take an exclusive lock on
-//! `registry/.lock`, write a temporary file, fsync it and rename it into place;
-//! `serve` re-reads `devices.json` (cached by inode, size and mtime) on every
-//! handshake and session start, so a change applies to the next connection.
+//! `registry/.lock`, write a temporary file, fsync it and rename it into place.
+//! `serve` keeps the devices in memory ([`DeviceRegistry`]): a background
+//! thread re-reads `devices.json` when its inode, size or mtime change (every
+//! [`REFRESH_INTERVAL`]) and swaps in a new snapshot; the TLS handshake only
+//! reads the snapshot. Admin commands that change devices while `serve` runs
+//! wait until it acknowledges the new file (`devices.applied`), so a
+//! revocation applies to the next connection.
 //! `last_sync.json` is written only by `serve`. The audit log `audit.jsonl` is
 //! append-only: one JSON object per line, each written with one `write` on an
 //! `O_APPEND` descriptor and fsynced.
@@ -15,7 +19,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -451,44 +456,199 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// Inode, size and modification time (s, ns) of a file: changes on every rename-into-place.
 type FileStamp = (u64, u64, i64, i64);
 
-/// The device registry as `serve` sees it: re-read when `devices.json` changes.
-#[derive(Debug)]
-pub struct DeviceCache {
-    home: Home,
-    inner: Mutex<(Option<FileStamp>, BTreeMap<String, Device>)>,
+fn stamp(path: &Path) -> Option<FileStamp> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
 }
 
-impl DeviceCache {
-    /// A cache over `home`'s registry.
-    pub fn new(home: Home) -> Self {
-        DeviceCache {
-            home,
-            inner: Mutex::new((None, BTreeMap::new())),
-        }
+fn stamp_text(s: Option<FileStamp>) -> String {
+    match s {
+        Some((ino, len, secs, nanos)) => format!("{ino}:{len}:{secs}:{nanos}"),
+        None => "absent".into(),
     }
+}
 
-    /// The current registry (re-read if the file changed since the last call).
-    pub fn current(&self) -> Result<BTreeMap<String, Device>> {
-        let path = self.home.devices_path();
-        let key = std::fs::metadata(&path)
-            .ok()
-            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if key.is_none() || inner.0 != key {
-            inner.1 = self.home.devices()?;
-            inner.0 = key;
+/// How often `serve` looks at `devices.json` for a change (one `stat` on a
+/// blocking thread). A revocation or assignment made while `serve` runs
+/// applies to connections that start [`APPLY_BOUND`] after it at the latest.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
+/// The bound stated in docs/relay.md: an admin change reaches the handshake
+/// gate within this time (the poll interval, plus a re-read of the file).
+pub const APPLY_BOUND: Duration = Duration::from_secs(1);
+
+/// An immutable view of the enrolled devices, swapped whole by
+/// [`DeviceRegistry`]: what the handshake gate reads, without I/O.
+#[derive(Debug, Default)]
+pub struct DeviceSnapshot {
+    by_id: BTreeMap<String, Device>,
+    /// Certificate fingerprint → device id.
+    by_fingerprint: BTreeMap<String, String>,
+}
+
+impl DeviceSnapshot {
+    fn new(by_id: BTreeMap<String, Device>) -> Self {
+        let by_fingerprint = by_id
+            .values()
+            .filter(|d| !d.fingerprint.is_empty())
+            .map(|d| (d.fingerprint.clone(), d.device_id.clone()))
+            .collect();
+        DeviceSnapshot {
+            by_id,
+            by_fingerprint,
         }
-        Ok(inner.1.clone())
     }
 
     /// The device whose certificate has this fingerprint.
-    pub fn by_fingerprint(&self, fingerprint: &str) -> Result<Option<Device>> {
-        if fingerprint.is_empty() {
-            return Ok(None);
+    pub fn by_fingerprint(&self, fingerprint: &str) -> Option<&Device> {
+        self.by_id.get(self.by_fingerprint.get(fingerprint)?)
+    }
+}
+
+/// The device registry as `serve` sees it: a snapshot in memory, re-read by
+/// a background thread when `devices.json` changes ([`REFRESH_INTERVAL`]) and
+/// right after `serve` itself changes the file (enrolment, wipe). The
+/// handshake only reads the snapshot: no file access on the async runtime.
+#[derive(Debug)]
+pub struct DeviceRegistry {
+    home: Home,
+    snapshot: tokio::sync::watch::Sender<Arc<DeviceSnapshot>>,
+    /// Stamp of the file the snapshot was read from; only the refreshing
+    /// caller (one at a time) touches it.
+    loaded: std::sync::Mutex<Option<FileStamp>>,
+}
+
+impl DeviceRegistry {
+    /// Reads `home`'s registry once.
+    pub fn load(home: Home) -> Result<DeviceRegistry, RegistryError> {
+        let path = home.devices_path();
+        let st = stamp(&path);
+        let devices = read_devices(&path)?;
+        let reg = DeviceRegistry {
+            home,
+            snapshot: tokio::sync::watch::Sender::new(Arc::new(DeviceSnapshot::new(devices))),
+            loaded: std::sync::Mutex::new(st),
+        };
+        reg.acknowledge(st);
+        Ok(reg)
+    }
+
+    /// The current snapshot (no I/O, never blocks on a reader or the file).
+    pub fn snapshot(&self) -> Arc<DeviceSnapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// Re-reads `devices.json` if it changed since the snapshot was taken
+    /// (blocking: call it off the async runtime). Returns whether it did.
+    ///
+    /// If a previous refresh panicked while holding the stamp's lock, the
+    /// stamp is not trusted: the file is read again, whatever its stamp.
+    pub fn refresh(&self) -> Result<bool, RegistryError> {
+        let path = self.home.devices_path();
+        let mut loaded = match self.loaded.lock() {
+            Ok(g) => g,
+            Err(poisoned) => {
+                self.loaded.clear_poison();
+                let mut g = poisoned.into_inner();
+                // Evict what we knew: the next comparison fails, the file is re-read.
+                *g = None;
+                g
+            }
+        };
+        let now = stamp(&path);
+        if now.is_some() && *loaded == now {
+            return Ok(false);
         }
-        Ok(self
-            .current()?
-            .into_values()
-            .find(|d| d.fingerprint == fingerprint))
+        let devices = read_devices(&path)?;
+        self.snapshot
+            .send_replace(Arc::new(DeviceSnapshot::new(devices)));
+        *loaded = now;
+        drop(loaded);
+        self.acknowledge(now);
+        Ok(true)
+    }
+
+    /// Tells admin commands which `devices.json` the gate now uses
+    /// (`registry/devices.applied`, a hint, not fsynced).
+    fn acknowledge(&self, st: Option<FileStamp>) {
+        let path = self.home.applied_path();
+        if let Err(e) = std::fs::write(&path, stamp_text(st)) {
+            tracing::debug!("cannot write {}: {e}", path.display());
+        }
+    }
+
+    /// Starts the thread that refreshes the snapshot every
+    /// [`REFRESH_INTERVAL`]; it returns when the handle is dropped.
+    pub fn spawn_refresher(self: &Arc<Self>) -> std::io::Result<Refresher> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let reg = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("minqing-registry".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(REFRESH_INTERVAL)
+                {
+                    if let Err(e) = reg.refresh() {
+                        // The last good snapshot stays in force.
+                        tracing::error!("cannot re-read the device registry: {e}");
+                    }
+                }
+            })?;
+        Ok(Refresher { _stop: stop })
+    }
+}
+
+/// Stops the registry's refresher thread when dropped.
+#[derive(Debug)]
+pub struct Refresher {
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+fn read_devices(path: &Path) -> Result<BTreeMap<String, Device>, RegistryError> {
+    read_json(path)
+        .map(Option::unwrap_or_default)
+        .map_err(|source| RegistryError::Read {
+            path: path.to_owned(),
+            source: source.into(),
+        })
+}
+
+/// Failures of the registry as `serve` uses it.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A registry file cannot be read or parsed.
+    #[error("cannot read the device registry {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Home {
+    fn applied_path(&self) -> PathBuf {
+        self.registry().join("devices.applied")
+    }
+
+    /// After an admin change to `devices.json`: if `serve` runs on this home,
+    /// waits (at most `wait`) until its handshake gate uses the new file.
+    /// Returns `false` if it did not within `wait` (it will within
+    /// [`APPLY_BOUND`] of its next refresh).
+    pub fn wait_applied(&self, wait: Duration) -> bool {
+        if !crate::cmd::report::store_in_use(&self.store()) {
+            return true;
+        }
+        let want = stamp_text(stamp(&self.devices_path()));
+        let start = std::time::Instant::now();
+        loop {
+            if std::fs::read_to_string(self.applied_path()).is_ok_and(|s| s == want) {
+                return true;
+            }
+            if start.elapsed() >= wait {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

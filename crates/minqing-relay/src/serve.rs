@@ -20,10 +20,10 @@ use minqing_sync::{
 };
 use tracing::Instrument;
 
-use crate::admin::{actor, ensure_village_doc, load_ca};
 use crate::audit::{Audit, kind};
+use crate::docs::{actor, ensure_village_doc};
 use crate::export::Exporter;
-use crate::registry::{Config, Device, DeviceCache, Home, Limits, now_rfc3339};
+use crate::registry::{Config, Device, DeviceRegistry, Home, Limits, now_rfc3339};
 
 /// How long shutdown waits for running sessions.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
@@ -33,28 +33,28 @@ pub const CLOSE_BUSY: u32 = 0x13;
 /// The handshake gate over the device registry.
 struct RegistryGate {
     audit: Audit,
-    devices: Arc<DeviceCache>,
+    devices: Arc<DeviceRegistry>,
 }
 
 impl DeviceGate for RegistryGate {
+    /// Reads the in-memory snapshot only: no file access during the handshake.
     fn admit(&self, fingerprint: &str) -> Result<(), String> {
-        match self.devices.by_fingerprint(fingerprint) {
-            Ok(Some(d)) if !d.revoked => Ok(()),
+        let snapshot = self.devices.snapshot();
+        match snapshot.by_fingerprint(fingerprint) {
+            Some(d) if !d.revoked => Ok(()),
             // Let it through only to be told to wipe itself (serve_connection).
-            Ok(Some(d)) if d.wipe_pending() => Ok(()),
-            Ok(Some(d)) => Err(format!("laptop {} ({}) is revoked", d.device_id, d.cadre)),
-            Ok(None) => Err("certificate is not enrolled with this relay".into()),
-            Err(e) => Err(format!("the device registry cannot be read: {e:#}")),
+            Some(d) if d.wipe_pending() => Ok(()),
+            Some(d) => Err(format!("laptop {} ({}) is revoked", d.device_id, d.cadre)),
+            None => Err("certificate is not enrolled with this relay".into()),
         }
     }
 
     fn refused(&self, fingerprint: &str, reason: &str) {
         let device = self
             .devices
+            .snapshot()
             .by_fingerprint(fingerprint)
-            .ok()
-            .flatten()
-            .map(|d| d.device_id);
+            .map(|d| d.device_id.clone());
         tracing::warn!(fingerprint, reason, "handshake refused");
         // Aggregated per certificate: a flood of refused handshakes is a line
         // or two per interval, and nothing here blocks the handshake.
@@ -116,7 +116,7 @@ struct Relay {
     /// Authenticated sessions running.
     active: Arc<AtomicUsize>,
     per_device: Mutex<BTreeMap<String, usize>>,
-    devices: Arc<DeviceCache>,
+    devices: Arc<DeviceRegistry>,
     store: Arc<SledStorage>,
     /// What sessions write through: space checked, flushes with a deadline.
     guarded: Arc<GuardedStore>,
@@ -176,27 +176,12 @@ impl Relay {
     }
 }
 
-/// Runs the relay until SIGINT or SIGTERM.
-pub fn serve(home: &Home, secret: &crate::keys::OperatorSecret) -> Result<()> {
-    let config = home.config()?;
-    // The CA signs laptops' certificates at first contact: its key is unsealed
-    // with the operator passphrase before anything listens.
-    let ca = load_ca(home, &config, secret)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve_async(home.clone(), config, ca));
-    // A blocking task caught in a hung disk write must not keep the process
-    // alive: everything acknowledged was flushed before it was acknowledged.
-    runtime.shutdown_timeout(SHUTDOWN_FLUSH_WAIT);
-    result
-}
-
 /// How long shutdown waits for the final flush and for stuck blocking tasks.
-const SHUTDOWN_FLUSH_WAIT: Duration = Duration::from_secs(5);
+pub const SHUTDOWN_FLUSH_WAIT: Duration = Duration::from_secs(5);
 
-async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -> Result<()> {
+/// Serves laptops until SIGINT or SIGTERM, on the caller's runtime: the relay
+/// home `home` with its configuration and unsealed CA.
+pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -> Result<()> {
     let read = |p: std::path::PathBuf| {
         std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
     };
@@ -229,7 +214,10 @@ async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -> Re
         GuardedStore::new(store.clone(), home.store())
             .context("cannot start the relay's flusher thread")?,
     );
-    let devices = Arc::new(DeviceCache::new(home.clone()));
+    let devices = Arc::new(DeviceRegistry::load(home.clone())?);
+    let _refresher = devices
+        .spawn_refresher()
+        .context("cannot start the registry thread")?;
     let host = Arc::new(StorageDocHost::new(guarded.clone() as Arc<dyn Storage>));
     let exporter = Arc::new(Exporter::open(&home, host.clone())?);
     let limits = config.limits.clone();
@@ -446,19 +434,16 @@ async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming, handshak
         return;
     }
     drop(handshake);
-    let lookup = {
-        let fp = minqing_net::peer_fingerprint(&conn);
-        let devices = relay.devices.clone();
-        // The registry may be re-read from disk: off the runtime.
-        tokio::task::spawn_blocking(move || fp.map(|fp| devices.by_fingerprint(&fp))).await
-    };
+    // The snapshot in memory: no file access on the runtime.
+    let lookup = minqing_net::peer_fingerprint(&conn)
+        .and_then(|fp| relay.devices.snapshot().by_fingerprint(&fp).cloned());
     let device = match lookup {
-        Ok(Some(Ok(Some(d)))) if d.wipe_pending() => {
+        Some(d) if d.wipe_pending() => {
             let span = tracing::info_span!("wipe", id = %d.device_id, cadre = %d.cadre);
             wipe_device(&relay, &conn, &d).instrument(span).await;
             return;
         }
-        Ok(Some(Ok(Some(d)))) if !d.revoked => d,
+        Some(d) if !d.revoked => d,
         _ => {
             conn.close(
                 CLOSE_REFUSED.into(),
@@ -564,7 +549,13 @@ async fn wipe_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Devi
         tracing::warn!("laptop confirmed that its keys are destroyed");
         let home = relay.home.clone();
         let id2 = id.clone();
-        let recorded = tokio::task::spawn_blocking(move || home.mark_wiped(&id2)).await;
+        let devices = relay.devices.clone();
+        let recorded = tokio::task::spawn_blocking(move || {
+            home.mark_wiped(&id2)?;
+            devices.refresh()?;
+            anyhow::Ok(())
+        })
+        .await;
         if let Ok(Err(e)) = recorded {
             tracing::error!("cannot record the wipe in the registry: {e:#}");
         }
@@ -766,6 +757,10 @@ fn decide_enrolment(relay: &Relay, req: Result<EnrolRequest, String>) -> EnrolRe
             EnrolRefusal::Failed,
             "the relay cannot record enrolments right now; try again later",
         );
+    }
+    // The gate knows the new certificate before the laptop's first sync.
+    if let Err(e) = relay.devices.refresh() {
+        tracing::error!("enrolment: cannot re-read the registry: {e}");
     }
     relay.audit.event(
         kind::ENROLL_COMPLETE,

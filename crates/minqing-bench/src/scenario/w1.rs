@@ -92,7 +92,7 @@ fn build(seed: u64, prior: usize) -> Result<Built> {
     Ok(Built {
         prior,
         id: info.id,
-        bytes: village.doc_mut().save(),
+        bytes: village.save(),
         households: village.households(),
     })
 }

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use minqing_model::{ImportSummary, plan_import, read_rows};
+use minqing_model::{ImportSummary, plan_import};
+use minqing_sheet::read_rows;
 use serde::Serialize;
 
 use crate::cli::ImportCmd;

@@ -56,10 +56,10 @@ fn load(home: &Home, village: Option<String>) -> anyhow::Result<Vec<Village>> {
     }
 }
 
-/// Writes the report where asked (the model's [`minqing_model::write_report`])
+/// Writes the report where asked (`minqing_sheet::write_report`)
 /// and prints what it says to print.
 pub fn emit<T: Serialize>(report: &T, tables: &[Table], out: &ReportOut) -> anyhow::Result<()> {
-    let printed = minqing_model::write_report(report, tables, &out.targets())?;
+    let printed = minqing_sheet::write_report(report, tables, &out.targets())?;
     for note in &printed.stderr {
         eprintln!("{note}");
     }

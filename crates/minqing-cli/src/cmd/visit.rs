@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use minqing_model::{
-    Month, NewVisit, Note, RecordKind, VisitKind, VisitView, parse_past_date, text,
+    ModelError, Month, NewVisit, Note, RecordKind, VisitKind, VisitView, parse_past_date, text,
 };
 
 use crate::cli::VisitCmd;
@@ -51,7 +51,15 @@ pub fn run(home: &Home, cmd: VisitCmd) -> anyhow::Result<()> {
                 note,
                 date,
             };
-            let id = v.log_visit(&mut *crate::home::rng(), &home.author(), &new)?;
+            let id = v
+                .log_visit(&mut *crate::home::rng(), &home.author(), &new)
+                .map_err(|e| match e {
+                    // The model names no flags; the CLI says which to check.
+                    ModelError::ResidentNotInHousehold { .. } => {
+                        anyhow::anyhow!("{e}: check --resident and --household")
+                    }
+                    other => other.into(),
+                })?;
             home.save(v, "visit")?;
             output::line(&format!("logged {} {} in {}", new.kind, new.date, v.id()))?;
             output::line(id.as_str())?;

@@ -1,72 +1,18 @@
-//! Report output: one [`Table`] type (title, Chinese column headers, typed
-//! cells) rendered as a readable text table (CJK-width aware), as CSV, and as
-//! an `.xlsx` workbook with one sheet per table.
+//! Report files and what a binary prints for a report: a report's tables
+//! written as CSV (UTF-8 with a BOM, formulas neutralised) and as an `.xlsx`
+//! workbook with one sheet per table, and [`write_report`], the one behaviour
+//! behind the `report` commands of both binaries.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
+use minqing_model::{Cell, Table};
 use rust_xlsxwriter::{Format, Workbook};
 use serde::Serialize;
 
-/// Longest column drawn in text and xlsx output, in display columns; longer
-/// text is cut with `…` in the text table only.
-pub const MAX_COLUMN_WIDTH: usize = 60;
+use crate::render::{MAX_COLUMN_WIDTH, render_tables, str_width};
+
 /// Most rows written to one table (a bound on report size).
 pub const MAX_ROWS: usize = 1_000_000;
-
-/// One cell of a table.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Cell {
-    /// Text.
-    Text(String),
-    /// A whole number.
-    Int(i64),
-    /// A decimal number, shown with two decimals.
-    Float(f64),
-    /// A ratio 0..1, shown as a percentage with one decimal.
-    Percent(f64),
-    /// Nothing.
-    Empty,
-}
-
-impl Cell {
-    /// A text cell.
-    pub fn text(s: impl Into<String>) -> Cell {
-        Cell::Text(s.into())
-    }
-
-    /// An integer cell from a count.
-    pub fn count(n: usize) -> Cell {
-        Cell::Int(i64::try_from(n).unwrap_or(i64::MAX))
-    }
-
-    /// How the cell reads in text and CSV output.
-    pub fn display(&self) -> String {
-        match self {
-            Cell::Text(s) => s.clone(),
-            Cell::Int(n) => n.to_string(),
-            Cell::Float(x) => format!("{x:.2}"),
-            Cell::Percent(x) => format!("{:.1}%", x * 100.0),
-            Cell::Empty => String::new(),
-        }
-    }
-
-    fn is_number(&self) -> bool {
-        matches!(self, Cell::Int(_) | Cell::Float(_) | Cell::Percent(_))
-    }
-}
-
-/// A titled table with column headers and rows of typed cells.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Table {
-    /// The title (the sheet name in xlsx, a heading in text and CSV).
-    pub title: String,
-    /// Column headers.
-    pub columns: Vec<String>,
-    /// Rows; each as long as `columns` (shorter rows are padded when drawn).
-    pub rows: Vec<Vec<Cell>>,
-}
 
 /// Errors writing a report file.
 #[derive(Debug, thiserror::Error)]
@@ -106,137 +52,6 @@ pub enum SheetError {
         /// Its rows.
         rows: usize,
     },
-}
-
-/// Display width of a character in a terminal: 2 for CJK and full-width
-/// forms, 0 for control characters, 1 otherwise.
-pub fn char_width(c: char) -> usize {
-    let u = c as u32;
-    if c.is_control() {
-        0
-    } else if matches!(u,
-        0x1100..=0x115F
-        | 0x2E80..=0x303E
-        | 0x3041..=0x33FF
-        | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF
-        | 0xA000..=0xA4CF
-        | 0xAC00..=0xD7A3
-        | 0xF900..=0xFAFF
-        | 0xFE30..=0xFE4F
-        | 0xFF00..=0xFF60
-        | 0xFFE0..=0xFFE6
-        | 0x20000..=0x3FFFD)
-    {
-        2
-    } else {
-        1
-    }
-}
-
-/// Display width of a string (see [`char_width`]).
-pub fn str_width(s: &str) -> usize {
-    s.chars().map(char_width).sum()
-}
-
-/// Cuts `s` to at most `max` display columns, ending with `…` if cut.
-fn clip(s: &str, max: usize) -> String {
-    if str_width(s) <= max {
-        return s.to_owned();
-    }
-    let mut out = String::new();
-    let mut w = 0;
-    for c in s.chars() {
-        let cw = char_width(c);
-        if w + cw + 1 > max {
-            break;
-        }
-        out.push(c);
-        w += cw;
-    }
-    out.push('…');
-    out
-}
-
-fn pad(s: &str, width: usize, right: bool) -> String {
-    let fill = " ".repeat(width.saturating_sub(str_width(s)));
-    if right {
-        format!("{fill}{s}")
-    } else {
-        format!("{s}{fill}")
-    }
-}
-
-impl Table {
-    /// A table with a title and headers, and no rows yet.
-    pub fn new(title: impl Into<String>, columns: &[&str]) -> Table {
-        Table {
-            title: title.into(),
-            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    /// Appends a row.
-    pub fn push(&mut self, row: Vec<Cell>) {
-        self.rows.push(row);
-    }
-
-    fn cell(&self, row: usize, col: usize) -> &Cell {
-        self.rows
-            .get(row)
-            .and_then(|r| r.get(col))
-            .unwrap_or(&Cell::Empty)
-    }
-
-    /// The readable text table: the title, then aligned columns (numbers to
-    /// the right), two spaces apart, widths counted in display columns.
-    pub fn render(&self) -> String {
-        let cells: Vec<Vec<String>> = (0..self.rows.len())
-            .map(|r| {
-                (0..self.columns.len())
-                    .map(|c| clip(&self.cell(r, c).display(), MAX_COLUMN_WIDTH))
-                    .collect()
-            })
-            .collect();
-        let widths: Vec<usize> = (0..self.columns.len())
-            .map(|c| {
-                cells
-                    .iter()
-                    .map(|r| str_width(&r[c]))
-                    .chain([str_width(&self.columns[c])])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut out = String::new();
-        let line = |parts: Vec<String>| parts.join("  ").trim_end().to_owned();
-        out.push_str(&self.title);
-        out.push('\n');
-        out.push_str(&line(
-            self.columns
-                .iter()
-                .zip(&widths)
-                .map(|(h, w)| pad(h, *w, false))
-                .collect(),
-        ));
-        out.push('\n');
-        out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect()));
-        out.push('\n');
-        if self.rows.is_empty() {
-            out.push_str("(none)\n");
-        }
-        for (r, row) in cells.iter().enumerate() {
-            let parts = row
-                .iter()
-                .enumerate()
-                .map(|(c, s)| pad(s, widths[c], self.cell(r, c).is_number()))
-                .collect();
-            // Writing to a String cannot fail.
-            let _ = writeln!(out, "{}", line(parts));
-        }
-        out
-    }
 }
 
 /// Where a report goes, as the `report` commands of both binaries take it:
@@ -295,15 +110,6 @@ pub fn write_report<T: Serialize>(
     })
 }
 
-/// Renders several tables one after another, separated by a blank line.
-pub fn render_tables(tables: &[Table]) -> String {
-    tables
-        .iter()
-        .map(Table::render)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn check_rows(tables: &[Table]) -> Result<(), SheetError> {
     match tables.iter().find(|t| t.rows.len() > MAX_ROWS) {
         Some(t) => Err(SheetError::TooManyRows {
@@ -343,7 +149,7 @@ pub fn write_csv(tables: &[Table], path: &Path) -> Result<(), SheetError> {
         for r in 0..t.rows.len() {
             let rec: Vec<String> = (0..t.columns.len())
                 .map(|c| match t.cell(r, c) {
-                    Cell::Text(s) => crate::text::neutralise_formula(s).into_owned(),
+                    Cell::Text(s) => minqing_model::text::neutralise_formula(s).into_owned(),
                     other => other.display(),
                 })
                 .collect();
@@ -450,11 +256,11 @@ pub fn write_xlsx(tables: &[Table], path: &Path) -> Result<(), SheetError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use calamine::{Data, Reader, open_workbook_auto};
 
-    fn sample() -> Vec<Table> {
+    pub(crate) fn sample() -> Vec<Table> {
         let mut a = Table::new("月度走访", &["干部", "走访次数", "覆盖率", "平均"]);
         a.push(vec![
             Cell::text("李书记"),
@@ -465,29 +271,6 @@ mod tests {
         a.push(vec![Cell::text("Wang"), Cell::Int(3), Cell::Percent(0.0)]);
         let b = Table::new("月度走访", &["类别"]);
         vec![a, b]
-    }
-
-    #[test]
-    fn widths_count_cjk_as_two_columns() {
-        assert_eq!(str_width("李书记"), 6);
-        assert_eq!(str_width("ab"), 2);
-        assert_eq!(str_width("１２"), 4);
-        assert_eq!(str_width("a\u{3000}b"), 4);
-        assert_eq!(clip("一二三四五", 7), "一二三…");
-    }
-
-    #[test]
-    fn text_tables_align_chinese_and_numbers() {
-        let text = sample()[0].render();
-        let expected = "\
-月度走访
-干部    走访次数  覆盖率  平均
-------  --------  ------  ----
-李书记        12   75.0%  1.50
-Wang           3    0.0%
-";
-        assert_eq!(text, expected);
-        assert!(render_tables(&sample()).contains("\n\n月度走访\n类别\n----\n(none)\n"));
     }
 
     #[test]

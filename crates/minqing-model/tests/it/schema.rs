@@ -65,7 +65,7 @@ fn village() -> (Village, Id, Id) {
 fn check(edit: impl FnOnce(&mut AutoCommit, &Village)) -> Result<(), SchemaError> {
     let (mut v, _, _) = village();
     let before = v.heads();
-    let mut doc = v.doc().clone();
+    let mut doc = AutoCommit::load(&v.save()).unwrap();
     edit(&mut doc, &v);
     doc.commit();
     check_schema(doc.document(), &before)
@@ -78,7 +78,7 @@ fn map(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> automerge::ObjId 
 #[test]
 fn the_models_own_writes_keep_the_schema() {
     let (mut v, _, _) = village();
-    let mut doc = v.doc().clone();
+    let mut doc = AutoCommit::load(&v.save()).unwrap();
     assert_eq!(check_schema(doc.document(), &[]), Ok(()));
     let heads = v.heads();
     assert_eq!(check_schema(doc.document(), &heads), Ok(()));
@@ -181,13 +181,11 @@ fn concurrent_edits_of_one_field_keep_the_schema() {
     // Two cadres change the same resident's phone offline; the merge holds a
     // conflict on `phone`, which is the model's own register behaviour.
     let (mut v, _, r) = village();
-    let mut a = v
-        .doc_mut()
-        .fork()
+    let mut a = AutoCommit::load(&v.save())
+        .unwrap()
         .with_actor(automerge::ActorId::from(&b"aaaaaaaaaaaaaaaa"[..]));
-    let mut b = v
-        .doc_mut()
-        .fork()
+    let mut b = AutoCommit::load(&v.save())
+        .unwrap()
         .with_actor(automerge::ActorId::from(&b"bbbbbbbbbbbbbbbb"[..]));
     for (doc, phone) in [(&mut a, "13800000001"), (&mut b, "13900000002")] {
         let rid = map(doc, &map(doc, &ROOT, "residents"), r.as_str());

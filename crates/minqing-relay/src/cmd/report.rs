@@ -7,7 +7,7 @@
 //! (`export/`, see `export.rs`) and says on stderr how fresh they are. A serve
 //! that writes no exports (an older one) still gets the clear refusal.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
@@ -16,56 +16,9 @@ use minqing_store::{SledStorage, StoreError};
 use minqing_sync::{DocId, Storage};
 use serde::Serialize;
 
+use crate::args::{ReportCmd, ReportOut};
 use crate::export;
 use crate::registry::{Home, usage};
-
-/// Output options of a report.
-#[derive(Debug, clap::Args)]
-pub struct ReportOut {
-    /// Print the report as JSON (and nothing else on stdout).
-    #[arg(long)]
-    pub json: bool,
-    /// Also write the report as CSV (UTF-8 with BOM) to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub csv: Option<PathBuf>,
-    /// Also write the report as an .xlsx workbook to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub xlsx: Option<PathBuf>,
-}
-
-/// `report ...`.
-#[derive(Debug, clap::Subcommand)]
-pub enum ReportCmd {
-    /// Monthly duty per cadre over every village: visits, coverage, key
-    /// residents, leave, make-ups, demands.
-    Monthly {
-        /// The month, YYYY-MM.
-        #[arg(long)]
-        month: String,
-        /// Only this village.
-        #[arg(long)]
-        village: Option<String>,
-        #[command(flatten)]
-        out: ReportOut,
-    },
-    /// The demand ledger (问题台账) over every village.
-    Ledger {
-        /// Demands opened on or after this day, YYYY-MM-DD.
-        #[arg(long)]
-        from: Option<String>,
-        /// Demands opened on or before this day, YYYY-MM-DD.
-        #[arg(long)]
-        to: Option<String>,
-        /// Only this village.
-        #[arg(long)]
-        village: Option<String>,
-        /// Judge overdue as of this day, YYYY-MM-DD (default: today, China time).
-        #[arg(long, value_name = "YYYY-MM-DD")]
-        today: Option<String>,
-        #[command(flatten)]
-        out: ReportOut,
-    },
-}
 
 fn date_arg(flag: &str, raw: Option<&str>) -> Result<Option<NaiveDate>> {
     match raw.map(parse_date) {
@@ -176,7 +129,7 @@ fn warn_broken(broken: &[(String, String)]) {
 
 /// Whether another process (serve) holds sled's lock on the store: checked
 /// without sled, which would wait [`minqing_store::OPEN_LOCK_WAIT`] first.
-fn store_in_use(store: &Path) -> bool {
+pub(crate) fn store_in_use(store: &Path) -> bool {
     let Ok(db) = std::fs::File::open(store.join("db")) else {
         return false;
     };
@@ -207,15 +160,15 @@ fn load_exports(home: &Home, only: Option<&DocId>, store: &Path) -> Result<Vec<V
     Ok(read.villages)
 }
 
-/// Writes the report where asked (the model's [`minqing_model::write_report`],
+/// Writes the report where asked (`minqing_sheet::write_report`,
 /// the same as the laptop's) and prints what it says to print.
 fn emit<T: Serialize>(report: &T, tables: &[Table], out: &ReportOut) -> Result<()> {
-    let targets = minqing_model::ReportTargets {
+    let targets = minqing_sheet::ReportTargets {
         json: out.json,
         csv: out.csv.as_deref(),
         xlsx: out.xlsx.as_deref(),
     };
-    let printed = minqing_model::write_report(report, tables, &targets)?;
+    let printed = minqing_sheet::write_report(report, tables, &targets)?;
     for note in &printed.stderr {
         eprintln!("{note}");
     }

@@ -1,13 +1,11 @@
 //! Round trips, frames and bytes of device–relay sessions, counted
 //! deterministically on the sans-IO core with a lockstep driver.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::*;
 use automerge::ReadDoc;
 use minqing_sync::{DocOutcome, MemStorage, RelayEvent, Storage, StorageDocHost, load_doc};
-use support::*;
 
 fn ids(n: usize) -> Vec<minqing_sync::DocId> {
     (0..n).map(|i| doc_id(&format!("V{i:03}"))).collect()

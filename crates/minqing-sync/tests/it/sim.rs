@@ -11,12 +11,11 @@
 //! `MINQING_SIM_SEEDS=N` runs N seeds (default 200); `MINQING_SIM_SEED=S`
 //! replays one seed and prints its trace.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use crate::support::*;
 use automerge::transaction::Transactable;
 use automerge::{ChangeHash, ObjType, ROOT, ReadDoc, Value};
 use minqing_sync::frame::{Frame, FrameDecoder, Heads};
@@ -26,7 +25,6 @@ use minqing_sync::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use support::*;
 
 struct Conn {
     dev: DeviceSession,
@@ -704,7 +702,7 @@ fn replicas_converge_and_no_acknowledged_write_is_lost() {
                     &trace[trace.len().saturating_sub(40)..]
                 };
                 panic!(
-                    "simulation seed {seed} failed: {e}\ntrace (last steps):\n  {}\nreplay with: MINQING_SIM_SEED={seed} cargo test -p minqing-sync --test sim -- --nocapture",
+                    "simulation seed {seed} failed: {e}\ntrace (last steps):\n  {}\nreplay with: MINQING_SIM_SEED={seed} cargo test -p minqing-sync --test it sim:: -- --nocapture",
                     shown.join("\n  ")
                 );
             }

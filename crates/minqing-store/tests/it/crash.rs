@@ -97,7 +97,7 @@ fn acknowledged_writes_survive_sigkill() {
     for round in 0..8u32 {
         let mut child = Command::new(&exe)
             .args([
-                "crash_writer_child",
+                child_test_name("crash_writer_child").as_str(),
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",
@@ -166,4 +166,11 @@ fn acknowledged_writes_survive_sigkill() {
             VILLAGES.map(|v| store.stats(&DocId::new(v).unwrap()).unwrap())
         );
     }
+}
+
+/// The full name libtest gives `test` of this module inside the package's one
+/// test binary (`crash::crash_writer_child`), for `--exact`.
+fn child_test_name(test: &str) -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    format!("{module}::{test}")
 }

@@ -143,7 +143,7 @@ fn one_run(
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(&exe)
         .args([
-            "power_cut_child",
+            child_test_name("power_cut_child").as_str(),
             "--exact",
             "--nocapture",
             "--test-threads=1",
@@ -329,4 +329,11 @@ fn power_cuts_while_villages_arrive_whole() {
         return;
     }
     matrix("arrive");
+}
+
+/// The full name libtest gives `test` of this module inside the package's one
+/// test binary (`power_cut::power_cut_child`), for `--exact`.
+fn child_test_name(test: &str) -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    format!("{module}::{test}")
 }

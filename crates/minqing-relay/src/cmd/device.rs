@@ -1,186 +1,18 @@
-//! The operator's commands: init, village add/list, enroll, assign, revoke,
-//! devices and audit.
+//! The laptops: `enroll`, `assign`, `revoke [--wipe]` and `devices`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use minqing_net::{BUNDLE_FORMAT, Bundle, DEFAULT_SERVER_NAME, RelayCa};
+use minqing_net::{BUNDLE_FORMAT, Bundle};
 use minqing_store::SledStorage;
 use minqing_sync::{DocId, Storage};
 use serde::Serialize;
 
-use crate::registry::{
-    CONFIG_FORMAT, Config, Device, Home, VillageEntry, now_rfc3339, usage, write_json,
-};
-
-/// Creates the relay home: CA, server certificate, config.
-pub fn init(
-    home: &Home,
-    name: &str,
-    listen: &str,
-    secret: &crate::keys::OperatorSecret,
-) -> Result<()> {
-    home.refuse_laptop_home()?;
-    if home.config_path().exists() {
-        usage!(
-            "{} is already a relay home (relay {:?}); refusing to overwrite its CA — choose another --home",
-            home.root().display(),
-            home.config().map(|c| c.name).unwrap_or_default()
-        );
-    }
-    let name = name.trim();
-    if name.is_empty() {
-        usage!("--name cannot be empty");
-    }
-    let addr: SocketAddr = match listen.parse() {
-        Ok(a) => a,
-        Err(_) => usage!("--listen {listen:?} is not an address like 127.0.0.1:4433"),
-    };
-    let passphrase = secret.new_passphrase()?;
-    home.create_dirs()?;
-    let ca = RelayCa::create(name)?;
-    let mut hosts = Vec::new();
-    if !addr.ip().is_unspecified() {
-        hosts.push(addr.ip().to_string());
-    }
-    let server = ca.issue_server(&hosts)?;
-    crate::keys::write_new_keys(home, ca.key_pem(), &passphrase)?;
-    minqing_net::write_private_file(&home.ca_cert(), ca.cert_pem().as_bytes())?;
-    minqing_net::write_private_file(&home.server_key(), server.key_pem.as_bytes())?;
-    minqing_net::write_private_file(&home.server_cert(), server.cert_pem.as_bytes())?;
-    let actor: [u8; 16] = rand::random();
-    let config = Config {
-        format: CONFIG_FORMAT.into(),
-        name: name.to_owned(),
-        listen: addr.to_string(),
-        server_name: DEFAULT_SERVER_NAME.into(),
-        actor: actor.iter().map(|b| format!("{b:02x}")).collect(),
-        created_at: now_rfc3339(),
-        limits: crate::registry::Limits::default(),
-    };
-    // config.json last: its presence marks a complete home.
-    write_json(&home.config_path(), &config)?;
-    println!(
-        "relay {name:?} initialised in {}; it will listen on {addr}",
-        home.root().display()
-    );
-    if !addr.ip().is_loopback() {
-        println!(
-            "note: {addr} is not a loopback address: laptops on the network can reach this relay"
-        );
-    }
-    Ok(())
-}
-
-/// Loads the relay's CA (the key is unsealed with the operator passphrase).
-pub fn load_ca(
-    home: &Home,
-    config: &Config,
-    secret: &crate::keys::OperatorSecret,
-) -> Result<RelayCa> {
-    let cert = std::fs::read_to_string(home.ca_cert()).with_context(|| {
-        format!(
-            "cannot read the CA certificate {}",
-            home.ca_cert().display()
-        )
-    })?;
-    let key = crate::keys::ca_key_pem(home, secret)?;
-    Ok(RelayCa::load(&config.name, &cert, &key)?)
-}
-
-/// The relay's automerge actor id.
-pub fn actor(config: &Config) -> Vec<u8> {
-    (0..config.actor.len() / 2)
-        .filter_map(|i| u8::from_str_radix(config.actor.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
-
-/// Creates the document of `village` in `store` if it is not there yet.
-pub fn ensure_village_doc(
-    store: &SledStorage,
-    village: &VillageEntry,
-    actor: &[u8],
-) -> Result<bool> {
-    let doc = DocId::new(village.id.clone())?;
-    if store.load(&doc)?.is_some() {
-        return Ok(false);
-    }
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let mut am = minqing_model::new_village(
-        &doc,
-        &village.name,
-        village.township.as_deref(),
-        actor,
-        now_ms,
-    )
-    .with_context(|| format!("cannot create the document of village {}", village.id))?;
-    store.append(&doc, &am.save())?;
-    store.flush()?;
-    Ok(true)
-}
-
-/// `village add`.
-pub fn village_add(home: &Home, id: &str, name: &str, township: Option<&str>) -> Result<()> {
-    let config = home.config()?;
-    let doc = match DocId::new(id) {
-        Ok(d) => d,
-        Err(e) => usage!("{e}"),
-    };
-    if let Err(e) = minqing_model::PlaceName::parse(name) {
-        usage!("--name: {e}");
-    }
-    let entry = {
-        let _lock = home.lock()?;
-        let mut villages = home.villages()?;
-        if villages.contains_key(doc.as_str()) {
-            usage!("village {doc} already exists (`minqing-relay village list` shows them)");
-        }
-        let entry = VillageEntry {
-            id: doc.to_string(),
-            name: name.trim().to_owned(),
-            township: township.map(|t| t.trim().to_owned()),
-            created_at: now_rfc3339(),
-        };
-        villages.insert(entry.id.clone(), entry.clone());
-        home.save_villages(&villages)?;
-        entry
-    };
-    home.audit("village_add", None, Some(doc.as_str()), name.to_owned())?;
-    match SledStorage::open(&home.store()) {
-        Ok(store) => {
-            ensure_village_doc(&store, &entry, &actor(&config))?;
-            println!("village {doc} ({name}) added");
-        }
-        Err(minqing_store::StoreError::Locked { .. }) => {
-            println!(
-                "village {doc} ({name}) added; the running relay creates its document on the next sync"
-            );
-        }
-        Err(e) => return Err(e).context("cannot open the relay's store"),
-    }
-    Ok(())
-}
-
-/// `village list`.
-pub fn village_list(home: &Home, json: bool) -> Result<()> {
-    home.config()?;
-    let villages: Vec<VillageEntry> = home.villages()?.into_values().collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&villages)?);
-    } else if villages.is_empty() {
-        println!("no villages yet: add one with `minqing-relay village add --id ID --name NAME`");
-    } else {
-        for v in villages {
-            match &v.township {
-                Some(t) => println!("{}\t{}\t{}", v.id, esc(&v.name), esc(t)),
-                None => println!("{}\t{}", v.id, esc(&v.name)),
-            }
-        }
-    }
-    Ok(())
-}
+use crate::cmd::esc;
+use crate::keys::load_ca;
+use crate::registry::{Device, Home, now_rfc3339, usage};
 
 /// Checks village ids against the relay's list; returns them sorted, deduplicated.
 fn check_villages(home: &Home, villages: &[String]) -> Result<Vec<String>> {
@@ -351,6 +183,7 @@ pub fn enroll(home: &Home, operator: &crate::keys::OperatorSecret, args: EnrollA
         },
     );
     home.save_devices(&devices)?;
+    await_serve(home);
     home.audit(
         "enroll",
         Some(&device_id),
@@ -387,6 +220,7 @@ pub fn assign(home: &Home, device: &str, villages: &[String]) -> Result<()> {
     d.villages = villages.clone();
     let cadre = d.cadre.clone();
     home.save_devices(&devices)?;
+    await_serve(home);
     home.audit(
         "assign",
         Some(&id),
@@ -429,6 +263,7 @@ pub fn revoke(home: &Home, device: &str, wipe: bool) -> Result<()> {
     }
     let cadre = d.cadre.clone();
     home.save_devices(&devices)?;
+    await_serve(home);
     home.audit(
         "revoke",
         Some(&id),
@@ -567,29 +402,15 @@ pub fn devices(home: &Home, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Text as printed to the operator's terminal: control, bidi and zero-width
-/// characters shown as visible escapes.
-fn esc(s: &str) -> std::borrow::Cow<'_, str> {
-    minqing_model::text::escape_for_terminal(s)
-}
-
-/// `audit`.
-pub fn audit(home: &Home, json: bool) -> Result<()> {
-    home.config()?;
-    let entries = home.audit_entries()?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
-        return Ok(());
-    }
-    for e in entries {
-        println!(
-            "{}\t{}\t{}\t{}\t{}",
-            e.at,
-            e.kind,
-            e.device_id.as_deref().unwrap_or("-"),
-            esc(e.village.as_deref().unwrap_or("-")),
-            esc(&e.detail)
+/// After a change to `devices.json`: if `serve` runs on this home, waits
+/// until its handshake gate uses the new registry, so the change applies to
+/// the next connection (docs/relay.md, "Limits": within one second at most).
+fn await_serve(home: &Home) {
+    let wait = 3 * crate::registry::APPLY_BOUND;
+    if !home.wait_applied(wait) {
+        eprintln!(
+            "warning: the running `minqing-relay serve` has not picked up this change within {} s; it applies once serve re-reads its registry",
+            wait.as_secs()
         );
     }
-    Ok(())
 }

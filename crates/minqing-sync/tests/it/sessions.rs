@@ -2,10 +2,10 @@
 //! unassigned villages refused while the rest syncs, and hostile input that must
 //! end a session with an error, never a panic.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support;
+use crate::support::*;
 use minqing_sync::frame::{DocHeads, ErrorCode, Frame, Heads, PROTOCOL_VERSION};
 use minqing_sync::{
     DeviceEvent, DocHost, DocOutcome, MemStorage, RelayEvent, RelaySession, SessionConfig,
@@ -13,7 +13,6 @@ use minqing_sync::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use support::*;
 
 fn error_frame(bytes: &[u8]) -> Frame {
     let mut dec = minqing_sync::FrameDecoder::default();

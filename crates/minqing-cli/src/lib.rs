@@ -1,0 +1,72 @@
+//! The `minqing` package used by cadres: the command line (glue between the
+//! arguments, the domain model and the store) as a library, so that the thin
+//! `main.rs`, the end-to-end tests and the local service all run the same code.
+//! [`run`] is the whole program: it parses `args`, runs the command and maps
+//! the result to an exit code.
+
+mod cli;
+mod cmd;
+mod error;
+mod home;
+mod idle_store;
+mod lookup;
+mod output;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Runs `minqing` with `args` (the first one is the program name, as in
+/// `std::env::args_os()`): everything the binary does, returning its exit code.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    // Everything this process creates is private to the cadre's account.
+    minqing_store::files::private_umask();
+    match run_inner(args) {
+        // The command ran, but a village on this laptop does not load: it was
+        // named on stderr with what to do, and the exit code says so.
+        Ok(code) if code == ExitCode::SUCCESS && home::some_village_unloadable() => {
+            ExitCode::from(1)
+        }
+        Ok(code) => code,
+        Err(err) => {
+            // One line: the error and its causes, joined by ": ".
+            eprintln!(
+                "error: {}",
+                minqing_model::text::escape_for_terminal(&format!("{err:#}"))
+            );
+            ExitCode::from(error::exit_code(&err))
+        }
+    }
+}
+
+fn run_inner(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode> {
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help and version to stdout (exit 0) and usage errors to
+            // stderr (exit 2).
+            let _ = e.print();
+            return Ok(ExitCode::from(if e.use_stderr() {
+                error::EXIT_USAGE
+            } else {
+                0
+            }));
+        }
+    };
+    init_tracing();
+    cmd::dispatch(cli)
+}
+
+/// Logs to stderr, filtered by `MINQING_LOG` (default `warn`). Installed once
+/// per process: a second call (a second [`run`] in the same process) keeps the
+/// first subscriber.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MINQING_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
