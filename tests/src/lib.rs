@@ -1,8 +1,10 @@
 //! Support code for the end-to-end tests: find the built binaries, run them in
 //! temporary homes, and check their exit codes and output.
 //!
-//! The binaries are built by `cargo build --workspace --bins` before the tests
-//! run; tests never call cargo themselves.
+//! The programs under test are this package's own binaries (`src/bin/e2e-*.rs`
+//! call the same `minqing::run` and `minqing_relay::run` as the real ones), so
+//! `cargo test` builds them before the tests run; tests never call cargo
+//! themselves. `MINQING_E2E_BIN_DIR` points the tests at other builds ([`bin`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
@@ -51,37 +53,61 @@ pub fn passphrase_file_with(text: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// The workspace's target directory: `CARGO_TARGET_DIR` if set (relative to the
-/// workspace root), else `<workspace>/target`.
-pub fn target_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The programs under test and the file names this package builds them under
+/// (`src/bin/e2e-*.rs`: the same `run` as the real binaries, named apart so as
+/// not to collide with them in the target directory).
+const OWN_BUILDS: &[(&str, &str)] = &[
+    ("minqing", "e2e-minqing"),
+    ("minqing-relay", "e2e-minqing-relay"),
+];
+
+/// Where cargo put this package's binaries: a test executable runs from
+/// `<target>/<profile>/deps/`, the binaries are in `<target>/<profile>/`.
+fn own_bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable knows its path");
+    let dir = exe
         .parent()
-        .expect("tests/ lives inside the workspace") // invariant of this repository's layout
+        .expect("an executable lives in a directory")
         .to_path_buf();
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
+    if dir.ends_with("deps") {
+        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+    } else {
+        dir
     }
 }
 
-/// Path of a built binary of the workspace (`minqing`, `minqing-relay`, ...).
-/// Panics with instructions if it has not been built.
+/// Path of a program the tests run: `minqing`, `minqing-relay` or a helper of
+/// this package (`mq-hostile`).
 ///
-/// `MINQING_E2E_BIN_DIR` names another directory to take the binaries from
-/// (to replay a test against an older build, e.g. the commit before a fix).
+/// By default these are this package's own builds, which `cargo test` makes
+/// before it runs the tests (so plain `cargo test` on a fresh clone works).
+/// `MINQING_E2E_BIN_DIR=DIR` takes `minqing` and `minqing-relay` from `DIR`
+/// instead (to replay a test against an older build, e.g. the commit before a
+/// fix). Panics with instructions if the file is missing.
 pub fn bin(name: &str) -> PathBuf {
-    let profile = std::env::var("MINQING_E2E_PROFILE").unwrap_or_else(|_| "debug".to_owned());
-    let dir = match std::env::var_os("MINQING_E2E_BIN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => target_dir().join(profile),
-    };
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        path.display()
-    );
-    path
+    let exe = std::env::consts::EXE_SUFFIX;
+    let own = OWN_BUILDS.iter().find(|(program, _)| *program == name);
+    match (std::env::var_os("MINQING_E2E_BIN_DIR"), own) {
+        (Some(dir), Some(_)) => {
+            let path = PathBuf::from(dir).join(format!("{name}{exe}"));
+            assert!(
+                path.is_file(),
+                "{} is missing (MINQING_E2E_BIN_DIR names the directory of the binaries to test)",
+                path.display()
+            );
+            path
+        }
+        (_, own) => {
+            let file = own.map_or(name, |(_, file)| file);
+            let path = own_bin_dir().join(format!("{file}{exe}"));
+            assert!(
+                path.is_file(),
+                "{} is missing: `cargo test -p minqing-e2e` builds it (by hand: `cargo build -p minqing-e2e --bins`)",
+                path.display()
+            );
+            path
+        }
+    }
 }
 
 /// A command for a built binary with a clean environment (no `MINQING_*`

@@ -65,6 +65,9 @@ pub enum Command {
     Sync(SyncArgs),
     /// Relay address, last successful sync, villages with local changes.
     Status(JsonArg),
+    /// The cadre's app: a local service that owns this home, syncs in the
+    /// background and serves the web interface on 127.0.0.1.
+    App(AppArgs),
     /// Change the passphrase that unlocks this laptop's data.
     Passwd(PasswdArgs),
     /// Write one encrypted backup file of everything on this laptop.
@@ -175,6 +178,23 @@ pub struct SyncArgs {
     pub watch: bool,
     /// With --watch: also sync at least this often, to bring other laptops' writes.
     #[arg(long, default_value_t = 30, value_name = "SECS", requires = "watch")]
+    pub interval: u64,
+}
+
+/// `minqing app`.
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    /// Listen on this port of 127.0.0.1 (default: a free port).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Do not open the browser (the address is printed either way).
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Give up on an unreachable relay after this many seconds (each pass).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub timeout: u64,
+    /// Sync at least this often, to bring other laptops' writes.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub interval: u64,
 }
 

@@ -63,10 +63,10 @@ pub const EXIT_LOCKED: u8 = 4;
 pub fn new_kdf() -> KdfParams {
     let (kdf, weak) = KdfParams::for_new_keyring();
     if weak {
-        eprintln!(
+        crate::output::err(&format!(
             "warning: test-only weak key derivation ({}=1): never use this for real data",
             keyring::WEAK_KDF_ENV
-        );
+        ));
     }
     kdf
 }
@@ -76,11 +76,14 @@ pub fn new_kdf() -> KdfParams {
 pub fn make_private(dir: &Path) {
     match minqing_store::files::tighten(dir) {
         Ok(0) => {}
-        Ok(n) => eprintln!(
+        Ok(n) => crate::output::err(&format!(
             "notice: made {n} files and folders in {} private (0600/0700)",
             dir.display()
-        ),
-        Err(e) => eprintln!("warning: cannot make {} private: {e}", dir.display()),
+        )),
+        Err(e) => crate::output::err(&format!(
+            "warning: cannot make {} private: {e}",
+            dir.display()
+        )),
     }
 }
 
@@ -119,10 +122,10 @@ pub fn unlock_with(dir: &Path, passphrase: &Passphrase) -> anyhow::Result<(Keyri
     check_unlockable(dir)?;
     let sdir = store_dir(dir);
     let r = keyring::unlock(&sdir, passphrase, &mut |wait| {
-        eprintln!(
+        crate::output::err(&format!(
             "waiting {} s after wrong passphrases before trying again…",
             wait.as_millis().div_ceil(1000)
-        )
+        ))
     });
     match r {
         Ok(k) => Ok(k),
@@ -315,15 +318,15 @@ impl Home {
                     let (store, copy) = open_copy(dir, &key)?;
                     // Said once, with the reason; the OS error is not repeated.
                     match why {
-                        ReadOnly::Protected => eprintln!(
+                        ReadOnly::Protected => crate::output::err(&format!(
                             "note: {} cannot be written ({}): showing what it holds; commands that change anything are refused",
                             dir.display(),
                             os_reason(&e)
-                        ),
-                        ReadOnly::DiskFull => eprintln!(
+                        )),
+                        ReadOnly::DiskFull => crate::output::err(&format!(
                             "note: the disk holding {} is full: showing what it holds; nothing can be saved until space is freed",
                             dir.display()
-                        ),
+                        )),
                     }
                     (store, Some(why), Some(copy))
                 }
@@ -571,13 +574,16 @@ static UNLOADABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool
 /// Names a village that does not load, with what to do, and remembers that
 /// the command must not exit 0.
 pub fn report_unloadable(id: &DocId, e: &anyhow::Error) {
-    UNLOADABLE.store(true, std::sync::atomic::Ordering::Relaxed);
-    eprintln!(
+    // In the service the flag belongs to the one command being run.
+    if !crate::output::with_capture(|c| c.unloadable = true) {
+        UNLOADABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    crate::output::err(&format!(
         "error: village {id} on this laptop does not load and was left out ({e:#}). \
          The other villages are fine. If this laptop syncs with a relay, `minqing sync` sets the damaged copy \
          aside in the home's quarantine/ folder and fetches the relay's copy (give that folder to the county IT staff); \
          if the relay runs a newer minqing, update this one first."
-    );
+    ));
 }
 
 /// Whether a village that does not load was met during this command.
@@ -674,14 +680,27 @@ pub fn init(
 /// a command makes the same record ids every time it runs.
 pub const TEST_RNG_SEED_ENV: &str = "MINQING_TEST_RNG_SEED";
 
+thread_local! {
+    /// The CLI's [`TEST_RNG_SEED_ENV`] for a command the local service runs
+    /// for it (the service's own environment is not the CLI's).
+    static RNG_SEED: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sets (or clears) this thread's id seed for the command about to run.
+pub fn set_thread_rng_seed(seed: Option<u64>) {
+    RNG_SEED.with(|s| s.set(seed));
+}
+
 /// The random source for new record ids: the thread RNG, or a seeded one when
 /// [`TEST_RNG_SEED_ENV`] holds a number (end-to-end tests use it to make two
 /// ids share a prefix).
 pub fn rng() -> Box<dyn rand::RngCore> {
-    match std::env::var(TEST_RNG_SEED_ENV)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    {
+    let seed = RNG_SEED.with(|s| s.get()).or_else(|| {
+        std::env::var(TEST_RNG_SEED_ENV)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+    });
+    match seed {
         Some(seed) => Box::new(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
             seed,
         )),

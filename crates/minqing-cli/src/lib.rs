@@ -4,6 +4,7 @@
 //! [`run`] is the whole program: it parses `args`, runs the command and maps
 //! the result to an exit code.
 
+pub mod app;
 mod cli;
 mod cmd;
 mod error;
@@ -41,7 +42,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 fn run_inner(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode> {
-    let cli = match cli::Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let cli = match cli::Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help and version to stdout (exit 0) and usage errors to
@@ -55,6 +57,10 @@ fn run_inner(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCod
         }
     };
     init_tracing();
+    // While `minqing app` runs for this home, it carries the command out.
+    if let Some(code) = app::client::forward(&cli, &args)? {
+        return Ok(code);
+    }
     cmd::dispatch(cli)
 }
 

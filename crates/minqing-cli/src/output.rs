@@ -1,7 +1,59 @@
 //! Printing: JSON (UTF-8, pretty) for scripts, and compact tables whose columns
 //! line up with Chinese text (CJK characters take two columns).
+//!
+//! Everything a command prints goes through [`line`], [`json`] or [`err`]: in
+//! the local service (`minqing app`) a command's output is captured per thread
+//! ([`capture`]) and sent back to the CLI that asked, byte for byte.
 
+use std::cell::RefCell;
 use std::io::Write;
+
+/// What one command printed while captured.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+    /// Whether a village that does not load was met (the exit code becomes 1).
+    pub unloadable: bool,
+}
+
+thread_local! {
+    static CAPTURE: RefCell<Option<Captured>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with everything it prints on this thread captured instead of
+/// written to the process's stdout and stderr.
+pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Captured) {
+    let previous = CAPTURE.with(|c| c.borrow_mut().replace(Captured::default()));
+    let out = f();
+    let captured = CAPTURE.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+    (out, captured.unwrap_or_default())
+}
+
+/// Applies `f` to the capture of this thread, if any; `false` when there is none.
+pub(crate) fn with_capture(f: impl FnOnce(&mut Captured)) -> bool {
+    CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(cap) => {
+            f(cap);
+            true
+        }
+        None => false,
+    })
+}
+
+/// Prints one line to stderr as it is (notices, warnings and errors the
+/// command composed; text from elsewhere is escaped by the caller).
+pub fn err(text: &str) {
+    let captured = with_capture(|c| {
+        c.stderr.push_str(text);
+        c.stderr.push('\n');
+    });
+    if !captured {
+        eprintln!("{text}");
+    }
+}
 
 use serde::Serialize;
 
@@ -22,6 +74,12 @@ pub fn line(text: &str) -> anyhow::Result<()> {
 }
 
 fn write_line(text: &str) -> anyhow::Result<()> {
+    if with_capture(|c| {
+        c.stdout.push_str(text);
+        c.stdout.push('\n');
+    }) {
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}").and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -35,10 +35,11 @@ fn the_readme_tour_runs_as_written() {
         script.contains(&home.path().display().to_string()),
         "the tour no longer sets MINQING_HOME the way this test expects:\n{script}"
     );
-    let bin_dir = minqing_e2e::bin("minqing")
-        .parent()
-        .expect("a binary lives in a directory")
-        .to_path_buf();
+    // The tour calls `minqing` by name: put one on PATH that is the build under test.
+    let bins = tempfile::tempdir().expect("a temporary directory");
+    std::os::unix::fs::symlink(minqing_e2e::bin("minqing"), bins.path().join("minqing"))
+        .expect("a symbolic link can be made");
+    let bin_dir = bins.path().to_path_buf();
     let path = format!(
         "{}:{}",
         bin_dir.display(),

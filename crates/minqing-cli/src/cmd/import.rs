@@ -48,10 +48,10 @@ fn import_residents(
         .with_context(|| format!("cannot import {}", file.display()))?;
     let summary = plan.summary();
     for c in &summary.converted {
-        eprintln!(
+        crate::output::err(&format!(
             "note: 第{}行: 15-digit 身份证号 {} converted to its 18-digit form {}",
             c.row, c.from, c.to
-        );
+        ));
     }
     let written = !dry_run && !plan.is_noop();
     if written {

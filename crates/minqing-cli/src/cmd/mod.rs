@@ -10,7 +10,7 @@ mod keys;
 mod leave;
 mod report;
 mod resident;
-mod sync;
+pub(crate) mod sync;
 mod village;
 mod visit;
 mod workflow;
@@ -20,39 +20,71 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::home::{Home, Secrets, home_dir};
 
-/// Runs a parsed command line.
+/// Runs a parsed command line in this process, on the store itself.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = home_dir(cli.home)?;
     let sec = Secrets {
         passphrase_file: cli.passphrase_file,
     };
     match cli.command {
-        Command::Sync(a) => return sync::sync(Home::open(&dir, &sec)?, &a),
-        Command::Status(j) => sync::status(&Home::open(&dir, &sec)?, j.json),
-        Command::Init(args) if args.bundle.is_some() => {
-            return sync::init_bundle(
-                &dir,
-                args.bundle.as_deref().unwrap_or(std::path::Path::new("")),
-                args.timeout,
-                &sec,
-            );
+        Command::App(a) => crate::app::serve(&dir, &sec, &a),
+        Command::Sync(a) => sync::sync(Home::open(&dir, &sec)?, &a),
+        Command::Init(args) if args.bundle.is_some() => sync::init_bundle(
+            &dir,
+            args.bundle.as_deref().unwrap_or(std::path::Path::new("")),
+            args.timeout,
+            &sec,
+        ),
+        Command::Enroll(args) => sync::enroll(&dir, &args.bundle, args.timeout, &sec),
+        Command::Init(args) => {
+            init::init(&dir, args, &sec)?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Enroll(args) => return sync::enroll(&dir, &args.bundle, args.timeout, &sec),
-        Command::Init(args) => init::init(&dir, args, &sec),
-        Command::Passwd(a) => keys::passwd(&dir, &sec, &a),
-        Command::Backup(a) => keys::backup(&dir, &sec, &a),
-        Command::Restore(a) => keys::restore(&dir, &sec, &a),
-        Command::Recovery(c) => keys::recovery(&dir, &sec, c),
-        Command::Whoami(j) => init::whoami(&Home::open(&dir, &sec)?, j.json),
-        Command::Village(c) => village::run(&Home::open(&dir, &sec)?, c),
-        Command::Household(c) => household::run(&Home::open(&dir, &sec)?, c),
-        Command::Resident(c) => resident::run(&Home::open(&dir, &sec)?, c),
-        Command::Visit(c) => visit::run(&Home::open(&dir, &sec)?, c),
-        Command::Demand(c) => demand::run(&Home::open(&dir, &sec)?, c),
-        Command::Leave(c) => leave::run(&Home::open(&dir, &sec)?, c),
-        Command::Report(c) => report::run(&Home::open(&dir, &sec)?, c),
-        Command::Import(c) => import::run(&Home::open(&dir, &sec)?, c),
-        Command::Debug(c) => debug::run(&Home::open(&dir, &sec)?, &sec, c),
+        Command::Passwd(a) => {
+            keys::passwd(&dir, &sec, &a)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup(a) => {
+            keys::backup(&dir, &sec, &a)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(a) => {
+            keys::restore(&dir, &sec, &a)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Recovery(c) => {
+            keys::recovery(&dir, &sec, c)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        other => run_on(&Home::open(&dir, &sec)?, &sec, other),
+    }
+}
+
+/// Runs a command that works on an open home: the everyday commands. The
+/// local service calls this with its own open home; the CLI after opening it.
+pub fn run_on(home: &Home, sec: &Secrets, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Status(j) => sync::status(home, j.json),
+        Command::Whoami(j) => init::whoami(home, j.json),
+        Command::Village(c) => village::run(home, c),
+        Command::Household(c) => household::run(home, c),
+        Command::Resident(c) => resident::run(home, c),
+        Command::Visit(c) => visit::run(home, c),
+        Command::Demand(c) => demand::run(home, c),
+        Command::Leave(c) => leave::run(home, c),
+        Command::Report(c) => report::run(home, c),
+        Command::Import(c) => import::run(home, c),
+        Command::Debug(c) => debug::run(home, sec, c),
+        Command::App(_)
+        | Command::Sync(_)
+        | Command::Init(_)
+        | Command::Enroll(_)
+        | Command::Passwd(_)
+        | Command::Backup(_)
+        | Command::Restore(_)
+        | Command::Recovery(_) => {
+            anyhow::bail!("this command does not run on an open home (a minqing bug)")
+        }
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -61,7 +61,7 @@ fn load(home: &Home, village: Option<String>) -> anyhow::Result<Vec<Village>> {
 pub fn emit<T: Serialize>(report: &T, tables: &[Table], out: &ReportOut) -> anyhow::Result<()> {
     let printed = minqing_sheet::write_report(report, tables, &out.targets())?;
     for note in &printed.stderr {
-        eprintln!("{note}");
+        crate::output::err(note);
     }
     output::line(&printed.stdout)
 }

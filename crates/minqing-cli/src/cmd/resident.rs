@@ -105,9 +105,9 @@ fn merge(home: &Home, keep: &str, other: &str) -> anyhow::Result<()> {
 fn id_card(raw: &str, today: chrono::NaiveDate) -> anyhow::Result<IdCardNumber> {
     let card = IdCardNumber::parse(raw, today).context("--id-card")?;
     if let Some(old) = IdCardNumber::first_generation(raw) {
-        eprintln!(
+        crate::output::err(&format!(
             "note: 15-digit 身份证号 {old} converted to its 18-digit form {card} (GB 11643: 19 added to the year, check digit computed)"
-        );
+        ));
     }
     Ok(card)
 }

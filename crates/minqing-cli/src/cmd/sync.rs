@@ -137,7 +137,7 @@ fn finish_enrolment(
 /// What a failed first contact prints; its exit code.
 fn contact_failed(bundle: &Bundle, e: NetError, pending_kept: bool) -> anyhow::Result<ExitCode> {
     if e.is_trust_failure() {
-        eprintln!("error: {e}");
+        crate::output::err(&format!("error: {e}"));
         return Ok(ExitCode::from(EXIT_REFUSED));
     }
     let again = if pending_kept {
@@ -222,8 +222,8 @@ pub fn init_bundle(
     finish_enrolment(&store, &bundle, &identity, Some(&device))?;
     home::start_new_incarnation(dir, &store)?;
     if escrow.is_none() {
-        eprintln!(
-            "note: this bundle carries no escrow key: if the passphrase is forgotten, only a backup or the relay's copy can bring the data back"
+        crate::output::err(
+            "note: this bundle carries no escrow key: if the passphrase is forgotten, only a backup or the relay's copy can bring the data back",
         );
     }
     output::line(&format!(
@@ -269,10 +269,10 @@ pub fn enroll(
             );
         }
         if home.device.cadre != bundle.cadre {
-            eprintln!(
+            crate::output::err(&format!(
                 "notice: the relay enrolled this laptop for {}; it keeps writing as {} (its own cadre)",
                 bundle.cadre, home.device.cadre
-            );
+            ));
         }
         (home.key.clone(), pending_key(&home.store, &bundle)?)
     };
@@ -654,7 +654,7 @@ fn print_outcome(out: &SessionOutcome, notices: &[String]) -> anyhow::Result<boo
     for n in notices {
         if n.starts_with(QUARANTINE_NOTICE) {
             all_ok = false;
-            eprintln!("{n}");
+            crate::output::err(n);
         } else {
             output::line(n)?;
         }
@@ -676,7 +676,10 @@ fn print_outcome(out: &SessionOutcome, notices: &[String]) -> anyhow::Result<boo
 
 /// Prints a trust failure the way `main` prints errors; the exit code for it.
 fn refused(bundle: &Bundle, e: &NetError) -> std::process::ExitCode {
-    eprintln!("error: sync with relay {} failed: {e}", bundle.relay_name);
+    crate::output::err(&format!(
+        "error: sync with relay {} failed: {e}",
+        bundle.relay_name
+    ));
     std::process::ExitCode::from(EXIT_REFUSED)
 }
 
@@ -705,7 +708,7 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
         let context = || format!("sync with relay {} failed", bundle.relay_name);
         let result = match rt.block_on(pass(&dir, &bundle, &identity, timeout, &keys)) {
             Err(e) if e.is::<Wiped>() => {
-                eprintln!("error: {e:#}");
+                crate::output::err(&format!("error: {e:#}"));
                 return Ok(std::process::ExitCode::from(EXIT_REFUSED));
             }
             other => other?,
@@ -802,19 +805,22 @@ fn watch(
             }
             Ok(Err(e)) if e.is_trust_failure() => return Ok(refused(bundle, &e)),
             Ok(Err(e)) => {
-                eprintln!("{e}; retrying in {} s", backoff.as_secs());
+                crate::output::err(&format!("{e}; retrying in {} s", backoff.as_secs()));
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 // Retry even without new local writes: there may be some unsent.
                 synced = None;
             }
             Err(e) if e.is::<Wiped>() => {
-                eprintln!("error: {e:#}");
+                crate::output::err(&format!("error: {e:#}"));
                 return Ok(std::process::ExitCode::from(EXIT_REFUSED));
             }
             // The store could not be opened (a long command holds it): later.
             Err(e) => {
-                eprintln!("error: {e:#}; retrying in {} s", WATCH_POLL.as_secs());
+                crate::output::err(&format!(
+                    "error: {e:#}; retrying in {} s",
+                    WATCH_POLL.as_secs()
+                ));
                 std::thread::sleep(WATCH_POLL);
             }
         }
