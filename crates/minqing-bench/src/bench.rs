@@ -63,6 +63,7 @@ pub fn run(bins: &Bins, opts: &Options) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
     let started = Instant::now();
+    let load_start = render::load_average();
     let ctx = Ctx {
         bins,
         opts,
@@ -82,6 +83,7 @@ pub fn run(bins: &Bins, opts: &Options) -> Result<PathBuf> {
         r1_runs: opts.r1_runs(),
         w1_runs: opts.w1_runs(),
         took: started.elapsed(),
+        load: (load_start, render::load_average()),
     };
     let text = render::render(&info, &manifest, &report)?;
     if opts.quick || !opts.only.is_empty() {

@@ -37,6 +37,19 @@ pub struct RunInfo {
     pub w1_runs: usize,
     /// Wall time of the whole run.
     pub took: Duration,
+    /// The 1-minute load average when the run started and when it ended
+    /// (other work on the machine shows in the tails).
+    pub load: (Option<f64>, Option<f64>),
+}
+
+/// The 1-minute load average (Linux), if it can be read.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The whole block (without the markers).
@@ -163,7 +176,14 @@ fn header(s: &mut String, run: &RunInfo, m: &Manifest) -> Result<()> {
         m.device_counts[2],
         m.many_villages.len()
     )?;
-    writeln!(s, "- **Took**: {:.0} s", run.took.as_secs_f64())?;
+    let load = |l: Option<f64>| l.map_or_else(|| "–".to_owned(), |l| format!("{l:.1}"));
+    writeln!(
+        s,
+        "- **Took**: {:.0} s; 1-minute load average {} at the start, {} at the end",
+        run.took.as_secs_f64(),
+        load(run.load.0),
+        load(run.load.1)
+    )?;
     writeln!(s, "- **How**: {HOW}")?;
     let amr_runs = if run.quick { run.runs.max(1) } else { run.runs };
     writeln!(
