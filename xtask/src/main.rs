@@ -26,7 +26,9 @@ fn main() -> ExitCode {
         Some("tidy") => tidy::run(&root()),
         _ => {
             eprintln!("usage: cargo xtask <ci|tidy|demo|gen-data|bench|fuzz>");
-            eprintln!("  ci        tidy, fmt check, clippy -D warnings, build, every test");
+            eprintln!(
+                "  ci        tidy, fmt check, clippy -D warnings, build, every test, the browser tests"
+            );
             eprintln!("  tidy      the architecture's boundaries (docs/testing.md#the-tidy-test)");
             eprintln!("  demo      a cadre's offline day, then sync through a relay, on 127.0.0.1");
             eprintln!(
@@ -80,6 +82,37 @@ pub fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     }
 }
 
+/// The browser tests (tests/browser/, docs/app.md): a cadre's day in Debian's
+/// chromium driven by Playwright, against `minqing app` built above. `.ci/run`
+/// installs chromium, chromium-driver, fonts-noto-cjk and PyPI playwright.
+fn browser() -> Result<(), String> {
+    let root = root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let minqing = target.join("debug").join("minqing");
+    let script = root.join("tests").join("browser").join("cadre_day.py");
+    eprintln!(
+        "$ python3 {} --minqing {}",
+        script.display(),
+        minqing.display()
+    );
+    let status = Command::new("python3")
+        .arg(&script)
+        .arg("--minqing")
+        .arg(&minqing)
+        .current_dir(&root)
+        .status()
+        .map_err(|e| format!("cannot run python3 for the browser tests: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the browser tests failed ({status}); they need /usr/bin/chromium and PyPI playwright (.ci/run installs them)"
+        ))
+    }
+}
+
 /// Builds the binaries the benchmarks drive (release), then runs
 /// `minqing-bench SUB ARGS` through `cargo run --release`.
 fn bench_tool(sub: &str, args: &[String]) -> Result<(), String> {
@@ -114,6 +147,7 @@ fn ci() -> Result<(), String> {
     ])?;
     cargo(&["build", "--workspace", "--bins"])?;
     cargo(&["test", "--workspace", "--no-fail-fast"])?;
+    browser()?;
     // Benchmarks are not timed in CI; their smallest profile runs so the harness keeps working.
     cargo(&[
         "bench",

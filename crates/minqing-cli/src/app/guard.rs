@@ -209,7 +209,9 @@ pub fn with_headers(mut resp: Response) -> Response {
     );
     set(h, "x-frame-options", "DENY");
     set(h, "x-content-type-options", "nosniff");
-    set(h, "referrer-policy", "no-referrer");
+    // Not `no-referrer`: under it Chromium sends `Origin: null` with the
+    // pages' own form posts, which the Origin check refuses.
+    set(h, "referrer-policy", "same-origin");
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, "cache-control", "no-store");
     }

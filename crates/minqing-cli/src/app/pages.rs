@@ -2,21 +2,26 @@
 //! from model views to HTML); this module only wires them to the service.
 //!
 //! Adding a page (docs/app.md, "Adding a page"): a handler that calls
-//! [`App::page`] with a closure turning a [`View`] into HTML, and one
-//! `.route(...)` line in [`routes`]. A form post calls [`App::write`] and
-//! saves with `Home::save` before it answers; the CSRF token is checked
-//! before any handler runs (`guard::fence`), so forms only embed
-//! [`View::csrf_field`].
+//! [`App::page`] (or [`render`], when it may answer 404) with a closure
+//! turning a [`View`] into HTML, and one `.route(...)` line in [`routes`]. A
+//! form post calls [`App::write`] and saves with `Home::save` before it
+//! answers; the CSRF token is checked before any handler runs
+//! (`guard::fence`), so forms only embed it (`minqing_web::layout::csrf`).
 
+use anyhow::Context;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use minqing_model::Village;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use minqing_model::{Id, RecordKind, Village};
+use minqing_web::forms::{self, Form, village_of};
+use minqing_web::{Ctx, Notice, SearchIndex, SyncSummary};
 
 use super::App;
+use crate::cmd::sync::{BUNDLE_KEY, LAST_SYNC_KEY};
 use crate::home::Home;
+use crate::output;
 
 /// Read access to the service's open home while a page renders (the store
 /// lock is held).
@@ -55,17 +60,410 @@ impl View<'_> {
         self.app.csrf()
     }
 
-    /// The hidden `csrf` field to put in every form.
-    pub fn csrf_field(&self) -> String {
-        super::guard::csrf_field(self.app)
+    /// What every page needs: the cadre, the CSRF token, today (China time),
+    /// and the notice a redirect asked for (`?done=CODE`).
+    pub fn ctx(&self, notice: Option<Notice>) -> Ctx<'_> {
+        page_ctx(self.home, self.app, notice)
     }
+
+    /// The sync state shown on 今日, from what the store records (enrolled
+    /// or not, the last successful sync, villages with changes the relay has
+    /// not acknowledged).
+    pub fn sync_state(&self) -> anyhow::Result<SyncSummary> {
+        sync_summary(self.home)
+    }
+}
+
+fn page_ctx<'a>(home: &'a Home, app: &'a App, notice: Option<Notice>) -> Ctx<'a> {
+    Ctx {
+        cadre: &home.device.cadre,
+        csrf: app.csrf(),
+        today: crate::home::today(),
+        notice,
+    }
+}
+
+/// The sync state as the store records it. `online` stays unknown here: only
+/// a sync loop knows whether its last attempt reached the relay.
+pub fn sync_summary(home: &Home) -> anyhow::Result<SyncSummary> {
+    let Some(raw) = home.store.meta_get(BUNDLE_KEY)? else {
+        return Ok(SyncSummary::default());
+    };
+    let last_sync_ms = home
+        .store
+        .meta_get(LAST_SYNC_KEY)?
+        .and_then(|b| chrono::DateTime::parse_from_rfc3339(&String::from_utf8_lossy(&b)).ok())
+        .map(|t| t.timestamp_millis());
+    let relay_name = serde_json::from_slice::<serde_json::Value>(&raw)
+        .ok()
+        .and_then(|v| v.get("relay_name")?.as_str().map(str::to_owned));
+    let pending_villages = match relay_name {
+        Some(name) => minqing_net::device_docs(&home.store, &name)?
+            .into_iter()
+            .filter(|(_, doc, state)| minqing_net::has_local_changes(doc, state.as_deref()))
+            .count(),
+        None => 0,
+    };
+    Ok(SyncSummary {
+        enrolled: true,
+        online: None,
+        last_sync_ms,
+        pending_villages,
+        last_error: None,
+    })
 }
 
 /// The page routes.
 pub fn routes() -> Router<App> {
+    use minqing_web::routes as r;
     Router::new()
-        .route("/", get(today))
+        .route(r::TODAY, get(today))
+        .route(r::VILLAGES, get(villages))
+        .route("/village/{id}", get(village))
+        .route("/household/{id}", get(household))
+        .route(r::SEARCH, get(search))
+        .route("/resident/{id}", get(resident))
+        .route(r::VISIT_NEW, get(visit_new))
+        .route(r::VISITS, post(log_visit))
+        .route(r::DEMANDS, get(demands).post(open_demand))
+        .route(r::DEMAND_NEW, get(demand_new))
+        .route("/demand/{id}", get(demand))
+        .route("/demand/{id}/step", post(demand_step))
         .route("/assets/{name}", get(asset))
+}
+
+/// The notice a redirect after a write asked for (`?done=visit`): a fixed
+/// text per known code, so nothing from the URL is shown.
+fn done(form: &Form) -> Option<Notice> {
+    form.value("done").and_then(Notice::done)
+}
+
+fn query(q: Option<String>) -> Form {
+    Form::parse(q.as_deref().unwrap_or(""))
+}
+
+fn refs(villages: &[Village]) -> Vec<&Village> {
+    villages.iter().collect()
+}
+
+/// A page that may not exist: `render` gets the [`View`] under the store lock
+/// and returns the HTML, or `None` for 404.
+async fn render(
+    app: App,
+    render: impl FnOnce(&View<'_>) -> anyhow::Result<Option<String>> + Send + 'static,
+) -> Response {
+    let a = app.clone();
+    let out = app
+        .with_home(move |home, _| {
+            let view = View { home, app: &a };
+            output::capture(|| render(&view)).0
+        })
+        .await;
+    match out {
+        Ok(Ok(Some(html))) => Html(html).into_response(),
+        Ok(Ok(None)) => not_found(),
+        Ok(Err(e)) | Err(e) => error_page(&e),
+    }
+}
+
+/// 今日.
+async fn today(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        let sync = view.sync_state()?;
+        Ok(minqing_web::today::today_page(
+            &view.ctx(done(&form)),
+            &refs(&villages),
+            &sync,
+        ))
+    })
+    .await
+}
+
+/// 村: every village held.
+async fn villages(State(app): State<App>) -> Response {
+    app.page(|view| {
+        let villages = view.villages()?;
+        Ok(minqing_web::browse::villages_page(
+            &view.ctx(None),
+            &refs(&villages),
+        ))
+    })
+    .await
+}
+
+/// 户: one village's households.
+async fn village(State(app): State<App>, Path(id): Path<String>) -> Response {
+    render(app, move |view| {
+        let Ok(Some(v)) = view.village(&id) else {
+            return Ok(None);
+        };
+        Ok(Some(minqing_web::browse::village_page(&view.ctx(None), &v)))
+    })
+    .await
+}
+
+/// The village of record `id` of `kind` among `villages`, with the id parsed.
+fn holding<'v>(villages: &'v [Village], kind: RecordKind, id: &str) -> Option<(&'v Village, Id)> {
+    let id = Id::parse(id).ok()?;
+    let i = village_of(&refs(villages), kind, &id)?;
+    Some((&villages[i], id))
+}
+
+/// One household: its residents and visits.
+async fn household(State(app): State<App>, Path(id): Path<String>) -> Response {
+    render(app, move |view| {
+        let villages = view.villages()?;
+        let Some((v, id)) = holding(&villages, RecordKind::Household, &id) else {
+            return Ok(None);
+        };
+        Ok(minqing_web::browse::household_page(&view.ctx(None), v, &id))
+    })
+    .await
+}
+
+/// 人: search by name, pinyin initials, 身份证号 or phone prefix, address; tag.
+async fn search(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        let index = SearchIndex::new(&refs(&villages));
+        Ok(minqing_web::browse::search_page(
+            &view.ctx(None),
+            &index,
+            form.get("q").unwrap_or(""),
+            form.value("tag"),
+        ))
+    })
+    .await
+}
+
+/// A resident's page: the file, the household, visits, demands.
+async fn resident(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let form = query(q);
+    render(app, move |view| {
+        let villages = view.villages()?;
+        let Some((v, id)) = holding(&villages, RecordKind::Resident, &id) else {
+            return Ok(None);
+        };
+        Ok(minqing_web::resident::resident_page(
+            &view.ctx(done(&form)),
+            v,
+            &id,
+        ))
+    })
+    .await
+}
+
+/// 记民情日记: the form (search first, then the visit).
+async fn visit_new(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        let refs = refs(&villages);
+        let index = SearchIndex::new(&refs);
+        Ok(minqing_web::visit::visit_page(
+            &view.ctx(done(&form)),
+            &refs,
+            &index,
+            &form,
+        ))
+    })
+    .await
+}
+
+/// A form post refused before anything was written: the form again, with
+/// what the cadre typed and the reason (422).
+fn refused(html: String) -> Response {
+    (StatusCode::UNPROCESSABLE_ENTITY, Html(html)).into_response()
+}
+
+/// Where to go after a write: `path?done=CODE` (303, so a reload does not
+/// post again).
+fn see_other(path: &str, code: &str) -> Response {
+    Redirect::to(&format!("{path}?done={code}")).into_response()
+}
+
+/// `POST /visits`: logs a visit, durable before the redirect to the
+/// resident's (or household's) page.
+async fn log_visit(State(app): State<App>, body: String) -> Response {
+    let form = Form::parse(&body);
+    let a = app.clone();
+    app.write(move |home| {
+        let mut villages = home.villages()?;
+        let again = |villages: &[Village], why: String| {
+            let refs = refs(villages);
+            let index = SearchIndex::new(&refs);
+            refused(minqing_web::visit::visit_page(
+                &page_ctx(home, &a, Some(Notice::error(why))),
+                &refs,
+                &index,
+                &form,
+            ))
+        };
+        let new = match forms::visit(&form, crate::home::today()) {
+            Ok(n) => n,
+            Err(e) => return Ok(again(&villages, e.to_string())),
+        };
+        let Some(vi) = village_of(&refs(&villages), RecordKind::Household, &new.household) else {
+            return Ok(again(&villages, "找不到这一户：请重新查找。".into()));
+        };
+        let logged = villages[vi].log_visit(&mut *crate::home::rng(), &home.author(), &new);
+        if let Err(e) = logged {
+            return Ok(again(&villages, format!("没有保存：{e}")));
+        }
+        let v = &mut villages[vi];
+        home.save(v, "visit").context("saving the visit")?;
+        home.compact_later(v.id());
+        let to = match &new.resident {
+            Some(r) => minqing_web::routes::resident(r.as_str()),
+            None => minqing_web::routes::household(new.household.as_str()),
+        };
+        Ok(see_other(&to, "visit"))
+    })
+    .await
+}
+
+/// 诉求: the list, overdue first.
+async fn demands(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        Ok(minqing_web::demand::demands_page(
+            &view.ctx(done(&form)),
+            &refs(&villages),
+            &minqing_web::demand::DemandFilter::from_form(&form),
+        ))
+    })
+    .await
+}
+
+/// The form to open a demand for a resident.
+async fn demand_new(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    render(app, move |view| {
+        let villages = view.villages()?;
+        Ok(minqing_web::demand::demand_new_page(
+            &view.ctx(None),
+            &refs(&villages),
+            &form,
+        ))
+    })
+    .await
+}
+
+/// `POST /demands`: opens a demand (受理), durable before the redirect to its
+/// page.
+async fn open_demand(State(app): State<App>, body: String) -> Response {
+    let form = Form::parse(&body);
+    let a = app.clone();
+    app.write(move |home| {
+        let mut villages = home.villages()?;
+        let again = |villages: &[Village], why: String| -> anyhow::Result<Response> {
+            let ctx = page_ctx(home, &a, Some(Notice::error(why)));
+            match minqing_web::demand::demand_new_page(&ctx, &refs(villages), &form) {
+                Some(html) => Ok(refused(html)),
+                None => Ok(not_found()),
+            }
+        };
+        let new = match forms::demand(&form) {
+            Ok(n) => n,
+            Err(e) => return again(&villages, e.to_string()),
+        };
+        let Some(vi) = village_of(&refs(&villages), RecordKind::Resident, &new.resident) else {
+            return Ok(not_found());
+        };
+        let opened = villages[vi].open_demand(&mut *crate::home::rng(), &home.author(), &new);
+        let id = match opened {
+            Ok(id) => id,
+            Err(e) => return again(&villages, format!("没有保存：{e}")),
+        };
+        let v = &mut villages[vi];
+        home.save(v, "demand").context("saving the demand")?;
+        home.compact_later(v.id());
+        Ok(see_other(
+            &minqing_web::routes::demand(id.as_str()),
+            "demand",
+        ))
+    })
+    .await
+}
+
+/// A demand's page: state, timeline, the valid next steps, conflicts.
+async fn demand(State(app): State<App>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    render(app, move |view| {
+        let villages = view.villages()?;
+        let Some((v, id)) = holding(&villages, RecordKind::Demand, &id) else {
+            return Ok(None);
+        };
+        Ok(minqing_web::demand::demand_page(
+            &view.ctx(done(&form)),
+            v,
+            &id,
+        ))
+    })
+    .await
+}
+
+/// `POST /demand/<id>/step`: one step of the closed loop, checked by the model
+/// against the demand's merged state, durable before the redirect.
+async fn demand_step(State(app): State<App>, Path(id): Path<String>, body: String) -> Response {
+    let form = Form::parse(&body);
+    let a = app.clone();
+    app.write(move |home| {
+        let mut villages = home.villages()?;
+        let Some((_, demand)) = holding(&villages, RecordKind::Demand, &id) else {
+            return Ok(not_found());
+        };
+        let vi = village_of(&refs(&villages), RecordKind::Demand, &demand)
+            .context("the demand's village")?;
+        let again = |v: &Village, why: String| -> Response {
+            let ctx = page_ctx(home, &a, Some(Notice::error(why)));
+            match minqing_web::demand::demand_page(&ctx, v, &demand) {
+                Some(html) => refused(html),
+                None => not_found(),
+            }
+        };
+        let step = match forms::step(&form) {
+            Ok(s) => s,
+            Err(e) => return Ok(again(&villages[vi], e.to_string())),
+        };
+        let recorded =
+            villages[vi].record_step(&mut *crate::home::rng(), &home.author(), &demand, &step);
+        if let Err(e) = recorded {
+            return Ok(again(&villages[vi], format!("没有记录：{e}")));
+        }
+        let v = &mut villages[vi];
+        home.save(v, "demand step").context("saving the step")?;
+        home.compact_later(v.id());
+        Ok(see_other(
+            &minqing_web::routes::demand(demand.as_str()),
+            "step",
+        ))
+    })
+    .await
+}
+
+/// Embedded assets (CSS, JS, the icon) from minqing-web; cached for an hour
+/// (they change only with the binary).
+async fn asset(Path(name): Path<String>) -> Response {
+    match minqing_web::assets::asset(&format!("/assets/{name}")) {
+        Some(a) => (
+            [
+                (header::CONTENT_TYPE, a.content_type),
+                (header::CACHE_CONTROL, "private, max-age=3600"),
+            ],
+            a.body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
 }
 
 /// Escapes text for HTML.
@@ -84,39 +482,16 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// 今日 (placeholder until minqing-web's page lands): the cadre and villages.
-async fn today(State(app): State<App>) -> Response {
-    app.page(|view| {
-        let villages = view.villages()?;
-        let rows: String = villages
-            .iter()
-            .map(|v| {
-                let v = v.view();
-                format!(
-                    "<li>{} <small>{}</small> · {} 户 · {} 人 · {} 次走访</li>",
-                    esc(&v.name),
-                    esc(&v.id),
-                    v.households,
-                    v.residents,
-                    v.visits
-                )
-            })
-            .collect();
-        Ok(format!(
-            "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
-             <title>今日 · 民情</title></head><body><h1>今日</h1>\
-             <p>{} · {}</p><h2>村/社区</h2><ul>{rows}</ul></body></html>",
-            esc(view.cadre()),
-            view.today()
-        ))
-    })
-    .await
-}
-
-/// Embedded assets (CSS, JS, icons): none yet; minqing-web will supply them.
-async fn asset(Path(name): Path<String>) -> Response {
-    let _ = name;
-    (StatusCode::NOT_FOUND, "no such asset").into_response()
+/// 404: no such record on this laptop.
+fn not_found() -> Response {
+    let body = "<!doctype html><html lang=\"zh-CN\"><meta charset=\"utf-8\"><title>找不到</title>\
+         <h1>找不到</h1><p>本机没有这条记录（可能还没同步到本机）。</p><p><a href=\"/\">返回今日</a></p></html>";
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        Html(body),
+    )
+        .into_response()
 }
 
 /// A page naming an error (500).

@@ -1,0 +1,388 @@
+#!/usr/bin/env python3
+"""A cadre's day in a real browser (Debian's chromium driven by Playwright).
+
+Prepares a laptop home with the CLI (a village, households, key-group
+residents, a visit, an overdue demand), starts `minqing app --no-browser`,
+and walks the pages as a cadre would, finding every element by its label or
+role: 今日, 村/户/人, search by pinyin initials, a resident's page, 记民情日记
+(once with the mouse, once with the keyboard only), a demand opened and taken
+through 转办 → 督办 → 反馈 → 回访 → 销号, the demand list. After each write the
+figures on the pages are compared with `minqing … --json` for the same home
+(the CLI goes through the running service). Every request the browser makes is
+recorded; the test fails if one leaves 127.0.0.1. With --shots DIR, a
+screenshot of each page is written there (docs/app/ holds the committed ones).
+
+Usage: python3 tests/browser/cadre_day.py --minqing target/debug/minqing [--shots docs/app]
+Needs: PyPI playwright, /usr/bin/chromium, fonts-noto-cjk (.ci/run installs them).
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+from playwright.sync_api import expect, sync_playwright
+
+CHINA = datetime.timezone(datetime.timedelta(hours=8))
+PASSPHRASE = "browser-test-passphrase"
+
+
+class Home:
+    """A laptop home driven through the minqing CLI."""
+
+    def __init__(self, minqing, root):
+        self.minqing = minqing
+        self.path = os.path.join(root, "home")
+        self.pass_file = os.path.join(root, "pass")
+        with open(self.pass_file, "w", encoding="utf-8") as f:
+            f.write(PASSPHRASE + "\n")
+        os.chmod(self.pass_file, 0o600)
+        self.env = dict(os.environ, MINQING_HOME=self.path, MINQING_PASSPHRASE_FILE=self.pass_file)
+        self.env.pop("MINQING_LOG", None)
+
+    def run(self, *argv):
+        out = subprocess.run(
+            [self.minqing, *argv], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"minqing {' '.join(argv)} exited {out.returncode}: {out.stderr}")
+        return out.stdout
+
+    def new_id(self, *argv):
+        return self.run(*argv).strip().splitlines()[-1]
+
+    def json(self, *argv):
+        return json.loads(self.run(*argv, "--json"))
+
+
+def prepare(home, today):
+    """A village as a cadre's laptop holds it at the start of the day."""
+    home.run("init", "--cadre", "张伟", "--team", "城关服务队")
+    home.run("village", "add", "--id", "V001", "--name", "小河村", "--township", "城关镇")
+    ids = {}
+    h1 = home.new_id("household", "add", "--village", "V001", "--address", "小河村三组12号", "--number", "0312")
+    h2 = home.new_id("household", "add", "--village", "V001", "--address", "小河村一组3号", "--number", "0103")
+    h3 = home.new_id("household", "add", "--village", "V001", "--address", "小河村二组5号", "--number", "0205")
+    ids["李秀英"] = home.new_id(
+        "resident", "add", "--household", h1, "--name", "李秀英", "--id-card", "370811195803151224",
+        "--phone", "13905371234", "--relation", "户主", "--tag", "独居老人", "--tag", "老党员")
+    ids["王建国"] = home.new_id(
+        "resident", "add", "--household", h2, "--name", "王建国", "--relation", "户主", "--tag", "退役军人")
+    ids["赵小红"] = home.new_id("resident", "add", "--household", h2, "--name", "赵小红", "--relation", "妻子")
+    ids["刘晓宇"] = home.new_id(
+        "resident", "add", "--household", h3, "--name", "刘晓宇", "--relation", "孙子", "--tag", "留守儿童")
+    home.run("visit", "log", "--household", h2, "--resident", ids["赵小红"], "--kind", "普遍走访",
+             "--note", "了解家庭收入情况，无特殊困难。")
+    old = home.new_id("demand", "open", "--resident", ids["王建国"], "--category", "道路",
+                      "--text", "门前道路坑洼，雨天积水")
+    due = (today - datetime.timedelta(days=5)).isoformat()
+    home.run("demand", "transfer", old, "--to", "县交通运输局", "--due", due)
+    ids["households"] = [h1, h2, h3]
+    return ids
+
+
+def fetch(port, method, path, headers, body=None):
+    """One request to the service, outside the browser: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def check_fences(home, port, secret):
+    """A request without the secret, with a foreign Origin, with a wrong Host,
+    or a form post without the CSRF token is refused, and writes nothing; the
+    same request with everything right is answered."""
+    own = f"127.0.0.1:{port}"
+    cookie = f"minqing_{port}={secret}"
+    status, body = fetch(port, "GET", "/", {"Host": own, "Cookie": cookie})
+    assert status == 200 and "今日" in body, ("the control request", status)
+    refusals = [
+        ("no secret", "GET", {"Host": own}, 403),
+        ("a wrong secret", "GET", {"Host": own, "Cookie": f"minqing_{port}={'0' * 64}"}, 403),
+        ("a foreign Origin", "GET", {"Host": own, "Cookie": cookie, "Origin": "http://evil.example"}, 403),
+        ("Origin: null", "GET", {"Host": own, "Cookie": cookie, "Origin": "null"}, 403),
+        ("a wrong Host (DNS rebinding)", "GET", {"Host": f"evil.example:{port}", "Cookie": cookie}, 421),
+    ]
+    for why, method, headers, want in refusals:
+        status, _ = fetch(port, method, "/", headers)
+        assert status == want, f"a request with {why} got {status}, not {want}"
+    before = len(home.json("visit", "list"))
+    household = home.json("household", "list")[0]["id"]
+    form = urllib.parse.urlencode(
+        {"household": household, "kind": "普遍走访", "note": "不该保存的记录"})
+    posts = [
+        ("no CSRF token", {"Host": own, "Cookie": cookie}, form, 403),
+        ("a wrong CSRF token", {"Host": own, "Cookie": cookie}, form + "&csrf=" + "0" * 64, 403),
+        ("a foreign Origin", {"Host": own, "Cookie": cookie, "Origin": "http://evil.example"}, form, 403),
+        ("no secret", {"Host": own}, form, 403),
+    ]
+    for why, headers, body, want in posts:
+        headers = dict(headers, **{"Content-Type": "application/x-www-form-urlencoded"})
+        status, _ = fetch(port, "POST", "/visits", headers, body.encode())
+        assert status == want, f"a form post with {why} got {status}, not {want}"
+    after = len(home.json("visit", "list"))
+    assert after == before, f"a refused post wrote a visit ({before} → {after})"
+    print(f"fences: {len(refusals) + len(posts)} foreign requests refused, nothing written")
+
+
+def start_app(home):
+    proc = subprocess.Popen(
+        [home.minqing, "app", "--no-browser"], env=home.env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    discovery = os.path.join(home.path, "app.json")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"minqing app exited {proc.returncode}: {proc.stdout.read()}")
+        if os.path.exists(discovery):
+            try:
+                with open(discovery, encoding="utf-8") as f:
+                    info = json.load(f)
+                return proc, info
+            except (ValueError, OSError):
+                pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("minqing app did not write its discovery file within 60 s")
+
+
+class Walk:
+    """The browser session, the screenshots, and the comparisons with the CLI."""
+
+    def __init__(self, page, home, base, shots, ids):
+        self.page = page
+        self.home = home
+        self.base = base
+        self.shots = shots
+        self.ids = ids
+        self.month = datetime.datetime.now(CHINA).strftime("%Y-%m")
+
+    def shot(self, name, **kw):
+        if self.shots:
+            self.page.screenshot(path=os.path.join(self.shots, name), full_page=True, **kw)
+
+    def main_text(self):
+        return self.page.locator("main").inner_text()
+
+    def no_ids_shown(self):
+        """Names, not ids, wherever a person reads."""
+        text = self.main_text()
+        for name, rid in self.ids.items():
+            if isinstance(rid, str):
+                assert rid not in text, f"the id of {name} is shown as text on {self.page.url}"
+        for hid in self.ids["households"]:
+            assert hid not in text, f"a household id is shown on {self.page.url}"
+
+    def nav(self, name):
+        self.page.get_by_role("navigation", name="主导航").get_by_role("link", name=name).click()
+
+    def check_today_figures(self):
+        """今日 against `village list`, `report monthly` and `demand list --overdue`."""
+        self.nav("今日")
+        villages = self.home.json("village", "list")
+        due = sum(v["households"] for v in villages)
+        report = self.home.json("report", "monthly", "--month", self.month)
+        mine = [c for c in report["cadres"] if c["cadre"] == "张伟"]
+        visited = mine[0]["households_visited"] if mine else 0
+        overdue = self.home.json("demand", "list", "--overdue")
+        expect(self.page.locator("#households-due")).to_have_text(str(due))
+        expect(self.page.locator("#households-visited")).to_have_text(str(visited))
+        expect(self.page.locator("#households-remaining")).to_have_text(str(due - visited))
+        expect(self.page.get_by_role("heading", name=re.compile(r"^逾期诉求"))).to_have_text(
+            f"逾期诉求（{len(overdue)}）")
+        self.no_ids_shown()
+        return due, visited, overdue
+
+    def run(self):
+        page = self.page
+        # 今日, as the day starts: one household visited, one overdue demand.
+        due, visited, overdue = self.check_today_figures()
+        assert (due, visited, len(overdue)) == (3, 1, 1), (due, visited, overdue)
+        key = page.get_by_role("heading", name=re.compile("重点人员本月未走访"))
+        expect(key).to_have_text("重点人员本月未走访（3/3）")
+        self.shot("today-morning.png")
+
+        # 村/户/人, then search by pinyin initials.
+        self.nav("村/户/人")
+        expect(page.get_by_role("link", name="小河村")).to_be_visible()
+        self.shot("villages.png")
+        page.get_by_label("查找居民").fill("lxy")
+        page.get_by_role("button", name="查找").click()
+        results = page.locator("#results")
+        expect(results.get_by_role("link", name="李秀英")).to_be_visible()
+        expect(results.get_by_role("link", name="刘晓宇")).to_be_visible()
+        self.no_ids_shown()
+        self.shot("search.png")
+        page.get_by_label("人员类别").select_option("老党员")
+        page.get_by_role("button", name="查找").click()
+        expect(results.get_by_role("link")).to_have_count(1)
+        results.get_by_role("link", name="李秀英").click()
+
+        # The resident's page.
+        expect(page.get_by_role("heading", level=1)).to_have_text("李秀英")
+        li = self.ids["李秀英"]
+        assert page.url.endswith("/resident/" + li), page.url
+        expect(page.get_by_text("370811195803151224")).to_be_visible()
+        self.no_ids_shown()
+
+        # 记民情日记 for her, with the mouse.
+        page.locator("main").get_by_role("link", name="记民情日记").click()
+        expect(page.get_by_label("走访对象")).to_have_value(li)
+        expect(page.get_by_label("走访类型")).to_have_value("重点走访")
+        today = datetime.datetime.now(CHINA).date().isoformat()
+        expect(page.get_by_label("日期")).to_have_value(today)
+        note = "老人腿脚不便，反映自来水压力小，已联系村委查看管道。"
+        page.get_by_label("走访记录").fill(note)
+        self.shot("visit.png")
+        page.get_by_role("button", name="保存").click()
+        expect(page.get_by_role("status")).to_contain_text("已保存")
+        shown = self.home.json("resident", "show", li)
+        assert [v["note"] for v in shown["visits"]] == [note], shown["visits"]
+        assert shown["visits"][0]["kind"] == "重点走访" and shown["visits"][0]["date"] == today
+
+        # 记民情日记 with the keyboard only: search, pick, write, save.
+        page.goto(self.base + "/visit/new")
+        page.keyboard.type("wjg")
+        page.keyboard.press("Enter")
+        expect(page.locator("#results").get_by_role("link", name="王建国")).to_be_visible()
+        page.keyboard.press("Tab")  # 查找
+        page.keyboard.press("Tab")  # the first result
+        page.keyboard.press("Enter")
+        expect(page.get_by_label("走访对象")).to_have_value(self.ids["王建国"])
+        page.keyboard.type("询问道路维修进展，群众希望尽快修好。")
+        page.keyboard.press("Tab")  # 保存
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("status")).to_contain_text("已保存")
+        wang = self.home.json("resident", "show", self.ids["王建国"])
+        assert len(wang["visits"]) == 1 and wang["visits"][0]["kind"] == "重点走访", wang["visits"]
+
+        # A demand opened from her page and taken round the closed loop.
+        page.goto(self.base + "/resident/" + li)
+        page.locator("main").get_by_role("link", name="受理诉求").click()
+        page.get_by_label("类别").fill("供水")
+        page.get_by_label("诉求内容").fill("自来水水压不足，高峰时段断水")
+        self.shot("demand-new.png")
+        page.get_by_role("button", name="受理").click()
+        expect(page.locator("#demand-status")).to_have_text("受理")
+        demand = urllib.parse.urlsplit(page.url).path.rsplit("/", 1)[-1]
+        self.ids["demand"] = demand
+        self.no_ids_shown()
+        steps = [
+            ("转办", {"承办部门": "县水务局", "办理期限": (datetime.datetime.now(CHINA).date()
+                                                + datetime.timedelta(days=10)).isoformat()}, "办理中"),
+            ("督办", {"督办意见": "请水务局三日内上门查看"}, "办理中"),
+            ("反馈", {"反馈内容": "已更换减压阀，水压恢复"}, "已反馈"),
+            ("回访", {"满意度": "满意", "回访记录": "老人表示满意"}, "已回访"),
+            ("销号", {}, "已销号"),
+        ]
+        for step, fields, status in steps:
+            form = page.get_by_role("form", name=step)
+            for label, value in fields.items():
+                field = form.get_by_label(label)
+                if label == "满意度":
+                    field.select_option(value)
+                else:
+                    field.fill(value)
+            form.get_by_role("button", name=step).click()
+            expect(page.locator("#demand-status")).to_have_text(status)
+            if step == "反馈":
+                self.shot("demand.png")
+            shown = self.home.json("demand", "show", demand)
+            assert shown["status"] == status, (step, shown["status"])
+        expect(page.get_by_role("button", name="重开")).to_be_visible()
+        for gone in ["直办", "转办", "督办", "反馈", "回访", "销号"]:
+            expect(page.get_by_role("button", name=gone, exact=True)).to_have_count(0)
+        shown = self.home.json("demand", "show", demand)
+        kinds = [e["kind_name"] for e in shown["events"]]
+        assert kinds == ["受理", "转办", "督办", "反馈", "回访", "销号"], kinds
+        assert shown["department"] == "县水务局" and shown["satisfaction"] == "满意", shown
+        self.no_ids_shown()
+        self.shot("demand-closed.png")
+
+        # The demand list, with the overdue one on top, named.
+        self.nav("诉求")
+        overdue = self.home.json("demand", "list", "--overdue")
+        expect(page.get_by_role("heading", name=re.compile(r"^逾期诉求"))).to_have_text(
+            f"逾期诉求（{len(overdue)}）")
+        all_demands = self.home.json("demand", "list")
+        expect(page.locator("#demands tbody tr")).to_have_count(len(all_demands))
+        self.no_ids_shown()
+        self.shot("demands.png")
+
+        # The resident file, printed.
+        page.goto(self.base + "/resident/" + li)
+        page.emulate_media(media="print")
+        self.shot("resident-print.png")
+        page.emulate_media(media="screen")
+        self.shot("resident.png")
+
+        # 今日 at the end of the day: figures follow the work, and equal the CLI's.
+        due, visited, overdue = self.check_today_figures()
+        assert (due, visited) == (3, 2), (due, visited)
+        expect(key).to_have_text("重点人员本月未走访（1/3）")
+        self.shot("today.png")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minqing", required=True, help="the minqing binary")
+    ap.add_argument("--shots", help="write a screenshot of each page here")
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary home")
+    args = ap.parse_args()
+    minqing = os.path.abspath(args.minqing)
+    if args.shots:
+        os.makedirs(args.shots, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="minqing-browser-")
+    home = Home(minqing, work)
+    today = datetime.datetime.now(CHINA).date()
+    ids = prepare(home, today)
+    app, info = start_app(home)
+    base = f"http://127.0.0.1:{info['port']}"
+    requests = []
+    try:
+        check_fences(home, info["port"], info["secret"])
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=args.chromium, args=[
+                "--no-sandbox", "--lang=zh-CN", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+            context.on("request", lambda r: requests.append(r.url))
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(f"{base}/login?k={info['secret']}")
+            Walk(page, home, base, args.shots, ids).run()
+            browser.close()
+    finally:
+        app.terminate()
+        try:
+            out, _ = app.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            out, _ = app.communicate()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    assert app.returncode == 0, f"minqing app exited {app.returncode} on SIGTERM:\n{out}"
+    hosts = {urllib.parse.urlsplit(u).hostname for u in requests}
+    assert requests and hosts <= {"127.0.0.1"}, f"requests left 127.0.0.1: {sorted(hosts)}"
+    print(f"browser test passed: {len(requests)} requests, all to 127.0.0.1")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        print(f"browser test failed: {e}", file=sys.stderr)
+        sys.exit(1)
