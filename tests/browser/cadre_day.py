@@ -13,7 +13,7 @@ recorded; the test fails if one leaves 127.0.0.1. With --shots DIR, a
 screenshot of each page is written there (docs/app/ holds the committed ones).
 
 Usage: python3 tests/browser/cadre_day.py --minqing target/debug/minqing [--shots docs/app]
-Needs: PyPI playwright, /usr/bin/chromium, fonts-noto-cjk (.ci/run installs them).
+Needs: PyPI playwright and openpyxl, /usr/bin/chromium, fonts-noto-cjk (.ci/run installs them).
 """
 
 import argparse
@@ -29,6 +29,7 @@ import tempfile
 import time
 import urllib.parse
 
+import openpyxl
 from playwright.sync_api import expect, sync_playwright
 
 CHINA = datetime.timezone(datetime.timedelta(hours=8))
@@ -161,7 +162,8 @@ def start_app(home):
 class Walk:
     """The browser session, the screenshots, and the comparisons with the CLI."""
 
-    def __init__(self, page, home, base, shots, ids):
+    def __init__(self, page, home, base, shots, ids, work):
+        self.work = work
         self.page = page
         self.home = home
         self.base = base
@@ -218,6 +220,19 @@ class Walk:
         self.nav("村/户/人")
         expect(page.get_by_role("link", name="小河村")).to_be_visible()
         self.shot("villages.png")
+        page.get_by_role("link", name="小河村").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("小河村")
+        expect(page.locator("#households tbody tr")).to_have_count(
+            len(self.home.json("household", "list")))
+        self.no_ids_shown()
+        self.shot("village.png")
+        page.locator("#households").get_by_role("link", name="小河村一组3号").click()
+        main = page.locator("main")
+        expect(main.get_by_role("link", name="王建国")).to_be_visible()
+        expect(main.get_by_role("link", name="赵小红")).to_be_visible()
+        self.no_ids_shown()
+        self.shot("household.png")
+        self.nav("村/户/人")
         page.get_by_label("查找居民").fill("lxy")
         page.get_by_role("button", name="查找").click()
         results = page.locator("#results")
@@ -321,6 +336,75 @@ class Walk:
         self.no_ids_shown()
         self.shot("demands.png")
 
+        # 请假/补访: a leave for last month, then a 补访 this month settles it.
+        self.nav("请假/补访")
+        last_month = (datetime.datetime.now(CHINA).date().replace(day=1)
+                      - datetime.timedelta(days=1)).strftime("%Y-%m")
+        page.get_by_label("请假月份").fill(last_month)
+        page.get_by_label("请假原因").fill("参加县里组织的乡村振兴培训")
+        page.get_by_role("button", name="记录请假").click()
+        expect(page.get_by_role("status")).to_contain_text("已记录请假")
+        leaves = self.home.json("leave", "list")
+        assert [(l["month"], l["settled_by"]) for l in leaves] == [(last_month, None)], leaves
+        expect(page.locator("#leaves tbody tr")).to_have_count(1)
+        expect(page.locator("#leaves")).to_contain_text("待补访")
+        self.nav("今日")
+        expect(page.get_by_role("heading", name=re.compile(r"^待补访"))).to_have_text("待补访（1）")
+        self.nav("请假/补访")
+        self.shot("leave.png")
+        page.locator("#leaves").get_by_role("link", name="记补访").click()
+        page.get_by_label("查找居民").fill("zxh")
+        page.get_by_role("button", name="查找").click()
+        page.locator("#results").get_by_role("link", name="赵小红").click()
+        expect(page.get_by_label("走访类型")).to_have_value("补访")
+        page.get_by_label("走访记录").fill("补上月走访：家中一切正常。")
+        page.get_by_role("button", name="保存").click()
+        expect(page.get_by_role("status")).to_contain_text("已保存")
+        leaves = self.home.json("leave", "list")
+        assert leaves[0]["settled_on"] == today, leaves
+        self.nav("请假/补访")
+        expect(page.locator("#leaves")).to_contain_text("已补访 " + today)
+
+        # 报表: the figures equal `report monthly|ledger --json`; the .xlsx
+        # downloaded reads back with the same figures.
+        self.nav("报表")
+        report = self.home.json("report", "monthly", "--month", self.month)
+        mine = [c for c in report["cadres"] if c["cadre"] == "张伟"][0]
+        row = page.locator("#monthly tbody tr", has_text="张伟")
+        cells = row.locator("td")
+        expect(cells.nth(1)).to_have_text(str(mine["visits"]))
+        expect(cells.nth(4)).to_have_text(str(mine["visits_by_kind"]["补访"]))
+        expect(cells.nth(5)).to_have_text(
+            f"{mine['households_visited']}/{mine['households_assigned']}")
+        expect(cells.nth(6)).to_have_text(f"{round(mine['coverage'] * 100)}%")
+        ledger = self.home.json("report", "ledger")
+        expect(page.locator("#ledger-collected")).to_have_text(str(ledger["collected"]))
+        expect(page.locator("#ledger-closed")).to_have_text(str(ledger["closed"]))
+        expect(page.locator("#ledger-overdue")).to_have_text(str(len(ledger["overdue"])))
+        expect(page.get_by_role("img", name="走访次数（按干部）")).to_be_visible()
+        self.no_ids_shown()
+        self.shot("report.png")
+        with page.expect_download() as dl:
+            page.get_by_role("link", name="下载月报（.xlsx）").click()
+        path = os.path.join(self.work, dl.value.suggested_filename)
+        dl.value.save_as(path)
+        book = openpyxl.load_workbook(path, read_only=True)
+        rows = list(book.worksheets[0].iter_rows(values_only=True))
+        header = list(rows[0])
+        got = [r for r in rows[1:] if r[0] == "张伟"][0]
+        assert got[header.index("走访")] == mine["visits"], (header, got, mine)
+        assert got[header.index("走访户数")] == mine["households_visited"], (header, got)
+        assert got[header.index("已补访")] == mine["makeups_done"] == 1, (header, got)
+        print(f"monthly .xlsx read back: 张伟 {mine['visits']} visits, as `report monthly --json`")
+        page.get_by_role("link", name="本月民情日记（打印）").click()
+        diary = self.home.json("visit", "list", "--cadre", "张伟", "--month", self.month)
+        expect(page.locator("#diary-count")).to_have_text(str(len(diary)))
+        expect(page.locator("#diary tbody tr")).to_have_count(len(diary))
+        self.no_ids_shown()
+        page.emulate_media(media="print")
+        self.shot("diary-print.png")
+        page.emulate_media(media="screen")
+
         # The resident file, printed.
         page.goto(self.base + "/resident/" + li)
         page.emulate_media(media="print")
@@ -363,7 +447,7 @@ def main():
             page = context.new_page()
             page.set_default_timeout(15_000)
             page.goto(f"{base}/login?k={info['secret']}")
-            Walk(page, home, base, args.shots, ids).run()
+            Walk(page, home, base, args.shots, ids, work).run()
             browser.close()
     finally:
         app.terminate()

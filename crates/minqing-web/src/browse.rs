@@ -64,7 +64,7 @@ pub fn village_page(ctx: &Ctx<'_>, village: &Village) -> String {
                 }
             }
         }
-        @if households.is_empty() { (layout::none("这个村还没有住户。可在“导入户籍”导入户籍登记表。")) }
+        @if households.is_empty() { (layout::none("这个村还没有住户。可用 minqing import 导入户籍登记表。")) }
     };
     layout::page(ctx, Nav::Browse, &village_name(village), body)
 }

@@ -7,8 +7,8 @@
 
 use chrono::NaiveDate;
 use minqing_model::{
-    Category, DemandText, Department, EventKind, Id, NewDemand, NewVisit, Note, RecordKind,
-    Satisfaction, Transition, Village, VisitKind, parse_date, parse_past_date,
+    Category, DemandText, Department, EventKind, Id, LeaveReason, Month, NewDemand, NewVisit, Note,
+    RecordKind, Satisfaction, Transition, Village, VisitKind, parse_date, parse_past_date,
 };
 
 /// The most fields a form may carry, and the longest body parsed; anything
@@ -218,6 +218,15 @@ pub fn step(form: &Form) -> Result<Transition, FormError> {
         },
         other => return Err(FormError::UnknownStep(other.to_owned())),
     })
+}
+
+/// The leave form (`POST` [`crate::routes::LEAVES`]): `month` (`YYYY-MM`),
+/// `reason`, `village` (its id; may be empty when the laptop holds one).
+pub fn leave(form: &Form) -> Result<(Month, LeaveReason, Option<String>), FormError> {
+    let month = Month::parse(form.required("month", "请假月份")?).map_err(invalid("请假月份"))?;
+    let reason =
+        LeaveReason::parse(form.required("reason", "请假原因")?).map_err(invalid("请假原因"))?;
+    Ok((month, reason, form.value("village").map(str::to_owned)))
 }
 
 /// Which of `villages` holds the record `id` of `kind` (one map lookup each).

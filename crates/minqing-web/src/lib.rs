@@ -21,7 +21,9 @@ pub mod browse;
 pub mod demand;
 pub mod forms;
 pub mod layout;
+pub mod leave;
 pub mod names;
+pub mod report;
 pub mod resident;
 pub mod search;
 pub mod time;
@@ -93,6 +95,7 @@ pub const DONE: &[(&str, &str)] = &[
     ("visit", "已保存走访记录。"),
     ("demand", "已受理诉求。"),
     ("step", "已记录办理步骤。"),
+    ("leave", "已记录请假。记得在以后的月份补访。"),
 ];
 
 impl Notice {
@@ -159,6 +162,19 @@ pub mod routes {
     /// A demand's page: `/demand/<id>`; a step: `POST /demand/<id>/step`
     /// ([`crate::forms::StepForm`]).
     pub const DEMAND: &str = "/demand/";
+    /// 请假/补访: `GET /leave`; record a leave: `POST /leaves`
+    /// ([`crate::forms::leave`]).
+    pub const LEAVE: &str = "/leave";
+    /// Record a leave.
+    pub const LEAVES: &str = "/leaves";
+    /// 报表: `GET /report?month=YYYY-MM`.
+    pub const REPORT: &str = "/report";
+    /// The monthly report as `.xlsx`: `GET /report/monthly.xlsx?month=YYYY-MM`.
+    pub const REPORT_MONTHLY_XLSX: &str = "/report/monthly.xlsx";
+    /// The demand ledger as `.xlsx`: `GET /report/ledger.xlsx`.
+    pub const REPORT_LEDGER_XLSX: &str = "/report/ledger.xlsx";
+    /// The cadre's monthly diary, for printing: `GET /report/diary?month=YYYY-MM`.
+    pub const DIARY: &str = "/report/diary";
     /// The stylesheet.
     pub const CSS: &str = "/assets/app.css";
     /// The script.

@@ -129,6 +129,12 @@ pub fn routes() -> Router<App> {
         .route(r::DEMAND_NEW, get(demand_new))
         .route("/demand/{id}", get(demand))
         .route("/demand/{id}/step", post(demand_step))
+        .route(r::LEAVE, get(leave))
+        .route(r::LEAVES, post(add_leave))
+        .route(r::REPORT, get(report))
+        .route(r::REPORT_MONTHLY_XLSX, get(monthly_xlsx))
+        .route(r::REPORT_LEDGER_XLSX, get(ledger_xlsx))
+        .route(r::DIARY, get(diary))
         .route("/assets/{name}", get(asset))
 }
 
@@ -162,6 +168,21 @@ async fn render(
     match out {
         Ok(Ok(Some(html))) => Html(html).into_response(),
         Ok(Ok(None)) => not_found(),
+        Ok(Err(e)) | Err(e) => error_page(&e),
+    }
+}
+
+/// A read that answers something other than a page (a download), under the
+/// store lock.
+async fn read(
+    app: App,
+    f: impl FnOnce(&Home) -> anyhow::Result<Response> + Send + 'static,
+) -> Response {
+    match app
+        .with_home(move |home, _| output::capture(|| f(home)).0)
+        .await
+    {
+        Ok(Ok(resp)) => resp,
         Ok(Err(e)) | Err(e) => error_page(&e),
     }
 }
@@ -446,6 +467,131 @@ async fn demand_step(State(app): State<App>, Path(id): Path<String>, body: Strin
             &minqing_web::routes::demand(demand.as_str()),
             "step",
         ))
+    })
+    .await
+}
+
+/// 请假/补访: the form and every leave with its 补访 or that one is owed.
+async fn leave(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        Ok(minqing_web::leave::leave_page(
+            &view.ctx(done(&form)),
+            &refs(&villages),
+            &form,
+        ))
+    })
+    .await
+}
+
+/// `POST /leaves`: records the cadre's leave for a month, durable before the
+/// redirect.
+async fn add_leave(State(app): State<App>, body: String) -> Response {
+    let form = Form::parse(&body);
+    let a = app.clone();
+    app.write(move |home| {
+        let mut villages = home.villages()?;
+        let again = |villages: &[Village], why: String| {
+            refused(minqing_web::leave::leave_page(
+                &page_ctx(home, &a, Some(Notice::error(why))),
+                &refs(villages),
+                &form,
+            ))
+        };
+        let (month, reason, village) = match forms::leave(&form) {
+            Ok(l) => l,
+            Err(e) => return Ok(again(&villages, e.to_string())),
+        };
+        let vi = match village {
+            Some(id) => villages.iter().position(|v| v.id().as_str() == id),
+            None if villages.len() == 1 => Some(0),
+            None => None,
+        };
+        let Some(vi) = vi else {
+            return Ok(again(&villages, "请选择请假所在的村。".into()));
+        };
+        let added =
+            villages[vi].add_leave(&mut *crate::home::rng(), &home.author(), month, &reason);
+        if let Err(e) = added {
+            return Ok(again(&villages, format!("没有保存：{e}")));
+        }
+        let v = &mut villages[vi];
+        home.save(v, "leave").context("saving the leave")?;
+        home.compact_later(v.id());
+        Ok(see_other(minqing_web::routes::LEAVE, "leave"))
+    })
+    .await
+}
+
+/// 报表: the monthly report and the ledger with charts (`?month=YYYY-MM`).
+async fn report(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        let month = minqing_web::report::month_or(form.value("month"), view.today());
+        Ok(minqing_web::report::report_page(
+            &view.ctx(None),
+            &refs(&villages),
+            month,
+        ))
+    })
+    .await
+}
+
+/// The cadre's monthly diary, for printing.
+async fn diary(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        let month = minqing_web::report::month_or(form.value("month"), view.today());
+        Ok(minqing_web::report::diary_page(
+            &view.ctx(None),
+            &refs(&villages),
+            month,
+        ))
+    })
+    .await
+}
+
+/// An `.xlsx` download, made in memory (nothing written to disk).
+fn xlsx(name: String, tables: &[minqing_model::Table]) -> anyhow::Result<Response> {
+    let bytes = minqing_sheet::xlsx_bytes(tables, &name)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// The monthly report as `.xlsx` (`minqing report monthly --xlsx`'s tables).
+async fn monthly_xlsx(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    read(app, move |home| {
+        let villages = home.villages()?;
+        let month = minqing_web::report::month_or(form.value("month"), crate::home::today());
+        let tables = minqing_web::report::monthly_tables(&refs(&villages), month);
+        xlsx(format!("minqing-monthly-{month}.xlsx"), &tables)
+    })
+    .await
+}
+
+/// The demand ledger as `.xlsx` (`minqing report ledger --xlsx`'s tables).
+async fn ledger_xlsx(State(app): State<App>) -> Response {
+    read(app, move |home| {
+        let villages = home.villages()?;
+        let today = crate::home::today();
+        let tables = minqing_web::report::ledger_tables(&refs(&villages), today);
+        xlsx(format!("minqing-ledger-{today}.xlsx"), &tables)
     })
     .await
 }
