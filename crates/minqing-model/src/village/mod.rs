@@ -10,7 +10,8 @@
 //! is here or in its submodules — `steps` (demand workflow steps), `leaves`
 //! (duty records), `merge` (duplicate residents) — which share one set of
 //! document helpers ([`get_map`] and friends). The rules those writes follow
-//! live below it, in plain data modules (`ledger`, `duty`, `dedupe`).
+//! live below it, in plain data modules (`ledger`, `duty`, `dedupe`, and
+//! `resident`, whose field list says which registers a resident has).
 
 mod leaves;
 mod merge;
