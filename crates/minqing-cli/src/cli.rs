@@ -319,7 +319,7 @@ pub struct ResidentFieldArgs {
     /// 男 or 女 (male/female).
     #[arg(long)]
     pub gender: Option<String>,
-    /// Birth date, YYYY-MM-DD (YYYY/M/D, YYYY.M.D, YYYYMMDD too).
+    /// Birth date, YYYY-MM-DD.
     #[arg(long)]
     pub birth: Option<String>,
     /// Relation to the householder (户主, 配偶, 子女...).

@@ -276,7 +276,8 @@ fn check_row(cols: &Columns, row: &RawRow, today: NaiveDate) -> Result<GoodRow, 
     let mut fields = ResidentFields::default();
     for (i, f) in RESIDENT_FIELDS.iter().enumerate() {
         if let Some(text) = col(Column::Field(i)) {
-            (f.parse)(&mut fields, text, today).map_err(tag(Column::Field(i)))?;
+            f.read_cell(&mut fields, text, today)
+                .map_err(tag(Column::Field(i)))?;
         }
     }
     if let Some(card) = &fields.id_card {

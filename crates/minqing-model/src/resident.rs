@@ -85,6 +85,9 @@ pub struct ResidentView {
     pub merged_into: Option<String>,
 }
 
+/// Reads one field from text into [`ResidentFields`] (`today` bounds dates).
+pub type ParseFn = fn(&mut ResidentFields, &str, NaiveDate) -> Result<(), ValidationError>;
+
 /// One field of a resident: its names and how to read, write and show it.
 pub struct ResidentField {
     /// The key in the document and in `--json`; the CLI flag is this with
@@ -95,8 +98,12 @@ pub struct ResidentField {
     /// Import column headers (after removing spaces and `*` marks); the
     /// first names the column in a rejected row's reason.
     pub headers: &'static [&'static str],
-    /// Reads the field from text into [`ResidentFields`] (`today` bounds dates).
-    pub parse: fn(&mut ResidentFields, &str, NaiveDate) -> Result<(), ValidationError>,
+    /// Reads the field, as a cadre types it (a flag, a form), into
+    /// [`ResidentFields`] (`today` bounds dates).
+    pub parse: ParseFn,
+    /// Reads it from a register's cell, where that takes more forms than
+    /// `parse` (dates written `1990/1/2`); `None`: as `parse`.
+    pub parse_cell: Option<ParseFn>,
     /// The field as stored, if given.
     pub get: fn(&ResidentFields) -> Option<String>,
     /// The field in a view.
@@ -115,6 +122,16 @@ impl ResidentField {
     pub fn header(&self) -> &'static str {
         self.headers.first().copied().unwrap_or(self.key)
     }
+
+    /// Reads the field from a register's cell ([`ResidentField::parse_cell`]).
+    pub fn read_cell(
+        &self,
+        fields: &mut ResidentFields,
+        cell: &str,
+        today: NaiveDate,
+    ) -> Result<(), ValidationError> {
+        (self.parse_cell.unwrap_or(self.parse))(fields, cell, today)
+    }
 }
 
 /// Every field of [`ResidentFields`], in the order they are written, shown
@@ -128,6 +145,7 @@ pub const RESIDENT_FIELDS: &[ResidentField] = &[
             f.gender = Some(Gender::parse(s)?);
             Ok(())
         },
+        parse_cell: None,
         get: |f| f.gender.map(|g| g.as_str().to_owned()),
         shown: |v| &v.gender,
         shown_mut: |v| &mut v.gender,
@@ -137,9 +155,13 @@ pub const RESIDENT_FIELDS: &[ResidentField] = &[
         label: "出生",
         headers: &["出生日期", "出生年月日", "生日"],
         parse: |f, s, today| {
-            f.birth = Some(parse_birth(s, today)?);
+            f.birth = Some(parse_past_date("birth date", s, today)?);
             Ok(())
         },
+        parse_cell: Some(|f, s, today| {
+            f.birth = Some(parse_birth(s, today)?);
+            Ok(())
+        }),
         get: |f| f.birth.map(|b| b.format("%Y-%m-%d").to_string()),
         shown: |v| &v.birth,
         shown_mut: |v| &mut v.birth,
@@ -158,6 +180,7 @@ pub const RESIDENT_FIELDS: &[ResidentField] = &[
             f.id_card = Some(IdCardNumber::parse(s, today)?);
             Ok(())
         },
+        parse_cell: None,
         get: |f| f.id_card.as_ref().map(|c| c.as_str().to_owned()),
         shown: |v| &v.id_card,
         shown_mut: |v| &mut v.id_card,
@@ -170,6 +193,7 @@ pub const RESIDENT_FIELDS: &[ResidentField] = &[
             f.phone = Some(Phone::parse(s)?);
             Ok(())
         },
+        parse_cell: None,
         get: |f| f.phone.as_ref().map(|p| p.as_str().to_owned()),
         shown: |v| &v.phone,
         shown_mut: |v| &mut v.phone,
@@ -182,6 +206,7 @@ pub const RESIDENT_FIELDS: &[ResidentField] = &[
             f.relation = Some(Relation::parse(s)?);
             Ok(())
         },
+        parse_cell: None,
         get: |f| f.relation.as_ref().map(|r| r.as_str().to_owned()),
         shown: |v| &v.relation,
         shown_mut: |v| &mut v.relation,
@@ -227,7 +252,7 @@ mod tests {
     fn every_field_reads_back_what_it_writes() {
         let samples = [
             ("gender", "女", "女"),
-            ("birth", "1990/1/2", "1990-01-02"),
+            ("birth", "1990-01-02", "1990-01-02"),
             ("id_card", "11010519491231002X", "11010519491231002X"),
             ("phone", "13800138000", "13800138000"),
             ("relation", "户主", "户主"),
@@ -240,6 +265,21 @@ mod tests {
             assert_eq!((f.get)(&fields).as_deref(), Some(stored), "{key}");
         }
         assert!(!fields.is_empty());
+    }
+
+    #[test]
+    fn a_register_cell_takes_more_date_forms_than_a_flag() {
+        let birth = resident_field("birth").unwrap();
+        let mut fields = ResidentFields::default();
+        assert!((birth.parse)(&mut fields, "1990/1/2", today()).is_err());
+        assert_eq!(fields.birth, None);
+        birth.read_cell(&mut fields, "1990/1/2", today()).unwrap();
+        assert_eq!(fields.birth, NaiveDate::from_ymd_opt(1990, 1, 2));
+        let phone = resident_field("phone").unwrap();
+        phone
+            .read_cell(&mut fields, "13800138000", today())
+            .unwrap();
+        assert_eq!((phone.get)(&fields).as_deref(), Some("13800138000"));
     }
 
     #[test]
