@@ -6,7 +6,11 @@ residents, a visit, an overdue demand), starts `minqing app --no-browser`,
 and walks the pages as a cadre would, finding every element by its label or
 role: 今日, 村/户/人, search by pinyin initials, a resident's page, 记民情日记
 (once with the mouse, once with the keyboard only), a demand opened and taken
-through 转办 → 督办 → 反馈 → 回访 → 销号, the demand list. After each write the
+through 转办 → 督办 → 反馈 → 回访 → 销号, the demand list, a leave settled by a
+补访, 报表 (its monthly .xlsx downloaded and read back), the printable diary,
+and a register import (preview with rejected rows, then confirm). Before the
+walk, requests without the secret, with a foreign Origin or a wrong Host, and
+form posts without the CSRF token are checked to be refused. After each write the
 figures on the pages are compared with `minqing … --json` for the same home
 (the CLI goes through the running service). Every request the browser makes is
 recorded; the test fails if one leaves 127.0.0.1. With --shots DIR, a
@@ -336,6 +340,27 @@ class Walk:
         self.no_ids_shown()
         self.shot("demands.png")
 
+        # 添加居民 on a household's page: a bad 身份证号 is refused (nothing
+        # written); one already in the village is saved with a warning naming
+        # who has it.
+        residents_before = len(self.home.json("resident", "list"))
+        page.goto(self.base + "/household/" + self.ids["households"][1])
+        page.locator("main").get_by_role("link", name="添加居民").click()
+        page.get_by_label("姓名").fill("李秀音")
+        page.get_by_label("身份证号").fill("12345")
+        page.get_by_role("button", name="添加居民").click()
+        expect(page.get_by_role("status")).to_contain_text("身份证号")
+        expect(page.get_by_label("姓名")).to_have_value("李秀音")
+        assert len(self.home.json("resident", "list")) == residents_before, "a refused post wrote"
+        page.get_by_label("身份证号").fill("370811195803151224")
+        self.shot("resident-new.png")
+        page.get_by_role("button", name="添加居民").click()
+        expect(page.get_by_role("status")).to_contain_text("李秀英（小河村三组12号）也登记了这个身份证号")
+        expect(page.get_by_role("heading", level=1)).to_have_text("李秀音")
+        dups = self.home.json("resident", "duplicates")
+        assert len(dups) == 1 and {r["name"] for r in dups[0]["residents"]} == {"李秀英", "李秀音"}, dups
+        self.shot("resident-duplicate.png")
+
         # 请假/补访: a leave for last month, then a 补访 this month settles it.
         self.nav("请假/补访")
         last_month = (datetime.datetime.now(CHINA).date().replace(day=1)
@@ -417,6 +442,57 @@ class Walk:
         assert (due, visited) == (3, 2), (due, visited)
         expect(key).to_have_text("重点人员本月未走访（1/3）")
         self.shot("today.png")
+
+        # 导入户籍: upload the test register, the preview equals `import
+        # residents --dry-run --json` (rejected rows by number), then confirm.
+        register = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "register.csv")
+        dry = self.home.json("import", "residents", register, "--village", "V001", "--dry-run")
+        residents_before = len(self.home.json("resident", "list"))
+        households_before = len(self.home.json("household", "list"))
+        self.nav("导入户籍")
+        page.get_by_label("导入到村").select_option(label="小河村")
+        page.get_by_label("户籍登记表（.xlsx 或 .csv）").set_input_files(register)
+        page.get_by_role("button", name="预览").click()
+        expect(page.locator("#import-rows")).to_have_text(str(dry["data_rows"]))
+        expect(page.locator("#import-new")).to_have_text(str(dry["residents_new"]))
+        expect(page.locator("#import-rejected")).to_have_text(str(len(dry["rejected"])))
+        rejected = page.locator("#rejected tbody tr")
+        expect(rejected).to_have_count(len(dry["rejected"]))
+        for i, r in enumerate(dry["rejected"]):
+            expect(rejected.nth(i).locator("td").first).to_have_text(f"第{r['row']}行")
+        assert len(self.home.json("resident", "list")) == residents_before, "a preview wrote"
+        self.shot("import-preview.png")
+        page.get_by_role("button", name="确认导入").click()
+        expect(page.get_by_role("status")).to_contain_text("已导入户籍")
+        assert len(self.home.json("resident", "list")) == residents_before + dry["residents_new"]
+        assert len(self.home.json("household", "list")) == households_before + dry["households_new"]
+        expect(page.locator("#households tbody tr")).to_have_count(
+            households_before + dry["households_new"])
+        again = self.home.json("import", "residents", register, "--village", "V001", "--dry-run")
+        assert again["residents_new"] == 0, again
+        csv_dry = dry
+        self.nav("导入户籍")
+        # The same with an .xlsx register: one good row, one bad (row 3).
+        book = openpyxl.Workbook()
+        sheet = book.active
+        sheet.append(["户号", "姓名", "性别", "身份证号", "与户主关系", "家庭住址"])
+        sheet.append(["0901", "周桂兰", "女", "370811196203041229", "户主", "小河村九组1号"])
+        sheet.append(["0901", "周建", "男", "3708111962", "子", "小河村九组1号"])
+        xlsx = os.path.join(self.work, "登记表.xlsx")
+        book.save(xlsx)
+        dry = self.home.json("import", "residents", xlsx, "--village", "V001", "--dry-run")
+        assert dry["residents_new"] == 1 and [r["row"] for r in dry["rejected"]] == [3], dry
+        page.get_by_label("户籍登记表（.xlsx 或 .csv）").set_input_files(xlsx)
+        page.get_by_role("button", name="预览").click()
+        expect(page.locator("#import-new")).to_have_text("1")
+        expect(page.locator("#rejected tbody tr td").first).to_have_text("第3行")
+        page.get_by_role("button", name="确认导入").click()
+        expect(page.get_by_role("status")).to_contain_text("已导入户籍")
+        names = {r["name"] for r in self.home.json("resident", "list")}
+        assert "周桂兰" in names and "周建" not in names
+        print(f"import: {csv_dry['residents_new']} residents, {len(csv_dry['rejected'])} rows rejected "
+              f"(rows {[r['row'] for r in csv_dry['rejected']]}), as `import --dry-run --json`; "
+              ".xlsx: 1 new, row 3 rejected")
 
 
 def main():

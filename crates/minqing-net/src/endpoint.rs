@@ -201,7 +201,41 @@ pub async fn connect(
     identity: &Identity,
     opts: ConnectOptions,
 ) -> Result<DeviceConnection, NetError> {
-    connect_with(bundle, client_crypto(bundle, identity)?, opts).await
+    connect_with(bundle, client_crypto(bundle, identity)?, opts, None).await
+}
+
+/// A laptop's QUIC client endpoint (one UDP socket), made by [`client_endpoint`].
+pub type ClientEndpoint = quinn::Endpoint;
+
+/// A client endpoint (one UDP socket) for the relay named in `bundle`, for a
+/// long-running laptop process to reuse across sync passes ([`connect_on`]):
+/// one socket for the process's life, and the place where TLS session
+/// resumption can live.
+pub async fn client_endpoint(bundle: &Bundle) -> Result<ClientEndpoint, NetError> {
+    let addr = resolve(&bundle.relay_addr).await?;
+    let bind: SocketAddr = if addr.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    };
+    quinn::Endpoint::client(bind).map_err(|e| NetError::io("opening a UDP socket", e))
+}
+
+/// [`connect`] on an endpoint made by [`client_endpoint`] (reused: no new
+/// socket per pass).
+pub async fn connect_on(
+    endpoint: &ClientEndpoint,
+    bundle: &Bundle,
+    identity: &Identity,
+    opts: ConnectOptions,
+) -> Result<DeviceConnection, NetError> {
+    connect_with(
+        bundle,
+        client_crypto(bundle, identity)?,
+        opts,
+        Some(endpoint.clone()),
+    )
+    .await
 }
 
 /// Connects for a first contact (enrolment): no client certificate, ALPN
@@ -210,39 +244,39 @@ pub async fn connect_enrol(
     bundle: &Bundle,
     opts: ConnectOptions,
 ) -> Result<DeviceConnection, NetError> {
-    connect_with(bundle, enrol_client_crypto(bundle)?, opts).await
+    connect_with(bundle, enrol_client_crypto(bundle)?, opts, None).await
 }
 
 async fn connect_with(
     bundle: &Bundle,
     crypto: rustls::ClientConfig,
     opts: ConnectOptions,
+    reuse: Option<quinn::Endpoint>,
 ) -> Result<DeviceConnection, NetError> {
     let addr_text = bundle.relay_addr.clone();
     let work = async {
         let addr = resolve(&addr_text).await?;
-        let bind: SocketAddr = if addr.is_ipv6() {
-            "[::]:0"
-                .parse()
-                .map_err(|_| NetError::Tls("bind address".into()))?
-        } else {
-            "0.0.0.0:0"
-                .parse()
-                .map_err(|_| NetError::Tls("bind address".into()))?
-        };
-        let mut endpoint =
-            quinn::Endpoint::client(bind).map_err(|e| NetError::io("opening a UDP socket", e))?;
         let quic = QuicClientConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
         let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
         cfg.transport_config(transport(opts.timeout, Some(opts.timeout / 4)));
-        endpoint.set_default_client_config(cfg);
-        let connecting =
-            endpoint
-                .connect(addr, &bundle.server_name)
-                .map_err(|e| NetError::Unreachable {
-                    addr: addr_text.clone(),
-                    detail: e.to_string(),
-                })?;
+        let endpoint = match reuse {
+            Some(e) => e,
+            None => {
+                let bind: SocketAddr = if addr.is_ipv6() {
+                    SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+                } else {
+                    SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+                };
+                quinn::Endpoint::client(bind)
+                    .map_err(|e| NetError::io("opening a UDP socket", e))?
+            }
+        };
+        let connecting = endpoint
+            .connect_with(cfg, addr, &bundle.server_name)
+            .map_err(|e| NetError::Unreachable {
+                addr: addr_text.clone(),
+                detail: e.to_string(),
+            })?;
         let connection = connecting
             .await
             .map_err(|e| map_connection_error(&e, &addr_text))?;

@@ -98,7 +98,7 @@ pub fn sync_summary(home: &Home) -> anyhow::Result<SyncSummary> {
         .ok()
         .and_then(|v| v.get("relay_name")?.as_str().map(str::to_owned));
     let pending_villages = match relay_name {
-        Some(name) => minqing_net::device_docs(&home.store, &name)?
+        Some(name) => minqing_net::device_docs(&*home.store, &name)?
             .into_iter()
             .filter(|(_, doc, state)| minqing_net::has_local_changes(doc, state.as_deref()))
             .count(),
@@ -122,6 +122,8 @@ pub fn routes() -> Router<App> {
         .route("/village/{id}", get(village))
         .route("/household/{id}", get(household))
         .route(r::SEARCH, get(search))
+        .route(r::RESIDENT_NEW, get(resident_new))
+        .route(r::RESIDENTS, post(add_resident))
         .route("/resident/{id}", get(resident))
         .route(r::VISIT_NEW, get(visit_new))
         .route(r::VISITS, post(log_visit))
@@ -131,6 +133,13 @@ pub fn routes() -> Router<App> {
         .route("/demand/{id}/step", post(demand_step))
         .route(r::LEAVE, get(leave))
         .route(r::LEAVES, post(add_leave))
+        .route(
+            r::IMPORT,
+            get(import_form)
+                .post(import_upload)
+                .layer(axum::extract::DefaultBodyLimit::max(super::guard::MAX_BODY)),
+        )
+        .route(r::IMPORT_CONFIRM, post(import_confirm))
         .route(r::REPORT, get(report))
         .route(r::REPORT_MONTHLY_XLSX, get(monthly_xlsx))
         .route(r::REPORT_LEDGER_XLSX, get(ledger_xlsx))
@@ -215,12 +224,20 @@ async fn villages(State(app): State<App>) -> Response {
 }
 
 /// 户: one village's households.
-async fn village(State(app): State<App>, Path(id): Path<String>) -> Response {
+async fn village(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let form = query(q);
     render(app, move |view| {
         let Ok(Some(v)) = view.village(&id) else {
             return Ok(None);
         };
-        Ok(Some(minqing_web::browse::village_page(&view.ctx(None), &v)))
+        Ok(Some(minqing_web::browse::village_page(
+            &view.ctx(done(&form)),
+            &v,
+        )))
     })
     .await
 }
@@ -233,13 +250,22 @@ fn holding<'v>(villages: &'v [Village], kind: RecordKind, id: &str) -> Option<(&
 }
 
 /// One household: its residents and visits.
-async fn household(State(app): State<App>, Path(id): Path<String>) -> Response {
+async fn household(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let form = query(q);
     render(app, move |view| {
         let villages = view.villages()?;
         let Some((v, id)) = holding(&villages, RecordKind::Household, &id) else {
             return Ok(None);
         };
-        Ok(minqing_web::browse::household_page(&view.ctx(None), v, &id))
+        Ok(minqing_web::browse::household_page(
+            &view.ctx(done(&form)),
+            v,
+            &id,
+        ))
     })
     .await
 }
@@ -272,10 +298,78 @@ async fn resident(
         let Some((v, id)) = holding(&villages, RecordKind::Resident, &id) else {
             return Ok(None);
         };
+        // After adding a resident: warn (naming who) when the 身份证号 is
+        // already in the village.
+        let notice = match form.value("done") {
+            Some("resident") => minqing_web::resident::duplicate_notice(v, &id).or(done(&form)),
+            _ => done(&form),
+        };
         Ok(minqing_web::resident::resident_page(
-            &view.ctx(done(&form)),
+            &view.ctx(notice),
             v,
             &id,
+        ))
+    })
+    .await
+}
+
+/// The form adding a resident to a household.
+async fn resident_new(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    render(app, move |view| {
+        let villages = view.villages()?;
+        let Some(hid) = form.value("household") else {
+            return Ok(None);
+        };
+        let Some((v, _)) = holding(&villages, RecordKind::Household, hid) else {
+            return Ok(None);
+        };
+        Ok(minqing_web::resident::resident_new_page(
+            &view.ctx(None),
+            v,
+            &form,
+        ))
+    })
+    .await
+}
+
+/// `POST /residents`: adds a resident, durable before the redirect to the
+/// resident's page (which warns when the 身份证号 is already in the village).
+async fn add_resident(State(app): State<App>, body: String) -> Response {
+    let form = Form::parse(&body);
+    let a = app.clone();
+    app.write(move |home| {
+        let mut villages = home.villages()?;
+        let Some(vi) = form
+            .value("household")
+            .and_then(|h| holding(&villages, RecordKind::Household, h))
+            .and_then(|(_, h)| village_of(&refs(&villages), RecordKind::Household, &h))
+        else {
+            return Ok(not_found());
+        };
+        let again = |v: &Village, why: String| match minqing_web::resident::resident_new_page(
+            &page_ctx(home, &a, Some(Notice::error(why))),
+            v,
+            &form,
+        ) {
+            Some(html) => refused(html),
+            None => not_found(),
+        };
+        let new = match forms::resident(&form, crate::home::today()) {
+            Ok(n) => n,
+            Err(e) => return Ok(again(&villages[vi], e.to_string())),
+        };
+        let added = villages[vi].add_resident(&mut *crate::home::rng(), &home.author(), &new);
+        let id = match added {
+            Ok(id) => id,
+            Err(e) => return Ok(again(&villages[vi], format!("没有保存：{e}"))),
+        };
+        let v = &mut villages[vi];
+        home.save(v, "resident").context("saving the resident")?;
+        home.compact_later(v.id());
+        Ok(see_other(
+            &minqing_web::routes::resident(id.as_str()),
+            "resident",
         ))
     })
     .await
@@ -520,6 +614,167 @@ async fn add_leave(State(app): State<App>, body: String) -> Response {
         home.save(v, "leave").context("saving the leave")?;
         home.compact_later(v.id());
         Ok(see_other(minqing_web::routes::LEAVE, "leave"))
+    })
+    .await
+}
+
+/// An uploaded register waiting for the cadre's confirmation: its rows are
+/// kept in memory only (a register holds personal data; nothing is written
+/// to disk before the import), one upload at a time (a new one replaces it).
+struct PendingImport {
+    token: String,
+    village: String,
+    file_name: String,
+    rows: Vec<minqing_model::RawRow>,
+}
+
+static PENDING_IMPORT: std::sync::Mutex<Option<PendingImport>> = std::sync::Mutex::new(None);
+
+fn pending_import() -> std::sync::MutexGuard<'static, Option<PendingImport>> {
+    PENDING_IMPORT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// 导入户籍: the upload form.
+async fn import_form(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        Ok(minqing_web::import::import_page(
+            &view.ctx(done(&form)),
+            &refs(&villages),
+            None,
+        ))
+    })
+    .await
+}
+
+/// `POST /import`: reads the uploaded register (in memory), plans the import
+/// against the village (a dry run: nothing written) and shows the preview.
+async fn import_upload(State(app): State<App>, mut parts: axum::extract::Multipart) -> Response {
+    let mut village = None;
+    let mut file: Option<(String, Vec<u8>)> = None;
+    loop {
+        let field = match parts.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("bad upload: {e}")).into_response(),
+        };
+        match field.name() {
+            Some("village") => village = field.text().await.ok(),
+            Some("file") => {
+                let name = field.file_name().unwrap_or("upload").to_owned();
+                match field.bytes().await {
+                    Ok(b) => file = Some((name, b.to_vec())),
+                    Err(e) => {
+                        return (StatusCode::BAD_REQUEST, format!("bad upload: {e}"))
+                            .into_response();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let a = app.clone();
+    app.write(move |home| {
+        let villages = home.villages()?;
+        let page = |notice: Notice, preview: Option<&minqing_web::import::Preview<'_>>| {
+            minqing_web::import::import_page(
+                &page_ctx(home, &a, Some(notice)),
+                &refs(&villages),
+                preview,
+            )
+        };
+        let Some(vi) = village
+            .as_deref()
+            .and_then(|id| villages.iter().position(|v| v.id().as_str() == id.trim()))
+        else {
+            return Ok(refused(page(Notice::error("请选择导入到哪个村。"), None)));
+        };
+        let Some((file_name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
+            return Ok(refused(page(
+                Notice::error("请选择要导入的户籍登记表文件。"),
+                None,
+            )));
+        };
+        let rows = match minqing_sheet::read_upload(&file_name, &bytes) {
+            Ok(r) => r,
+            Err(e) => return Ok(refused(page(Notice::error(format!("无法读取：{e}")), None))),
+        };
+        let plan = match minqing_model::plan_import(&villages[vi], &rows, crate::home::today()) {
+            Ok(p) => p,
+            Err(e) => return Ok(refused(page(Notice::error(format!("无法导入：{e}")), None))),
+        };
+        let summary = plan.summary();
+        let token = super::guard::new_secret();
+        let preview = minqing_web::import::Preview {
+            file_name: &file_name,
+            village: &villages[vi],
+            summary: &summary,
+            token: &token,
+        };
+        let html = page(
+            Notice::warn("这是预览，还没有导入：核对后点“确认导入”。"),
+            Some(&preview),
+        );
+        *pending_import() = Some(PendingImport {
+            token,
+            village: villages[vi].id().to_string(),
+            file_name,
+            rows,
+        });
+        Ok(Html(html).into_response())
+    })
+    .await
+}
+
+/// `POST /import/confirm`: imports the previewed upload (planned again
+/// against the village as it is now), durable before the redirect to the
+/// village's page.
+async fn import_confirm(State(app): State<App>, body: String) -> Response {
+    let form = Form::parse(&body);
+    let a = app.clone();
+    app.write(move |home| {
+        let taken = {
+            let mut pending = pending_import();
+            match (pending.as_ref(), form.value("token")) {
+                (Some(p), Some(t)) if super::guard::same_secret(&p.token, t) => pending.take(),
+                _ => None,
+            }
+        };
+        let mut villages = home.villages()?;
+        let again = |villages: &[Village], why: &str| {
+            refused(minqing_web::import::import_page(
+                &page_ctx(home, &a, Some(Notice::error(why))),
+                &refs(villages),
+                None,
+            ))
+        };
+        let Some(p) = taken else {
+            let why = "这次预览已失效（已导入，或有更新的上传）：请重新上传。";
+            return Ok(again(&villages, why));
+        };
+        let Some(vi) = villages.iter().position(|v| v.id().as_str() == p.village) else {
+            return Ok(again(&villages, "找不到要导入的村。"));
+        };
+        let plan = match minqing_model::plan_import(&villages[vi], &p.rows, crate::home::today()) {
+            Ok(plan) => plan,
+            Err(e) => {
+                let why = format!("无法导入 {}：{e}", p.file_name);
+                return Ok(again(&villages, &why));
+            }
+        };
+        if plan.is_noop() {
+            return Ok(again(&villages, "没有新内容可导入。"));
+        }
+        let v = &mut villages[vi];
+        plan.apply(v, &mut *crate::home::rng(), &home.author())
+            .context("the import failed; nothing was saved")?;
+        home.save(v, "import").context("saving the import")?;
+        home.compact_later(v.id());
+        Ok(see_other(
+            &minqing_web::routes::village(v.id().as_str()),
+            "import",
+        ))
     })
     .await
 }
