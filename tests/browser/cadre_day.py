@@ -6,14 +6,18 @@ residents, a visit, an overdue demand), starts `minqing app --no-browser`,
 and walks the pages as a cadre would, finding every element by its label or
 role: 今日, 村/户/人, search by pinyin initials, a resident's page, 记民情日记
 (once with the mouse, once with the keyboard only), a demand opened and taken
-through 转办 → 督办 → 反馈 → 回访 → 销号, the demand list. After each write the
+through 转办 → 督办 → 反馈 → 回访 → 销号, the demand list, a leave settled by a
+补访, 报表 (its monthly .xlsx downloaded and read back), the printable diary,
+and a register import (preview with rejected rows, then confirm). Before the
+walk, requests without the secret, with a foreign Origin or a wrong Host, and
+form posts without the CSRF token are checked to be refused. After each write the
 figures on the pages are compared with `minqing … --json` for the same home
 (the CLI goes through the running service). Every request the browser makes is
 recorded; the test fails if one leaves 127.0.0.1. With --shots DIR, a
 screenshot of each page is written there (docs/app/ holds the committed ones).
 
 Usage: python3 tests/browser/cadre_day.py --minqing target/debug/minqing [--shots docs/app]
-Needs: PyPI playwright, /usr/bin/chromium, fonts-noto-cjk (.ci/run installs them).
+Needs: PyPI playwright and openpyxl, /usr/bin/chromium, fonts-noto-cjk (.ci/run installs them).
 """
 
 import argparse
@@ -29,6 +33,7 @@ import tempfile
 import time
 import urllib.parse
 
+import openpyxl
 from playwright.sync_api import expect, sync_playwright
 
 CHINA = datetime.timezone(datetime.timedelta(hours=8))
@@ -161,7 +166,8 @@ def start_app(home):
 class Walk:
     """The browser session, the screenshots, and the comparisons with the CLI."""
 
-    def __init__(self, page, home, base, shots, ids):
+    def __init__(self, page, home, base, shots, ids, work):
+        self.work = work
         self.page = page
         self.home = home
         self.base = base
@@ -218,6 +224,19 @@ class Walk:
         self.nav("村/户/人")
         expect(page.get_by_role("link", name="小河村")).to_be_visible()
         self.shot("villages.png")
+        page.get_by_role("link", name="小河村").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("小河村")
+        expect(page.locator("#households tbody tr")).to_have_count(
+            len(self.home.json("household", "list")))
+        self.no_ids_shown()
+        self.shot("village.png")
+        page.locator("#households").get_by_role("link", name="小河村一组3号").click()
+        main = page.locator("main")
+        expect(main.get_by_role("link", name="王建国")).to_be_visible()
+        expect(main.get_by_role("link", name="赵小红")).to_be_visible()
+        self.no_ids_shown()
+        self.shot("household.png")
+        self.nav("村/户/人")
         page.get_by_label("查找居民").fill("lxy")
         page.get_by_role("button", name="查找").click()
         results = page.locator("#results")
@@ -321,6 +340,96 @@ class Walk:
         self.no_ids_shown()
         self.shot("demands.png")
 
+        # 添加居民 on a household's page: a bad 身份证号 is refused (nothing
+        # written); one already in the village is saved with a warning naming
+        # who has it.
+        residents_before = len(self.home.json("resident", "list"))
+        page.goto(self.base + "/household/" + self.ids["households"][1])
+        page.locator("main").get_by_role("link", name="添加居民").click()
+        page.get_by_label("姓名").fill("李秀音")
+        page.get_by_label("身份证号").fill("12345")
+        page.get_by_role("button", name="添加居民").click()
+        expect(page.get_by_role("status")).to_contain_text("身份证号")
+        expect(page.get_by_label("姓名")).to_have_value("李秀音")
+        assert len(self.home.json("resident", "list")) == residents_before, "a refused post wrote"
+        page.get_by_label("身份证号").fill("370811195803151224")
+        self.shot("resident-new.png")
+        page.get_by_role("button", name="添加居民").click()
+        expect(page.get_by_role("status")).to_contain_text("李秀英（小河村三组12号）也登记了这个身份证号")
+        expect(page.get_by_role("heading", level=1)).to_have_text("李秀音")
+        dups = self.home.json("resident", "duplicates")
+        assert len(dups) == 1 and {r["name"] for r in dups[0]["residents"]} == {"李秀英", "李秀音"}, dups
+        self.shot("resident-duplicate.png")
+
+        # 请假/补访: a leave for last month, then a 补访 this month settles it.
+        self.nav("请假/补访")
+        last_month = (datetime.datetime.now(CHINA).date().replace(day=1)
+                      - datetime.timedelta(days=1)).strftime("%Y-%m")
+        page.get_by_label("请假月份").fill(last_month)
+        page.get_by_label("请假原因").fill("参加县里组织的乡村振兴培训")
+        page.get_by_role("button", name="记录请假").click()
+        expect(page.get_by_role("status")).to_contain_text("已记录请假")
+        leaves = self.home.json("leave", "list")
+        assert [(l["month"], l["settled_by"]) for l in leaves] == [(last_month, None)], leaves
+        expect(page.locator("#leaves tbody tr")).to_have_count(1)
+        expect(page.locator("#leaves")).to_contain_text("待补访")
+        self.nav("今日")
+        expect(page.get_by_role("heading", name=re.compile(r"^待补访"))).to_have_text("待补访（1）")
+        self.nav("请假/补访")
+        self.shot("leave.png")
+        page.locator("#leaves").get_by_role("link", name="记补访").click()
+        page.get_by_label("查找居民").fill("zxh")
+        page.get_by_role("button", name="查找").click()
+        page.locator("#results").get_by_role("link", name="赵小红").click()
+        expect(page.get_by_label("走访类型")).to_have_value("补访")
+        page.get_by_label("走访记录").fill("补上月走访：家中一切正常。")
+        page.get_by_role("button", name="保存").click()
+        expect(page.get_by_role("status")).to_contain_text("已保存")
+        leaves = self.home.json("leave", "list")
+        assert leaves[0]["settled_on"] == today, leaves
+        self.nav("请假/补访")
+        expect(page.locator("#leaves")).to_contain_text("已补访 " + today)
+
+        # 报表: the figures equal `report monthly|ledger --json`; the .xlsx
+        # downloaded reads back with the same figures.
+        self.nav("报表")
+        report = self.home.json("report", "monthly", "--month", self.month)
+        mine = [c for c in report["cadres"] if c["cadre"] == "张伟"][0]
+        row = page.locator("#monthly tbody tr", has_text="张伟")
+        cells = row.locator("td")
+        expect(cells.nth(1)).to_have_text(str(mine["visits"]))
+        expect(cells.nth(4)).to_have_text(str(mine["visits_by_kind"]["补访"]))
+        expect(cells.nth(5)).to_have_text(
+            f"{mine['households_visited']}/{mine['households_assigned']}")
+        expect(cells.nth(6)).to_have_text(f"{round(mine['coverage'] * 100)}%")
+        ledger = self.home.json("report", "ledger")
+        expect(page.locator("#ledger-collected")).to_have_text(str(ledger["collected"]))
+        expect(page.locator("#ledger-closed")).to_have_text(str(ledger["closed"]))
+        expect(page.locator("#ledger-overdue")).to_have_text(str(len(ledger["overdue"])))
+        expect(page.get_by_role("img", name="走访次数（按干部）")).to_be_visible()
+        self.no_ids_shown()
+        self.shot("report.png")
+        with page.expect_download() as dl:
+            page.get_by_role("link", name="下载月报（.xlsx）").click()
+        path = os.path.join(self.work, dl.value.suggested_filename)
+        dl.value.save_as(path)
+        book = openpyxl.load_workbook(path, read_only=True)
+        rows = list(book.worksheets[0].iter_rows(values_only=True))
+        header = list(rows[0])
+        got = [r for r in rows[1:] if r[0] == "张伟"][0]
+        assert got[header.index("走访")] == mine["visits"], (header, got, mine)
+        assert got[header.index("走访户数")] == mine["households_visited"], (header, got)
+        assert got[header.index("已补访")] == mine["makeups_done"] == 1, (header, got)
+        print(f"monthly .xlsx read back: 张伟 {mine['visits']} visits, as `report monthly --json`")
+        page.get_by_role("link", name="本月民情日记（打印）").click()
+        diary = self.home.json("visit", "list", "--cadre", "张伟", "--month", self.month)
+        expect(page.locator("#diary-count")).to_have_text(str(len(diary)))
+        expect(page.locator("#diary tbody tr")).to_have_count(len(diary))
+        self.no_ids_shown()
+        page.emulate_media(media="print")
+        self.shot("diary-print.png")
+        page.emulate_media(media="screen")
+
         # The resident file, printed.
         page.goto(self.base + "/resident/" + li)
         page.emulate_media(media="print")
@@ -333,6 +442,57 @@ class Walk:
         assert (due, visited) == (3, 2), (due, visited)
         expect(key).to_have_text("重点人员本月未走访（1/3）")
         self.shot("today.png")
+
+        # 导入户籍: upload the test register, the preview equals `import
+        # residents --dry-run --json` (rejected rows by number), then confirm.
+        register = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "register.csv")
+        dry = self.home.json("import", "residents", register, "--village", "V001", "--dry-run")
+        residents_before = len(self.home.json("resident", "list"))
+        households_before = len(self.home.json("household", "list"))
+        self.nav("导入户籍")
+        page.get_by_label("导入到村").select_option(label="小河村")
+        page.get_by_label("户籍登记表（.xlsx 或 .csv）").set_input_files(register)
+        page.get_by_role("button", name="预览").click()
+        expect(page.locator("#import-rows")).to_have_text(str(dry["data_rows"]))
+        expect(page.locator("#import-new")).to_have_text(str(dry["residents_new"]))
+        expect(page.locator("#import-rejected")).to_have_text(str(len(dry["rejected"])))
+        rejected = page.locator("#rejected tbody tr")
+        expect(rejected).to_have_count(len(dry["rejected"]))
+        for i, r in enumerate(dry["rejected"]):
+            expect(rejected.nth(i).locator("td").first).to_have_text(f"第{r['row']}行")
+        assert len(self.home.json("resident", "list")) == residents_before, "a preview wrote"
+        self.shot("import-preview.png")
+        page.get_by_role("button", name="确认导入").click()
+        expect(page.get_by_role("status")).to_contain_text("已导入户籍")
+        assert len(self.home.json("resident", "list")) == residents_before + dry["residents_new"]
+        assert len(self.home.json("household", "list")) == households_before + dry["households_new"]
+        expect(page.locator("#households tbody tr")).to_have_count(
+            households_before + dry["households_new"])
+        again = self.home.json("import", "residents", register, "--village", "V001", "--dry-run")
+        assert again["residents_new"] == 0, again
+        csv_dry = dry
+        self.nav("导入户籍")
+        # The same with an .xlsx register: one good row, one bad (row 3).
+        book = openpyxl.Workbook()
+        sheet = book.active
+        sheet.append(["户号", "姓名", "性别", "身份证号", "与户主关系", "家庭住址"])
+        sheet.append(["0901", "周桂兰", "女", "370811196203041229", "户主", "小河村九组1号"])
+        sheet.append(["0901", "周建", "男", "3708111962", "子", "小河村九组1号"])
+        xlsx = os.path.join(self.work, "登记表.xlsx")
+        book.save(xlsx)
+        dry = self.home.json("import", "residents", xlsx, "--village", "V001", "--dry-run")
+        assert dry["residents_new"] == 1 and [r["row"] for r in dry["rejected"]] == [3], dry
+        page.get_by_label("户籍登记表（.xlsx 或 .csv）").set_input_files(xlsx)
+        page.get_by_role("button", name="预览").click()
+        expect(page.locator("#import-new")).to_have_text("1")
+        expect(page.locator("#rejected tbody tr td").first).to_have_text("第3行")
+        page.get_by_role("button", name="确认导入").click()
+        expect(page.get_by_role("status")).to_contain_text("已导入户籍")
+        names = {r["name"] for r in self.home.json("resident", "list")}
+        assert "周桂兰" in names and "周建" not in names
+        print(f"import: {csv_dry['residents_new']} residents, {len(csv_dry['rejected'])} rows rejected "
+              f"(rows {[r['row'] for r in csv_dry['rejected']]}), as `import --dry-run --json`; "
+              ".xlsx: 1 new, row 3 rejected")
 
 
 def main():
@@ -363,7 +523,7 @@ def main():
             page = context.new_page()
             page.set_default_timeout(15_000)
             page.goto(f"{base}/login?k={info['secret']}")
-            Walk(page, home, base, args.shots, ids).run()
+            Walk(page, home, base, args.shots, ids, work).run()
             browser.close()
     finally:
         app.terminate()

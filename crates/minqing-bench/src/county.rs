@@ -11,7 +11,7 @@ use chrono::{Datelike, NaiveDate, NaiveTime};
 use minqing_model::{
     Address, Author, Category, DemandStatus, DemandText, Department, Gender, HouseholdNumber, Id,
     IdCardNumber, NewDemand, NewHousehold, NewResident, NewVisit, Note, PersonName, Phone,
-    Relation, Satisfaction, Tag, Transition, Village, VisitKind, new_village,
+    Relation, ResidentFields, Satisfaction, Tag, Transition, Village, VisitKind, new_village,
 };
 use minqing_sync::DocId;
 use rand::Rng;
@@ -383,11 +383,13 @@ fn household_members(rng: &mut StdRng, region: &str) -> Result<Vec<NewResident>>
         out.push(NewResident {
             household: Id::random(rng),
             name: PersonName::parse(&name)?,
-            gender: Some(if male { Gender::Male } else { Gender::Female }),
-            birth: Some(birth),
-            id_card: Some(IdCardNumber::parse(&card, today())?),
-            phone,
-            relation: Some(Relation::parse(relation)?),
+            fields: ResidentFields {
+                gender: Some(if male { Gender::Male } else { Gender::Female }),
+                birth: Some(birth),
+                id_card: Some(IdCardNumber::parse(&card, today())?),
+                phone,
+                relation: Some(Relation::parse(relation)?),
+            },
             tags,
         });
         Ok(())

@@ -8,19 +8,19 @@
 //! writes the files).
 
 pub mod dedupe;
-pub mod demand;
 pub mod duty;
 pub mod error;
 pub mod id;
 pub mod ids;
 pub mod import;
+pub mod ledger;
 pub mod report;
+pub mod resident;
 pub mod table;
 pub mod text;
 pub mod validate;
 pub mod view;
 pub mod village;
-pub mod workflow;
 
 // Helpers shared by unit tests; not every test module uses every helper.
 #[cfg(test)]
@@ -28,7 +28,6 @@ pub mod workflow;
 mod testkit;
 
 pub use dedupe::{DedupeError, DuplicateGroup};
-pub use demand::{DemandEvent, DemandStatus, EventKind, demand_status};
 pub use duty::{DutyError, LeaveReason, LeaveStatus, LeaveView, month_of, settle_leaves};
 pub use error::ModelError;
 pub use id::{Id, IdError, IdPrefix};
@@ -37,10 +36,15 @@ pub use import::{
     ConvertedCard, ImportError, ImportOutcome, ImportPlan, ImportSummary, RawRow, RejectedRow,
     plan_import,
 };
+pub use ledger::{
+    DemandEvent, DemandStatus, Department, EventKind, Fold, Refusal, Satisfaction, Step,
+    Transition, WorkflowError, WorkflowView, demand_status, fold,
+};
 pub use report::{
     CadreMonth, GroupCount, LedgerReport, MonthlyReport, OverdueDemand, ledger_report, local_date,
     monthly_report,
 };
+pub use resident::{RESIDENT_FIELDS, ResidentField, ResidentFields, resident_field};
 pub use table::{Cell, Table};
 pub use validate::{
     Address, Category, DemandText, Gender, HouseholdNumber, IdCardNumber, Month, Note, PersonName,
@@ -53,7 +57,4 @@ pub use view::{
 pub use village::{
     Author, NewDemand, NewHousehold, NewResident, NewVisit, RecordKind, ResidentEdit, SchemaError,
     Village, check_schema, new_village, skeleton, skeleton_hash,
-};
-pub use workflow::{
-    Department, Fold, Refusal, Satisfaction, Step, Transition, WorkflowError, WorkflowView, fold,
 };

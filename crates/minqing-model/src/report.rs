@@ -39,12 +39,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::demand::{DemandStatus, EventKind};
 use crate::duty::{month_of, settle_leaves};
+use crate::ledger::{DemandStatus, EventKind, Fold, Satisfaction, fold};
 use crate::table::{Cell, Table};
 use crate::validate::{KNOWN_TAGS, Month, VisitKind, parse_date};
 use crate::village::Village;
-use crate::workflow::{Fold, Satisfaction, fold};
 
 /// Offset of the dates in reports from UTC, in seconds (China Standard Time).
 pub const REPORT_UTC_OFFSET_SECS: i32 = 8 * 3600;
@@ -637,9 +636,9 @@ mod tests {
     use super::*;
     use crate::duty::LeaveReason;
     use crate::id::Id;
+    use crate::ledger::{Department, Transition};
     use crate::testkit::*;
     use crate::validate::{Month, Note, VisitKind::*};
-    use crate::workflow::{Department, Transition};
 
     fn step(v: &mut Village, cadre: &str, day: &str, d: &Id, t: Transition) {
         v.record_step(

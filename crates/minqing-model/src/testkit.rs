@@ -58,7 +58,7 @@ pub fn village(id: &str, name: &str) -> Village {
 
 /// A copy of `v` working as `device` (as if synced, then offline).
 pub fn fork(v: &mut Village, device: &str) -> Village {
-    let bytes = v.doc_mut().save();
+    let bytes = v.save();
     let mut copy = Village::load(v.id().clone(), &bytes).unwrap();
     copy.set_actor(device.as_bytes());
     copy
@@ -96,17 +96,11 @@ pub fn resident(
         rng,
         who,
         &NewResident {
-            household: household.clone(),
-            name: PersonName::parse(name).unwrap(),
-            gender: None,
-            birth: None,
-            id_card: None,
-            phone: None,
-            relation: None,
             tags: tags
                 .iter()
                 .map(|t| crate::validate::Tag::parse(t).unwrap())
                 .collect(),
+            ..NewResident::new(household.clone(), PersonName::parse(name).unwrap())
         },
     )
     .unwrap()

@@ -342,6 +342,18 @@ pub fn has_local_changes(doc: &automerge::Automerge, state: Option<&[u8]>) -> bo
     ours != shared
 }
 
+/// How many of `doc`'s changes the peer whose sync state is `state` is not
+/// known to have (all of them without a state): "changes not yet at the
+/// county" on a laptop's sync page. 0 exactly when [`has_local_changes`] is
+/// false for a document that the peer holds in full.
+pub fn local_change_count(doc: &automerge::Automerge, state: Option<&[u8]>) -> usize {
+    let shared = state
+        .and_then(|s| automerge::sync::State::decode(s).ok())
+        .map(|s| s.shared_heads)
+        .unwrap_or_default();
+    doc.get_changes_meta(&shared).len()
+}
+
 /// A held document with its persisted sync state, as `DeviceSession::new` takes it.
 pub type HeldDoc = (minqing_sync::DocId, automerge::Automerge, Option<Vec<u8>>);
 
@@ -356,4 +368,36 @@ pub fn device_docs(storage: &dyn Storage, peer: &str) -> Result<Vec<HeldDoc>, Ne
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+
+    use super::{has_local_changes, local_change_count};
+
+    fn put(doc: &mut automerge::AutoCommit, key: &str) {
+        doc.put(automerge::ROOT, key, 1_i64).unwrap();
+        doc.commit();
+    }
+
+    #[test]
+    fn local_changes_are_counted_from_the_shared_heads() {
+        let mut doc = automerge::AutoCommit::new();
+        put(&mut doc, "a");
+        put(&mut doc, "b");
+        assert_eq!(local_change_count(doc.document(), None), 2);
+        let mut state = automerge::sync::State::new();
+        state.shared_heads = doc.get_heads();
+        let encoded = state.encode();
+        assert_eq!(local_change_count(doc.document(), Some(&encoded)), 0);
+        assert!(!has_local_changes(doc.document(), Some(&encoded)));
+        put(&mut doc, "c");
+        put(&mut doc, "d");
+        put(&mut doc, "e");
+        assert_eq!(local_change_count(doc.document(), Some(&encoded)), 3);
+        assert!(has_local_changes(doc.document(), Some(&encoded)));
+        // A state that does not decode counts everything, as no state does.
+        assert_eq!(local_change_count(doc.document(), Some(b"junk")), 5);
+    }
 }

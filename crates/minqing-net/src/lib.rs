@@ -23,14 +23,14 @@ pub use ca::{
     parse_cert_pem, request_matches_cert,
 };
 pub use drive::{
-    HeldDoc, SessionLimits, apply_device_event, device_docs, has_local_changes, run_device_session,
-    run_relay_session,
+    HeldDoc, SessionLimits, apply_device_event, device_docs, has_local_changes, local_change_count,
+    run_device_session, run_relay_session,
 };
 pub use endpoint::{
-    CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, CLOSE_WIPED, ConnectOptions,
-    DEFAULT_TIMEOUT, DeviceConnection, RELAY_RECEIVE_WINDOW, connect, connect_enrol,
-    map_connection_error, map_read_error, map_write_error, negotiated_alpn, peer_fingerprint,
-    server_endpoint,
+    CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, CLOSE_WIPED, ClientEndpoint,
+    ConnectOptions, DEFAULT_TIMEOUT, DeviceConnection, RELAY_INITIAL_WINDOW, RELAY_RECEIVE_WINDOW,
+    client_endpoint, connect, connect_enrol, connect_on, map_connection_error, map_read_error,
+    map_write_error, negotiated_alpn, peer_fingerprint, server_endpoint,
 };
 pub use enrol::{
     ENROL_FORMAT, EnrolRefusal, EnrolRequest, EnrolResponse, MAX_ENROL_MESSAGE, USED_MESSAGE,

@@ -14,13 +14,12 @@
 //! stays bounded.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use minqing_store::SledStorage;
-use minqing_sync::{DocId, Storage, StorageError};
+use minqing_sync::{DocId, Storage, StorageError, Store};
 
 /// Free space a bulk write (a village's changes) must leave on the store's
 /// file system.
@@ -37,10 +36,11 @@ pub const TEST_STALL_FLUSH_ENV: &str = "MINQING_TEST_STALL_FLUSH";
 
 /// The store behind the relay's sessions (see the module docs).
 pub struct GuardedStore {
-    inner: Arc<SledStorage>,
+    inner: Arc<dyn Store>,
     path: PathBuf,
     stuck: Arc<AtomicBool>,
-    flusher: Mutex<mpsc::Sender<mpsc::SyncSender<Result<(), String>>>>,
+    /// `Sender` is `Sync`: no lock, so nothing to poison.
+    flusher: mpsc::Sender<mpsc::SyncSender<Result<(), String>>>,
 }
 
 fn backend(msg: String) -> StorageError {
@@ -49,7 +49,7 @@ fn backend(msg: String) -> StorageError {
 
 impl GuardedStore {
     /// Wraps the relay's store (at `path`) and starts its flusher thread.
-    pub fn new(inner: Arc<SledStorage>, path: PathBuf) -> std::io::Result<GuardedStore> {
+    pub fn new(inner: Arc<dyn Store>, path: PathBuf) -> std::io::Result<GuardedStore> {
         let (tx, rx) = mpsc::channel::<mpsc::SyncSender<Result<(), String>>>();
         let store = inner.clone();
         let stall = std::env::var_os(TEST_STALL_FLUSH_ENV).is_some();
@@ -78,7 +78,7 @@ impl GuardedStore {
             inner,
             path,
             stuck: Arc::new(AtomicBool::new(false)),
-            flusher: Mutex::new(tx),
+            flusher: tx,
         })
     }
 
@@ -123,8 +123,6 @@ impl GuardedStore {
         self.refuse_if_stuck()?;
         let (tx, rx) = mpsc::sync_channel(1);
         self.flusher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .send(tx)
             .map_err(|_| backend("the relay's flusher thread is gone".into()))?;
         match rx.recv_timeout(deadline) {
@@ -173,7 +171,29 @@ impl Storage for GuardedStore {
     }
 }
 
-/// The relay's background compactor: like `SledStorage::spawn_compactor`, but
+impl Store for GuardedStore {
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.meta_get(key)
+    }
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.check_space(value.len(), MIN_FREE_BYTES)?;
+        self.inner.meta_put(key, value)
+    }
+    fn meta_remove(&self, key: &str) -> Result<(), StorageError> {
+        self.check_space(0, MIN_FREE_BYTES)?;
+        self.inner.meta_remove(key)
+    }
+    fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.inner.meta_scan(prefix)
+    }
+    fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StorageError> {
+        // A compaction writes a whole snapshot.
+        self.check_space(0, RESERVE_BYTES)?;
+        self.inner.compact_if_needed(doc)
+    }
+}
+
+/// The relay's background compactor: like `minqing_store::spawn_compactor`, but
 /// it skips a pass while the disk is short of [`RESERVE_BYTES`] or the store is
 /// stuck (a compaction writes a whole snapshot), and stopping it never waits
 /// more than [`STOP_WAIT`] for a pass caught in a hung write.

@@ -8,6 +8,8 @@ pub mod read;
 pub mod render;
 pub mod write;
 
-pub use read::{ReadError, read_csv, read_rows, read_sheet};
+pub use read::{ReadError, read_csv, read_rows, read_sheet, read_upload};
 pub use render::{char_width, render_table, render_tables, str_width};
-pub use write::{ReportOutput, ReportTargets, SheetError, write_csv, write_report, write_xlsx};
+pub use write::{
+    ReportOutput, ReportTargets, SheetError, write_csv, write_report, write_xlsx, xlsx_bytes,
+};

@@ -250,7 +250,10 @@ const SST_HEAD_BYTES: usize = 64 * 1024;
 /// decompressed (counted while streaming, never trusting the sizes the file
 /// declares), and a shared-string table that does not ask for more than
 /// [`MAX_SHARED_STRINGS`] entries.
-fn check_xlsx_container(path: &Path, shown: &str) -> Result<(), ReadError> {
+fn check_xlsx_container<R: std::io::Read + std::io::Seek>(
+    reader: R,
+    shown: &str,
+) -> Result<(), ReadError> {
     use std::io::Read;
     let sheet_err = |message: String| ReadError::Sheet {
         path: shown.to_owned(),
@@ -260,11 +263,7 @@ fn check_xlsx_container(path: &Path, shown: &str) -> Result<(), ReadError> {
         path: shown.to_owned(),
         what,
     };
-    let file = std::fs::File::open(path).map_err(|source| ReadError::Io {
-        path: shown.to_owned(),
-        source,
-    })?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+    let mut zip = zip::ZipArchive::new(reader)
         .map_err(|e| sheet_err(format!("not an .xlsx workbook ({e})")))?;
     if zip.len() > MAX_ZIP_ENTRIES {
         return Err(expands(format!("{} parts", zip.len())));
@@ -341,13 +340,60 @@ fn unique_count(head: &[u8]) -> Option<u64> {
 /// (`<dimension ref="A1:XFD1048576">`) is never built.
 pub fn read_sheet(path: &Path) -> Result<Vec<RawRow>, ReadError> {
     let shown = path.display().to_string();
-    check_xlsx_container(path, &shown)?;
+    let open = || {
+        std::fs::File::open(path)
+            .map(std::io::BufReader::new)
+            .map_err(|source| ReadError::Io {
+                path: shown.clone(),
+                source,
+            })
+    };
+    sheet_rows(open()?, open()?, &shown)
+}
+
+/// Reads an uploaded register (the app's 导入户籍 page) from memory: `.csv`
+/// or `.xlsx` by `name`'s extension, with the same bounds as [`read_rows`].
+/// Nothing touches the disk (a register holds personal data).
+pub fn read_upload(name: &str, bytes: &[u8]) -> Result<Vec<RawRow>, ReadError> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge {
+            path: name.to_owned(),
+            bytes: bytes.len() as u64,
+        });
+    }
+    let ext = Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match ext.as_str() {
+        "csv" => read_csv(name, bytes),
+        "xlsx" | "xlsm" => sheet_rows(
+            std::io::Cursor::new(bytes),
+            std::io::Cursor::new(bytes),
+            name,
+        ),
+        _ => Err(ReadError::UnknownFormat {
+            path: name.to_owned(),
+        }),
+    }
+}
+
+/// [`read_sheet`] over two readers of the same workbook: the container is
+/// checked through the first, the cells read through the second.
+fn sheet_rows<R: std::io::Read + std::io::Seek>(
+    check: R,
+    cells: R,
+    shown: &str,
+) -> Result<Vec<RawRow>, ReadError> {
+    check_xlsx_container(check, shown)?;
+    let shown = shown.to_owned();
     let sheet_err = |message: String| ReadError::Sheet {
         path: shown.clone(),
         message,
     };
-    let mut book: calamine::Xlsx<_> =
-        calamine::open_workbook(path).map_err(|e: calamine::XlsxError| sheet_err(e.to_string()))?;
+    let mut book: calamine::Xlsx<R> =
+        calamine::Xlsx::new(cells).map_err(|e: calamine::XlsxError| sheet_err(e.to_string()))?;
     let Some(first) = book.sheet_names().first().cloned() else {
         return Err(sheet_err("it has no sheets".to_owned()));
     };
@@ -500,11 +546,30 @@ mod tests {
             );
         }
         let before = (v.households().len(), v.residents().len());
-        let out = v.apply_import(&mut rng(3), &author(5_000), &plan).unwrap();
+        let out = plan.apply(v, &mut rng(3), &author(5_000)).unwrap();
         assert_eq!(out.residents_added.len(), s.residents_new);
         assert_eq!(v.households().len(), before.0 + s.households_new);
         assert_eq!(v.residents().len(), before.1 + s.residents_new);
         s
+    }
+
+    #[test]
+    fn uploads_read_from_memory_as_files_do() {
+        let tables = crate::write::tests::sample();
+        let bytes = crate::write::xlsx_bytes(&tables, "r.xlsx").unwrap();
+        let rows = read_upload("登记表.XLSX", &bytes).unwrap();
+        assert_eq!(rows[0].row, 1);
+        assert_eq!(rows[1].cells[0], "李书记");
+        let csv = read_upload("r.csv", "\u{feff}姓名,户号\n李秀英,0312\n".as_bytes()).unwrap();
+        assert_eq!(csv[1].cells, ["李秀英", "0312"]);
+        assert!(matches!(
+            read_upload("r.pdf", b"%PDF"),
+            Err(ReadError::UnknownFormat { .. })
+        ));
+        assert!(matches!(
+            read_upload("r.xlsx", b"not a zip"),
+            Err(ReadError::Sheet { .. })
+        ));
     }
 
     #[test]
@@ -588,11 +653,11 @@ mod tests {
             s.rejected
         );
         let wang = &plan.residents_new[0];
-        assert_eq!(wang.phone.as_ref().unwrap().as_str(), "13800138000");
-        assert_eq!(wang.gender, Some(Gender::Female));
+        assert_eq!(wang.fields.phone.as_ref().unwrap().as_str(), "13800138000");
+        assert_eq!(wang.fields.gender, Some(Gender::Female));
         let tags: Vec<&str> = wang.tags.iter().map(|t| t.as_str()).collect();
         assert_eq!(tags, ["老党员", "困难户", "独居老人"]);
-        assert_eq!(plan.residents_new[1].birth, Some(date("2010-05-06")));
+        assert_eq!(plan.residents_new[1].fields.birth, Some(date("2010-05-06")));
         assert_eq!(
             plan.households[0].new.number.as_ref().unwrap().as_str(),
             "0101"

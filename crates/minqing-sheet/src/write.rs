@@ -190,10 +190,28 @@ fn sheet_name(title: &str, taken: &[String]) -> String {
 /// its title, the header in the first row (bold, frozen), numbers as numbers,
 /// percentages as numbers with a `0.0%` format, column widths set to fit.
 pub fn write_xlsx(tables: &[Table], path: &Path) -> Result<(), SheetError> {
-    check_rows(tables)?;
     let shown = path.display().to_string();
+    let mut book = workbook(tables, &shown)?;
+    book.save(path).map_err(|source| SheetError::Xlsx {
+        path: shown,
+        source,
+    })
+}
+
+/// The `.xlsx` workbook of [`write_xlsx`] as bytes, for a download (`name`
+/// is what an error calls it). Nothing touches the disk.
+pub fn xlsx_bytes(tables: &[Table], name: &str) -> Result<Vec<u8>, SheetError> {
+    let mut book = workbook(tables, name)?;
+    book.save_to_buffer().map_err(|source| SheetError::Xlsx {
+        path: name.to_owned(),
+        source,
+    })
+}
+
+fn workbook(tables: &[Table], shown: &str) -> Result<Workbook, SheetError> {
+    check_rows(tables)?;
     let xl = |source| SheetError::Xlsx {
-        path: shown.clone(),
+        path: shown.to_owned(),
         source,
     };
     let mut book = Workbook::new();
@@ -251,8 +269,7 @@ pub fn write_xlsx(tables: &[Table], path: &Path) -> Result<(), SheetError> {
         }
         sheet.set_freeze_panes(1, 0).map_err(xl)?;
     }
-    book.save(path).map_err(xl)?;
-    Ok(())
+    Ok(book)
 }
 
 #[cfg(test)]
@@ -283,6 +300,17 @@ pub(crate) mod tests {
             text,
             "\u{feff}月度走访\n干部,走访次数,覆盖率,平均\n李书记,12,75.0%,1.50\nWang,3,0.0%,\n\"\"\n月度走访\n类别\n"
         );
+    }
+
+    #[test]
+    fn xlsx_bytes_are_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.xlsx");
+        std::fs::write(&path, xlsx_bytes(&sample(), "r.xlsx").unwrap()).unwrap();
+        let mut book = open_workbook_auto(&path).unwrap();
+        let range = book.worksheet_range("月度走访").unwrap();
+        assert_eq!(range.get((1, 0)), Some(&Data::String("李书记".into())));
+        assert_eq!(range.get((1, 1)), Some(&Data::Float(12.0)));
     }
 
     #[test]

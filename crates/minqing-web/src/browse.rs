@@ -64,7 +64,7 @@ pub fn village_page(ctx: &Ctx<'_>, village: &Village) -> String {
                 }
             }
         }
-        @if households.is_empty() { (layout::none("这个村还没有住户。可在“导入户籍”导入户籍登记表。")) }
+        @if households.is_empty() { (layout::none("这个村还没有住户。可用 minqing import 导入户籍登记表。")) }
     };
     layout::page(ctx, Nav::Browse, &village_name(village), body)
 }
@@ -91,7 +91,10 @@ pub fn household_page(ctx: &Ctx<'_>, village: &Village, id: &Id) -> Option<Strin
     };
     let body = html! {
         p { a href=(routes::village(village.id().as_str())) { "← " (village_name(village)) } }
-        div.actions { a.button href=(routes::visit_for_household(&h.id)) { "记民情日记" } }
+        div.actions {
+            a.button href=(routes::visit_for_household(&h.id)) { "记民情日记" }
+            a.button.secondary href=(routes::resident_for_household(&h.id)) { "添加居民" }
+        }
         section.card {
             h2 { "人员" }
             @if members.is_empty() { (layout::none("本户还没有人员。")) }

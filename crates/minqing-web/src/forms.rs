@@ -7,8 +7,9 @@
 
 use chrono::NaiveDate;
 use minqing_model::{
-    Category, DemandText, Department, EventKind, Id, NewDemand, NewVisit, Note, RecordKind,
-    Satisfaction, Transition, Village, VisitKind, parse_date, parse_past_date,
+    Category, DemandText, Department, EventKind, Gender, Id, IdCardNumber, LeaveReason, Month,
+    NewDemand, NewResident, NewVisit, Note, PersonName, Phone, RecordKind, Relation,
+    ResidentFields, Satisfaction, Tag, Transition, Village, VisitKind, parse_date, parse_past_date,
 };
 
 /// The most fields a form may carry, and the longest body parsed; anything
@@ -44,6 +45,15 @@ impl Form {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every non-blank value of `name`, trimmed (checkboxes).
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
     }
 
     /// The first value of `name`, trimmed, if sent and not blank.
@@ -218,6 +228,67 @@ pub fn step(form: &Form) -> Result<Transition, FormError> {
         },
         other => return Err(FormError::UnknownStep(other.to_owned())),
     })
+}
+
+/// The new-resident form (`POST` [`crate::routes::RESIDENTS`]): `household`
+/// (full id), `name`, and optional `gender`, `id_card`, `phone`, `relation`,
+/// `tag` (repeated). A 身份证号 that contradicts the gender is refused, as
+/// `minqing resident add` refuses it.
+pub fn resident(form: &Form, today: NaiveDate) -> Result<NewResident, FormError> {
+    let household = form.id("household", "住户")?;
+    let name = PersonName::parse(form.required("name", "姓名")?).map_err(invalid("姓名"))?;
+    let gender = form
+        .value("gender")
+        .map(Gender::parse)
+        .transpose()
+        .map_err(invalid("性别"))?;
+    let id_card = form
+        .value("id_card")
+        .map(|c| IdCardNumber::parse(c, today))
+        .transpose()
+        .map_err(invalid("身份证号"))?;
+    let phone = form
+        .value("phone")
+        .map(Phone::parse)
+        .transpose()
+        .map_err(invalid("联系电话"))?;
+    let relation = form
+        .value("relation")
+        .map(Relation::parse)
+        .transpose()
+        .map_err(invalid("与户主关系"))?;
+    let tags = form
+        .all("tag")
+        .map(Tag::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid("人员类别"))?;
+    if let Some(card) = &id_card {
+        card.check_consistent(None, gender)
+            .map_err(|e| FormError::Invalid {
+                field: "身份证号",
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(NewResident {
+        fields: ResidentFields {
+            gender,
+            id_card,
+            phone,
+            relation,
+            ..ResidentFields::default()
+        },
+        tags,
+        ..NewResident::new(household, name)
+    })
+}
+
+/// The leave form (`POST` [`crate::routes::LEAVES`]): `month` (`YYYY-MM`),
+/// `reason`, `village` (its id; may be empty when the laptop holds one).
+pub fn leave(form: &Form) -> Result<(Month, LeaveReason, Option<String>), FormError> {
+    let month = Month::parse(form.required("month", "请假月份")?).map_err(invalid("请假月份"))?;
+    let reason =
+        LeaveReason::parse(form.required("reason", "请假原因")?).map_err(invalid("请假原因"))?;
+    Ok((month, reason, form.value("village").map(str::to_owned)))
 }
 
 /// Which of `villages` holds the record `id` of `kind` (one map lookup each).

@@ -40,6 +40,9 @@ const NAV: &[(Nav, &str, &str, Icon)] = &[
     (Nav::Browse, "村/户/人", routes::VILLAGES, Icon::People),
     (Nav::Visit, "记民情日记", routes::VISIT_NEW, Icon::Pen),
     (Nav::Demands, "诉求", routes::DEMANDS, Icon::Flag),
+    (Nav::Leave, "请假/补访", routes::LEAVE, Icon::Pen),
+    (Nav::Reports, "报表", routes::REPORT, Icon::Chart),
+    (Nav::Import, "导入户籍", routes::IMPORT, Icon::People),
 ];
 
 /// Renders a whole page: `title` (also the `<h1>`), the current navigation

@@ -20,8 +20,11 @@ pub mod assets;
 pub mod browse;
 pub mod demand;
 pub mod forms;
+pub mod import;
 pub mod layout;
+pub mod leave;
 pub mod names;
+pub mod report;
 pub mod resident;
 pub mod search;
 pub mod time;
@@ -93,6 +96,9 @@ pub const DONE: &[(&str, &str)] = &[
     ("visit", "已保存走访记录。"),
     ("demand", "已受理诉求。"),
     ("step", "已记录办理步骤。"),
+    ("import", "已导入户籍。"),
+    ("resident", "已添加居民。"),
+    ("leave", "已记录请假。记得在以后的月份补访。"),
 ];
 
 impl Notice {
@@ -145,6 +151,10 @@ pub mod routes {
     pub const HOUSEHOLD: &str = "/household/";
     /// Resident search: `GET /search?q=…&tag=…`.
     pub const SEARCH: &str = "/search";
+    /// The new-resident form: `GET /resident/new?household=…`.
+    pub const RESIDENT_NEW: &str = "/resident/new";
+    /// Add a resident: `POST /residents` ([`crate::forms::resident`]).
+    pub const RESIDENTS: &str = "/residents";
     /// A resident's page: `/resident/<id>`.
     pub const RESIDENT: &str = "/resident/";
     /// The visit form: `GET /visit/new?resident=…&household=…&q=…`.
@@ -159,6 +169,24 @@ pub mod routes {
     /// A demand's page: `/demand/<id>`; a step: `POST /demand/<id>/step`
     /// ([`crate::forms::StepForm`]).
     pub const DEMAND: &str = "/demand/";
+    /// 请假/补访: `GET /leave`; record a leave: `POST /leaves`
+    /// ([`crate::forms::leave`]).
+    pub const LEAVE: &str = "/leave";
+    /// Record a leave.
+    pub const LEAVES: &str = "/leaves";
+    /// 导入户籍: `GET /import`; upload: `POST /import?csrf=…` (multipart:
+    /// `village`, `file`), answered with the dry-run preview.
+    pub const IMPORT: &str = "/import";
+    /// Confirm the previewed import: `POST /import/confirm` (`token`).
+    pub const IMPORT_CONFIRM: &str = "/import/confirm";
+    /// 报表: `GET /report?month=YYYY-MM`.
+    pub const REPORT: &str = "/report";
+    /// The monthly report as `.xlsx`: `GET /report/monthly.xlsx?month=YYYY-MM`.
+    pub const REPORT_MONTHLY_XLSX: &str = "/report/monthly.xlsx";
+    /// The demand ledger as `.xlsx`: `GET /report/ledger.xlsx`.
+    pub const REPORT_LEDGER_XLSX: &str = "/report/ledger.xlsx";
+    /// The cadre's monthly diary, for printing: `GET /report/diary?month=YYYY-MM`.
+    pub const DIARY: &str = "/report/diary";
     /// The stylesheet.
     pub const CSS: &str = "/assets/app.css";
     /// The script.
@@ -199,6 +227,11 @@ pub mod routes {
     /// `/visit/new?household=<id>`.
     pub fn visit_for_household(id: &str) -> String {
         format!("{VISIT_NEW}?household={id}")
+    }
+
+    /// `/resident/new?household=<id>`.
+    pub fn resident_for_household(id: &str) -> String {
+        format!("{RESIDENT_NEW}?household={id}")
     }
 
     /// `/demand/new?resident=<id>`.

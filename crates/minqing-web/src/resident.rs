@@ -4,11 +4,69 @@
 //! data as `minqing resident show --json` (`Village::resident_detail`).
 
 use maud::html;
+use minqing_model::validate::KNOWN_TAGS;
 use minqing_model::{Id, Village};
 
+use crate::forms::Form;
 use crate::layout::{self, Nav};
 use crate::names::village_name;
-use crate::{Ctx, routes, time};
+use crate::{Ctx, Notice, routes, time};
+
+/// The warning after adding resident `id` whose 身份证号 another resident of
+/// the village already has: names who (a warning, not a refusal — the two
+/// may be one person entered twice, merged with `minqing resident merge`).
+pub fn duplicate_notice(village: &Village, id: &Id) -> Option<Notice> {
+    let residents = village.residents();
+    let new = residents.iter().find(|r| r.id == id.as_str())?;
+    let card = new.id_card.as_deref()?;
+    let others: Vec<String> = residents
+        .iter()
+        .filter(|r| r.id != new.id && r.id_card.as_deref() == Some(card) && r.merged_into.is_none())
+        .map(crate::names::resident_label)
+        .collect();
+    (!others.is_empty()).then(|| {
+        Notice::warn(format!(
+            "已添加居民。注意：本村的{}也登记了这个身份证号。如是同一人，请核对后用 minqing resident merge 合并。",
+            others.join("、")
+        ))
+    })
+}
+
+/// The form adding a resident to a household (`GET /resident/new?household=…`,
+/// or a refused post with what was typed), or `None` if the household is not
+/// in `village`.
+pub fn resident_new_page(ctx: &Ctx<'_>, village: &Village, form: &Form) -> Option<String> {
+    let hid = Id::parse(form.value("household")?).ok()?;
+    let h = village.household(&hid)?;
+    let checked: Vec<&str> = form.all("tag").collect();
+    let body = html! {
+        p { "住户：" strong { (h.address) } "（" (village_name(village)) "） " a href=(routes::household(&h.id)) { "返回本户" } }
+        form.stack method="post" action=(routes::RESIDENTS) {
+            (layout::csrf(ctx))
+            input type="hidden" name="household" value=(h.id);
+            div.field { label for="name" { "姓名" } input #name type="text" name="name" required autofocus value=(form.get("name").unwrap_or("")); }
+            div.field {
+                label for="gender" { "性别" }
+                select #gender name="gender" {
+                    @for (v, l) in [("", "未填"), ("男", "男"), ("女", "女")] {
+                        option value=(v) selected[form.value("gender").unwrap_or("") == v] { (l) }
+                    }
+                }
+            }
+            div.field { label for="id_card" { "身份证号" } input #id_card type="text" name="id_card" inputmode="numeric" value=(form.get("id_card").unwrap_or("")); }
+            div.field { label for="phone" { "联系电话" } input #phone type="text" name="phone" inputmode="tel" value=(form.get("phone").unwrap_or("")); }
+            div.field { label for="relation" { "与户主关系" } input #relation type="text" name="relation" placeholder="如：户主、配偶、子" value=(form.get("relation").unwrap_or("")); }
+            fieldset {
+                legend { "人员类别" }
+                @for (tag, _) in KNOWN_TAGS {
+                    label { input type="checkbox" name="tag" value=(tag) checked[checked.contains(tag)]; " " (tag) } " "
+                }
+            }
+            div.actions { button type="submit" { "添加居民" } }
+        }
+    };
+    Some(layout::page(ctx, Nav::Browse, "添加居民", body))
+}
 
 /// The resident's page, or `None` if `id` is no resident of `village`.
 pub fn resident_page(ctx: &Ctx<'_>, village: &Village, id: &Id) -> Option<String> {
@@ -118,6 +176,41 @@ pub fn resident_page(ctx: &Ctx<'_>, village: &Village, id: &Id) -> Option<String
 mod tests {
     use super::*;
     use crate::testkit::{ctx, sample};
+
+    #[test]
+    fn a_new_resident_with_a_known_id_card_is_saved_with_a_warning_naming_who() {
+        let mut s = crate::testkit::sample();
+        let form = Form::parse(&format!(
+            "household={}&name=%E6%9D%8E%E7%A7%80%E9%9F%B3&id_card=370811195803151224&tag=%E8%80%81%E5%85%9A%E5%91%98",
+            s.h2
+        ));
+        let new = crate::forms::resident(&form, crate::testkit::date("2026-03-15")).unwrap();
+        assert_eq!(new.tags.len(), 1);
+        let id = s
+            .village
+            .add_resident(
+                &mut crate::testkit::rng(),
+                &crate::testkit::author("张伟", "2026-03-15"),
+                &new,
+            )
+            .unwrap();
+        let notice = duplicate_notice(&s.village, &id).unwrap();
+        assert!(
+            notice.text.contains("李秀英（小河村三组12号）"),
+            "{notice:?}"
+        );
+        assert_eq!(duplicate_notice(&s.village, &s.wang), None);
+        // A 身份证号 that says 女 with 性别 男 is refused, as the CLI refuses it.
+        let bad = Form::parse(&format!(
+            "household={}&name=x&gender=%E7%94%B7&id_card=370811195803151224",
+            s.h2
+        ));
+        assert!(crate::forms::resident(&bad, crate::testkit::date("2026-03-15")).is_err());
+        let html =
+            resident_new_page(&crate::testkit::ctx("2026-03-15"), &s.village, &form).unwrap();
+        assert!(html.contains("value=\"李秀音\""), "what was typed is kept");
+        assert!(html.contains("value=\"老党员\" checked"));
+    }
 
     #[test]
     fn shows_the_file_household_visits_and_demands() {

@@ -47,13 +47,23 @@ pub fn visit_page(
         _ => VisitKind::Regular,
     };
     let today = ctx.today.format("%Y-%m-%d").to_string();
+    // A kind asked for (`?kind=补访` from 请假/补访) survives the search.
+    let asked_kind = form
+        .value("kind")
+        .and_then(|k| VisitKind::parse(k).ok())
+        .map(|k| k.as_str());
+    let keep: Vec<(&str, &str)> = asked_kind.iter().map(|k| ("kind", *k)).collect();
+    let link = |id: &str| match asked_kind {
+        Some(k) => format!("{}&kind={k}", routes::visit_for_resident(id)),
+        None => routes::visit_for_resident(id),
+    };
     let body = html! {
         @match &household {
             None => {
                 p { "先找到要走访的居民：" }
-                (search_form(routes::VISIT_NEW, query, None, None, &[]))
+                (search_form(routes::VISIT_NEW, query, None, None, &keep))
                 @if !query.trim().is_empty() {
-                    (search_results(&index.search(query, None, SEARCH_LIMIT), &routes::visit_for_resident))
+                    (search_results(&index.search(query, None, SEARCH_LIMIT), &link))
                 } @else {
                     div #results {}
                 }

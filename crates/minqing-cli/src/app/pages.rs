@@ -70,7 +70,22 @@ impl View<'_> {
     /// or not, the last successful sync, villages with changes the relay has
     /// not acknowledged).
     pub fn sync_state(&self) -> anyhow::Result<SyncSummary> {
-        sync_summary(self.home)
+        let mut summary = sync_summary(self.home)?;
+        // The background sync knows whether its last attempt reached the relay.
+        if let Some(sync) = self.app.sync() {
+            let state = sync.state();
+            summary.online = state.online;
+            summary.last_error = state.last_error;
+            if let Some(ms) = state
+                .last_sync
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_millis())
+            {
+                summary.last_sync_ms = Some(summary.last_sync_ms.map_or(ms, |m| m.max(ms)));
+            }
+        }
+        Ok(summary)
     }
 }
 
@@ -98,7 +113,7 @@ pub fn sync_summary(home: &Home) -> anyhow::Result<SyncSummary> {
         .ok()
         .and_then(|v| v.get("relay_name")?.as_str().map(str::to_owned));
     let pending_villages = match relay_name {
-        Some(name) => minqing_net::device_docs(&home.store, &name)?
+        Some(name) => minqing_net::device_docs(&*home.store, &name)?
             .into_iter()
             .filter(|(_, doc, state)| minqing_net::has_local_changes(doc, state.as_deref()))
             .count(),
@@ -122,6 +137,8 @@ pub fn routes() -> Router<App> {
         .route("/village/{id}", get(village))
         .route("/household/{id}", get(household))
         .route(r::SEARCH, get(search))
+        .route(r::RESIDENT_NEW, get(resident_new))
+        .route(r::RESIDENTS, post(add_resident))
         .route("/resident/{id}", get(resident))
         .route(r::VISIT_NEW, get(visit_new))
         .route(r::VISITS, post(log_visit))
@@ -129,6 +146,19 @@ pub fn routes() -> Router<App> {
         .route(r::DEMAND_NEW, get(demand_new))
         .route("/demand/{id}", get(demand))
         .route("/demand/{id}/step", post(demand_step))
+        .route(r::LEAVE, get(leave))
+        .route(r::LEAVES, post(add_leave))
+        .route(
+            r::IMPORT,
+            get(import_form)
+                .post(import_upload)
+                .layer(axum::extract::DefaultBodyLimit::max(super::guard::MAX_BODY)),
+        )
+        .route(r::IMPORT_CONFIRM, post(import_confirm))
+        .route(r::REPORT, get(report))
+        .route(r::REPORT_MONTHLY_XLSX, get(monthly_xlsx))
+        .route(r::REPORT_LEDGER_XLSX, get(ledger_xlsx))
+        .route(r::DIARY, get(diary))
         .route("/assets/{name}", get(asset))
 }
 
@@ -166,6 +196,21 @@ async fn render(
     }
 }
 
+/// A read that answers something other than a page (a download), under the
+/// store lock.
+async fn read(
+    app: App,
+    f: impl FnOnce(&Home) -> anyhow::Result<Response> + Send + 'static,
+) -> Response {
+    match app
+        .with_home(move |home, _| output::capture(|| f(home)).0)
+        .await
+    {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) | Err(e) => error_page(&e),
+    }
+}
+
 /// 今日.
 async fn today(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
     let form = query(q);
@@ -194,12 +239,20 @@ async fn villages(State(app): State<App>) -> Response {
 }
 
 /// 户: one village's households.
-async fn village(State(app): State<App>, Path(id): Path<String>) -> Response {
+async fn village(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let form = query(q);
     render(app, move |view| {
         let Ok(Some(v)) = view.village(&id) else {
             return Ok(None);
         };
-        Ok(Some(minqing_web::browse::village_page(&view.ctx(None), &v)))
+        Ok(Some(minqing_web::browse::village_page(
+            &view.ctx(done(&form)),
+            &v,
+        )))
     })
     .await
 }
@@ -212,13 +265,22 @@ fn holding<'v>(villages: &'v [Village], kind: RecordKind, id: &str) -> Option<(&
 }
 
 /// One household: its residents and visits.
-async fn household(State(app): State<App>, Path(id): Path<String>) -> Response {
+async fn household(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let form = query(q);
     render(app, move |view| {
         let villages = view.villages()?;
         let Some((v, id)) = holding(&villages, RecordKind::Household, &id) else {
             return Ok(None);
         };
-        Ok(minqing_web::browse::household_page(&view.ctx(None), v, &id))
+        Ok(minqing_web::browse::household_page(
+            &view.ctx(done(&form)),
+            v,
+            &id,
+        ))
     })
     .await
 }
@@ -251,10 +313,78 @@ async fn resident(
         let Some((v, id)) = holding(&villages, RecordKind::Resident, &id) else {
             return Ok(None);
         };
+        // After adding a resident: warn (naming who) when the 身份证号 is
+        // already in the village.
+        let notice = match form.value("done") {
+            Some("resident") => minqing_web::resident::duplicate_notice(v, &id).or(done(&form)),
+            _ => done(&form),
+        };
         Ok(minqing_web::resident::resident_page(
-            &view.ctx(done(&form)),
+            &view.ctx(notice),
             v,
             &id,
+        ))
+    })
+    .await
+}
+
+/// The form adding a resident to a household.
+async fn resident_new(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    render(app, move |view| {
+        let villages = view.villages()?;
+        let Some(hid) = form.value("household") else {
+            return Ok(None);
+        };
+        let Some((v, _)) = holding(&villages, RecordKind::Household, hid) else {
+            return Ok(None);
+        };
+        Ok(minqing_web::resident::resident_new_page(
+            &view.ctx(None),
+            v,
+            &form,
+        ))
+    })
+    .await
+}
+
+/// `POST /residents`: adds a resident, durable before the redirect to the
+/// resident's page (which warns when the 身份证号 is already in the village).
+async fn add_resident(State(app): State<App>, body: String) -> Response {
+    let form = Form::parse(&body);
+    let a = app.clone();
+    app.write(move |home| {
+        let mut villages = home.villages()?;
+        let Some(vi) = form
+            .value("household")
+            .and_then(|h| holding(&villages, RecordKind::Household, h))
+            .and_then(|(_, h)| village_of(&refs(&villages), RecordKind::Household, &h))
+        else {
+            return Ok(not_found());
+        };
+        let again = |v: &Village, why: String| match minqing_web::resident::resident_new_page(
+            &page_ctx(home, &a, Some(Notice::error(why))),
+            v,
+            &form,
+        ) {
+            Some(html) => refused(html),
+            None => not_found(),
+        };
+        let new = match forms::resident(&form, crate::home::today()) {
+            Ok(n) => n,
+            Err(e) => return Ok(again(&villages[vi], e.to_string())),
+        };
+        let added = villages[vi].add_resident(&mut *crate::home::rng(), &home.author(), &new);
+        let id = match added {
+            Ok(id) => id,
+            Err(e) => return Ok(again(&villages[vi], format!("没有保存：{e}"))),
+        };
+        let v = &mut villages[vi];
+        home.save(v, "resident").context("saving the resident")?;
+        home.compact_later(v.id());
+        Ok(see_other(
+            &minqing_web::routes::resident(id.as_str()),
+            "resident",
         ))
     })
     .await
@@ -446,6 +576,292 @@ async fn demand_step(State(app): State<App>, Path(id): Path<String>, body: Strin
             &minqing_web::routes::demand(demand.as_str()),
             "step",
         ))
+    })
+    .await
+}
+
+/// 请假/补访: the form and every leave with its 补访 or that one is owed.
+async fn leave(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        Ok(minqing_web::leave::leave_page(
+            &view.ctx(done(&form)),
+            &refs(&villages),
+            &form,
+        ))
+    })
+    .await
+}
+
+/// `POST /leaves`: records the cadre's leave for a month, durable before the
+/// redirect.
+async fn add_leave(State(app): State<App>, body: String) -> Response {
+    let form = Form::parse(&body);
+    let a = app.clone();
+    app.write(move |home| {
+        let mut villages = home.villages()?;
+        let again = |villages: &[Village], why: String| {
+            refused(minqing_web::leave::leave_page(
+                &page_ctx(home, &a, Some(Notice::error(why))),
+                &refs(villages),
+                &form,
+            ))
+        };
+        let (month, reason, village) = match forms::leave(&form) {
+            Ok(l) => l,
+            Err(e) => return Ok(again(&villages, e.to_string())),
+        };
+        let vi = match village {
+            Some(id) => villages.iter().position(|v| v.id().as_str() == id),
+            None if villages.len() == 1 => Some(0),
+            None => None,
+        };
+        let Some(vi) = vi else {
+            return Ok(again(&villages, "请选择请假所在的村。".into()));
+        };
+        let added =
+            villages[vi].add_leave(&mut *crate::home::rng(), &home.author(), month, &reason);
+        if let Err(e) = added {
+            return Ok(again(&villages, format!("没有保存：{e}")));
+        }
+        let v = &mut villages[vi];
+        home.save(v, "leave").context("saving the leave")?;
+        home.compact_later(v.id());
+        Ok(see_other(minqing_web::routes::LEAVE, "leave"))
+    })
+    .await
+}
+
+/// An uploaded register waiting for the cadre's confirmation: its rows are
+/// kept in memory only (a register holds personal data; nothing is written
+/// to disk before the import), one upload at a time (a new one replaces it).
+struct PendingImport {
+    token: String,
+    village: String,
+    file_name: String,
+    rows: Vec<minqing_model::RawRow>,
+}
+
+static PENDING_IMPORT: std::sync::Mutex<Option<PendingImport>> = std::sync::Mutex::new(None);
+
+fn pending_import() -> std::sync::MutexGuard<'static, Option<PendingImport>> {
+    PENDING_IMPORT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// 导入户籍: the upload form.
+async fn import_form(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        Ok(minqing_web::import::import_page(
+            &view.ctx(done(&form)),
+            &refs(&villages),
+            None,
+        ))
+    })
+    .await
+}
+
+/// `POST /import`: reads the uploaded register (in memory), plans the import
+/// against the village (a dry run: nothing written) and shows the preview.
+async fn import_upload(State(app): State<App>, mut parts: axum::extract::Multipart) -> Response {
+    let mut village = None;
+    let mut file: Option<(String, Vec<u8>)> = None;
+    loop {
+        let field = match parts.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("bad upload: {e}")).into_response(),
+        };
+        match field.name() {
+            Some("village") => village = field.text().await.ok(),
+            Some("file") => {
+                let name = field.file_name().unwrap_or("upload").to_owned();
+                match field.bytes().await {
+                    Ok(b) => file = Some((name, b.to_vec())),
+                    Err(e) => {
+                        return (StatusCode::BAD_REQUEST, format!("bad upload: {e}"))
+                            .into_response();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let a = app.clone();
+    app.write(move |home| {
+        let villages = home.villages()?;
+        let page = |notice: Notice, preview: Option<&minqing_web::import::Preview<'_>>| {
+            minqing_web::import::import_page(
+                &page_ctx(home, &a, Some(notice)),
+                &refs(&villages),
+                preview,
+            )
+        };
+        let Some(vi) = village
+            .as_deref()
+            .and_then(|id| villages.iter().position(|v| v.id().as_str() == id.trim()))
+        else {
+            return Ok(refused(page(Notice::error("请选择导入到哪个村。"), None)));
+        };
+        let Some((file_name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
+            return Ok(refused(page(
+                Notice::error("请选择要导入的户籍登记表文件。"),
+                None,
+            )));
+        };
+        let rows = match minqing_sheet::read_upload(&file_name, &bytes) {
+            Ok(r) => r,
+            Err(e) => return Ok(refused(page(Notice::error(format!("无法读取：{e}")), None))),
+        };
+        let plan = match minqing_model::plan_import(&villages[vi], &rows, crate::home::today()) {
+            Ok(p) => p,
+            Err(e) => return Ok(refused(page(Notice::error(format!("无法导入：{e}")), None))),
+        };
+        let summary = plan.summary();
+        let token = super::guard::new_secret();
+        let preview = minqing_web::import::Preview {
+            file_name: &file_name,
+            village: &villages[vi],
+            summary: &summary,
+            token: &token,
+        };
+        let html = page(
+            Notice::warn("这是预览，还没有导入：核对后点“确认导入”。"),
+            Some(&preview),
+        );
+        *pending_import() = Some(PendingImport {
+            token,
+            village: villages[vi].id().to_string(),
+            file_name,
+            rows,
+        });
+        Ok(Html(html).into_response())
+    })
+    .await
+}
+
+/// `POST /import/confirm`: imports the previewed upload (planned again
+/// against the village as it is now), durable before the redirect to the
+/// village's page.
+async fn import_confirm(State(app): State<App>, body: String) -> Response {
+    let form = Form::parse(&body);
+    let a = app.clone();
+    app.write(move |home| {
+        let taken = {
+            let mut pending = pending_import();
+            match (pending.as_ref(), form.value("token")) {
+                (Some(p), Some(t)) if super::guard::same_secret(&p.token, t) => pending.take(),
+                _ => None,
+            }
+        };
+        let mut villages = home.villages()?;
+        let again = |villages: &[Village], why: &str| {
+            refused(minqing_web::import::import_page(
+                &page_ctx(home, &a, Some(Notice::error(why))),
+                &refs(villages),
+                None,
+            ))
+        };
+        let Some(p) = taken else {
+            let why = "这次预览已失效（已导入，或有更新的上传）：请重新上传。";
+            return Ok(again(&villages, why));
+        };
+        let Some(vi) = villages.iter().position(|v| v.id().as_str() == p.village) else {
+            return Ok(again(&villages, "找不到要导入的村。"));
+        };
+        let plan = match minqing_model::plan_import(&villages[vi], &p.rows, crate::home::today()) {
+            Ok(plan) => plan,
+            Err(e) => {
+                let why = format!("无法导入 {}：{e}", p.file_name);
+                return Ok(again(&villages, &why));
+            }
+        };
+        if plan.is_noop() {
+            return Ok(again(&villages, "没有新内容可导入。"));
+        }
+        let v = &mut villages[vi];
+        plan.apply(v, &mut *crate::home::rng(), &home.author())
+            .context("the import failed; nothing was saved")?;
+        home.save(v, "import").context("saving the import")?;
+        home.compact_later(v.id());
+        Ok(see_other(
+            &minqing_web::routes::village(v.id().as_str()),
+            "import",
+        ))
+    })
+    .await
+}
+
+/// 报表: the monthly report and the ledger with charts (`?month=YYYY-MM`).
+async fn report(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        let month = minqing_web::report::month_or(form.value("month"), view.today());
+        Ok(minqing_web::report::report_page(
+            &view.ctx(None),
+            &refs(&villages),
+            month,
+        ))
+    })
+    .await
+}
+
+/// The cadre's monthly diary, for printing.
+async fn diary(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    app.page(move |view| {
+        let villages = view.villages()?;
+        let month = minqing_web::report::month_or(form.value("month"), view.today());
+        Ok(minqing_web::report::diary_page(
+            &view.ctx(None),
+            &refs(&villages),
+            month,
+        ))
+    })
+    .await
+}
+
+/// An `.xlsx` download, made in memory (nothing written to disk).
+fn xlsx(name: String, tables: &[minqing_model::Table]) -> anyhow::Result<Response> {
+    let bytes = minqing_sheet::xlsx_bytes(tables, &name)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// The monthly report as `.xlsx` (`minqing report monthly --xlsx`'s tables).
+async fn monthly_xlsx(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    read(app, move |home| {
+        let villages = home.villages()?;
+        let month = minqing_web::report::month_or(form.value("month"), crate::home::today());
+        let tables = minqing_web::report::monthly_tables(&refs(&villages), month);
+        xlsx(format!("minqing-monthly-{month}.xlsx"), &tables)
+    })
+    .await
+}
+
+/// The demand ledger as `.xlsx` (`minqing report ledger --xlsx`'s tables).
+async fn ledger_xlsx(State(app): State<App>) -> Response {
+    read(app, move |home| {
+        let villages = home.villages()?;
+        let today = crate::home::today();
+        let tables = minqing_web::report::ledger_tables(&refs(&villages), today);
+        xlsx(format!("minqing-ledger-{today}.xlsx"), &tables)
     })
     .await
 }

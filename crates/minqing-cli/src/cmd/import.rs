@@ -55,7 +55,7 @@ fn import_residents(
     }
     let written = !dry_run && !plan.is_noop();
     if written {
-        v.apply_import(&mut *crate::home::rng(), &home.author(), &plan)
+        plan.apply(&mut v, &mut *crate::home::rng(), &home.author())
             .context("the import failed; nothing was saved")?;
         home.save(&mut v, "import")?;
     }

@@ -1,6 +1,13 @@
-//! The demand workflow (受理 → 直办 / 转办 → 督办 → 反馈 → 回访 → 销号, and 重开):
-//! the deterministic fold of a demand's merged event log, the local validity
-//! check run before a step is written, and the write itself.
+//! The demand ledger, pure: event kinds, demand events, the status and its
+//! parsing, the workflow's transitions and the deterministic fold of a
+//! demand's merged event log (受理 → 直办 / 转办 → 督办 → 反馈 → 回访 → 销号, and
+//! 重开). No automerge here: the village module reads and writes the events
+//! (`Village::demand_events`, `Village::record_step`), this module decides.
+//!
+//! A demand (诉求) is an append-only log of events kept in an automerge map keyed
+//! by event id, so that events appended offline on several laptops are all kept
+//! after a merge. Its status is never stored: [`fold`] derives it from the
+//! merged events, deterministically.
 //!
 //! # The fold
 //!
@@ -35,19 +42,156 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ObjId, ObjType, ROOT, ReadDoc, Value};
 use chrono::NaiveDate;
-use rand::Rng;
 use serde::Serialize;
 
-use crate::demand::{DemandEvent, DemandStatus, EventKind, sort_events};
 use crate::error::ModelError;
 use crate::id::Id;
 use crate::text::trim;
 use crate::validate::{Note, ValidationError, check_text, parse_date};
 use crate::view::DemandView;
-use crate::village::{Author, RecordKind, Village};
+
+/// What happened to a demand. Unknown kinds (written by a newer minqing) are
+/// kept and shown, and ignored by the fold.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventKind {
+    /// 受理: the demand was taken down from the resident.
+    Opened,
+    /// 直办: handled directly by the cadre.
+    Handled,
+    /// 转办: transferred to a department.
+    Transferred,
+    /// 督办: supervised.
+    Supervised,
+    /// 反馈: the answer was given to the resident.
+    Feedback,
+    /// 回访: the return visit, with satisfaction.
+    Revisited,
+    /// 销号: closed.
+    Closed,
+    /// 重开: reopened.
+    Reopened,
+    /// A kind this version does not know, kept verbatim.
+    Other(String),
+}
+
+impl EventKind {
+    /// The key stored in the document (`opened`, ...).
+    pub fn as_key(&self) -> &str {
+        match self {
+            EventKind::Opened => "opened",
+            EventKind::Handled => "handled",
+            EventKind::Transferred => "transferred",
+            EventKind::Supervised => "supervised",
+            EventKind::Feedback => "feedback",
+            EventKind::Revisited => "revisited",
+            EventKind::Closed => "closed",
+            EventKind::Reopened => "reopened",
+            EventKind::Other(s) => s,
+        }
+    }
+
+    /// Reads a stored key.
+    pub fn from_key(key: &str) -> EventKind {
+        match key {
+            "opened" => EventKind::Opened,
+            "handled" => EventKind::Handled,
+            "transferred" => EventKind::Transferred,
+            "supervised" => EventKind::Supervised,
+            "feedback" => EventKind::Feedback,
+            "revisited" => EventKind::Revisited,
+            "closed" => EventKind::Closed,
+            "reopened" => EventKind::Reopened,
+            other => EventKind::Other(other.to_owned()),
+        }
+    }
+
+    /// The Chinese name shown to cadres.
+    pub fn name(&self) -> &str {
+        match self {
+            EventKind::Opened => "受理",
+            EventKind::Handled => "直办",
+            EventKind::Transferred => "转办",
+            EventKind::Supervised => "督办",
+            EventKind::Feedback => "反馈",
+            EventKind::Revisited => "回访",
+            EventKind::Closed => "销号",
+            EventKind::Reopened => "重开",
+            EventKind::Other(s) => s,
+        }
+    }
+}
+
+/// One entry of a demand's event log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DemandEvent {
+    /// The event's id (its key in the `events` map).
+    pub id: Id,
+    /// What happened.
+    pub kind: EventKind,
+    /// When, in unix milliseconds (the writing laptop's clock).
+    pub at_ms: i64,
+    /// The cadre who recorded it.
+    pub cadre: String,
+    /// The device that recorded it.
+    pub device_id: String,
+    /// Further payload fields of the event (note, department, satisfaction...).
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A demand's status, derived from its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum DemandStatus {
+    /// 受理: taken down, not yet handled.
+    Accepted,
+    /// 办理中: handled directly or transferred, no answer yet.
+    InProgress,
+    /// 已反馈: the answer was given to the resident.
+    Answered,
+    /// 已回访: the return visit was made.
+    Revisited,
+    /// 已销号: closed.
+    Closed,
+}
+
+impl DemandStatus {
+    /// The Chinese name shown and printed in `--json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DemandStatus::Accepted => "受理",
+            DemandStatus::InProgress => "办理中",
+            DemandStatus::Answered => "已反馈",
+            DemandStatus::Revisited => "已回访",
+            DemandStatus::Closed => "已销号",
+        }
+    }
+}
+
+impl fmt::Display for DemandStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Orders events the way the fold reads them: the `opened` event first (a
+/// laptop whose clock is behind must not put a step before the 受理), then by
+/// time, then id (ids break ties between laptops deterministically).
+pub fn sort_events(events: &mut [DemandEvent]) {
+    events.sort_by(|a, b| {
+        (a.kind != EventKind::Opened, a.at_ms, &a.id).cmp(&(
+            b.kind != EventKind::Opened,
+            b.at_ms,
+            &b.id,
+        ))
+    });
+}
+
+/// Derives a demand's status from its merged event log: a pure function of the
+/// set of events, whatever order they arrive in.
+pub fn demand_status(events: &[DemandEvent]) -> DemandStatus {
+    fold(events).status
+}
 
 /// A resident's satisfaction recorded at the 回访.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -632,96 +776,11 @@ impl DemandView {
     }
 }
 
-fn get_map(doc: &automerge::AutoCommit, obj: &ObjId, key: &str) -> Option<ObjId> {
-    match doc.get(obj, key) {
-        Ok(Some((Value::Object(ObjType::Map), id))) => Some(id),
-        _ => None,
-    }
-}
-
-impl Village {
-    /// The derived workflow state of a demand, or `None` if there is no such
-    /// demand in this village.
-    pub fn demand_fold(&self, demand: &Id) -> Option<Fold> {
-        if !self.contains(RecordKind::Demand, demand) {
-            return None;
-        }
-        Some(fold(&self.demand_events(demand)))
-    }
-
-    /// Records a workflow step on a demand of this village, after checking it
-    /// is valid in the demand's current (merged) state. One automerge change;
-    /// on refusal or error nothing is written. Returns the new event's id.
-    pub fn record_step(
-        &mut self,
-        rng: &mut (impl Rng + ?Sized),
-        author: &Author,
-        demand: &Id,
-        step: &Transition,
-    ) -> Result<Id, WorkflowError> {
-        let current = self
-            .demand_fold(demand)
-            .ok_or_else(|| ModelError::NotFound {
-                kind: RecordKind::Demand.name(),
-                id: demand.clone(),
-                village: self.id().clone(),
-            })?;
-        let kind = step.kind();
-        current.can_apply(demand, &kind)?;
-        // Sort after every event this laptop knows, whatever its clock says.
-        let at = author.now_ms.max(current.last_at_ms.saturating_add(1));
-        let event_id = Id::random(rng);
-        let village = self.id().clone();
-        let doc = self.doc_mut();
-        let result = (|| -> Result<(), ModelError> {
-            let not_a_village = |missing| ModelError::NotAVillage {
-                village: village.clone(),
-                missing,
-            };
-            let demands = get_map(doc, &ROOT, "demands").ok_or_else(|| not_a_village("demands"))?;
-            let record =
-                get_map(doc, &demands, demand.as_str()).ok_or_else(|| ModelError::NotFound {
-                    kind: RecordKind::Demand.name(),
-                    id: demand.clone(),
-                    village: village.clone(),
-                })?;
-            let events = match get_map(doc, &record, "events") {
-                Some(e) => e,
-                None => doc.put_object(&record, "events", ObjType::Map)?,
-            };
-            if get_map(doc, &events, event_id.as_str()).is_some() {
-                return Err(ModelError::DuplicateId {
-                    kind: "demand event",
-                    id: event_id.clone(),
-                });
-            }
-            let ev = doc.put_object(&events, event_id.as_str(), ObjType::Map)?;
-            doc.put(&ev, "kind", kind.as_key())?;
-            doc.put(&ev, "at", at)?;
-            doc.put(&ev, "cadre", author.cadre.as_str())?;
-            doc.put(&ev, "device_id", author.device_id.as_str())?;
-            for (k, v) in step.fields() {
-                doc.put(&ev, k.as_str(), v)?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                doc.commit_with(CommitOptions::default().with_time(author.now_ms.div_euclid(1000)));
-                Ok(event_id)
-            }
-            Err(e) => {
-                doc.rollback();
-                Err(e.into())
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testkit::*;
+    use crate::village::Village;
 
     fn note(s: &str) -> Note {
         Note::parse(s).unwrap()
@@ -1262,9 +1321,34 @@ mod tests {
         assert_eq!(flags(&f).len(), 1);
         assert!(flags(&f)[0].contains("\"还行\""), "{:?}", flags(&f));
         assert_eq!(f.steps[0].event.kind, EventKind::Opened);
+        assert_eq!(demand_status(&reversed), DemandStatus::Revisited);
+    }
+
+    fn event(id: &str, kind: &str, at_ms: i64) -> DemandEvent {
+        DemandEvent {
+            id: Id::parse(id).unwrap(),
+            kind: EventKind::from_key(kind),
+            at_ms,
+            cadre: "李书记".into(),
+            device_id: "d".into(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn opened_demand_is_accepted_and_unknown_kinds_are_ignored() {
+        let a = event("aaaaaaaaaaaaaaaa", "opened", 1);
+        let b = event("bbbbbbbbbbbbbbbb", "escalated-by-future-version", 2);
         assert_eq!(
-            crate::demand::demand_status(&reversed),
-            DemandStatus::Revisited
+            demand_status(std::slice::from_ref(&a)),
+            DemandStatus::Accepted
         );
+        assert_eq!(
+            demand_status(&[b.clone(), a.clone()]),
+            DemandStatus::Accepted
+        );
+        assert_eq!(DemandStatus::Accepted.name(), "受理");
+        assert_eq!(EventKind::from_key("opened").name(), "受理");
+        assert_eq!(b.kind.as_key(), "escalated-by-future-version");
     }
 }
