@@ -2,6 +2,7 @@
 //! identity, and loading and durably saving village documents.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use minqing_model::{Author, Id, PersonName, Village};
@@ -9,7 +10,7 @@ use minqing_store::escrow::EscrowPublic;
 use minqing_store::keyring::{self, KdfParams, KeyError, Keyring};
 use minqing_store::secret::Passphrase;
 use minqing_store::{DataKey, SledStorage};
-use minqing_sync::{DocId, Incarnation, Storage};
+use minqing_sync::{DocId, Incarnation, Store};
 use serde::{Deserialize, Serialize};
 
 /// Meta key under which the device identity is kept.
@@ -181,8 +182,8 @@ pub enum ReadOnly {
 pub struct Home {
     /// The home directory.
     pub dir: PathBuf,
-    /// The store.
-    pub store: SledStorage,
+    /// The store (opened in [`open_store`], the one place that names sled).
+    pub store: Arc<dyn Store>,
     /// This device.
     pub device: Device,
     /// The device id, parsed.
@@ -262,7 +263,7 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// Opens a private copy of a store that cannot be opened in place, for reads.
-fn open_copy(dir: &Path, key: &DataKey) -> anyhow::Result<(SledStorage, tempfile::TempDir)> {
+fn open_copy(dir: &Path, key: &DataKey) -> anyhow::Result<(Arc<dyn Store>, tempfile::TempDir)> {
     let copy = tempfile::Builder::new()
         .prefix("minqing-readonly-")
         .tempdir_in(copy_base())
@@ -277,7 +278,7 @@ fn open_copy(dir: &Path, key: &DataKey) -> anyhow::Result<(SledStorage, tempfile
     })?;
     let store =
         SledStorage::open_sealed(&target, key).context("cannot open the copy of the store")?;
-    Ok((store, copy))
+    Ok((Arc::new(store), copy))
 }
 
 impl Home {
@@ -312,7 +313,7 @@ impl Home {
         };
         let (keyring, key) = unlock_with(dir, passphrase)?;
         let (store, read_only, copy) = match SledStorage::open_sealed(&store_dir(dir), &key) {
-            Ok(store) => (store, None, None),
+            Ok(store) => (Arc::new(store) as Arc<dyn Store>, None, None),
             Err(e) => match read_only_reason(&e) {
                 Some(why) => {
                     let (store, copy) = open_copy(dir, &key)?;
@@ -356,7 +357,7 @@ impl Home {
             Id::parse(&device.device_id).context("this laptop's device id is damaged")?;
         let cadre =
             PersonName::parse(&device.cadre).context("this laptop's cadre name is damaged")?;
-        let incarnation = current_incarnation(dir, &store)?;
+        let incarnation = current_incarnation(dir, &*store)?;
         Ok(Home {
             dir: dir.to_path_buf(),
             store,
@@ -510,7 +511,12 @@ fn os_reason(e: &minqing_store::StoreError) -> String {
 pub fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if let Some(store) = err.downcast_ref::<minqing_store::StoreError>()
+        let store = err.downcast_ref::<minqing_store::StoreError>().or_else(|| {
+            err.downcast_ref::<minqing_sync::StorageError>()
+                .and_then(minqing_sync::StorageError::backend)
+                .and_then(|b| b.downcast_ref::<minqing_store::StoreError>())
+        });
+        if let Some(store) = store
             && read_only_reason(store) == Some(ReadOnly::DiskFull)
         {
             return true;
@@ -546,7 +552,7 @@ fn store_place(dir: &Path) -> String {
 /// laptop writes with a new automerge actor (device id ++ 4 new random bytes),
 /// so that a store restored from a backup, or copied, never reuses a sequence
 /// number the relay already holds. The one function to call after a restore.
-pub fn start_new_incarnation(dir: &Path, store: &SledStorage) -> anyhow::Result<Incarnation> {
+pub fn start_new_incarnation(dir: &Path, store: &dyn Store) -> anyhow::Result<Incarnation> {
     store.meta_put(INCARNATION_PLACE_KEY, store_place(dir).as_bytes())?;
     store
         .start_new_incarnation(rand::random())
@@ -556,7 +562,7 @@ pub fn start_new_incarnation(dir: &Path, store: &SledStorage) -> anyhow::Result<
 /// The store's incarnation; a new one if it has none yet (a store from before
 /// incarnations) or if the store is not where its incarnation was started
 /// (copied or restored from a backup).
-fn current_incarnation(dir: &Path, store: &SledStorage) -> anyhow::Result<Incarnation> {
+fn current_incarnation(dir: &Path, store: &dyn Store) -> anyhow::Result<Incarnation> {
     let here = store_place(dir);
     let recorded = store.meta_get(INCARNATION_PLACE_KEY)?;
     match store.incarnation()? {
@@ -592,10 +598,13 @@ pub fn some_village_unloadable() -> bool {
 }
 
 /// Opens (creating if needed) the encrypted store of a home with its data key.
-pub fn open_store(dir: &Path, key: &DataKey) -> anyhow::Result<SledStorage> {
+/// With the read-only copy in `open_copy`, the only places that name the
+/// backend (sled); everything else holds a `dyn Storage`.
+pub fn open_store(dir: &Path, key: &DataKey) -> anyhow::Result<Arc<dyn Store>> {
     refuse_relay_home(dir)?;
-    SledStorage::open_sealed(&store_dir(dir), key)
-        .with_context(|| format!("cannot open the minqing store in {}", dir.display()))
+    let store = SledStorage::open_sealed(&store_dir(dir), key)
+        .with_context(|| format!("cannot open the minqing store in {}", dir.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// Why `dir` cannot be set up (it is already), or `None`. Nothing is written
@@ -640,7 +649,7 @@ pub fn create_store(
     passphrase: &Passphrase,
     escrow: Option<&EscrowPublic>,
     device_id: &str,
-) -> anyhow::Result<(SledStorage, DataKey)> {
+) -> anyhow::Result<(Arc<dyn Store>, DataKey)> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the home directory {}", dir.display()))?;
     let (ring, key) = Keyring::create(passphrase, new_kdf(), escrow, Some(device_id.to_owned()))?;
@@ -671,7 +680,7 @@ pub fn init(
     };
     let (store, _key) = create_store(dir, &passphrase, None, &device.device_id)?;
     store.meta_put(DEVICE_KEY, &serde_json::to_vec(&device)?)?;
-    start_new_incarnation(dir, &store)?;
+    start_new_incarnation(dir, &*store)?;
     store.flush().context("cannot flush the store to disk")?;
     Ok(device)
 }

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use minqing_store::{DataKey, SledStorage};
-use minqing_sync::{DocId, Storage, StorageError};
+use minqing_store::DataKey;
+use minqing_sync::{DocId, Storage, StorageError, Store};
 
 /// How long the store stays open with no call before it is closed.
 pub const IDLE_GRACE: Duration = Duration::from_millis(500);
@@ -22,7 +22,7 @@ pub const IDLE_GRACE: Duration = Duration::from_millis(500);
 const TICK: Duration = Duration::from_millis(50);
 
 struct Slot {
-    store: Option<SledStorage>,
+    store: Option<Arc<dyn Store>>,
     last_used: Instant,
 }
 
@@ -84,7 +84,7 @@ impl IdleStore {
     /// Runs `f` on the open store (opening it again if it was closed).
     pub fn with<T>(
         &self,
-        f: impl FnOnce(&SledStorage) -> Result<T, StorageError>,
+        f: impl FnOnce(&dyn Store) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let mut s = lock(&self.slot);
         if s.store.is_none() {
@@ -96,7 +96,7 @@ impl IdleStore {
         let Some(store) = s.store.as_ref() else {
             return Err(StorageError::Backend("the store closed itself".into()));
         };
-        let out = f(store);
+        let out = f(&**store);
         s.last_used = Instant::now();
         out
     }
@@ -132,5 +132,23 @@ impl Storage for IdleStore {
     }
     fn flush(&self) -> Result<(), StorageError> {
         self.with(|s| s.flush())
+    }
+}
+
+impl Store for IdleStore {
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.with(|s| s.meta_get(key))
+    }
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.with(|s| s.meta_put(key, value))
+    }
+    fn meta_remove(&self, key: &str) -> Result<(), StorageError> {
+        self.with(|s| s.meta_remove(key))
+    }
+    fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.with(|s| s.meta_scan(prefix))
+    }
+    fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StorageError> {
+        self.with(|s| s.compact_if_needed(doc))
     }
 }

@@ -2,7 +2,6 @@
 //! village's document when the village is added.
 
 use anyhow::{Context, Result};
-use minqing_store::SledStorage;
 use minqing_sync::{DocId, Storage};
 
 use crate::registry::{Config, VillageEntry};
@@ -16,7 +15,7 @@ pub fn actor(config: &Config) -> Vec<u8> {
 
 /// Creates the document of `village` in `store` if it is not there yet.
 pub fn ensure_village_doc(
-    store: &SledStorage,
+    store: &dyn Storage,
     village: &VillageEntry,
     actor: &[u8],
 ) -> Result<bool> {

@@ -19,8 +19,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use minqing_store::SledStorage;
-use minqing_sync::{DocId, Storage, StorageError};
+use minqing_sync::{DocId, Storage, StorageError, Store};
 
 /// Free space a bulk write (a village's changes) must leave on the store's
 /// file system.
@@ -37,7 +36,7 @@ pub const TEST_STALL_FLUSH_ENV: &str = "MINQING_TEST_STALL_FLUSH";
 
 /// The store behind the relay's sessions (see the module docs).
 pub struct GuardedStore {
-    inner: Arc<SledStorage>,
+    inner: Arc<dyn Store>,
     path: PathBuf,
     stuck: Arc<AtomicBool>,
     flusher: Mutex<mpsc::Sender<mpsc::SyncSender<Result<(), String>>>>,
@@ -49,7 +48,7 @@ fn backend(msg: String) -> StorageError {
 
 impl GuardedStore {
     /// Wraps the relay's store (at `path`) and starts its flusher thread.
-    pub fn new(inner: Arc<SledStorage>, path: PathBuf) -> std::io::Result<GuardedStore> {
+    pub fn new(inner: Arc<dyn Store>, path: PathBuf) -> std::io::Result<GuardedStore> {
         let (tx, rx) = mpsc::channel::<mpsc::SyncSender<Result<(), String>>>();
         let store = inner.clone();
         let stall = std::env::var_os(TEST_STALL_FLUSH_ENV).is_some();
@@ -173,7 +172,29 @@ impl Storage for GuardedStore {
     }
 }
 
-/// The relay's background compactor: like `SledStorage::spawn_compactor`, but
+impl Store for GuardedStore {
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.meta_get(key)
+    }
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.check_space(value.len(), MIN_FREE_BYTES)?;
+        self.inner.meta_put(key, value)
+    }
+    fn meta_remove(&self, key: &str) -> Result<(), StorageError> {
+        self.check_space(0, MIN_FREE_BYTES)?;
+        self.inner.meta_remove(key)
+    }
+    fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.inner.meta_scan(prefix)
+    }
+    fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StorageError> {
+        // A compaction writes a whole snapshot.
+        self.check_space(0, RESERVE_BYTES)?;
+        self.inner.compact_if_needed(doc)
+    }
+}
+
+/// The relay's background compactor: like `minqing_store::spawn_compactor`, but
 /// it skips a pass while the disk is short of [`RESERVE_BYTES`] or the store is
 /// stuck (a compaction writes a whole snapshot), and stopping it never waits
 /// more than [`STOP_WAIT`] for a pass caught in a hung write.

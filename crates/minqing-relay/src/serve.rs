@@ -16,7 +16,8 @@ use minqing_store::SledStorage;
 
 use crate::guard::GuardedStore;
 use minqing_sync::{
-    ContentPolicy, DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost,
+    ContentPolicy, DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage,
+    StorageDocHost, Store,
 };
 use tracing::Instrument;
 
@@ -117,7 +118,7 @@ struct Relay {
     active: Arc<AtomicUsize>,
     per_device: Mutex<BTreeMap<String, usize>>,
     devices: Arc<DeviceRegistry>,
-    store: Arc<SledStorage>,
+    store: Arc<dyn Store>,
     /// What sessions write through: space checked, flushes with a deadline.
     guarded: Arc<GuardedStore>,
     host: Arc<StorageDocHost>,
@@ -135,7 +136,7 @@ impl Relay {
             if created.contains(&id) {
                 continue;
             }
-            if ensure_village_doc(&self.store, &v, &actor(&self.config))? {
+            if ensure_village_doc(&*self.store, &v, &actor(&self.config))? {
                 tracing::info!(village = %id, "created the village document");
                 if let Ok(doc) = DocId::new(id.clone()) {
                     self.exporter.mark(doc);
@@ -194,7 +195,8 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
         .listen
         .parse()
         .with_context(|| format!("config.json: listen {:?} is not an address", config.listen))?;
-    let store = match SledStorage::open(&home.store()) {
+    // The one place `serve` names the backend: everything after holds a `dyn Store`.
+    let store: Arc<dyn Store> = match SledStorage::open(&home.store()) {
         Ok(s) => Arc::new(s),
         Err(e @ minqing_store::StoreError::Locked { .. }) => {
             return Err(anyhow::Error::new(e)).context(

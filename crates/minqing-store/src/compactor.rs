@@ -1,13 +1,11 @@
 //! A background thread that compacts documents while a long-running process
 //! (the relay, `minqing sync --watch`) goes about its work.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use minqing_sync::Storage as _;
-
-use crate::SledStorage;
+use minqing_sync::Store;
 
 /// Keeps the compaction thread alive; dropping it stops the thread and waits
 /// for a compaction in progress to finish.
@@ -34,13 +32,17 @@ impl Drop for CompactorHandle {
     }
 }
 
-pub(crate) fn spawn(store: SledStorage, interval: Duration) -> CompactorHandle {
+/// Starts a background thread that runs [`Store::compact_if_needed`] over
+/// every document of `store` every `interval`. It stops when the returned
+/// handle is dropped. Works with any [`Store`]; a store that never needs
+/// compaction makes it a cheap loop.
+pub fn spawn_compactor(store: Arc<dyn Store>, interval: Duration) -> CompactorHandle {
     let (tx, rx) = mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("minqing-compactor".into())
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
-                run_once(&store, &rx);
+                run_once(&*store, &rx);
             }
         });
     match thread {
@@ -61,7 +63,7 @@ pub(crate) fn spawn(store: SledStorage, interval: Duration) -> CompactorHandle {
 }
 
 /// One pass over every document; stops early if the handle was dropped.
-fn run_once(store: &SledStorage, rx: &mpsc::Receiver<()>) {
+fn run_once(store: &dyn Store, rx: &mpsc::Receiver<()>) {
     let docs = match store.docs() {
         Ok(d) => d,
         Err(e) => {

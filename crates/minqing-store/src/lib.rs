@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use minqing_sync::{DocId, Storage, StorageError};
+use minqing_sync::{DocId, Storage, StorageError, Store};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-pub use compactor::CompactorHandle;
+pub use compactor::{CompactorHandle, spawn_compactor};
 pub use crypt::DataKey;
 
 use crypt::Codec;
@@ -45,8 +45,8 @@ pub const OPEN_LOCK_WAIT: Duration = Duration::from_secs(2);
 /// Longest peer name accepted for a sync state, in bytes.
 pub const MAX_PEER_LEN: usize = 256;
 
-/// Metadata key of the store's incarnation ([`SledStorage::incarnation`]).
-pub const INCARNATION_KEY: &str = "incarnation";
+/// Metadata key of the store's incarnation (`Storage::incarnation`).
+pub use minqing_sync::INCARNATION_KEY;
 
 /// Longest metadata key accepted, in bytes (bounded so that no sled index
 /// node can reach sled's blob threshold; docs/store.md, "Large values").
@@ -675,29 +675,6 @@ impl SledStorage {
         self.pair_remove(&self.inner.meta, &self.inner.meta_large, key.as_bytes())
     }
 
-    /// The store's incarnation (the suffix of its device's automerge actor;
-    /// docs/data-model.md, "Actors"), `None` if none was started yet.
-    pub fn incarnation(&self) -> Result<Option<minqing_sync::Incarnation>, StoreError> {
-        Ok(self
-            .meta_get(INCARNATION_KEY)?
-            .and_then(|b| minqing_sync::Incarnation::from_stored(&b)))
-    }
-
-    /// Starts a new incarnation of this store from 4 random bytes and makes it
-    /// durable: from now on the device writes with a new automerge actor, so
-    /// that a store restored from a backup or copied never reuses a sequence
-    /// number of the actor it was copied with. Call it when a store is created,
-    /// restored or copied.
-    pub fn start_new_incarnation(
-        &self,
-        random: [u8; minqing_sync::INCARNATION_LEN],
-    ) -> Result<minqing_sync::Incarnation, StoreError> {
-        let inc = minqing_sync::Incarnation::from_random(random);
-        self.meta_put(INCARNATION_KEY, &inc.bytes())?;
-        self.flush_inner()?;
-        Ok(inc)
-    }
-
     /// Every metadata entry whose key starts with `prefix`, sorted by key.
     pub fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         check_meta_key(prefix)?;
@@ -888,7 +865,7 @@ impl SledStorage {
     /// over every document every `interval`.
     /// It stops when the returned handle is dropped.
     pub fn spawn_compactor(&self, interval: Duration) -> CompactorHandle {
-        compactor::spawn(self.clone(), interval)
+        compactor::spawn_compactor(Arc::new(self.clone()), interval)
     }
 
     fn next_seq(&self, doc: &DocId) -> Result<u64, StoreError> {
@@ -1296,6 +1273,28 @@ impl Storage for SledStorage {
 
     fn flush(&self) -> Result<(), StorageError> {
         Ok(self.flush_inner()?)
+    }
+}
+
+impl Store for SledStorage {
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(SledStorage::meta_get(self, key)?)
+    }
+
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        Ok(SledStorage::meta_put(self, key, value)?)
+    }
+
+    fn meta_remove(&self, key: &str) -> Result<(), StorageError> {
+        Ok(SledStorage::meta_remove(self, key)?)
+    }
+
+    fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        Ok(SledStorage::meta_scan(self, prefix)?)
+    }
+
+    fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StorageError> {
+        Ok(SledStorage::compact_if_needed(self, doc)?)
     }
 }
 

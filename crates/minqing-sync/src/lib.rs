@@ -20,7 +20,7 @@ pub use frame::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION
 pub use host::{DocHost, StorageDocHost};
 pub use relay::{RelayEvent, RelayOutcome, RelaySession, unauthorized_frame, wipe_frame};
 pub use session::{DocOutcome, SessionConfig, SessionError, SessionOutcome};
-pub use storage::{MemStorage, Storage, StorageError, load_doc};
+pub use storage::{INCARNATION_KEY, MemStorage, Storage, StorageError, Store, load_doc};
 pub use trust::{
     ContentLimits, ContentPolicy, INCARNATION_LEN, Incarnation, Rejection, SchemaCheck,
     actor_belongs_to, device_actor,

@@ -1,10 +1,20 @@
-//! The `Storage` trait through which sync and the binaries reach stored documents,
-//! and `MemStorage`, an in-memory implementation for tests and the simulator.
+//! The `Storage` trait through which sync and the binaries reach stored documents
+//! and the small metadata a laptop or a relay keeps, and `MemStorage`, an
+//! in-memory implementation for tests and the simulator.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::DocId;
+use automerge::ReadDoc;
+
+use crate::{DocId, INCARNATION_LEN, Incarnation};
+
+/// Metadata key of a store's incarnation ([`Store::incarnation`]).
+pub const INCARNATION_KEY: &str = "incarnation";
+
+/// A [`MemStorage`] document is compacted once it holds more appends than this
+/// since its last compaction (the sled store's rule, simplified).
+const MEM_COMPACT_APPENDS: usize = 64;
 
 /// Errors a [`Storage`] reports.
 #[derive(Debug, thiserror::Error)]
@@ -17,9 +27,22 @@ pub enum StorageError {
         /// What is wrong, for the operator.
         detail: String,
     },
-    /// The backend (disk, database) failed.
-    #[error("storage failed: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend (disk, database) failed. Shown as the backend's own
+    /// error, whose causes follow it; [`StorageError::backend`] gives the
+    /// backend's typed error (e.g. `minqing_store::StoreError`) to match on.
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StorageError {
+    /// The backend's own error, for callers that decide on its cause (a full
+    /// disk, a locked store): downcast it to the backend's error type.
+    pub fn backend(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            StorageError::Backend(e) => Some(&**e),
+            StorageError::Corrupt { .. } => None,
+        }
+    }
 }
 
 /// Durable storage of automerge documents and of per-peer sync states.
@@ -32,7 +55,7 @@ pub enum StorageError {
 ///
 /// Writes (`append`, `remove`, `set_sync_state`) need not be durable until
 /// [`Storage::flush`] returns: callers flush before they report success or
-/// acknowledge data to a peer.
+/// acknowledge data to a peer. Metadata and compaction are on [`Store`].
 pub trait Storage: Send + Sync {
     /// Every document held, sorted by id.
     fn docs(&self) -> Result<Vec<DocId>, StorageError>;
@@ -57,6 +80,64 @@ pub trait Storage: Send + Sync {
     fn flush(&self) -> Result<(), StorageError>;
 }
 
+/// A whole store, as a binary holds it: a [`Storage`] that also keeps
+/// **metadata** (small values under string keys: a laptop's identity and
+/// enrolment bundle, sync bookkeeping) and **compacts** a document's log when
+/// told that now is a good time ([`Store::compact_if_needed`]: after a
+/// command's output was printed, or from a background thread).
+///
+/// A sibling of [`Storage`] rather than more of it: sync sessions need only
+/// documents and sync states, and the adapters that shape a store for one
+/// session (keep a village's unsynced work before removing it, hide sync
+/// states) implement [`Storage`] alone. The binaries hold an
+/// `Arc<dyn Store>` and name the backend only where they open it; an
+/// `Arc<dyn Store>` is an `Arc<dyn Storage>` where a session or a
+/// [`crate::DocHost`] wants one (docs/store.md, "API").
+///
+/// `meta_put` and `meta_remove` are durable at the next [`Storage::flush`].
+pub trait Store: Storage {
+    /// The metadata value kept under `key`.
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Keeps `value` under metadata `key` (durable at the next flush).
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError>;
+
+    /// Removes metadata `key`; nothing happens if it is absent.
+    fn meta_remove(&self, key: &str) -> Result<(), StorageError>;
+
+    /// Every metadata entry whose key starts with `prefix`, sorted by key.
+    fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+
+    /// Compacts the stored log of `doc` if it has grown enough to be worth it
+    /// (the backend decides); returns whether it did. `load` returns bytes
+    /// that load to the same document before and after. Not on any write
+    /// path: call it after a command's result is durable and reported.
+    fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StorageError>;
+
+    /// The store's incarnation (the suffix of its device's automerge actor;
+    /// docs/data-model.md, "Actors"), `None` if none was started yet.
+    fn incarnation(&self) -> Result<Option<Incarnation>, StorageError> {
+        Ok(self
+            .meta_get(INCARNATION_KEY)?
+            .and_then(|b| Incarnation::from_stored(&b)))
+    }
+
+    /// Starts a new incarnation from 4 random bytes and makes it durable
+    /// (it flushes): from now on the device writes with a new automerge actor,
+    /// so that a store restored from a backup or copied never reuses a
+    /// sequence number of the actor it was copied with. Call it when a store
+    /// is created, restored or copied.
+    fn start_new_incarnation(
+        &self,
+        random: [u8; INCARNATION_LEN],
+    ) -> Result<Incarnation, StorageError> {
+        let inc = Incarnation::from_random(random);
+        self.meta_put(INCARNATION_KEY, &inc.bytes())?;
+        self.flush()?;
+        Ok(inc)
+    }
+}
+
 /// Loads `doc` from `storage` into an automerge document, naming the document
 /// if its bytes do not load.
 pub fn load_doc(
@@ -74,16 +155,27 @@ pub fn load_doc(
         })
 }
 
-/// An in-memory [`Storage`]: for tests and the simulator. `flush` does nothing.
+/// An in-memory [`Storage`]: for tests and the simulator. Everything the trait
+/// offers works as in the sled store (documents, sync states, metadata,
+/// compaction into one saved document); `flush` has nothing to do.
 #[derive(Debug, Default)]
 pub struct MemStorage {
     inner: Mutex<MemInner>,
 }
 
 #[derive(Debug, Default)]
+struct MemDoc {
+    /// Concatenated automerge bytes, as `load` returns them.
+    bytes: Vec<u8>,
+    /// Appends since the last compaction.
+    appends: usize,
+}
+
+#[derive(Debug, Default)]
 struct MemInner {
-    docs: BTreeMap<DocId, Vec<u8>>,
+    docs: BTreeMap<DocId, MemDoc>,
     sync_states: BTreeMap<(String, DocId), Vec<u8>>,
+    meta: BTreeMap<String, Vec<u8>>,
 }
 
 impl MemStorage {
@@ -105,15 +197,14 @@ impl Storage for MemStorage {
     }
 
     fn load(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.lock().docs.get(doc).cloned())
+        Ok(self.lock().docs.get(doc).map(|d| d.bytes.clone()))
     }
 
     fn append(&self, doc: &DocId, bytes: &[u8]) -> Result<(), StorageError> {
-        self.lock()
-            .docs
-            .entry(doc.clone())
-            .or_default()
-            .extend_from_slice(bytes);
+        let mut inner = self.lock();
+        let d = inner.docs.entry(doc.clone()).or_default();
+        d.bytes.extend_from_slice(bytes);
+        d.appends += 1;
         Ok(())
     }
 
@@ -141,5 +232,117 @@ impl Storage for MemStorage {
 
     fn flush(&self) -> Result<(), StorageError> {
         Ok(())
+    }
+}
+
+impl Store for MemStorage {
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.lock().meta.get(key).cloned())
+    }
+
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.lock().meta.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn meta_remove(&self, key: &str) -> Result<(), StorageError> {
+        self.lock().meta.remove(key);
+        Ok(())
+    }
+
+    fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        Ok(self
+            .lock()
+            .meta
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StorageError> {
+        let mut inner = self.lock();
+        let Some(d) = inner.docs.get_mut(doc) else {
+            return Ok(false);
+        };
+        if d.appends <= MEM_COMPACT_APPENDS {
+            return Ok(false);
+        }
+        let am = automerge::Automerge::load(&d.bytes).map_err(|e| StorageError::Corrupt {
+            doc: doc.clone(),
+            detail: format!("the stored changes do not load: {e}"),
+        })?;
+        if !am.get_missing_deps(&[]).is_empty() {
+            // `save` would drop changes still waiting for their dependencies
+            // (the sled store leaves such a document alone too).
+            return Ok(false);
+        }
+        d.bytes = am.save();
+        d.appends = 0;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+
+    fn id(s: &str) -> DocId {
+        DocId::new(s).expect("valid id")
+    }
+
+    #[test]
+    fn mem_metadata_round_trips_and_scans_in_key_order() {
+        let s = MemStorage::new();
+        assert_eq!(s.meta_get("device").unwrap(), None);
+        s.meta_put("relay/b", b"2").unwrap();
+        s.meta_put("relay/a", b"1").unwrap();
+        s.meta_put("relayz", b"x").unwrap();
+        s.meta_put("device", b"d").unwrap();
+        s.meta_remove("absent").unwrap();
+        s.meta_remove("relayz").unwrap();
+        assert_eq!(s.meta_get("device").unwrap().as_deref(), Some(&b"d"[..]));
+        let scan = s.meta_scan("relay/").unwrap();
+        assert_eq!(
+            scan,
+            vec![
+                ("relay/a".into(), b"1".to_vec()),
+                ("relay/b".into(), b"2".to_vec())
+            ]
+        );
+        assert_eq!(s.meta_scan("").unwrap().len(), 3);
+        assert_eq!(s.incarnation().unwrap(), None);
+        let inc = s.start_new_incarnation([1, 2, 3, 4]).unwrap();
+        assert_eq!(s.incarnation().unwrap(), Some(inc));
+    }
+
+    #[test]
+    fn mem_compaction_keeps_the_document_and_shrinks_the_log() {
+        let s = MemStorage::new();
+        let v = id("V1");
+        let mut am = automerge::AutoCommit::new();
+        for i in 0..=MEM_COMPACT_APPENDS {
+            let before = am.get_heads();
+            am.put(automerge::ROOT, "n", i as i64).unwrap();
+            am.commit();
+            s.append(&v, &am.save_after(&before)).unwrap();
+            if i < MEM_COMPACT_APPENDS {
+                assert!(!s.compact_if_needed(&v).unwrap(), "too early at {i}");
+            }
+        }
+        let before = s.load(&v).unwrap().unwrap();
+        assert!(s.compact_if_needed(&v).unwrap());
+        let after = s.load(&v).unwrap().unwrap();
+        assert!(
+            after.len() < before.len(),
+            "{} >= {}",
+            after.len(),
+            before.len()
+        );
+        let loaded = load_doc(&s, &v).unwrap().unwrap();
+        assert_eq!(loaded.get_heads(), am.get_heads());
+        assert!(!s.compact_if_needed(&v).unwrap());
+        assert!(!s.compact_if_needed(&id("absent")).unwrap());
     }
 }

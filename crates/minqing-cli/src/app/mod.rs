@@ -22,7 +22,6 @@ use std::time::Instant;
 use anyhow::Context;
 use axum::Router;
 use axum::response::{IntoResponse, Response};
-use minqing_sync::Storage;
 
 use crate::cli::AppArgs;
 use crate::home::{Home, Secrets};

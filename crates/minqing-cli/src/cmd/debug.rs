@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use minqing_model::Village;
-use minqing_sync::Storage;
 
 use crate::cli::DebugCmd;
 use crate::home::{Home, Secrets, open_store, store_dir};

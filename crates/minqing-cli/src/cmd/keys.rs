@@ -10,7 +10,7 @@ use minqing_store::keyring::{
 };
 use minqing_store::sealed::{self, OpenWith, SealTo};
 use minqing_store::secret::Passphrase;
-use minqing_sync::{DocId, Storage};
+use minqing_sync::DocId;
 
 use crate::cli::{BackupArgs, PasswdArgs, RecoveryCmd, RestoreArgs};
 use crate::error::usage;
@@ -113,7 +113,7 @@ pub fn backup(dir: &Path, secrets: &Secrets, args: &BackupArgs) -> anyhow::Resul
     }
     for id in home.village_ids()? {
         // One whole document per village: the snapshot and chunks, as loaded.
-        let doc = minqing_sync::load_doc(&home.store, &id)
+        let doc = minqing_sync::load_doc(&*home.store, &id)
             .with_context(|| format!("cannot read village {id}"))?;
         if let Some(doc) = doc {
             put_entry(&mut payload, ENTRY_DOC, id.as_str().as_bytes(), &doc.save());
@@ -211,7 +211,7 @@ pub fn restore(dir: &Path, secrets: &Secrets, args: &RestoreArgs) -> anyhow::Res
     store
         .flush()
         .context("cannot flush the restored store to disk")?;
-    home::start_new_incarnation(dir, &store)?;
+    home::start_new_incarnation(dir, &*store)?;
     store
         .flush()
         .context("cannot flush the restored store to disk")?;

@@ -12,10 +12,10 @@ use std::process::ExitCode;
 
 use minqing_model::{PersonName, TeamName};
 use minqing_net::{Bundle, ConnectOptions, Identity, NetError};
+use minqing_store::DataKey;
 use minqing_store::escrow::EscrowPublic;
-use minqing_store::{DataKey, SledStorage};
 use minqing_sync::{
-    DeviceEvent, DocId, DocOutcome, SessionConfig, SessionOutcome, Storage, StorageError,
+    DeviceEvent, DocId, DocOutcome, SessionConfig, SessionOutcome, Storage, StorageError, Store,
 };
 use serde::Serialize;
 
@@ -82,7 +82,7 @@ fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
 
 /// The key to enrol with: the pending one if this same bundle was tried
 /// before, else a new one (written as pending before the first contact).
-fn pending_key(store: &SledStorage, bundle: &Bundle) -> anyhow::Result<String> {
+fn pending_key(store: &dyn Store, bundle: &Bundle) -> anyhow::Result<String> {
     if let Some(raw) = store.meta_get(home::ENROL_PENDING_KEY)?
         && let Ok(p) = serde_json::from_slice::<Pending>(&raw)
         && p.bundle.device_id == bundle.device_id
@@ -119,7 +119,7 @@ fn first_contact(
 
 /// Writes the enrolment's result into meta, in one flush.
 fn finish_enrolment(
-    store: &SledStorage,
+    store: &dyn Store,
     bundle: &Bundle,
     identity: &Identity,
     device: Option<&home::Device>,
@@ -191,7 +191,7 @@ pub fn init_bundle(
     };
     let key_pem = {
         let store = home::open_store(dir, &key)?;
-        pending_key(&store, &bundle)?
+        pending_key(&*store, &bundle)?
     };
     let identity = match first_contact(&bundle, &key_pem, timeout)? {
         Ok(i) => i,
@@ -219,8 +219,8 @@ pub fn init_bundle(
         created: now(),
     };
     let store = home::open_store(dir, &key)?;
-    finish_enrolment(&store, &bundle, &identity, Some(&device))?;
-    home::start_new_incarnation(dir, &store)?;
+    finish_enrolment(&*store, &bundle, &identity, Some(&device))?;
+    home::start_new_incarnation(dir, &*store)?;
     if escrow.is_none() {
         crate::output::err(
             "note: this bundle carries no escrow key: if the passphrase is forgotten, only a backup or the relay's copy can bring the data back",
@@ -253,7 +253,7 @@ pub fn enroll(
     let (key, key_pem) = {
         let home = Home::open(dir, secrets)?;
         if home.store.meta_get(BUNDLE_KEY)?.is_some() {
-            let b = stored_bundle(&home.store)?;
+            let b = stored_bundle(&*home.store)?;
             anyhow::bail!(
                 "this laptop is already enrolled with relay {} at {}; nothing was changed",
                 b.0.relay_name,
@@ -274,7 +274,7 @@ pub fn enroll(
                 bundle.cadre, home.device.cadre
             ));
         }
-        (home.key.clone(), pending_key(&home.store, &bundle)?)
+        (home.key.clone(), pending_key(&*home.store, &bundle)?)
     };
     let identity = match first_contact(&bundle, &key_pem, timeout)? {
         Ok(i) => i,
@@ -288,7 +288,7 @@ pub fn enroll(
         }
     };
     let store = home::open_store(dir, &key)?;
-    finish_enrolment(&store, &bundle, &identity, None)?;
+    finish_enrolment(&*store, &bundle, &identity, None)?;
     // The data key is wrapped to the relay's escrow key from now on too.
     if let Some(e) = &escrow {
         let sdir = home::store_dir(dir);
@@ -318,7 +318,7 @@ pub fn enroll(
 
 /// The relay link a laptop keeps: its bundle (without secret) and identity.
 /// Homes enrolled with a bundle of format 1 (which carried the key) are read too.
-fn stored_bundle(store: &SledStorage) -> anyhow::Result<(Bundle, Identity)> {
+fn stored_bundle(store: &dyn Store) -> anyhow::Result<(Bundle, Identity)> {
     let raw = store.meta_get(BUNDLE_KEY)?.ok_or_else(|| {
         usage("this laptop is not enrolled with a relay: join one with `minqing enroll --bundle FILE` from the operator")
     })?;
@@ -346,7 +346,7 @@ fn stored_bundle(store: &SledStorage) -> anyhow::Result<(Bundle, Identity)> {
     Ok((bundle, identity))
 }
 
-fn bundle(store: &SledStorage) -> anyhow::Result<Bundle> {
+fn bundle(store: &dyn Store) -> anyhow::Result<Bundle> {
     Ok(stored_bundle(store)?.0)
 }
 
@@ -642,7 +642,7 @@ impl Storage for KeepUnsynced<'_> {
 }
 
 /// Records the time of a successful sync.
-fn report(store: &SledStorage) -> anyhow::Result<()> {
+fn report(store: &dyn Store) -> anyhow::Result<()> {
     store.meta_put(LAST_SYNC_KEY, now().as_bytes())?;
     store.flush()?;
     Ok(())
@@ -690,7 +690,7 @@ fn refused(bundle: &Bundle, e: &NetError) -> std::process::ExitCode {
 /// or is not its relay; 2 usage (not enrolled with a relay).
 pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCode> {
     home.require_writable("sync")?;
-    let (bundle, identity) = stored_bundle(&home.store)?;
+    let (bundle, identity) = stored_bundle(&*home.store)?;
     let keys = Keys {
         data: home.key.clone(),
         escrow: home.escrow(),
@@ -859,7 +859,7 @@ fn local_heads(dir: &Path, key: &DataKey) -> anyhow::Result<Heads> {
     let store = home::open_store(dir, key)?;
     let mut out = Vec::new();
     for id in store.docs()? {
-        if let Some(doc) = minqing_sync::load_doc(&store, &id)? {
+        if let Some(doc) = minqing_sync::load_doc(&*store, &id)? {
             let mut heads: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
             heads.sort();
             out.push((id.to_string(), heads));
@@ -884,13 +884,13 @@ struct Status {
 
 /// `minqing status [--json]`.
 pub fn status(home: &Home, json: bool) -> anyhow::Result<()> {
-    let bundle = bundle(&home.store)?;
+    let bundle = bundle(&*home.store)?;
     let last_sync = home
         .store
         .meta_get(LAST_SYNC_KEY)?
         .map(|b| String::from_utf8_lossy(&b).into_owned());
     let mut villages = Vec::new();
-    for (id, doc, state) in minqing_net::device_docs(&home.store, &bundle.relay_name)? {
+    for (id, doc, state) in minqing_net::device_docs(&*home.store, &bundle.relay_name)? {
         villages.push(StatusVillage {
             id: id.to_string(),
             local_changes: minqing_net::has_local_changes(&doc, state.as_deref()),
