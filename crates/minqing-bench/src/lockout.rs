@@ -3,8 +3,13 @@
 //! no-change pass) is timed alone, then during a flood of half-open QUIC
 //! handshakes from one process (`minqing_testkit::hostile::InitialFlood`, raw
 //! Initial packets, 10,000 per second); then six enrolled laptops each send
-//! 50 MiB of a 60 MiB frame and stall, and the relay's RSS is compared with
-//! its configured buffer budget (docs/relay.md, "Limits").
+//! 50 MiB of a 60 MiB frame and stall, and the relay's RSS growth is compared
+//! with its configured buffer budget (docs/relay.md, "Limits": the budget
+//! counts partial frames, changes waiting for their dependencies and every
+//! connection's QUIC receive window, so the target is the budget itself);
+//! last, the same six laptops stream orphans (changes whose dependency is
+//! never sent) over fresh sessions for [`ORPHAN_SECS`], and the relay's RSS
+//! growth is compared with the budget again.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -41,7 +46,30 @@ pub struct Lockout {
     pub rss_peak: f64,
     /// The configured buffer budget, MiB.
     pub budget: f64,
+    /// Relay RSS before the orphan flood, MiB.
+    pub orphan_before: f64,
+    /// Relay peak RSS during the orphan flood, MiB.
+    pub orphan_peak: f64,
+    /// Orphan bytes (raw change bytes) the six laptops sent, MiB.
+    pub orphan_sent: f64,
+    /// Sessions the orphan flood opened.
+    pub orphan_sessions: usize,
 }
+
+impl Lockout {
+    /// What relay RSS may grow by under either attack: the buffer budget
+    /// (MiB), which counts QUIC's receive windows too.
+    pub fn rss_bound(&self) -> f64 {
+        self.budget
+    }
+}
+
+/// Seconds the orphan flood lasts.
+pub const ORPHAN_SECS: u64 = 12;
+/// Raw bytes of one orphan change's payload.
+const ORPHAN_PAYLOAD: usize = 16 * 1024;
+/// Orphans per sync message.
+const ORPHANS_PER_MESSAGE: usize = 16;
 
 fn rss(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -180,8 +208,139 @@ pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result
     }
     out.rss_before = before as f64 / (1024.0 * 1024.0);
     out.rss_peak = peak as f64 / (1024.0 * 1024.0);
+
+    // Orphans, against a fresh relay process: memory the partial frames
+    // left in the allocator would otherwise hide the growth.
+    relay.stop();
+    let relay = RelayProc::start(bins, &dir.join("relay"))?;
+    let pid = relay.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss(pid);
+    let deadline = Instant::now() + Duration::from_secs(ORPHAN_SECS);
+    let mut tasks = Vec::new();
+    for (i, s) in sims.iter().take(6).enumerate() {
+        let mut bundle = s.bundle.bundle.clone();
+        bundle.relay_addr = relay.addr.to_string();
+        let identity = s.bundle.identity();
+        let village = s.village.clone();
+        // The relay's heads as the laptop knows them: the relay then has
+        // nothing to send back, and the laptop need not read.
+        let heads = automerge::sync::State::decode(&s.state)
+            .map(|st| st.shared_heads)
+            .unwrap_or_default();
+        tasks.push(tokio::spawn(async move {
+            orphan_stream(&bundle, &identity, &village, &heads, i as u64, deadline).await
+        }));
+    }
+    let mut peak = before;
+    while Instant::now() < deadline + Duration::from_secs(1) {
+        peak = peak.max(rss(pid));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for t in tasks {
+        let (sent, sessions) = t.await?;
+        out.orphan_sent += sent as f64 / (1024.0 * 1024.0);
+        out.orphan_sessions += sessions;
+    }
+    out.orphan_before = before as f64 / (1024.0 * 1024.0);
+    out.orphan_peak = peak as f64 / (1024.0 * 1024.0);
     relay.stop();
     Ok(out)
+}
+
+/// One laptop streaming orphans until `deadline`: a session per round, each
+/// sending sync messages whose changes all depend on a change never sent,
+/// until the relay ends the session (its limit on waiting changes) or the
+/// deadline. Returns the raw change bytes sent and the sessions opened.
+async fn orphan_stream(
+    bundle: &minqing_net::Bundle,
+    identity: &minqing_net::Identity,
+    village: &str,
+    heads: &[automerge::ChangeHash],
+    seed: u64,
+    deadline: Instant,
+) -> (u64, usize) {
+    let (mut sent, mut sessions) = (0u64, 0usize);
+    let mut round = 0u64;
+    while Instant::now() < deadline {
+        let Ok(mut p) = HostilePeer::connect(bundle, identity, Duration::from_secs(20)).await
+        else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        sessions += 1;
+        let villages = [village.to_owned()];
+        let Ok(doc) = minqing_sync::DocId::new(village) else {
+            return (sent, sessions);
+        };
+        let hello = minqing_sync::frame::Frame::Hello {
+            version: minqing_sync::PROTOCOL_VERSION,
+            device: bundle.device_id.clone(),
+            docs: vec![minqing_sync::frame::DocHeads {
+                doc,
+                heads: minqing_sync::frame::Heads::List(heads.to_vec()),
+            }],
+        };
+        let Ok(hello) = hello.encode() else {
+            return (sent, sessions);
+        };
+        if p.send_raw(&hello).await.is_err() {
+            continue;
+        }
+        while Instant::now() < deadline {
+            round += 1;
+            let (message, bytes) = orphan_message(&bundle.device_id, seed, round);
+            if p.sync_frames(&villages, &message).await.is_err() {
+                break;
+            }
+            sent += bytes as u64;
+        }
+        p.close().await;
+    }
+    (sent, sessions)
+}
+
+/// A sync message of [`ORPHANS_PER_MESSAGE`] changes by `device` (a valid
+/// actor of its own), each depending on the one before, without the first
+/// change of the chain: none of them can be applied. Returns the encoded
+/// message and its raw change bytes.
+fn orphan_message(device: &str, seed: u64, round: u64) -> (Vec<u8>, usize) {
+    use automerge::transaction::Transactable;
+    let incarnation = minqing_sync::Incarnation::from_random([0x80, 0, 0, 1]);
+    let mut am =
+        automerge::Automerge::new().with_actor(minqing_sync::device_actor(device, incarnation));
+    let mut chunks = Vec::new();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ round;
+    for i in 0..=ORPHANS_PER_MESSAGE {
+        // Text that does not compress: each change really weighs its payload.
+        let text: String = (0..ORPHAN_PAYLOAD / 16)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                format!("{x:016x}")
+            })
+            .collect();
+        let mut tx = am.transaction();
+        let _ = tx.put(automerge::ROOT, format!("orphan-{round}-{i}"), text);
+        tx.commit();
+        if i > 0
+            && let Some(c) = am.get_last_local_change()
+        {
+            chunks.push(c.raw_bytes().to_vec());
+        }
+    }
+    let bytes = chunks.iter().map(Vec::len).sum();
+    let message = automerge::sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: vec![automerge::sync::Have::default()],
+        changes: automerge::sync::ChunkList::from(chunks),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+    .encode();
+    (message, bytes)
 }
 
 /// Median of a list (NaN if empty).

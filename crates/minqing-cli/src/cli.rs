@@ -356,7 +356,7 @@ pub enum VisitCmd {
         /// Household visited (id or unique prefix).
         #[arg(long)]
         household: String,
-        /// Resident met (id or unique prefix).
+        /// Resident met: id, unique prefix, or name within the household (李秀英).
         #[arg(long)]
         resident: Option<String>,
         /// 普遍走访 (regular), 重点走访 (key) or 补访 (makeup).
@@ -390,7 +390,7 @@ pub enum VisitCmd {
 pub enum DemandCmd {
     /// Open a demand (受理); prints its id on the last line.
     Open {
-        /// Resident raising it (id or unique prefix).
+        /// Resident raising it: id, unique prefix, or a name held by one resident only.
         #[arg(long)]
         resident: String,
         /// Category, e.g. 医疗, 供水, 道路.

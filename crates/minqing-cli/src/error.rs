@@ -42,3 +42,30 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
     if usage { EXIT_USAGE } else { EXIT_FAILURE }
 }
+
+/// clap's message for a command line it refused, led by one line in Chinese
+/// saying what kind of mistake it is (clap's own text, in English, follows:
+/// it names the flag and shows the usage). Help and version pass unchanged.
+pub fn render_clap(e: &clap::Error) -> String {
+    use clap::error::ErrorKind as K;
+    let text = e.render().to_string();
+    if !e.use_stderr() {
+        return text;
+    }
+    let what = match e.kind() {
+        K::InvalidValue | K::ValueValidation | K::InvalidUtf8 => "参数的值不对",
+        K::UnknownArgument => "没有这个参数（拼写？）",
+        K::InvalidSubcommand => "没有这个命令（拼写？）",
+        K::MissingRequiredArgument => "缺少必填的参数",
+        K::MissingSubcommand | K::DisplayHelpOnMissingArgumentOrSubcommand => {
+            "还要写出要做的事（子命令）"
+        }
+        K::ArgumentConflict => "这几个参数不能一起用",
+        K::TooManyValues | K::TooFewValues | K::WrongNumberOfValues => "参数的个数不对",
+        K::NoEquals => "参数要用 = 连着值写",
+        _ => "命令写得不对",
+    };
+    format!(
+        "错误：{what}。英文原文与用法如下；`minqing --help` 列出全部命令，在命令后加 --help 看它的参数。\n{text}"
+    )
+}

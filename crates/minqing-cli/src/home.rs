@@ -201,6 +201,10 @@ pub struct Home {
     pub key: DataKey,
     /// The keyring it came from.
     pub keyring: Keyring,
+    /// How many village changes [`Home::save`] made durable since the home
+    /// was opened: the service's sync loop compares it to know whether there
+    /// is local work to send (docs/app.md, "Background sync").
+    pub saves: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Files and directories that make a directory a relay's home.
@@ -369,6 +373,7 @@ impl Home {
             incarnation,
             key,
             keyring,
+            saves: Default::default(),
         })
     }
 
@@ -480,6 +485,7 @@ impl Home {
             return Err(anyhow::Error::new(e)
                 .context("cannot flush the store to disk; the last change may be lost"));
         }
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 

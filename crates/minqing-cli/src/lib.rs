@@ -43,17 +43,24 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 
 fn run_inner(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode> {
     let args: Vec<OsString> = args.into_iter().collect();
+    if args.len() <= 1 {
+        // `minqing` alone: the help, as `minqing --help` prints it.
+        use clap::CommandFactory;
+        output::line(&cli::Cli::command().render_long_help().to_string())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let cli = match cli::Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
-            // clap prints help and version to stdout (exit 0) and usage errors to
-            // stderr (exit 2).
-            let _ = e.print();
-            return Ok(ExitCode::from(if e.use_stderr() {
-                error::EXIT_USAGE
-            } else {
-                0
-            }));
+            // Help and version go to stdout (exit 0), usage errors to stderr
+            // (exit 2), led by a line in Chinese.
+            let text = error::render_clap(&e);
+            if e.use_stderr() {
+                eprint!("{text}");
+                return Ok(ExitCode::from(error::EXIT_USAGE));
+            }
+            print!("{text}");
+            return Ok(ExitCode::SUCCESS);
         }
     };
     init_tracing();

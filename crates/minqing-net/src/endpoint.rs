@@ -51,8 +51,21 @@ fn transport_config(idle: Duration, keep_alive: Option<Duration>) -> quinn::Tran
 }
 
 /// Bytes of one connection the relay's QUIC stack buffers before the session
-/// reads them (QUIC flow control makes the device wait beyond that).
+/// reads them (QUIC flow control makes the device wait beyond that), once
+/// the relay has admitted the laptop and counted the window against its
+/// buffer budget (`quinn::Connection::set_receive_window`).
 pub const RELAY_RECEIVE_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// The connection receive window every connection gets in its handshake,
+/// before the relay knows who it is: what an unauthenticated peer, or an
+/// enrolled laptop whose window could not be enlarged, can make the relay
+/// buffer. Large enough for a day's first flight (≈ 30 KB for 4 villages,
+/// S2 in docs/benchmarks.md), so an everyday sync never waits for the
+/// enlargement. The relay counts it against its buffer budget from the
+/// moment it accepts the connection (docs/relay.md, "Limits").
+pub const RELAY_INITIAL_WINDOW: u32 = 64 * 1024;
+
+const _: () = assert!(RELAY_INITIAL_WINDOW <= RELAY_RECEIVE_WINDOW);
 
 /// Initial congestion window in packets (of [`quinn::TransportConfig`]'s
 /// 1,200-byte initial MTU): the 32 packets Google's QUIC (Chromium) starts with,
@@ -82,9 +95,11 @@ pub fn server_endpoint(
     let mut t = transport_config(Duration::from_secs(30), None);
     // What the relay holds for one connection before its session reads it:
     // one sync stream at a time (and one spare for a session that lingers),
-    // and at most RELAY_RECEIVE_WINDOW bytes unread over all of them.
+    // and at most RELAY_INITIAL_WINDOW bytes unread over all of them until
+    // the relay enlarges the window of an admitted laptop (counted in its
+    // buffer budget) to RELAY_RECEIVE_WINDOW.
     t.max_concurrent_bidi_streams(2u32.into());
-    t.receive_window(RELAY_RECEIVE_WINDOW.into());
+    t.receive_window(RELAY_INITIAL_WINDOW.into());
     t.stream_receive_window(RELAY_RECEIVE_WINDOW.into());
     cfg.transport_config(Arc::new(t));
     let socket = std::net::UdpSocket::bind(addr)
@@ -148,10 +163,7 @@ impl DeviceConnection {
     /// Keeps a finished session's wait for the relay's end of stream until
     /// [`DeviceConnection::close`].
     pub(crate) fn linger(&self, task: tokio::task::JoinHandle<()>) {
-        self.lingering
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(task);
+        lingering(&self.lingering).push(task);
     }
 
     /// Closes the connection cleanly: first lets finished sessions deliver their
@@ -168,13 +180,28 @@ impl DeviceConnection {
     }
 
     async fn close_with(self, code: u32, reason: &[u8]) {
-        let tasks = std::mem::take(&mut *self.lingering.lock().unwrap_or_else(|p| p.into_inner()));
+        let tasks = std::mem::take(&mut *lingering(&self.lingering));
         for t in tasks {
             let _ = t.await;
         }
         self.connection.close(code.into(), reason);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
+}
+
+/// Locks the lingering sessions. A panic while they were locked may have
+/// left the list half-updated: it is dropped (each task still ends on its
+/// own bounded wait; the close just does not wait for them), never reused.
+fn lingering(
+    m: &std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+    m.lock().unwrap_or_else(|poisoned| {
+        tracing::error!("the lingering sessions' list was poisoned by a panic: dropped");
+        let mut g = poisoned.into_inner();
+        *g = Vec::new();
+        m.clear_poison();
+        g
+    })
 }
 
 async fn resolve(addr: &str) -> Result<SocketAddr, NetError> {

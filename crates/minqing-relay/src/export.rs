@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use automerge::ChangeHash;
 use minqing_model::Village;
-use minqing_sync::{DocHost, DocId, StorageDocHost};
+use minqing_sync::{DocHost, DocId};
+
+use crate::cache::DocCache;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{Home, VillageEntry, now_rfc3339, read_json};
@@ -126,7 +128,7 @@ struct State {
 /// `serve`'s exporter: keeps `export/` in step with the relay's documents.
 pub struct Exporter {
     dir: PathBuf,
-    host: Arc<StorageDocHost>,
+    host: Arc<DocCache>,
     state: Mutex<State>,
     wake: Condvar,
 }
@@ -153,7 +155,7 @@ pub struct StartupExport {
 impl Exporter {
     /// Opens (creating) `home`'s export directory, removes temporary files a
     /// killed serve left behind, and reads the current manifest.
-    pub fn open(home: &Home, host: Arc<StorageDocHost>) -> Result<Exporter> {
+    pub fn open(home: &Home, host: Arc<DocCache>) -> Result<Exporter> {
         use std::os::unix::fs::DirBuilderExt;
         let dir = home.export_dir();
         std::fs::DirBuilder::new()
@@ -193,9 +195,27 @@ impl Exporter {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Only this file locks the state, and nothing in it panics while
-        // holding it; the data stays usable either way.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock_or_reload(&self.state, "the export state", || self.reloaded())
+    }
+
+    /// The state rebuilt after a panic poisoned it: the manifest as last
+    /// written, every village in it to be exported again; no stop requested
+    /// is lost (shutdown stops the worker through [`Exporter::stop`] again).
+    fn reloaded(&self) -> State {
+        let manifest: Manifest = read_json(&self.dir.join(MANIFEST))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let dirty = manifest
+            .villages
+            .keys()
+            .filter_map(|v| DocId::new(v.clone()).ok())
+            .collect();
+        State {
+            dirty,
+            manifest,
+            ..State::default()
+        }
     }
 
     /// Exports every village of the store whose export is missing or behind,
@@ -323,13 +343,23 @@ impl Exporter {
                 })
                 .min();
             match next {
-                None => st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner()),
+                None => {
+                    st = crate::lock::recover(
+                        &self.state,
+                        self.wake.wait(st),
+                        "the export state",
+                        || self.reloaded(),
+                    )
+                }
                 Some((at, _)) if at > now => {
-                    st = self
+                    let waited = self
                         .wake
                         .wait_timeout(st, at - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                        .map(|(g, _)| g)
+                        .map_err(|p| std::sync::PoisonError::new(p.into_inner().0));
+                    st = crate::lock::recover(&self.state, waited, "the export state", || {
+                        self.reloaded()
+                    });
                 }
                 Some((_, doc)) => {
                     st.dirty.remove(&doc);
@@ -501,14 +531,14 @@ mod tests {
     use super::*;
     use minqing_sync::{MemStorage, Storage};
 
-    fn host_with(villages: &[&str]) -> Arc<StorageDocHost> {
+    fn host_with(villages: &[&str]) -> Arc<DocCache> {
         let storage = Arc::new(MemStorage::new());
         for v in villages {
             let doc = DocId::new(*v).unwrap();
             let mut am = minqing_model::new_village(&doc, "小河村", None, &[1; 16], 0).unwrap();
             storage.append(&doc, &am.save()).unwrap();
         }
-        Arc::new(StorageDocHost::new(storage))
+        Arc::new(DocCache::new(storage, usize::MAX))
     }
 
     fn entry(id: &str) -> VillageEntry {

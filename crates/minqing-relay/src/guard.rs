@@ -14,9 +14,9 @@
 //! stays bounded.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use minqing_sync::{DocId, Storage, StorageError, Store};
@@ -39,7 +39,8 @@ pub struct GuardedStore {
     inner: Arc<dyn Store>,
     path: PathBuf,
     stuck: Arc<AtomicBool>,
-    flusher: Mutex<mpsc::Sender<mpsc::SyncSender<Result<(), String>>>>,
+    /// `Sender` is `Sync`: no lock, so nothing to poison.
+    flusher: mpsc::Sender<mpsc::SyncSender<Result<(), String>>>,
 }
 
 fn backend(msg: String) -> StorageError {
@@ -77,7 +78,7 @@ impl GuardedStore {
             inner,
             path,
             stuck: Arc::new(AtomicBool::new(false)),
-            flusher: Mutex::new(tx),
+            flusher: tx,
         })
     }
 
@@ -122,8 +123,6 @@ impl GuardedStore {
         self.refuse_if_stuck()?;
         let (tx, rx) = mpsc::sync_channel(1);
         self.flusher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .send(tx)
             .map_err(|_| backend("the relay's flusher thread is gone".into()))?;
         match rx.recv_timeout(deadline) {

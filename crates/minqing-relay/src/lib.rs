@@ -6,11 +6,13 @@
 
 mod args;
 mod audit;
+mod cache;
 mod cmd;
 mod docs;
 mod export;
 mod guard;
 mod keys;
+mod lock;
 mod registry;
 mod serve;
 

@@ -94,6 +94,10 @@ pub struct Limits {
     pub buffer_budget_mib: u64,
     /// Seconds per audit aggregation interval.
     pub audit_interval_secs: u64,
+    /// MiB of memory for villages kept loaded (each counted as its saved
+    /// size × `cache::MEMORY_PER_SAVED_BYTE`); least recently used ones not
+    /// in use are evicted beyond it (docs/relay.md, "Limits").
+    pub doc_cache_mib: u64,
 }
 
 impl Default for Limits {
@@ -109,8 +113,25 @@ impl Default for Limits {
             session_deadline_secs: 600,
             buffer_budget_mib: 256,
             audit_interval_secs: 60,
+            doc_cache_mib: 256,
         }
     }
+}
+
+/// Device ids no laptop may have: `minqing-skeleton` is the automerge actor
+/// of every village's deterministic skeleton (`minqing_model::village::SKELETON_ACTOR`),
+/// which the relay accepts from anyone. A laptop's actors start with its
+/// device id, so a laptop under that id could write as the skeleton.
+pub fn reserved_device_id(id: &str) -> Option<&'static str> {
+    let skeleton = std::str::from_utf8(minqing_model::village::SKELETON_ACTOR).ok()?;
+    id.trim().eq_ignore_ascii_case(skeleton).then_some(skeleton)
+}
+
+/// The operator's message for a reserved device id.
+pub fn reserved_message(id: &str) -> String {
+    format!(
+        "device id {id:?} is reserved: it is the author of every village's skeleton, not a laptop; enrol the laptop under another id (`minqing init` on the laptop makes one)"
+    )
 }
 
 /// One enrolled device.
@@ -650,5 +671,20 @@ impl Home {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_skeleton_actor_is_a_reserved_device_id() {
+        assert_eq!(
+            reserved_device_id(" Minqing-Skeleton "),
+            Some("minqing-skeleton")
+        );
+        assert_eq!(reserved_device_id("0123456789abcdef"), None);
+        assert!(reserved_message("minqing-skeleton").contains("reserved"));
     }
 }

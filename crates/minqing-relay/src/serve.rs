@@ -15,16 +15,30 @@ use minqing_net::{
 use minqing_store::SledStorage;
 
 use crate::guard::GuardedStore;
-use minqing_sync::{
-    ContentPolicy, DocHost, DocId, RelayEvent, RelaySession, SessionConfig, Storage,
-    StorageDocHost, Store,
-};
+use minqing_sync::{ContentPolicy, DocId, RelayEvent, RelaySession, SessionConfig, Storage, Store};
 use tracing::Instrument;
 
 use crate::audit::{Audit, kind};
+use crate::cache::DocCache;
 use crate::docs::{actor, ensure_village_doc};
 use crate::export::Exporter;
+use crate::lock::lock_or_reload;
 use crate::registry::{Config, Device, DeviceRegistry, Home, Limits, now_rfc3339};
+
+/// One part in this of the buffer budget is never handed out: it covers
+/// what buffered bytes cost beyond themselves — QUIC's packet headers and
+/// AEAD tags around the stream data quinn keeps (≈ 6 % of it at the
+/// 1,200-byte datagrams the relay uses) and the allocator's slack — so that
+/// the relay's RSS growth under load stays within the configured budget
+/// (docs/relay.md, "Limits"; measured by L1 in docs/benchmarks.md).
+pub const BUDGET_HEADROOM: usize = 16;
+
+/// One part in this of the buffer budget (after its headroom) is set apart
+/// for QUIC receive windows; the rest is for partial frames and waiting
+/// changes. Apart, so that sessions filling their share with partial frames
+/// (an attack by enrolled laptops) never leave a new connection without the
+/// window it needs: it would be refused at once (docs/relay.md, "Limits").
+pub const WINDOW_SHARE: usize = 2;
 
 /// How long shutdown waits for running sessions.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
@@ -93,7 +107,8 @@ struct DeviceSlot<'a> {
 
 impl Drop for DeviceSlot<'_> {
     fn drop(&mut self) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        // Reset when poisoned: counts start again from the sessions that begin.
+        let mut m = lock_or_reload(self.map, "the per-laptop session counts", BTreeMap::new);
         if let Some(n) = m.get_mut(&self.device) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -110,8 +125,12 @@ struct Relay {
     limits: Limits,
     audit: Audit,
     ca: RelayCa,
-    /// Bytes of partial frames over all sessions (docs/relay.md, "Limits").
+    /// Bytes of partial frames and waiting changes over all sessions
+    /// (docs/relay.md, "Limits").
     budget: Arc<tokio::sync::Semaphore>,
+    /// Bytes of QUIC receive windows over all connections: the other share
+    /// of the buffer budget ([`WINDOW_SHARE`]).
+    windows: Arc<tokio::sync::Semaphore>,
     /// QUIC/TLS handshakes (and enrolment exchanges) in progress.
     handshakes: Arc<AtomicUsize>,
     /// Authenticated sessions running.
@@ -121,7 +140,7 @@ struct Relay {
     store: Arc<dyn Store>,
     /// What sessions write through: space checked, flushes with a deadline.
     guarded: Arc<GuardedStore>,
-    host: Arc<StorageDocHost>,
+    host: Arc<DocCache>,
     exporter: Arc<Exporter>,
     created: Mutex<BTreeSet<String>>,
     last_sync: Mutex<BTreeMap<String, String>>,
@@ -131,7 +150,8 @@ impl Relay {
     /// Creates the documents of villages added since the last check.
     fn ensure_villages(&self) -> Result<()> {
         let villages = self.home.villages()?;
-        let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        // Reset when poisoned: every village's document is checked again.
+        let mut created = lock_or_reload(&self.created, "the created villages", BTreeSet::new);
         for (id, v) in villages {
             if created.contains(&id) {
                 continue;
@@ -156,7 +176,11 @@ impl Relay {
 
     /// Takes one of `device`'s session slots, or `None` at its cap.
     fn device_slot(&self, device: &str) -> Option<DeviceSlot<'_>> {
-        let mut m = self.per_device.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = lock_or_reload(
+            &self.per_device,
+            "the per-laptop session counts",
+            BTreeMap::new,
+        );
         let n = m.entry(device.to_owned()).or_default();
         if *n >= self.limits.max_sessions_per_device.max(1) {
             return None;
@@ -169,7 +193,10 @@ impl Relay {
     }
 
     fn record_sync(&self, device: &str) {
-        let mut last = self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
+        // Reloaded from last_sync.json when poisoned.
+        let mut last = lock_or_reload(&self.last_sync, "the last-sync table", || {
+            self.home.last_sync().unwrap_or_default()
+        });
         last.insert(device.to_owned(), now_rfc3339());
         if let Err(e) = self.home.save_last_sync(&last) {
             tracing::error!("cannot record the last sync time: {e:#}");
@@ -220,7 +247,12 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
     let _refresher = devices
         .spawn_refresher()
         .context("cannot start the registry thread")?;
-    let host = Arc::new(StorageDocHost::new(guarded.clone() as Arc<dyn Storage>));
+    let cache_bytes = usize::try_from(config.limits.doc_cache_mib.saturating_mul(1024 * 1024))
+        .unwrap_or(usize::MAX);
+    let host = Arc::new(DocCache::new(
+        guarded.clone() as Arc<dyn Storage>,
+        cache_bytes,
+    ));
     let exporter = Arc::new(Exporter::open(&home, host.clone())?);
     let limits = config.limits.clone();
     let audit = Audit::start(
@@ -231,10 +263,16 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
     let budget_bytes = usize::try_from(limits.buffer_budget_mib.saturating_mul(1024 * 1024))
         .unwrap_or(usize::MAX)
         .clamp(1024 * 1024, tokio::sync::Semaphore::MAX_PERMITS);
+    // What is handed out: the budget less its headroom (BUDGET_HEADROOM),
+    // in two shares: receive windows and the sessions' buffers.
+    let budget_bytes = budget_bytes - budget_bytes / BUDGET_HEADROOM;
+    let window_bytes = budget_bytes / WINDOW_SHARE;
+    let budget_bytes = budget_bytes - window_bytes;
     let relay = Arc::new(Relay {
         ca,
         audit: audit.clone(),
         budget: Arc::new(tokio::sync::Semaphore::new(budget_bytes)),
+        windows: Arc::new(tokio::sync::Semaphore::new(window_bytes)),
         handshakes: Arc::new(AtomicUsize::new(0)),
         active: Arc::new(AtomicUsize::new(0)),
         per_device: Mutex::new(BTreeMap::new()),
@@ -323,10 +361,21 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
                     }
                     continue;
                 }
+                // The receive window QUIC grants in the handshake is counted
+                // against the buffer budget from here until the connection ends.
+                let Ok(window) = relay
+                    .windows
+                    .clone()
+                    .try_acquire_many_owned(minqing_net::RELAY_INITIAL_WINDOW)
+                else {
+                    tracing::debug!("buffer budget exhausted: connection refused");
+                    incoming.refuse();
+                    continue;
+                };
                 let slot = Slot::take(&relay.handshakes);
                 let relay = relay.clone();
                 let span = tracing::info_span!("conn", remote = %incoming.remote_address());
-                sessions.spawn(async move { serve_connection(relay, incoming, slot).await }.instrument(span));
+                sessions.spawn(async move { serve_connection(relay, incoming, slot, window).await }.instrument(span));
             }
         }
     }
@@ -371,6 +420,17 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
         }
         Err(e) => eprintln!("warning: the final exports for reports were not all written: {e}"),
     }
+    let c = relay.host.stats();
+    // Read by the benchmarks (R1): the cache's use of its budget.
+    eprintln!(
+        "document cache: peak {:.1} MiB of its {:.1} MiB budget (villages counted at {}× their saved size), {} villages loaded now, {} loads, {} evictions",
+        c.peak_bytes as f64 / (1024.0 * 1024.0),
+        c.budget as f64 / (1024.0 * 1024.0),
+        crate::cache::MEMORY_PER_SAVED_BYTE,
+        c.resident,
+        c.loads,
+        c.evictions
+    );
     eprintln!("relay stopped; everything is flushed");
     Ok(())
 }
@@ -407,7 +467,14 @@ async fn shutdown_signal(
     }
 }
 
-async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming, handshake: Slot) {
+/// Serves one connection. `window` is the budget taken for the receive window
+/// granted in the handshake; it is given back when the connection ends.
+async fn serve_connection(
+    relay: Arc<Relay>,
+    incoming: quinn::Incoming,
+    handshake: Slot,
+    mut window: tokio::sync::OwnedSemaphorePermit,
+) {
     let limits = &relay.limits;
     let connecting = match incoming.accept() {
         Ok(c) => c,
@@ -479,6 +546,15 @@ async fn serve_connection(relay: Arc<Relay>, incoming: quinn::Incoming, handshak
         );
         return;
     };
+    // An admitted laptop gets the full receive window if the budget has room
+    // for it now; otherwise it syncs within the initial window (slower for a
+    // large upload, never refused for it).
+    if let Ok(more) = relay.windows.clone().try_acquire_many_owned(
+        minqing_net::RELAY_RECEIVE_WINDOW - minqing_net::RELAY_INITIAL_WINDOW,
+    ) {
+        window.merge(more);
+        conn.set_receive_window(minqing_net::RELAY_RECEIVE_WINDOW.into());
+    }
     let span = tracing::info_span!("device", id = %device.device_id, cadre = %device.cadre);
     let deadline = Duration::from_secs(limits.session_deadline_secs.max(1));
     async {
@@ -648,6 +724,14 @@ fn decide_enrolment(relay: &Relay, req: Result<EnrolRequest, String>) -> EnrolRe
             );
         }
     };
+    if let Some(reserved) = crate::registry::reserved_device_id(&req.device_id) {
+        return refuse(
+            EnrolRefusal::BadRequest,
+            None,
+            format!("enrolment request under the reserved device id {reserved}"),
+            crate::registry::reserved_message(reserved),
+        );
+    }
     if minqing_net::check_device_id(&req.device_id).is_err() {
         return refuse(
             EnrolRefusal::BadRequest,
@@ -912,5 +996,9 @@ pub fn content_policy() -> ContentPolicy {
 /// audited; a refusal carrying changes, or for a village this device never
 /// synced, is audited as `refused_village`.
 fn is_stale(relay: &Relay, device: &str, doc: &DocId, change_bytes: usize) -> bool {
-    change_bytes == 0 && matches!(relay.host.sync_state(device, doc), Ok(Some(_)))
+    change_bytes == 0
+        && matches!(
+            minqing_sync::DocHost::sync_state(&*relay.host, device, doc),
+            Ok(Some(_))
+        )
 }

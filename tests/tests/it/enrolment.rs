@@ -177,3 +177,35 @@ fn a_standalone_home_joins_a_relay_and_keeps_its_villages() {
         "the standalone laptop's offline work reached the relay: {visits}"
     );
 }
+
+/// `minqing-skeleton`, the actor of every village's skeleton (which the relay
+/// accepts from anyone), is no laptop's id: enrolling under it is refused
+/// with a message saying so (exit 2), and nothing is written.
+#[test]
+fn the_skeleton_actor_cannot_be_enrolled_as_a_laptop() {
+    let relay = Relay::init("县中继");
+    relay.village_add("V1", "小河村");
+    let out = relay.home().join("skeleton.bundle");
+    for id in ["minqing-skeleton", "MINQING-SKELETON"] {
+        let err = relay
+            .run(&[
+                "enroll",
+                "--cadre",
+                "王芳",
+                "--villages",
+                "V1",
+                "--device-id",
+                id,
+                "--out",
+                p(&out),
+            ])
+            .fails(2);
+        assert!(
+            err.contains("reserved") && err.contains("skeleton"),
+            "{err}"
+        );
+        assert!(!out.exists(), "no bundle is written");
+    }
+    let devices = relay.run(&["devices", "--json"]).json();
+    assert_eq!(devices.as_array().map(Vec::len), Some(0), "{devices}");
+}

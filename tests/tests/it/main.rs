@@ -3,7 +3,9 @@
 //! One integration-test binary for the package (docs/testing.md, "Test layout"):
 //! add new tests as modules here, never as new files directly under `tests/`.
 
+mod app_service;
 mod at_rest;
+mod cli_comfort;
 mod closed_loop;
 mod closed_loop_relay;
 mod enrolment;

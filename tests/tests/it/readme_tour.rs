@@ -60,11 +60,25 @@ fn the_readme_tour_runs_as_written() {
         "the README tour failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    // What the tour shows really happened: the visit and the closed demand.
+    // What the tour shows really happened: the visit (listed for the current
+    // month, so the tour works on any day) and the closed demand.
     assert!(stdout.contains("老人腿脚不便"), "{stdout}");
+    // `--resident 李秀英` found her: the visit is hers, not the household's.
+    let visits = stdout
+        .split_once("[\n")
+        .map(|(_, rest)| format!("[\n{rest}"))
+        .and_then(|json| {
+            let end = json.find("\n]")? + 2;
+            serde_json::from_str::<serde_json::Value>(&json[..end]).ok()
+        })
+        .unwrap_or_else(|| panic!("the tour prints `visit list --json`: {stdout}"));
+    assert!(
+        visits[0]["resident_id"].is_string(),
+        "the visit logged with --resident 李秀英 names her: {visits}"
+    );
     assert!(stdout.contains("销号"), "{stdout}");
     // The report it writes is a real file.
-    let xlsx = work.path().join("11月.xlsx");
+    let xlsx = work.path().join("本月.xlsx");
     assert!(
         xlsx.metadata().map(|m| m.len() > 0).unwrap_or(false),
         "report monthly --xlsx wrote nothing at {}",

@@ -430,6 +430,21 @@ fn refused_unreachable_and_revoked_laptops_keep_their_data() {
     let before = std::fs::read(&registry).expect("devices.json exists");
     let (ghost_id, ghost) = device(&relay, "钱七", "V1");
     std::fs::write(&registry, &before).expect("devices.json can be restored");
+    // A change behind serve's back applies within a second (docs/relay.md):
+    // wait until its handshake gate reads the restored file, as the admin
+    // commands do (`registry/devices.applied` names the file it read).
+    let applied = relay.home().join("registry").join("devices.applied");
+    let want = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&registry).expect("devices.json exists");
+        format!("{}:{}:{}:{}", m.ino(), m.len(), m.mtime(), m.mtime_nsec())
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            std::fs::read_to_string(&applied).is_ok_and(|s| s == want)
+        }),
+        "serve did not pick up the restored registry"
+    );
     let err = ghost.minqing(&["sync", "--timeout", "5"]).fails(3);
     assert!(
         err.contains("refused") && err.contains("not enrolled"),

@@ -26,6 +26,50 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/api/v1/ping", get(ping))
         .route("/api/v1/run", post(run))
+        .route("/api/v1/sync", get(sync_state).post(sync_now))
+}
+
+/// `GET /api/v1/sync`: the background sync's state and, per village, the
+/// changes not yet at the county (what the 同步 page shows).
+async fn sync_state(State(app): State<App>) -> Response {
+    match app.sync_view().await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        )
+            .into_response(),
+    }
+}
+
+/// `POST /api/v1/sync`: a pass now; answers when it ended, as `minqing sync`
+/// would print it.
+async fn sync_now(State(app): State<App>) -> Json<RunReply> {
+    Json(sync_through_loop(&app).await)
+}
+
+/// A pass of the background sync, asked for now (`minqing sync` through the
+/// service, the 同步 page's button).
+async fn sync_through_loop(app: &App) -> RunReply {
+    match app.sync() {
+        Some(s) => match s.sync_now().await {
+            Some(r) => RunReply {
+                stdout: r.stdout,
+                stderr: r.stderr,
+                code: r.code,
+            },
+            None => RunReply {
+                stdout: String::new(),
+                stderr: "error: minqing app's background sync has stopped; stop the app (Ctrl-C) and run `minqing sync`\n".into(),
+                code: 1,
+            },
+        },
+        None => RunReply {
+            stdout: String::new(),
+            stderr: "error: this laptop is not enrolled with a relay: join one with `minqing enroll --bundle FILE` from the operator\n".into(),
+            code: error::EXIT_USAGE,
+        },
+    }
 }
 
 async fn ping(State(app): State<App>) -> Json<Ping> {
@@ -52,7 +96,7 @@ async fn run(State(app): State<App>, Json(req): Json<RunRequest>) -> Response {
         Ok(cli) => cli,
         Err(e) => {
             // As the CLI prints it: help and version on stdout (0), usage errors on stderr (2).
-            let text = e.render().to_string();
+            let text = error::render_clap(&e);
             let reply = if e.use_stderr() {
                 RunReply {
                     stdout: String::new(),
@@ -70,16 +114,32 @@ async fn run(State(app): State<App>, Json(req): Json<RunRequest>) -> Response {
         }
     };
     let mut command = cli.command;
+    match &command {
+        // The loop owns the relay link: `sync` asks it for a pass now.
+        crate::cli::Command::Sync(a) if a.watch => {
+            return Json(RunReply {
+                stdout: "minqing app already syncs this home in the background (after every write, and at least every --interval seconds); nothing to start\n".into(),
+                stderr: String::new(),
+                code: 0,
+            })
+            .into_response();
+        }
+        crate::cli::Command::Sync(_) => return Json(sync_through_loop(&app).await).into_response(),
+        _ => {}
+    }
     absolutize(&mut command, Path::new(&req.cwd));
     let seed = req.rng_seed;
+    let background = app.sync().map(|s| s.state());
     let out = app
         .with_home(move |home, secrets| {
             crate::home::set_thread_rng_seed(seed);
-            let (result, captured) = output::capture(|| run_in_service(home, secrets, command));
+            let (result, captured) =
+                output::capture(|| run_in_service(home, secrets, command, background));
             crate::home::set_thread_rng_seed(None);
             (result, captured)
         })
         .await;
+    app.wake_sync();
     let (result, mut captured) = match out {
         Ok(r) => r,
         Err(e) => (Err(e), output::Captured::default()),
@@ -108,6 +168,7 @@ fn run_in_service(
     home: &crate::home::Home,
     secrets: &crate::home::Secrets,
     command: Command,
+    background: Option<super::sync_loop::SyncState>,
 ) -> anyhow::Result<ExitCode> {
     match command {
         Command::App(_) => anyhow::bail!(
@@ -121,6 +182,10 @@ fn run_in_service(
             home.device.cadre,
             home.device.device_id
         ),
+        Command::Status(j) => {
+            crate::cmd::sync::status_with(home, j.json, background)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sync(_)
         | Command::Enroll(_)
         | Command::Passwd(_)

@@ -7,12 +7,14 @@
 //! - [`client`]: the CLI's side of the local API.
 //! - [`api`]: the service's side of it (`/api/v1/*`).
 //! - [`pages`]: the web pages' routes (rendering lives in minqing-web).
+//! - [`sync_loop`]: the background sync with the relay.
 
 pub mod api;
 pub mod client;
 pub mod discovery;
 pub mod guard;
 pub mod pages;
+pub mod sync_loop;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,6 +49,10 @@ struct Inner {
     port: u16,
     /// When a request last came (the idle lock, docs/app.md).
     last_used: Mutex<Instant>,
+    /// The background sync (`None` on a standalone home: no relay).
+    sync: Option<sync_loop::Shared>,
+    /// Told when the service must stop on its own (the relay ordered a wipe).
+    shutdown: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,6 +85,31 @@ impl App {
     /// Notes that a request came (for the idle lock).
     pub fn touch(&self) {
         *lock(&self.0.last_used) = Instant::now();
+    }
+
+    /// Tells the background sync that a command or page post ran (it syncs
+    /// if a village changed).
+    pub fn wake_sync(&self) {
+        if let Some(s) = &self.0.sync {
+            s.wake();
+        }
+    }
+
+    /// The background sync, if this home is enrolled with a relay.
+    pub fn sync(&self) -> Option<&sync_loop::SyncHandle> {
+        self.0.sync.as_deref()
+    }
+
+    /// The sync state with every village's changes not yet at the county.
+    pub async fn sync_view(&self) -> anyhow::Result<sync_loop::SyncView> {
+        let state = self.sync().map(|s| s.state());
+        self.with_home(move |home, _| sync_loop::view(home, state))
+            .await?
+    }
+
+    /// Stops the service as Ctrl-C does (the relay ordered a wipe).
+    fn stop_service(&self) {
+        self.0.shutdown.notify_one();
     }
 
     /// Runs `f` on the open home under the store lock, on tokio's blocking
@@ -125,6 +156,7 @@ impl App {
         let out = self
             .with_home(move |home, _| output::capture(|| f(home)).0)
             .await;
+        self.wake_sync();
         match out {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) | Err(e) => pages::error_page(&e),
@@ -158,6 +190,15 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
         );
     }
     let home = Home::open(dir, secrets)?;
+    let looped = sync_loop::prepare(
+        &home,
+        std::time::Duration::from_secs(args.timeout),
+        std::time::Duration::from_secs(args.interval),
+    )?;
+    let (sync, parts) = match looped {
+        Some((handle, parts)) => (Some(Arc::new(handle)), Some(parts)),
+        None => (None, None),
+    };
     let canonical = discovery::canonical(dir);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -182,6 +223,8 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
         csrf: guard::new_secret(),
         port,
         last_used: Mutex::new(Instant::now()),
+        sync,
+        shutdown: tokio::sync::Notify::new(),
     }));
     discovery::write(
         dir,
@@ -197,14 +240,29 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
     let url = format!("http://127.0.0.1:{port}/login?k={}", app.secret());
     output::line(&format!("minqing app: {url}"))?;
     output::line("Ctrl-C stops it; while it runs, `minqing` commands for this home go through it")?;
+    if let Some(parts) = parts {
+        sync_loop::spawn(&app, parts)?;
+    }
     if !args.no_browser {
         open_browser(&url);
     }
+    let stopping = app.clone();
     let served = rt.block_on(async {
         axum::serve(listener, router(app.clone()))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown_signal() => {}
+                    _ = stopping.0.shutdown.notified() => {
+                        output::err("minqing app: stopping: this laptop was wiped on the relay operator's order");
+                    }
+                }
+            })
             .await
     });
+    // The sync loop stops (a pass in progress is dropped between frames).
+    if let Some(s) = app.sync() {
+        s.stop();
+    }
     // Every command that was running has finished (graceful shutdown); take
     // the store lock one last time and flush.
     let flushed = {

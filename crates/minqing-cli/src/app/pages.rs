@@ -70,7 +70,22 @@ impl View<'_> {
     /// or not, the last successful sync, villages with changes the relay has
     /// not acknowledged).
     pub fn sync_state(&self) -> anyhow::Result<SyncSummary> {
-        sync_summary(self.home)
+        let mut summary = sync_summary(self.home)?;
+        // The background sync knows whether its last attempt reached the relay.
+        if let Some(sync) = self.app.sync() {
+            let state = sync.state();
+            summary.online = state.online;
+            summary.last_error = state.last_error;
+            if let Some(ms) = state
+                .last_sync
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_millis())
+            {
+                summary.last_sync_ms = Some(summary.last_sync_ms.map_or(ms, |m| m.max(ms)));
+            }
+        }
+        Ok(summary)
     }
 }
 

@@ -26,7 +26,7 @@ pub fn run(home: &Home, cmd: DemandCmd) -> anyhow::Result<()> {
             let text = DemandText::parse(&text).context("--text")?;
             let mut villages = home.villages()?;
             let (vi, resident) =
-                find(&villages, RecordKind::Resident, &resident).context("--resident")?;
+                crate::lookup::resident(&villages, &resident, None).context("--resident")?;
             let v = &mut villages[vi];
             let new = NewDemand {
                 resident,

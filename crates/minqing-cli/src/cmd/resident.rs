@@ -112,10 +112,79 @@ fn id_card(raw: &str, today: chrono::NaiveDate) -> anyhow::Result<IdCardNumber> 
     Ok(card)
 }
 
-fn tags(raw: &[String], flag: &str) -> anyhow::Result<Vec<Tag>> {
-    raw.iter()
-        .map(|t| Tag::parse(t).with_context(|| flag.to_owned()))
-        .collect()
+/// Parses a tag flag's values: each may hold several tags separated by `,`,
+/// `，` or `、` (`--tag 独居老人,老党员`). A tag one slip away from a known one
+/// (`老党`, `独居老年`, `veteren`) is refused with the known one suggested:
+/// key-group figures count known tags only, so a typo would drop a resident
+/// from them silently.
+pub(crate) fn tags(raw: &[String], flag: &str) -> anyhow::Result<Vec<Tag>> {
+    let mut out: Vec<Tag> = Vec::new();
+    for value in raw {
+        let mut pieces: Vec<&str> = value
+            .split([',', '，', '、'])
+            .map(text::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        if pieces.is_empty() {
+            // Nothing but blanks and separators: refused as an empty tag.
+            pieces.push("");
+        }
+        for piece in pieces {
+            let tag = Tag::parse(piece).with_context(|| flag.to_owned())?;
+            if !tag.is_known()
+                && let Some(known) = near_known_tag(tag.as_str())
+            {
+                return Err(usage(format!(
+                    "{flag} {piece}: not a known tag — did you mean {known}? Write `{flag} {known}` \
+                     (known tags: {}); nothing was changed",
+                    minqing_model::validate::KNOWN_TAGS
+                        .iter()
+                        .map(|(zh, _)| *zh)
+                        .collect::<Vec<_>>()
+                        .join("、")
+                )));
+            }
+            if !out.contains(&tag) {
+                out.push(tag);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The known tag that `typed` (not itself known) is a near miss of: one
+/// character added, dropped or changed, a part of it (`党员` for `老党员`), or
+/// an English alias with up to two letters wrong.
+pub(crate) fn near_known_tag(typed: &str) -> Option<&'static str> {
+    let t: Vec<char> = typed.chars().collect();
+    let lower = typed.to_lowercase();
+    minqing_model::validate::KNOWN_TAGS
+        .iter()
+        .find_map(|(zh, en)| {
+            let z: Vec<char> = zh.chars().collect();
+            let part = t.len() >= 2
+                && (zh.contains(typed) || (typed.contains(zh) && t.len() <= z.len() + 2));
+            let near_zh = t.len() >= 2 && edit_distance(&t, &z) <= 1;
+            let e: Vec<char> = en.chars().collect();
+            let l: Vec<char> = lower.chars().collect();
+            let near_en = l.len() >= 4 && edit_distance(&l, &e) <= 2;
+            (part || near_zh || near_en).then_some(*zh)
+        })
+}
+
+/// Levenshtein distance between two char sequences.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn add(home: &Home, a: ResidentAddArgs) -> anyhow::Result<()> {
@@ -215,7 +284,18 @@ fn list(
     search: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let tag = tag.map(|t| Tag::parse(&t).context("--tag")).transpose()?;
+    let tag = match tag {
+        Some(t) => {
+            let mut parsed = tags(&[t], "--tag")?;
+            if parsed.len() > 1 {
+                return Err(usage(
+                    "resident list --tag takes one tag; list each tag with its own command",
+                ));
+            }
+            parsed.pop()
+        }
+        None => None,
+    };
     let search = search.map(|s| text::trim(&s).to_lowercase());
     let villages = match village {
         Some(id) => vec![home.require_village(id.trim())?],
@@ -306,4 +386,47 @@ fn show(home: &Home, typed: &str, json: bool) -> anyhow::Result<()> {
         ))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{near_known_tag, tags};
+
+    fn check(raw: &[&str], expected: Result<&[&str], &str>) {
+        let raw: Vec<String> = raw.iter().map(|s| (*s).to_owned()).collect();
+        match (tags(&raw, "--tag"), expected) {
+            (Ok(got), Ok(want)) => {
+                let got: Vec<&str> = got.iter().map(|t| t.as_str()).collect();
+                assert_eq!(got, want, "{raw:?}");
+            }
+            (Err(e), Err(want)) => {
+                let text = format!("{e:#}");
+                assert!(text.contains(want), "{raw:?}: {text}");
+                assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_USAGE);
+            }
+            (got, want) => panic!("{raw:?}: got {got:?}, expected {want:?}"),
+        }
+    }
+
+    #[test]
+    fn tags_split_on_commas_and_refuse_near_misses_of_known_ones() {
+        check(&["独居老人,老党员"], Ok(&["独居老人", "老党员"]));
+        check(&["独居老人，老党员"], Ok(&["独居老人", "老党员"]));
+        check(
+            &["独居老人、 老党员", "困难户"],
+            Ok(&["独居老人", "老党员", "困难户"]),
+        );
+        check(&["老党员", "老党员,"], Ok(&["老党员"]));
+        check(&["　"], Err("tag"));
+        check(&[","], Err("tag"));
+        check(&["veteran", "needy"], Ok(&["退役军人", "困难户"]));
+        // Free tags stay free.
+        check(&["种植大户", "网格员"], Ok(&["种植大户", "网格员"]));
+        check(&["老党"], Err("did you mean 老党员?"));
+        check(&["独居老年"], Err("did you mean 独居老人?"));
+        check(&["独居老人,留守儿重"], Err("did you mean 留守儿童?"));
+        check(&["veteren"], Err("did you mean 退役军人?"));
+        assert_eq!(near_known_tag("党员"), Some("老党员"));
+        assert_eq!(near_known_tag("果农"), None);
+    }
 }

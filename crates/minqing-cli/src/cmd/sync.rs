@@ -318,7 +318,7 @@ pub fn enroll(
 
 /// The relay link a laptop keeps: its bundle (without secret) and identity.
 /// Homes enrolled with a bundle of format 1 (which carried the key) are read too.
-fn stored_bundle(store: &dyn Store) -> anyhow::Result<(Bundle, Identity)> {
+pub(crate) fn stored_bundle(store: &dyn Store) -> anyhow::Result<(Bundle, Identity)> {
     let raw = store.meta_get(BUNDLE_KEY)?.ok_or_else(|| {
         usage("this laptop is not enrolled with a relay: join one with `minqing enroll --bundle FILE` from the operator")
     })?;
@@ -395,10 +395,12 @@ async fn pass(
     Ok(Ok(out))
 }
 
-/// Runs the session on an open connection; the notices to print.
-async fn session(
+/// Runs the session on an open connection; the notices to print. `store` is
+/// the home's store as the caller holds it: an [`IdleStore`] in a `minqing
+/// sync`, the service's store behind its lock in `minqing app`.
+pub(crate) async fn session(
     conn: &minqing_net::DeviceConnection,
-    store: &IdleStore,
+    store: &dyn Storage,
     bundle: &Bundle,
     dir: &Path,
     keys: &Keys,
@@ -577,7 +579,7 @@ pub fn wipe(dir: &Path) -> anyhow::Result<()> {
 /// the relay refuses changes to a village no longer assigned, and a cadre's
 /// offline work must not vanish with the local copy.
 struct KeepUnsynced<'a> {
-    inner: &'a IdleStore,
+    inner: &'a dyn Storage,
     unsynced: BTreeSet<DocId>,
     dir: PathBuf,
     kept: Mutex<BTreeMap<DocId, PathBuf>>,
@@ -642,14 +644,14 @@ impl Storage for KeepUnsynced<'_> {
 }
 
 /// Records the time of a successful sync.
-fn report(store: &dyn Store) -> anyhow::Result<()> {
+pub(crate) fn report(store: &dyn Store) -> anyhow::Result<()> {
     store.meta_put(LAST_SYNC_KEY, now().as_bytes())?;
     store.flush()?;
     Ok(())
 }
 
 /// Prints what a pass did; whether every village is in sync.
-fn print_outcome(out: &SessionOutcome, notices: &[String]) -> anyhow::Result<bool> {
+pub(crate) fn print_outcome(out: &SessionOutcome, notices: &[String]) -> anyhow::Result<bool> {
     let mut all_ok = true;
     for n in notices {
         if n.starts_with(QUARANTINE_NOTICE) {
@@ -675,7 +677,7 @@ fn print_outcome(out: &SessionOutcome, notices: &[String]) -> anyhow::Result<boo
 }
 
 /// Prints a trust failure the way `main` prints errors; the exit code for it.
-fn refused(bundle: &Bundle, e: &NetError) -> std::process::ExitCode {
+pub(crate) fn refused(bundle: &Bundle, e: &NetError) -> std::process::ExitCode {
     crate::output::err(&format!(
         "error: sync with relay {} failed: {e}",
         bundle.relay_name
@@ -872,6 +874,8 @@ fn local_heads(dir: &Path, key: &DataKey) -> anyhow::Result<Heads> {
 struct StatusVillage {
     id: String,
     local_changes: bool,
+    /// How many changes the relay is not known to have.
+    pending_changes: usize,
 }
 
 #[derive(Serialize)]
@@ -880,10 +884,23 @@ struct Status {
     relay_name: String,
     last_sync: Option<String>,
     villages: Vec<StatusVillage>,
+    /// The background sync of `minqing app`, when the command ran through it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    background: Option<crate::app::sync_loop::SyncState>,
 }
 
 /// `minqing status [--json]`.
 pub fn status(home: &Home, json: bool) -> anyhow::Result<()> {
+    status_with(home, json, None)
+}
+
+/// `minqing status`, with the state of `minqing app`'s background sync when
+/// it runs through the service.
+pub fn status_with(
+    home: &Home,
+    json: bool,
+    background: Option<crate::app::sync_loop::SyncState>,
+) -> anyhow::Result<()> {
     let bundle = bundle(&*home.store)?;
     let last_sync = home
         .store
@@ -894,13 +911,20 @@ pub fn status(home: &Home, json: bool) -> anyhow::Result<()> {
         villages.push(StatusVillage {
             id: id.to_string(),
             local_changes: minqing_net::has_local_changes(&doc, state.as_deref()),
+            pending_changes: minqing_net::local_change_count(&doc, state.as_deref()),
         });
     }
+    // The loop's record is the newer one while the service runs.
+    let last_sync = background
+        .as_ref()
+        .and_then(|b| b.last_sync.clone())
+        .or(last_sync);
     let s = Status {
         relay: bundle.relay_addr.clone(),
         relay_name: bundle.relay_name.clone(),
         last_sync,
         villages,
+        background,
     };
     if json {
         return output::json(&s);
@@ -910,14 +934,26 @@ pub fn status(home: &Home, json: bool) -> anyhow::Result<()> {
         "last sync  {}",
         s.last_sync.as_deref().unwrap_or("never")
     ))?;
+    if let Some(b) = &s.background {
+        let link = match b.online {
+            None => "not tried yet".to_owned(),
+            Some(true) if b.refused => "refused this laptop".to_owned(),
+            Some(true) => "online".to_owned(),
+            Some(false) => format!(
+                "offline ({})",
+                b.last_error.as_deref().unwrap_or("unreachable")
+            ),
+        };
+        output::line(&format!("background minqing app syncs; relay {link}"))?;
+    }
     for v in &s.villages {
         output::line(&format!(
             "{}\t{}",
             v.id,
             if v.local_changes {
-                "local changes not yet at the relay"
+                format!("local changes not yet at the relay ({})", v.pending_changes)
             } else {
-                "synced"
+                "synced".to_owned()
             }
         ))?;
     }

@@ -30,8 +30,8 @@ pub fn run(home: &Home, cmd: VisitCmd) -> anyhow::Result<()> {
                 find(&villages, RecordKind::Household, &household).context("--household")?;
             let resident = match resident {
                 Some(r) => {
-                    let (ri, rid) =
-                        find(&villages, RecordKind::Resident, &r).context("--resident")?;
+                    let (ri, rid) = crate::lookup::resident(&villages, &r, Some((vi, &household)))
+                        .context("--resident")?;
                     if ri != vi {
                         bail!(
                             "--resident {rid} lives in village {}, not in {} where household {household} is",

@@ -108,6 +108,14 @@ pub fn enroll(home: &Home, operator: &crate::keys::OperatorSecret, args: EnrollA
     {
         usage!("--team: {e}");
     }
+    if let Some(id) = &args.device_id
+        && crate::registry::reserved_device_id(id).is_some()
+    {
+        usage!(
+            "--device-id: {}",
+            crate::registry::reserved_message(id.trim())
+        );
+    }
     // The CA goes into the bundle: check that it loads.
     let ca = load_ca(home, &config, operator)?;
     let escrow = crate::keys::escrow_public(home)?;
@@ -131,7 +139,7 @@ pub fn enroll(home: &Home, operator: &crate::keys::OperatorSecret, args: EnrollA
             let id = minqing_model::Id::random(&mut rand::rng())
                 .as_str()
                 .to_owned();
-            if !devices.contains_key(&id) {
+            if !devices.contains_key(&id) && crate::registry::reserved_device_id(&id).is_none() {
                 break id;
             }
         },

@@ -1,0 +1,611 @@
+//! `minqing app` as a running process (docs/app.md): its background sync
+//! keeps working with the relay stopped and delivers what was written
+//! meanwhile once the relay is back, without a click; and the CLI, the sync
+//! and a browser session all write at once through the service, none fails
+//! and nothing is lost.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Read, Write};
+use std::process::{Child, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use minqing_e2e::{Home, Relay, send_signal};
+
+/// A running `minqing app` for a home, killed when dropped.
+pub struct AppProc {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The per-launch secret (from the login URL it printed).
+    pub secret: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl AppProc {
+    /// Starts `minqing app --no-browser ARGS` on `home` and waits (up to
+    /// 60 s) for the address it prints.
+    pub fn start(home: &Home, args: &[&str]) -> AppProc {
+        let mut all = vec!["app", "--no-browser"];
+        all.extend_from_slice(args);
+        let mut child = home
+            .minqing_command(&all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("minqing app starts");
+        let log: Arc<Mutex<String>> = Default::default();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (stream, tx) in [
+            (Box::new(stdout) as Box<dyn Read + Send>, Some(tx)),
+            (Box::new(stderr), None),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if let (Some(tx), Some(url)) = (&tx, line.strip_prefix("minqing app: ")) {
+                        let _ = tx.send(url.to_owned());
+                    }
+                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(u) => u,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "minqing app did not print its address:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        // http://127.0.0.1:PORT/login?k=SECRET
+        let rest = url
+            .strip_prefix("http://127.0.0.1:")
+            .unwrap_or_else(|| panic!("unexpected address {url}"));
+        let (port, secret) = rest
+            .split_once("/login?k=")
+            .unwrap_or_else(|| panic!("unexpected address {url}"));
+        AppProc {
+            child,
+            port: port.parse().expect("a port"),
+            secret: secret.to_owned(),
+            log,
+        }
+    }
+
+    /// What it printed so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// SIGTERM; waits up to 30 s. Whether it exited 0.
+    pub fn stop(mut self) -> bool {
+        send_signal(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// One HTTP/1.1 exchange with the service: status, head, body.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, Vec<u8>) {
+        http(self.port, method, path, headers, body)
+    }
+
+    /// `GET /api/v1/sync` with the secret, parsed.
+    pub fn sync_view(&self) -> serde_json::Value {
+        let auth = format!("Bearer {}", self.secret);
+        let (status, _, body) = self.http("GET", "/api/v1/sync", &[("Authorization", &auth)], b"");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).expect("the sync view is JSON")
+    }
+}
+
+impl Drop for AppProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` (Connection: close).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the service listens");
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("the service answers");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16)
+            .expect("a chunk size");
+        b = &b[eol + 2..];
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+    out
+}
+
+/// Polls `check` every 250 ms for up to `limit`; whether it became true.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Visit ids of `village` that `home` holds (through its service if one runs).
+pub fn visit_ids(home: &Home, village: &str) -> BTreeSet<String> {
+    home.minqing(&["visit", "list", "--village", village, "--json"])
+        .json()
+        .as_array()
+        .expect("visit list --json is an array")
+        .iter()
+        .map(|v| v["id"].as_str().expect("a visit has an id").to_owned())
+        .collect()
+}
+
+fn visit(home: &Home, household: &str, note: &str) -> String {
+    home.minqing(&[
+        "visit",
+        "log",
+        "--household",
+        household,
+        "--kind",
+        "普遍走访",
+        "--note",
+        note,
+    ])
+    .id()
+}
+
+/// `status --json` of a home whose service runs: the background sync's state.
+fn background(home: &Home) -> serde_json::Value {
+    let s = home.minqing(&["status", "--json"]).json();
+    assert!(
+        s["background"].is_object(),
+        "status through the service shows the background sync: {s}"
+    );
+    s
+}
+
+fn pending(status: &serde_json::Value, village: &str) -> u64 {
+    status["villages"]
+        .as_array()
+        .expect("villages")
+        .iter()
+        .find(|v| v["id"] == village)
+        .and_then(|v| v["pending_changes"].as_u64())
+        .unwrap_or_else(|| panic!("village {village} in {status}"))
+}
+
+#[test]
+fn app_syncs_in_the_background_offline_and_when_the_relay_returns() {
+    let mut relay = Relay::init("县中继");
+    relay.village_add("V1", "小河村");
+    let (_, w) = relay.laptop("王芳", "V1");
+    let (_, t) = relay.laptop("赵六", "V1");
+    relay.start();
+    w.minqing(&["sync", "--timeout", "5"]).ok();
+    t.minqing(&["sync", "--timeout", "5"]).ok();
+
+    let app = AppProc::start(&w, &["--interval", "2", "--timeout", "2"]);
+    // Commands now go through the service; a write is synced without a click.
+    let h = w
+        .minqing(&[
+            "household",
+            "add",
+            "--village",
+            "V1",
+            "--address",
+            "小河村三组12号",
+        ])
+        .id();
+    let online = visit(&w, &h, "王芳：入户走访。");
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            t.minqing(&["sync", "--timeout", "5"]).ok();
+            visit_ids(&t, "V1").contains(&online)
+        }),
+        "a visit logged through the service reaches the relay by itself\n{}",
+        app.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let s = background(&w);
+            s["background"]["online"] == true && pending(&s, "V1") == 0
+        }),
+        "the sync state says online, nothing pending: {}",
+        background(&w)
+    );
+
+    // Relay stopped: the app keeps working, and says it is offline with work pending.
+    assert!(relay.stop());
+    let mut offline = BTreeSet::new();
+    for i in 0..3 {
+        offline.insert(visit(&w, &h, &format!("王芳：中继停机时的第{i}条记录。")));
+    }
+    assert!(visit_ids(&w, "V1").is_superset(&offline));
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            background(&w)["background"]["online"] == false
+        }),
+        "the sync state turns offline: {}",
+        background(&w)
+    );
+    let s = background(&w);
+    assert!(
+        pending(&s, "V1") >= 3,
+        "three visits are not yet at the county: {s}"
+    );
+    assert!(s["background"]["last_error"].is_string(), "{s}");
+    let view = app.sync_view();
+    assert_eq!(view["enrolled"], true);
+    assert_eq!(view["villages"][0]["id"], "V1");
+    assert_eq!(view["villages"][0]["name"], "小河村");
+    assert!(view["villages"][0]["pending_changes"].as_u64() >= Some(3));
+
+    // Relay back: the work reaches it (and the other laptop) without a click.
+    relay.start();
+    assert!(
+        eventually(Duration::from_secs(120), || {
+            t.minqing(&["sync", "--timeout", "5"]).ok();
+            visit_ids(&t, "V1").is_superset(&offline)
+        }),
+        "the visits logged offline arrive at the relay once it is back\n{}",
+        app.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let s = background(&w);
+            s["background"]["online"] == true && pending(&s, "V1") == 0
+        }),
+        "the sync state says online again, nothing pending: {}",
+        background(&w)
+    );
+    // `minqing sync` through the service: a pass now, printed as sync prints it.
+    let out = w.minqing(&["sync"]).ok();
+    assert!(out.contains("V1\tin sync"), "{out}");
+    let out = w.minqing(&["sync", "--watch"]).ok();
+    assert!(out.contains("already syncs"), "{out}");
+
+    assert!(app.stop(), "minqing app stops cleanly on SIGTERM");
+    assert!(!w.path().join("app.json").exists());
+    // Without the service, the CLI works on the store itself: all is there.
+    let all = visit_ids(&w, "V1");
+    assert!(all.contains(&online) && all.is_superset(&offline));
+    assert!(relay.stop());
+}
+
+/// A browser session with the service: the cookie from the login link.
+struct Browser {
+    port: u16,
+    cookie: String,
+}
+
+impl Browser {
+    /// Opens the login link as the browser does; keeps the cookie it sets.
+    fn login(app: &AppProc) -> Browser {
+        let (status, head, _) = app.http("GET", &format!("/login?k={}", app.secret), &[], b"");
+        assert_eq!(status, 303, "{head}");
+        let cookie = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("set-cookie")
+                    .then(|| v.trim().split(';').next().unwrap_or("").to_owned())
+            })
+            .unwrap_or_else(|| panic!("the login sets a cookie: {head}"));
+        Browser {
+            port: app.port,
+            cookie,
+        }
+    }
+
+    fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A page, as the browser asks for it.
+    fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = http(self.port, "GET", path, &[("Cookie", &self.cookie)], b"");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The CSRF token of the page's forms (the hidden `csrf` field).
+    fn csrf(&self, page: &str) -> String {
+        let (status, html) = self.get(page);
+        assert_eq!(status, 200, "{html}");
+        let at = html
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("{page} has a form with the CSRF field: {html}"));
+        let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').expect("a closed attribute")].to_owned()
+    }
+
+    /// Posts a form as the browser does (urlencoded, same origin, the cookie);
+    /// the status and the `Location` of the answer.
+    fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let origin = self.origin();
+        let (status, head, body) = http(
+            self.port,
+            "POST",
+            path,
+            &[
+                ("Cookie", &self.cookie),
+                ("Origin", &origin),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        );
+        let location = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("location")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        (status, location)
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every visit note of `village` that `home` holds.
+fn visit_notes(home: &Home, village: &str) -> BTreeSet<String> {
+    home.minqing(&["visit", "list", "--village", village, "--json"])
+        .json()
+        .as_array()
+        .expect("visit list --json is an array")
+        .iter()
+        .map(|v| v["note"].as_str().expect("a visit has a note").to_owned())
+        .collect()
+}
+
+#[test]
+fn cli_and_app_at_once_none_fails_none_is_lost() {
+    let mut relay = Relay::init("县中继");
+    relay.village_add("V1", "小河村");
+    let (_, w) = relay.laptop("王芳", "V1");
+    let (_, t) = relay.laptop("赵六", "V1");
+    relay.start();
+    w.minqing(&["sync", "--timeout", "5"]).ok();
+    let h = w
+        .minqing(&[
+            "household",
+            "add",
+            "--village",
+            "V1",
+            "--address",
+            "小河村三组12号",
+        ])
+        .id();
+    let r = w
+        .minqing(&[
+            "resident",
+            "add",
+            "--household",
+            &h,
+            "--name",
+            "李秀英",
+            "--tag",
+            "独居老人,老党员",
+        ])
+        .id();
+
+    let app = AppProc::start(&w, &["--interval", "1", "--timeout", "5"]);
+    let browser = Browser::login(&app);
+    let written: Mutex<Vec<String>> = Default::default();
+    let failures: Mutex<Vec<String>> = Default::default();
+    let commands = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        // Two terminals, 100 commands each: half writes, half reads.
+        for term in 0..2 {
+            let (w, h, r) = (&w, &h, &r);
+            let (written, failures, commands) = (&written, &failures, &commands);
+            s.spawn(move || {
+                for i in 0..100 {
+                    let note = format!("终端{term}第{i}条：入户走访。");
+                    let run = match i % 4 {
+                        0 => w.minqing(&[
+                            "visit",
+                            "log",
+                            "--household",
+                            h,
+                            "--kind",
+                            "普遍走访",
+                            "--note",
+                            &note,
+                        ]),
+                        2 => w.minqing(&[
+                            "visit",
+                            "log",
+                            "--household",
+                            h,
+                            "--resident",
+                            "李秀英",
+                            "--kind",
+                            "重点走访",
+                            "--note",
+                            &note,
+                        ]),
+                        1 => w.minqing(&["visit", "list", "--village", "V1", "--json"]),
+                        _ => match i % 3 {
+                            0 => w.minqing(&["resident", "show", r, "--json"]),
+                            1 => w.minqing(&["status", "--json"]),
+                            _ => w.minqing(&["report", "monthly", "--month", "2025-01", "--json"]),
+                        },
+                    };
+                    commands.fetch_add(1, Ordering::SeqCst);
+                    if run.status.success() {
+                        if i % 2 == 0 {
+                            written.lock().unwrap().push(note);
+                        }
+                    } else {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{}: {}\n{}", run.cmdline, run.status, run.stderr));
+                    }
+                }
+            });
+        }
+        // A browser session writes too, through the same service.
+        {
+            let (browser, h, written, failures) = (&browser, &h, &written, &failures);
+            s.spawn(move || {
+                for i in 0..40 {
+                    let (status, page) = browser.get("/");
+                    if status != 200 {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("GET / {status}: {page}"));
+                    }
+                    // 记民情日记 for the household: the form, then its post.
+                    let csrf = browser.csrf(&format!("/visit/new?household={h}"));
+                    let note = format!("浏览器第{i}条：电话回访。");
+                    let (status, to) = browser.post_form(
+                        "/visits",
+                        &[
+                            ("csrf", &csrf),
+                            ("household", h),
+                            ("kind", "普遍走访"),
+                            ("note", &note),
+                        ],
+                    );
+                    if status == 303 {
+                        written.lock().unwrap().push(note);
+                    } else {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("browser post {status}: {to}"));
+                    }
+                }
+            });
+        }
+        // Meanwhile another laptop syncs with the relay, pulling what arrives.
+        {
+            let t = &t;
+            let commands = &commands;
+            s.spawn(move || {
+                while commands.load(Ordering::SeqCst) < 200 {
+                    t.minqing(&["sync", "--timeout", "5"]);
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(commands.into_inner(), 200);
+    let written: BTreeSet<String> = written.into_inner().unwrap().into_iter().collect();
+    assert_eq!(written.len(), 100 + 40, "every write was counted once");
+
+    // On the laptop (through the service): every one is there.
+    let here = visit_notes(&w, "V1");
+    let missing: Vec<_> = written.difference(&here).collect();
+    assert!(missing.is_empty(), "lost on the laptop: {missing:?}");
+    // At the relay (seen by the other laptop): every one arrives, with no click.
+    assert!(
+        eventually(Duration::from_secs(120), || {
+            t.minqing(&["sync", "--timeout", "5"]).ok();
+            visit_notes(&t, "V1").is_superset(&written)
+        }),
+        "not at the relay: {:?}\n{}",
+        written
+            .difference(&visit_notes(&t, "V1"))
+            .collect::<Vec<_>>(),
+        app.log()
+    );
+    assert!(app.stop(), "minqing app stops cleanly");
+    // And on disk, read without the service.
+    assert!(visit_notes(&w, "V1").is_superset(&written));
+    assert!(relay.stop());
+}
