@@ -297,7 +297,20 @@ pub struct ResidentAddArgs {
     /// Name.
     #[arg(long)]
     pub name: String,
-    /// 身份证号 (18 characters).
+    /// 身份证号, phone, gender, birth date, relation.
+    #[command(flatten)]
+    pub fields: ResidentFieldArgs,
+    /// A tag (repeatable): 老党员 困难户 留守儿童 独居老人 残疾人 低保户 退役军人, or any short text.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+/// A resident's fields as flags, shared by `resident add` and `resident
+/// edit`: one per entry of `minqing_model::RESIDENT_FIELDS` (the flag is the
+/// key with `-` for `_`), read by [`ResidentFieldArgs::given`].
+#[derive(Debug, Args)]
+pub struct ResidentFieldArgs {
+    /// 身份证号 (18 characters; a 15-digit one is converted).
     #[arg(long = "id-card")]
     pub id_card: Option<String>,
     /// Phone: mobile or landline with area code.
@@ -312,9 +325,22 @@ pub struct ResidentAddArgs {
     /// Relation to the householder (户主, 配偶, 子女...).
     #[arg(long)]
     pub relation: Option<String>,
-    /// A tag (repeatable): 老党员 困难户 留守儿童 独居老人 残疾人 低保户 退役军人, or any short text.
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
+}
+
+impl ResidentFieldArgs {
+    /// The flags given, each with its field's key, in the order above.
+    pub fn given(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("id_card", &self.id_card),
+            ("phone", &self.phone),
+            ("gender", &self.gender),
+            ("birth", &self.birth),
+            ("relation", &self.relation),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value.as_deref()?)))
+        .collect()
+    }
 }
 
 /// `minqing resident edit`.
@@ -325,21 +351,9 @@ pub struct ResidentEditArgs {
     /// New name.
     #[arg(long)]
     pub name: Option<String>,
-    /// New phone.
-    #[arg(long)]
-    pub phone: Option<String>,
-    /// New 身份证号.
-    #[arg(long = "id-card")]
-    pub id_card: Option<String>,
-    /// New gender.
-    #[arg(long)]
-    pub gender: Option<String>,
-    /// New birth date, YYYY-MM-DD.
-    #[arg(long)]
-    pub birth: Option<String>,
-    /// New relation to the householder.
-    #[arg(long)]
-    pub relation: Option<String>,
+    /// New 身份证号, phone, gender, birth date, relation.
+    #[command(flatten)]
+    pub fields: ResidentFieldArgs,
     /// Add a tag (repeatable).
     #[arg(long = "add-tag")]
     pub add_tags: Vec<String>,

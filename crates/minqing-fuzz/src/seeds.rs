@@ -11,7 +11,7 @@ use std::fmt::Display;
 use automerge::Automerge;
 use minqing_model::{
     Address, Author, HouseholdNumber, Id, NewHousehold, NewResident, NewVisit, Note, PersonName,
-    ResidentEdit, Village, VisitKind, new_village, parse_date,
+    ResidentEdit, ResidentFields, Village, VisitKind, new_village, parse_date,
 };
 use minqing_net::{BUNDLE_FORMAT, Bundle, RelayCa, new_secret};
 use minqing_sync::{DeviceSession, DocId, Frame, FrameDecoder, Incarnation, SessionConfig};
@@ -60,11 +60,7 @@ fn add_family(v: &mut Village, rng: &mut StdRng, who: &Author, address: &str, na
             &NewResident {
                 household: household.clone(),
                 name: ok(PersonName::parse(name), "name"),
-                gender: None,
-                birth: None,
-                id_card: None,
-                phone: None,
-                relation: None,
+                fields: ResidentFields::default(),
                 tags: Vec::new(),
             },
         ),
@@ -196,11 +192,7 @@ fn scenarios() -> Vec<(&'static str, Exchange)> {
             &resident,
             &ResidentEdit {
                 name: Some(ok(PersonName::parse("赵六六"), "name")),
-                gender: None,
-                birth: None,
-                id_card: None,
-                phone: None,
-                relation: None,
+                fields: ResidentFields::default(),
                 add_tags: Vec::new(),
                 remove_tags: Vec::new(),
             },

@@ -57,10 +57,10 @@ pub struct DuplicateGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resident::ResidentFields;
     use crate::testkit::*;
     use crate::validate::{IdCardNumber, PersonName, Phone, Tag, VisitKind};
-    use crate::village::Village;
-    use crate::village::{NewResident, ResidentEdit};
+    use crate::village::{NewResident, ResidentEdit, Village};
 
     const CARD: &str = "11010519491231002X";
 
@@ -78,11 +78,11 @@ mod tests {
             &NewResident {
                 household: household.clone(),
                 name: PersonName::parse("王秀英").unwrap(),
-                gender: None,
-                birth: None,
-                id_card: Some(IdCardNumber::parse(CARD, date("2026-03-01")).unwrap()),
-                phone: phone.map(|p| Phone::parse(p).unwrap()),
-                relation: None,
+                fields: ResidentFields {
+                    id_card: Some(IdCardNumber::parse(CARD, date("2026-03-01")).unwrap()),
+                    phone: phone.map(|p| Phone::parse(p).unwrap()),
+                    ..ResidentFields::default()
+                },
                 tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
             },
         )
@@ -183,7 +183,10 @@ mod tests {
             &who,
             &x,
             &ResidentEdit {
-                phone: Some(Phone::parse("13900139000").unwrap()),
+                fields: ResidentFields {
+                    phone: Some(Phone::parse("13900139000").unwrap()),
+                    ..ResidentFields::default()
+                },
                 ..Default::default()
             },
         )

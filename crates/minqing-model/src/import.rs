@@ -28,11 +28,9 @@ use std::collections::BTreeMap;
 
 use crate::error::ModelError;
 use crate::id::Id;
+use crate::resident::{RESIDENT_FIELDS, ResidentFields};
 use crate::text::{fold_full_width, trim};
-use crate::validate::{
-    Address, Gender, HouseholdNumber, IdCardNumber, PersonName, Phone, Relation, Tag,
-    ValidationError, parse_past_date,
-};
+use crate::validate::{Address, HouseholdNumber, IdCardNumber, PersonName, Tag, ValidationError};
 use crate::village::{Author, NewHousehold, NewResident, Village};
 
 /// Rows searched for the header.
@@ -68,54 +66,53 @@ pub struct RawRow {
     pub cells: Vec<String>,
 }
 
-/// The columns the importer knows.
+/// The columns the importer knows: the name, the household's, the tags, and
+/// each resident field ([`RESIDENT_FIELDS`], by index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Field {
+enum Column {
     Name,
-    Gender,
-    IdCard,
-    Phone,
     Address,
     Number,
-    Relation,
     Tags,
-    Birth,
+    Field(usize),
 }
 
-impl Field {
+impl Column {
     fn header(self) -> &'static str {
         match self {
-            Field::Name => "姓名",
-            Field::Gender => "性别",
-            Field::IdCard => "身份证号",
-            Field::Phone => "联系电话",
-            Field::Address => "住址",
-            Field::Number => "户号",
-            Field::Relation => "与户主关系",
-            Field::Tags => "人员类别",
-            Field::Birth => "出生日期",
+            Column::Name => "姓名",
+            Column::Address => "住址",
+            Column::Number => "户号",
+            Column::Tags => "人员类别",
+            Column::Field(i) => RESIDENT_FIELDS.get(i).map_or("", |f| f.header()),
         }
+    }
+
+    /// The column of the resident field `key`.
+    fn of(key: &str) -> Option<Column> {
+        RESIDENT_FIELDS
+            .iter()
+            .position(|f| f.key == key)
+            .map(Column::Field)
     }
 }
 
-fn recognise(header: &str) -> Option<Field> {
+fn recognise(header: &str) -> Option<Column> {
     let h: String = fold_full_width(header)
         .chars()
         .filter(|c| !c.is_whitespace() && !matches!(c, '*' | '\u{3000}'))
         .collect();
     Some(match h.as_str() {
-        "姓名" | "居民姓名" | "名字" => Field::Name,
-        "性别" => Field::Gender,
-        "身份证号" | "身份证号码" | "公民身份号码" | "公民身份证号码" | "证件号码" => {
-            Field::IdCard
+        "姓名" | "居民姓名" | "名字" => Column::Name,
+        "住址" | "家庭住址" | "现住址" | "地址" | "居住地址" => Column::Address,
+        "户号" | "户编号" => Column::Number,
+        "人员类别" | "标签" | "类别" | "人员类型" => Column::Tags,
+        h => {
+            return RESIDENT_FIELDS
+                .iter()
+                .position(|f| f.headers.contains(&h))
+                .map(Column::Field);
         }
-        "联系电话" | "手机号" | "手机号码" | "电话" | "联系方式" => Field::Phone,
-        "住址" | "家庭住址" | "现住址" | "地址" | "居住地址" => Field::Address,
-        "户号" | "户编号" => Field::Number,
-        "与户主关系" | "与户主的关系" | "关系" => Field::Relation,
-        "人员类别" | "标签" | "类别" | "人员类型" => Field::Tags,
-        "出生日期" | "出生年月日" | "生日" => Field::Birth,
-        _ => return None,
     })
 }
 
@@ -148,16 +145,8 @@ pub struct PlannedResident {
     pub household: usize,
     /// Name.
     pub name: PersonName,
-    /// Gender (from the card when absent).
-    pub gender: Option<Gender>,
-    /// Birth date (from the card when absent).
-    pub birth: Option<NaiveDate>,
-    /// 身份证号.
-    pub id_card: Option<IdCardNumber>,
-    /// Phone.
-    pub phone: Option<Phone>,
-    /// Relation to the householder.
-    pub relation: Option<Relation>,
+    /// The other fields (gender and birth date from the card when absent).
+    pub fields: ResidentFields,
     /// Tags.
     pub tags: Vec<Tag>,
 }
@@ -263,32 +252,10 @@ pub fn split_tags(cell: &str) -> Vec<&str> {
     .collect()
 }
 
-/// Reads a birth date written `YYYY-MM-DD`, `YYYY/M/D`, `YYYY.M.D` or
-/// `YYYYMMDD`.
-fn parse_birth(s: &str, today: NaiveDate) -> Result<NaiveDate, ValidationError> {
-    let folded = fold_full_width(trim(s));
-    let parts: Vec<&str> = folded.split(['-', '/', '.']).collect();
-    let normal = match parts.as_slice() {
-        [y, m, d] if y.len() == 4 && (1..=2).contains(&m.len()) && (1..=2).contains(&d.len()) => {
-            format!("{y}-{m:0>2}-{d:0>2}")
-        }
-        [all] if all.len() == 8 && all.bytes().all(|b| b.is_ascii_digit()) => {
-            format!("{}-{}-{}", &all[..4], &all[4..6], &all[6..])
-        }
-        _ => folded.clone(),
-    };
-    parse_past_date("出生日期", &normal, today).map_err(|e| match e {
-        ValidationError::Date { .. } => ValidationError::Date {
-            input: s.to_owned(),
-        },
-        other => other,
-    })
-}
-
-struct Columns(BTreeMap<Field, usize>);
+struct Columns(BTreeMap<Column, usize>);
 
 impl Columns {
-    fn get<'r>(&self, row: &'r RawRow, field: Field) -> Option<&'r str> {
+    fn get<'r>(&self, row: &'r RawRow, field: Column) -> Option<&'r str> {
         let i = *self.0.get(&field)?;
         let v = trim(row.cells.get(i)?);
         (!v.is_empty()).then_some(v)
@@ -303,24 +270,18 @@ struct GoodRow {
 }
 
 fn check_row(cols: &Columns, row: &RawRow, today: NaiveDate) -> Result<GoodRow, String> {
-    let col = |f: Field| cols.get(row, f);
-    let tag = |f: Field| move |e: ValidationError| format!("{}: {e}", f.header());
-    let name = PersonName::parse(col(Field::Name).unwrap_or("")).map_err(tag(Field::Name))?;
-    let id_card = col(Field::IdCard)
-        .map(|s| IdCardNumber::parse(s, today))
-        .transpose()
-        .map_err(tag(Field::IdCard))?;
-    let gender = col(Field::Gender)
-        .map(Gender::parse)
-        .transpose()
-        .map_err(tag(Field::Gender))?;
-    let birth = col(Field::Birth)
-        .map(|s| parse_birth(s, today))
-        .transpose()
-        .map_err(tag(Field::Birth))?;
-    let (mut gender, mut birth) = (gender, birth);
-    if let Some(card) = &id_card {
-        if let Some(g) = gender
+    let col = |c: Column| cols.get(row, c);
+    let tag = |c: Column| move |e: ValidationError| format!("{}: {e}", c.header());
+    let name = PersonName::parse(col(Column::Name).unwrap_or("")).map_err(tag(Column::Name))?;
+    let mut fields = ResidentFields::default();
+    for (i, f) in RESIDENT_FIELDS.iter().enumerate() {
+        if let Some(text) = col(Column::Field(i)) {
+            f.read_cell(&mut fields, text, today)
+                .map_err(tag(Column::Field(i)))?;
+        }
+    }
+    if let Some(card) = &fields.id_card {
+        if let Some(g) = fields.gender
             && g != card.gender()
         {
             return Err(format!(
@@ -328,7 +289,7 @@ fn check_row(cols: &Columns, row: &RawRow, today: NaiveDate) -> Result<GoodRow, 
                 card.gender()
             ));
         }
-        if let Some(b) = birth
+        if let Some(b) = fields.birth
             && b != card.birth()
         {
             return Err(format!(
@@ -336,32 +297,24 @@ fn check_row(cols: &Columns, row: &RawRow, today: NaiveDate) -> Result<GoodRow, 
                 card.birth()
             ));
         }
-        gender = Some(card.gender());
-        birth = Some(card.birth());
+        fields.gender = Some(card.gender());
+        fields.birth = Some(card.birth());
     }
-    let phone = col(Field::Phone)
-        .map(Phone::parse)
-        .transpose()
-        .map_err(tag(Field::Phone))?;
-    let relation = col(Field::Relation)
-        .map(Relation::parse)
-        .transpose()
-        .map_err(tag(Field::Relation))?;
-    let tags = split_tags(col(Field::Tags).unwrap_or(""))
+    let tags = split_tags(col(Column::Tags).unwrap_or(""))
         .into_iter()
         .map(Tag::parse)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(tag(Field::Tags))?;
-    let address = Address::parse(col(Field::Address).unwrap_or("")).map_err(|e| match e {
+        .map_err(tag(Column::Tags))?;
+    let address = Address::parse(col(Column::Address).unwrap_or("")).map_err(|e| match e {
         ValidationError::Empty { .. } => {
             "住址 is empty: every resident needs a household address (住址 / 家庭住址)".to_owned()
         }
-        other => format!("{}: {other}", Field::Address.header()),
+        other => format!("{}: {other}", Column::Address.header()),
     })?;
-    let number = col(Field::Number)
+    let number = col(Column::Number)
         .map(HouseholdNumber::parse)
         .transpose()
-        .map_err(tag(Field::Number))?;
+        .map_err(tag(Column::Number))?;
     let key = (
         number
             .as_ref()
@@ -376,11 +329,7 @@ fn check_row(cols: &Columns, row: &RawRow, today: NaiveDate) -> Result<GoodRow, 
             row: row.row,
             household: 0,
             name,
-            gender,
-            birth,
-            id_card,
-            phone,
-            relation,
+            fields,
             tags,
         },
     })
@@ -404,10 +353,10 @@ pub fn plan_import(
                     map.entry(f).or_insert(c);
                 }
             }
-            map.contains_key(&Field::Name).then_some((i, Columns(map)))
+            map.contains_key(&Column::Name).then_some((i, Columns(map)))
         })
         .ok_or(ImportError::NoHeader)?;
-    if !cols.0.contains_key(&Field::Address) {
+    if !cols.0.contains_key(&Column::Address) {
         return Err(ImportError::NoAddressColumn {
             row: rows[header_at].row,
         });
@@ -458,8 +407,8 @@ pub fn plan_import(
             continue;
         }
         plan.data_rows += 1;
-        if let Some(address) = cols.get(row, Field::Address) {
-            let number = cols.get(row, Field::Number).unwrap_or("");
+        if let Some(address) = cols.get(row, Column::Address) {
+            let number = cols.get(row, Column::Number).unwrap_or("");
             keys_in_file.insert((number.to_owned(), address.to_owned()));
         }
         let mut good = match check_row(&cols, row, today) {
@@ -472,7 +421,7 @@ pub fn plan_import(
                 continue;
             }
         };
-        if let Some(card) = &good.resident.id_card
+        if let Some(card) = &good.resident.fields.id_card
             && let Some(first) = cards_in_file.get(card.as_str())
         {
             plan.rejected.push(RejectedRow {
@@ -499,11 +448,11 @@ pub fn plan_import(
                 .as_ref()
                 .is_some_and(|h| map.contains_key(&(h.to_string(), name.clone())))
         };
-        let matched = match &good.resident.id_card {
+        let matched = match &good.resident.fields.id_card {
             Some(card) => by_card.contains_key(card.as_str()) || in_village(&by_name_no_card),
             None => in_village(&by_name),
         };
-        if let Some(card) = &good.resident.id_card {
+        if let Some(card) = &good.resident.fields.id_card {
             cards_in_file.insert(card.as_str().to_owned(), row.row);
         } else if let Some(first) = names_in_file.get(&(hi, name.clone())) {
             plan.rejected.push(RejectedRow {
@@ -516,9 +465,10 @@ pub fn plan_import(
         }
         names_in_file.entry((hi, name)).or_insert(row.row);
         if let (Some(from), Some(card)) = (
-            cols.get(row, Field::IdCard)
+            Column::of("id_card")
+                .and_then(|c| cols.get(row, c))
                 .and_then(IdCardNumber::first_generation),
-            &good.resident.id_card,
+            &good.resident.fields.id_card,
         ) {
             plan.converted.push(ConvertedCard {
                 row: row.row,
@@ -574,11 +524,7 @@ impl ImportPlan {
             let new = NewResident {
                 household,
                 name: r.name.clone(),
-                gender: r.gender,
-                birth: r.birth,
-                id_card: r.id_card.clone(),
-                phone: r.phone.clone(),
-                relation: r.relation.clone(),
+                fields: r.fields.clone(),
                 tags: r.tags.clone(),
             };
             out.residents_added
@@ -592,6 +538,7 @@ impl ImportPlan {
 mod tests {
     use super::*;
     use crate::testkit::*;
+    use crate::validate::Gender;
 
     fn today() -> NaiveDate {
         date("2026-03-01")
@@ -635,11 +582,11 @@ mod tests {
             s.rejected
         );
         let wang = &plan.residents_new[0];
-        assert_eq!(wang.phone.as_ref().unwrap().as_str(), "13800138000");
-        assert_eq!(wang.gender, Some(Gender::Female));
+        assert_eq!(wang.fields.phone.as_ref().unwrap().as_str(), "13800138000");
+        assert_eq!(wang.fields.gender, Some(Gender::Female));
         let tags: Vec<&str> = wang.tags.iter().map(|t| t.as_str()).collect();
         assert_eq!(tags, ["老党员", "困难户", "独居老人"]);
-        assert_eq!(plan.residents_new[1].birth, Some(date("2010-05-06")));
+        assert_eq!(plan.residents_new[1].fields.birth, Some(date("2010-05-06")));
         assert_eq!(
             plan.households[0].new.number.as_ref().unwrap().as_str(),
             "0101"

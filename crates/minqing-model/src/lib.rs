@@ -15,6 +15,7 @@ pub mod ids;
 pub mod import;
 pub mod ledger;
 pub mod report;
+pub mod resident;
 pub mod table;
 pub mod text;
 pub mod validate;
@@ -43,6 +44,7 @@ pub use report::{
     CadreMonth, GroupCount, LedgerReport, MonthlyReport, OverdueDemand, ledger_report, local_date,
     monthly_report,
 };
+pub use resident::{RESIDENT_FIELDS, ResidentField, ResidentFields, resident_field};
 pub use table::{Cell, Table};
 pub use validate::{
     Address, Category, DemandText, Gender, HouseholdNumber, IdCardNumber, Month, Note, PersonName,

@@ -96,17 +96,11 @@ pub fn resident(
         rng,
         who,
         &NewResident {
-            household: household.clone(),
-            name: PersonName::parse(name).unwrap(),
-            gender: None,
-            birth: None,
-            id_card: None,
-            phone: None,
-            relation: None,
             tags: tags
                 .iter()
                 .map(|t| crate::validate::Tag::parse(t).unwrap())
                 .collect(),
+            ..NewResident::new(household.clone(), PersonName::parse(name).unwrap())
         },
     )
     .unwrap()

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use crate::resident::ResidentView;
+
 /// A village: its id, names and record counts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VillageView {
@@ -40,40 +42,6 @@ pub struct HouseholdView {
     pub cadre: String,
     /// When it was added (RFC 3339, UTC).
     pub created_at: String,
-}
-
-/// A resident (居民).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ResidentView {
-    /// Resident id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// 男 / 女, if known.
-    pub gender: Option<String>,
-    /// Birth date `YYYY-MM-DD`, if known.
-    pub birth: Option<String>,
-    /// 身份证号, if given.
-    pub id_card: Option<String>,
-    /// Phone, if given.
-    pub phone: Option<String>,
-    /// Relation to the householder, if given.
-    pub relation: Option<String>,
-    /// Tags, sorted.
-    pub tags: Vec<String>,
-    /// Household id.
-    pub household_id: String,
-    /// Village id.
-    pub village_id: String,
-    /// The household's address (empty if the household is unknown).
-    pub address: String,
-    /// Cadre who added the resident.
-    pub cadre: String,
-    /// When the resident was added (RFC 3339, UTC).
-    pub created_at: String,
-    /// If this resident was merged into another (a duplicate), the resident
-    /// it now stands for; such residents are left out of lists.
-    pub merged_into: Option<String>,
 }
 
 /// A resident with their visits and demands (`resident show`).

@@ -653,11 +653,11 @@ mod tests {
             s.rejected
         );
         let wang = &plan.residents_new[0];
-        assert_eq!(wang.phone.as_ref().unwrap().as_str(), "13800138000");
-        assert_eq!(wang.gender, Some(Gender::Female));
+        assert_eq!(wang.fields.phone.as_ref().unwrap().as_str(), "13800138000");
+        assert_eq!(wang.fields.gender, Some(Gender::Female));
         let tags: Vec<&str> = wang.tags.iter().map(|t| t.as_str()).collect();
         assert_eq!(tags, ["老党员", "困难户", "独居老人"]);
-        assert_eq!(plan.residents_new[1].birth, Some(date("2010-05-06")));
+        assert_eq!(plan.residents_new[1].fields.birth, Some(date("2010-05-06")));
         assert_eq!(
             plan.households[0].new.number.as_ref().unwrap().as_str(),
             "0101"

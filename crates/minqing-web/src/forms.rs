@@ -8,8 +8,8 @@
 use chrono::NaiveDate;
 use minqing_model::{
     Category, DemandText, Department, EventKind, Gender, Id, IdCardNumber, LeaveReason, Month,
-    NewDemand, NewResident, NewVisit, Note, PersonName, Phone, RecordKind, Relation, Satisfaction,
-    Tag, Transition, Village, VisitKind, parse_date, parse_past_date,
+    NewDemand, NewResident, NewVisit, Note, PersonName, Phone, RecordKind, Relation,
+    ResidentFields, Satisfaction, Tag, Transition, Village, VisitKind, parse_date, parse_past_date,
 };
 
 /// The most fields a form may carry, and the longest body parsed; anything
@@ -270,14 +270,15 @@ pub fn resident(form: &Form, today: NaiveDate) -> Result<NewResident, FormError>
             })?;
     }
     Ok(NewResident {
-        household,
-        name,
-        gender,
-        birth: None,
-        id_card,
-        phone,
-        relation,
+        fields: ResidentFields {
+            gender,
+            id_card,
+            phone,
+            relation,
+            ..ResidentFields::default()
+        },
         tags,
+        ..NewResident::new(household, name)
     })
 }
 

@@ -4,7 +4,8 @@
 use chrono::NaiveDate;
 use minqing_model::{
     Author, Category, DemandText, Id, IdCardNumber, NewDemand, NewHousehold, NewResident, NewVisit,
-    Note, PersonName, Phone, ResidentView, Tag, Village, VisitKind, new_village, parse_village_id,
+    Note, PersonName, Phone, ResidentFields, ResidentView, Tag, Village, VisitKind, new_village,
+    parse_village_id,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -17,11 +18,6 @@ pub fn resident(id: &str, name: &str, address: &str) -> ResidentView {
     ResidentView {
         id: id.to_owned(),
         name: name.to_owned(),
-        gender: None,
-        birth: None,
-        id_card: None,
-        phone: None,
-        relation: None,
         tags: Vec::new(),
         household_id: "h000000000000000".to_owned(),
         village_id: "V001".to_owned(),
@@ -29,6 +25,7 @@ pub fn resident(id: &str, name: &str, address: &str) -> ResidentView {
         cadre: "张伟".to_owned(),
         created_at: "2026-03-01T00:00:00.000Z".to_owned(),
         merged_into: None,
+        ..ResidentView::default()
     }
 }
 
@@ -117,11 +114,11 @@ pub fn sample() -> Sample {
             &NewResident {
                 household: h.clone(),
                 name: PersonName::parse(name).unwrap(),
-                gender: None,
-                birth: None,
-                id_card: card.map(|c| IdCardNumber::parse(c, date("2026-03-02")).unwrap()),
-                phone: card.map(|_| Phone::parse("13905371234").unwrap()),
-                relation: None,
+                fields: ResidentFields {
+                    id_card: card.map(|c| IdCardNumber::parse(c, date("2026-03-02")).unwrap()),
+                    phone: card.map(|_| Phone::parse("13905371234").unwrap()),
+                    ..ResidentFields::default()
+                },
                 tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
             },
         )

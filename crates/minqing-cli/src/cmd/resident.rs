@@ -2,11 +2,11 @@
 
 use anyhow::Context;
 use minqing_model::{
-    Gender, IdCardNumber, NewResident, PersonName, Phone, RecordKind, Relation, ResidentDetail,
-    ResidentEdit, ResidentView, Tag, parse_past_date, text,
+    IdCardNumber, NewResident, PersonName, RESIDENT_FIELDS, RecordKind, ResidentDetail,
+    ResidentEdit, ResidentFields, ResidentView, Tag, resident_field, text,
 };
 
-use crate::cli::{ResidentAddArgs, ResidentCmd, ResidentEditArgs};
+use crate::cli::{ResidentAddArgs, ResidentCmd, ResidentEditArgs, ResidentFieldArgs};
 use crate::error::usage;
 use crate::home::{Home, today};
 use crate::lookup::find;
@@ -100,16 +100,25 @@ fn merge(home: &Home, keep: &str, other: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses `--id-card`; a 15-digit first-generation number is converted to 18
-/// digits, and the cadre is told on stderr.
-fn id_card(raw: &str, today: chrono::NaiveDate) -> anyhow::Result<IdCardNumber> {
-    let card = IdCardNumber::parse(raw, today).context("--id-card")?;
-    if let Some(old) = IdCardNumber::first_generation(raw) {
-        crate::output::err(&format!(
-            "note: 15-digit 身份证号 {old} converted to its 18-digit form {card} (GB 11643: 19 added to the year, check digit computed)"
-        ));
+/// Reads the field flags; a 15-digit first-generation 身份证号 is converted
+/// to 18 digits, and the cadre is told on stderr.
+fn fields(args: &ResidentFieldArgs, today: chrono::NaiveDate) -> anyhow::Result<ResidentFields> {
+    let mut fields = ResidentFields::default();
+    for (key, raw) in args.given() {
+        let field = resident_field(key).with_context(|| format!("no resident field {key}"))?;
+        (field.parse)(&mut fields, raw, today).with_context(|| field.flag())?;
+        if let (Some(old), Some(card)) = (
+            (key == "id_card")
+                .then(|| IdCardNumber::first_generation(raw))
+                .flatten(),
+            &fields.id_card,
+        ) {
+            crate::output::err(&format!(
+                "note: 15-digit 身份证号 {old} converted to its 18-digit form {card} (GB 11643: 19 added to the year, check digit computed)"
+            ));
+        }
     }
-    Ok(card)
+    Ok(fields)
 }
 
 /// Parses a tag flag's values: each may hold several tags separated by `,`,
@@ -191,40 +200,19 @@ fn add(home: &Home, a: ResidentAddArgs) -> anyhow::Result<()> {
     let today = today();
     // Check every value before touching the store.
     let name = PersonName::parse(&a.name).context("--name")?;
-    let id_card = a.id_card.map(|c| id_card(&c, today)).transpose()?;
-    let phone = a
-        .phone
-        .map(|p| Phone::parse(&p).context("--phone"))
-        .transpose()?;
-    let gender = a
-        .gender
-        .map(|g| Gender::parse(&g).context("--gender"))
-        .transpose()?;
-    let birth = a
-        .birth
-        .map(|b| parse_past_date("birth date", &b, today).context("--birth"))
-        .transpose()?;
-    let relation = a
-        .relation
-        .map(|r| Relation::parse(&r).context("--relation"))
-        .transpose()?;
+    let fields = fields(&a.fields, today)?;
     let tags = tags(&a.tags, "--tag")?;
-    if let Some(card) = &id_card {
-        card.check_consistent(birth, gender)?;
+    if let Some(card) = &fields.id_card {
+        card.check_consistent(fields.birth, fields.gender)?;
     }
     let mut villages = home.villages()?;
     let (vi, household) =
         find(&villages, RecordKind::Household, &a.household).context("--household")?;
     let v = &mut villages[vi];
     let new = NewResident {
-        household,
-        name,
-        gender,
-        birth,
-        id_card,
-        phone,
-        relation,
+        fields,
         tags,
+        ..NewResident::new(household, name)
     };
     let id = v.add_resident(&mut *crate::home::rng(), &home.author(), &new)?;
     home.save(v, "resident")?;
@@ -241,30 +229,16 @@ fn edit(home: &Home, a: ResidentEditArgs) -> anyhow::Result<()> {
             .name
             .map(|n| PersonName::parse(&n).context("--name"))
             .transpose()?,
-        gender: a
-            .gender
-            .map(|g| Gender::parse(&g).context("--gender"))
-            .transpose()?,
-        birth: a
-            .birth
-            .map(|b| parse_past_date("birth date", &b, today).context("--birth"))
-            .transpose()?,
-        id_card: a.id_card.map(|c| id_card(&c, today)).transpose()?,
-        phone: a
-            .phone
-            .map(|p| Phone::parse(&p).context("--phone"))
-            .transpose()?,
-        relation: a
-            .relation
-            .map(|r| Relation::parse(&r).context("--relation"))
-            .transpose()?,
+        fields: fields(&a.fields, today)?,
         add_tags: tags(&a.add_tags, "--add-tag")?,
         remove_tags: tags(&a.remove_tags, "--remove-tag")?,
     };
     if edit.is_empty() {
-        return Err(usage(
-            "nothing to change: give at least one of --name --phone --id-card --gender --birth --relation --add-tag --remove-tag",
-        ));
+        let flags: Vec<String> = RESIDENT_FIELDS.iter().map(|f| f.flag()).collect();
+        return Err(usage(format!(
+            "nothing to change: give at least one of --name {} --add-tag --remove-tag",
+            flags.join(" ")
+        )));
     }
     let mut villages = home.villages()?;
     let (vi, id) = find(&villages, RecordKind::Resident, &a.id)?;
@@ -357,11 +331,9 @@ fn show(home: &Home, typed: &str, json: bool) -> anyhow::Result<()> {
     let field = |k: &str, v: &str| output::line(&format!("{k}  {v}"));
     field("姓名", &r.name)?;
     field("id  ", &r.id)?;
-    field("性别", r.gender.as_deref().unwrap_or("-"))?;
-    field("出生", r.birth.as_deref().unwrap_or("-"))?;
-    field("身份证", r.id_card.as_deref().unwrap_or("-"))?;
-    field("电话", r.phone.as_deref().unwrap_or("-"))?;
-    field("关系", r.relation.as_deref().unwrap_or("-"))?;
+    for f in RESIDENT_FIELDS {
+        field(f.label, (f.shown)(r).as_deref().unwrap_or("-"))?;
+    }
     field("标签", &r.tags.join(","))?;
     field(
         "住址",

@@ -11,7 +11,7 @@ use super::{Author, RecordKind, Village, get_map, get_str};
 use crate::dedupe::{DedupeError, DuplicateGroup, MAX_MERGE_CHAIN};
 use crate::error::ModelError;
 use crate::id::Id;
-use crate::view::ResidentView;
+use crate::resident::{RESIDENT_FIELDS, ResidentView};
 
 impl Village {
     fn resident_obj(&self, id: &str) -> Option<ObjId> {
@@ -107,7 +107,7 @@ impl Village {
         };
         let doc = &mut self.doc;
         let result = (|| -> Result<(), ModelError> {
-            for field in ["gender", "birth", "id_card", "phone", "relation"] {
+            for field in RESIDENT_FIELDS.iter().map(|f| f.key) {
                 if get_str(doc, &keep_obj, field).is_none()
                     && let Some(v) = get_str(doc, &other_obj, field)
                 {

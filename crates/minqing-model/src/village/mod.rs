@@ -10,7 +10,8 @@
 //! is here or in its submodules — `steps` (demand workflow steps), `leaves`
 //! (duty records), `merge` (duplicate residents) — which share one set of
 //! document helpers ([`get_map`] and friends). The rules those writes follow
-//! live below it, in plain data modules (`ledger`, `duty`, `dedupe`).
+//! live below it, in plain data modules (`ledger`, `duty`, `dedupe`, and
+//! `resident`, whose field list says which registers a resident has).
 
 mod leaves;
 mod merge;
@@ -27,13 +28,13 @@ use rand::Rng;
 use crate::error::ModelError;
 use crate::id::{Id, IdPrefix};
 use crate::ledger::{DemandEvent, EventKind, fold, sort_events};
+use crate::resident::{RESIDENT_FIELDS, ResidentFields, ResidentView};
 use crate::validate::{
-    Address, Category, DemandText, Gender, HouseholdNumber, IdCardNumber, Note, PersonName, Phone,
-    PlaceName, Relation, Tag, VisitKind,
+    Address, Category, DemandText, HouseholdNumber, IdCardNumber, Note, PersonName, PlaceName, Tag,
+    VisitKind,
 };
 use crate::view::{
-    DemandView, EventView, HouseholdView, ResidentDetail, ResidentView, VillageView, VisitView,
-    rfc3339_ms,
+    DemandView, EventView, HouseholdView, ResidentDetail, VillageView, VisitView, rfc3339_ms,
 };
 
 /// The automerge actor of the skeleton change, identical on every replica.
@@ -101,18 +102,23 @@ pub struct NewResident {
     pub household: Id,
     /// Name.
     pub name: PersonName,
-    /// Gender.
-    pub gender: Option<Gender>,
-    /// Birth date.
-    pub birth: Option<NaiveDate>,
-    /// 身份证号.
-    pub id_card: Option<IdCardNumber>,
-    /// Phone.
-    pub phone: Option<Phone>,
-    /// Relation to the householder.
-    pub relation: Option<Relation>,
+    /// Gender, birth date, 身份证号, phone, relation (`crate::resident`).
+    pub fields: ResidentFields,
     /// Tags.
     pub tags: Vec<Tag>,
+}
+
+impl NewResident {
+    /// A resident with only a household and a name; set `fields` and `tags`
+    /// on it (or write `NewResident { fields, ..NewResident::new(h, name) }`).
+    pub fn new(household: Id, name: PersonName) -> NewResident {
+        NewResident {
+            household,
+            name,
+            fields: ResidentFields::default(),
+            tags: Vec::new(),
+        }
+    }
 }
 
 /// Changes to a resident: each `Some` field is written as one register; tags
@@ -121,16 +127,9 @@ pub struct NewResident {
 pub struct ResidentEdit {
     /// New name.
     pub name: Option<PersonName>,
-    /// New gender.
-    pub gender: Option<Gender>,
-    /// New birth date.
-    pub birth: Option<NaiveDate>,
-    /// New 身份证号 (birth date and gender follow it unless given).
-    pub id_card: Option<IdCardNumber>,
-    /// New phone.
-    pub phone: Option<Phone>,
-    /// New relation.
-    pub relation: Option<Relation>,
+    /// New values of the other fields (a new 身份证号 brings its birth date
+    /// and gender unless they are given).
+    pub fields: ResidentFields,
     /// Tags to add.
     pub add_tags: Vec<Tag>,
     /// Tags to remove.
@@ -210,6 +209,20 @@ pub fn new_village(
 
 fn commit(doc: &mut AutoCommit, now_ms: i64) {
     doc.commit_with(CommitOptions::default().with_time(now_ms.div_euclid(1000)));
+}
+
+/// Writes each given field of a resident as its register.
+fn put_fields(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    fields: &ResidentFields,
+) -> Result<(), ModelError> {
+    for f in RESIDENT_FIELDS {
+        if let Some(value) = (f.get)(fields) {
+            doc.put(obj, f.key, value)?;
+        }
+    }
+    Ok(())
 }
 
 fn get_map(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<ObjId> {
@@ -423,14 +436,9 @@ impl Village {
         let tags = get_map(&self.doc, &obj, "tags")
             .map(|t| self.doc.keys(&t).collect())
             .unwrap_or_default();
-        Some(ResidentView {
+        let mut view = ResidentView {
             id: id.to_string(),
             name: s("name").unwrap_or_default(),
-            gender: s("gender"),
-            birth: s("birth"),
-            id_card: s("id_card"),
-            phone: s("phone"),
-            relation: s("relation"),
             tags,
             household_id,
             village_id: self.id.to_string(),
@@ -438,7 +446,12 @@ impl Village {
             cadre: s("cadre").unwrap_or_default(),
             created_at: rfc3339_ms(get_i64(&self.doc, &obj, "created_at").unwrap_or(0)),
             merged_into: Some(self.canonical_resident(id.as_str())).filter(|c| c != id.as_str()),
-        })
+            ..ResidentView::default()
+        };
+        for f in RESIDENT_FIELDS {
+            *(f.shown_mut)(&mut view) = s(f.key);
+        }
+        Some(view)
     }
 
     /// Every resident not merged into another, by creation time then id.
@@ -665,31 +678,13 @@ impl Village {
     ) -> Result<Id, ModelError> {
         self.atomic(|v| {
             v.require(RecordKind::Household, &new.household)?;
-            let (mut gender, mut birth) = (new.gender, new.birth);
-            if let Some(card) = &new.id_card {
-                card.check_consistent(birth, gender)?;
-                gender = Some(card.gender());
-                birth = Some(card.birth());
-            }
+            let mut fields = new.fields.clone();
+            fields.settle_card()?;
             let (id, obj) = v.new_record(RecordKind::Resident, rng)?;
             let doc = &mut v.doc;
             doc.put(&obj, "household_id", new.household.as_str())?;
             doc.put(&obj, "name", new.name.as_str())?;
-            if let Some(g) = gender {
-                doc.put(&obj, "gender", g.as_str())?;
-            }
-            if let Some(b) = birth {
-                doc.put(&obj, "birth", b.format("%Y-%m-%d").to_string())?;
-            }
-            if let Some(c) = &new.id_card {
-                doc.put(&obj, "id_card", c.as_str())?;
-            }
-            if let Some(p) = &new.phone {
-                doc.put(&obj, "phone", p.as_str())?;
-            }
-            if let Some(r) = &new.relation {
-                doc.put(&obj, "relation", r.as_str())?;
-            }
+            put_fields(doc, &obj, &fields)?;
             let tags = doc.put_object(&obj, "tags", ObjType::Map)?;
             for t in &new.tags {
                 doc.put(&tags, t.as_str(), true)?;
@@ -709,38 +704,21 @@ impl Village {
     ) -> Result<(), ModelError> {
         self.atomic(|v| {
             let obj = v.require(RecordKind::Resident, id)?;
-            let (mut gender, mut birth) = (edit.gender, edit.birth);
             // The card that will be stored after the edit decides birth and gender.
-            let stored_card = get_str(&v.doc, &obj, "id_card");
-            if let Some(card) = &edit.id_card {
-                card.check_consistent(birth, gender)?;
-                gender = Some(card.gender());
-                birth = Some(card.birth());
-            } else if let Some(card) = stored_card.as_deref().and_then(|c| {
+            let mut fields = edit.fields.clone();
+            if fields.id_card.is_some() {
+                fields.settle_card()?;
+            } else if let Some(card) = get_str(&v.doc, &obj, "id_card").and_then(|c| {
                 // A stored card was checked when written; re-check it against the edit.
-                IdCardNumber::parse(c, NaiveDate::MAX).ok()
+                IdCardNumber::parse(&c, NaiveDate::MAX).ok()
             }) {
-                card.check_consistent(birth, gender)?;
+                card.check_consistent(fields.birth, fields.gender)?;
             }
             let doc = &mut v.doc;
             if let Some(n) = &edit.name {
                 doc.put(&obj, "name", n.as_str())?;
             }
-            if let Some(g) = gender {
-                doc.put(&obj, "gender", g.as_str())?;
-            }
-            if let Some(b) = birth {
-                doc.put(&obj, "birth", b.format("%Y-%m-%d").to_string())?;
-            }
-            if let Some(c) = &edit.id_card {
-                doc.put(&obj, "id_card", c.as_str())?;
-            }
-            if let Some(p) = &edit.phone {
-                doc.put(&obj, "phone", p.as_str())?;
-            }
-            if let Some(r) = &edit.relation {
-                doc.put(&obj, "relation", r.as_str())?;
-            }
+            put_fields(doc, &obj, &fields)?;
             if !edit.add_tags.is_empty() || !edit.remove_tags.is_empty() {
                 let tags = match get_map(doc, &obj, "tags") {
                     Some(t) => t,
@@ -863,17 +841,13 @@ pub enum SchemaError {
 /// Fields the model writes as `i64` unix milliseconds.
 const INT_FIELDS: [&str; 5] = ["created_at", "updated_at", "opened_at", "merged_at", "at"];
 /// Fields the model writes as strings.
-const STR_FIELDS: [&str; 25] = [
+/// (The resident's fields, [`RESIDENT_FIELDS`], are strings too.)
+const STR_FIELDS: [&str; 20] = [
     "name",
     "township",
     "address",
     "number",
     "household_id",
-    "gender",
-    "birth",
-    "id_card",
-    "phone",
-    "relation",
     "date",
     "kind",
     "note",
@@ -929,7 +903,7 @@ fn check_value(
 ) -> Result<(), SchemaError> {
     let rule = rule.unwrap_or(if INT_FIELDS.contains(&key) {
         "int"
-    } else if STR_FIELDS.contains(&key) {
+    } else if STR_FIELDS.contains(&key) || RESIDENT_FIELDS.iter().any(|f| f.key == key) {
         "string"
     } else {
         "scalar"

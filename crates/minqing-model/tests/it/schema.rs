@@ -37,11 +37,7 @@ fn village() -> (Village, Id, Id) {
             &NewResident {
                 household: h.clone(),
                 name: PersonName::parse("张三").unwrap(),
-                gender: None,
-                birth: None,
-                id_card: None,
-                phone: None,
-                relation: None,
+                fields: ResidentFields::default(),
                 tags: vec![Tag::parse("老党员").unwrap()],
             },
         )

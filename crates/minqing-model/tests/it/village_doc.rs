@@ -109,11 +109,12 @@ fn records_round_trip_through_storage() {
             &NewResident {
                 household: h.clone(),
                 name: PersonName::parse("李秀英").unwrap(),
-                gender: None,
-                birth: None,
-                id_card: Some(card),
-                phone: Some(Phone::parse("13800138000").unwrap()),
-                relation: Some(Relation::parse("户主").unwrap()),
+                fields: ResidentFields {
+                    id_card: Some(card),
+                    phone: Some(Phone::parse("13800138000").unwrap()),
+                    relation: Some(Relation::parse("户主").unwrap()),
+                    ..ResidentFields::default()
+                },
                 tags: vec![
                     Tag::parse("elderly-alone").unwrap(),
                     Tag::parse("种粮大户").unwrap(),
@@ -223,11 +224,11 @@ fn bad_references_are_refused_and_write_nothing() {
             &NewResident {
                 household: h,
                 name: PersonName::parse("张三").unwrap(),
-                gender: Some(Gender::Male),
-                birth: None,
-                id_card: Some(card),
-                phone: None,
-                relation: None,
+                fields: ResidentFields {
+                    gender: Some(Gender::Male),
+                    id_card: Some(card),
+                    ..ResidentFields::default()
+                },
                 tags: vec![],
             },
         )
@@ -267,11 +268,11 @@ fn concurrent_offline_edits_merge_field_by_field_and_keep_every_visit() {
             &NewResident {
                 household: h.clone(),
                 name: PersonName::parse("李秀英").unwrap(),
-                gender: Some(Gender::Female),
-                birth: None,
-                id_card: None,
-                phone: Some(Phone::parse("13800138000").unwrap()),
-                relation: None,
+                fields: ResidentFields {
+                    gender: Some(Gender::Female),
+                    phone: Some(Phone::parse("13800138000").unwrap()),
+                    ..ResidentFields::default()
+                },
                 tags: vec![Tag::parse("needy").unwrap()],
             },
         )
@@ -285,13 +286,19 @@ fn concurrent_offline_edits_merge_field_by_field_and_keep_every_visit() {
     let mut va = reload(&sa, DEV_A);
     let mut vb = reload(&sb, DEV_B);
     let edit_a = ResidentEdit {
-        phone: Some(Phone::parse("13911112222").unwrap()),
+        fields: ResidentFields {
+            phone: Some(Phone::parse("13911112222").unwrap()),
+            ..ResidentFields::default()
+        },
         add_tags: vec![Tag::parse("独居老人").unwrap()],
         ..Default::default()
     };
     let edit_b = ResidentEdit {
-        phone: Some(Phone::parse("0537-1234567").unwrap()),
-        relation: Some(Relation::parse("户主").unwrap()),
+        fields: ResidentFields {
+            phone: Some(Phone::parse("0537-1234567").unwrap()),
+            relation: Some(Relation::parse("户主").unwrap()),
+            ..ResidentFields::default()
+        },
         remove_tags: vec![Tag::parse("困难户").unwrap()],
         ..Default::default()
     };
