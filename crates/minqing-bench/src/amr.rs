@@ -354,7 +354,18 @@ pub fn export(
     drop(relay);
     let mut rng = StdRng::seed_from_u64(seed);
     let date = chrono::NaiveDate::from_ymd_opt(2025, 1, 3).context("date")?;
-    harness::day_of_work(&dev, &work, device_id, &mut rng, 50, 20, date)?;
+    let day = harness::Work {
+        visits: 50,
+        events: 20,
+        date,
+    };
+    harness::day_of_work(
+        &dev,
+        &work,
+        &harness::Authors::One(device_id),
+        &mut rng,
+        day,
+    )?;
     for (id, heads) in before {
         let bytes = dev.load(&id)?.context("worked village")?;
         let mut d = AutoCommit::load(&bytes)?;

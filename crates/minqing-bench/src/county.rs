@@ -132,10 +132,26 @@ pub fn build_village(
     let mut village = Village::from_new_doc(id.clone(), doc)?;
     let team: Vec<Cadre> = (0..3).map(|_| Cadre::random(rng)).collect::<Result<_>>()?;
     let region = format!("3307{:02}", 81 + index % 3);
+    let households = add_households(&mut village, rng, &team, &name, &region, size.households)?;
+    add_visits(&mut village, rng, &team, &households, size.visits)?;
+    add_demands(&mut village, rng, &team, &households, size.demands)?;
+    Ok((VillageInfo { id, name, township }, village))
+}
 
-    // Households and residents, registered in December of the year before.
-    let mut households: Vec<(Id, Vec<Id>)> = Vec::with_capacity(size.households);
-    for h in 0..size.households {
+/// A household's id and its residents' ids.
+type Household = (Id, Vec<Id>);
+
+/// Households and residents, registered in December of the year before.
+fn add_households(
+    village: &mut Village,
+    rng: &mut StdRng,
+    team: &[Cadre],
+    name: &str,
+    region: &str,
+    n: usize,
+) -> Result<Vec<Household>> {
+    let mut households: Vec<Household> = Vec::with_capacity(n);
+    for h in 0..n {
         let cadre = &team[h % team.len()];
         let when = ms_on(rng, ymd(YEAR - 1, 12, 1 + (h % 28) as u32));
         village.set_actor(cadre.device_id.as_bytes());
@@ -150,7 +166,7 @@ pub fn build_village(
                 number: Some(HouseholdNumber::parse(&format!("{:04}", h + 1))?),
             },
         )?;
-        let members = household_members(rng, &region)?;
+        let members = household_members(rng, region)?;
         let mut rids = Vec::with_capacity(members.len());
         for m in members {
             let rid = village.add_resident(
@@ -165,10 +181,19 @@ pub fn build_village(
         }
         households.push((hid, rids));
     }
+    Ok(households)
+}
 
-    // A year of visits: spread evenly over the months, households drawn at random.
-    for i in 0..size.visits {
-        let month = (i * 12 / size.visits.max(1)) as u32 + 1;
+/// A year of visits: spread evenly over the months, households drawn at random.
+fn add_visits(
+    village: &mut Village,
+    rng: &mut StdRng,
+    team: &[Cadre],
+    households: &[Household],
+    n: usize,
+) -> Result<()> {
+    for i in 0..n {
+        let month = (i * 12 / n.max(1)) as u32 + 1;
         let date = text::date_between(rng, ymd(YEAR, month, 1), ymd(YEAR, month, 28));
         let (hid, rids) = &households[rng.random_range(0..households.len())];
         let cadre = &team[rng.random_range(0..team.len())];
@@ -197,9 +222,18 @@ pub fn build_village(
             },
         )?;
     }
+    Ok(())
+}
 
-    // Demands opened over the year.
-    for _ in 0..size.demands {
+/// Demands opened over the year, each taken some way along its closed loop.
+fn add_demands(
+    village: &mut Village,
+    rng: &mut StdRng,
+    team: &[Cadre],
+    households: &[Household],
+    n: usize,
+) -> Result<()> {
+    for _ in 0..n {
         let (_, rids) = &households[rng.random_range(0..households.len())];
         if rids.is_empty() {
             continue;
@@ -230,12 +264,12 @@ pub fn build_village(
             at += rng.random_range(1..=10) * 86_400_000;
             let cadre = &team[rng.random_range(0..team.len())];
             village.set_actor(cadre.device_id.as_bytes());
-            if !next_step(&mut village, rng, &cadre.author(at), &demand)? {
+            if !next_step(village, rng, &cadre.author(at), &demand)? {
                 break;
             }
         }
     }
-    Ok((VillageInfo { id, name, township }, village))
+    Ok(())
 }
 
 /// Records the natural next step of a demand's closed loop (受理 → 直办/转办 →

@@ -20,6 +20,7 @@ use std::sync::mpsc;
 use crate::homes::Laptop;
 use anyhow::{Context, Result};
 use minqing_model::Id;
+use minqing_store::SledStorage;
 use minqing_sync::{DocId, Storage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -83,9 +84,29 @@ impl Profile {
     }
 }
 
+/// Version of what `gen-data` writes (layout, bundles, what the stores
+/// hold). Bump it whenever that changes: a cached data set of another version
+/// is regenerated, never reused (a stale cache once broke the bench).
+const DATA_FORMAT: u32 = 2;
+
+/// The data format of this build: the generator's own version and the
+/// formats it writes through other crates (bundles, the laptop's keyring), so
+/// that a change there also invalidates a cached data set.
+pub fn data_format() -> String {
+    format!(
+        "minqing-bench-data/{DATA_FORMAT} {} {}",
+        minqing_net::BUNDLE_FORMAT,
+        minqing_store::keyring::KEYRING_FORMAT
+    )
+}
+
 /// What `gen-data` made, read back by the scenarios.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
+    /// [`data_format`] of the build that wrote it (empty: written before
+    /// the data set had a version).
+    #[serde(default)]
+    pub format: String,
     /// Profile name.
     pub profile: String,
     /// Seed.
@@ -160,6 +181,190 @@ fn build(seed: u64, index: usize, size: VillageSize, actor: &[u8]) -> Result<Mad
     })
 }
 
+/// The villages of one profile, by role.
+struct Villages {
+    /// Every village on the relay.
+    all: Vec<String>,
+    /// The 4-village laptop's.
+    device: Vec<String>,
+    /// The many-village laptop's (empty: none).
+    many: Vec<String>,
+}
+
+impl Villages {
+    fn of(profile: Profile) -> Villages {
+        let total = profile.full + profile.light;
+        let all: Vec<String> = (0..total).map(|i| format!("V{i:04}")).collect();
+        Villages {
+            device: all[..profile.full].to_vec(),
+            many: if profile.many > 0 {
+                all[..profile.many.min(total)].to_vec()
+            } else {
+                Vec::new()
+            },
+            all,
+        }
+    }
+}
+
+/// Every device of the data set, enrolled at the relay.
+struct Enrolled {
+    device: Laptop,
+    fresh: Laptop,
+    many: Option<Laptop>,
+    naive: Vec<Laptop>,
+    r1: Vec<(Laptop, String)>,
+}
+
+/// Enrols every device (identities first, so that the sync states can be
+/// written with the villages).
+fn enrol_all(
+    relay: &mut RelayHome,
+    profile: Profile,
+    v: &Villages,
+    rng: &mut StdRng,
+) -> Result<Enrolled> {
+    let mk_id = |rng: &mut StdRng| Id::random(rng).as_str().to_owned();
+    let device = relay.enrol(&mk_id(rng), "李明", &v.device)?;
+    let fresh = relay.enrol(&mk_id(rng), "王芳", &v.device)?;
+    let many = if profile.many > 0 {
+        Some(relay.enrol(&mk_id(rng), "张伟", &v.many)?)
+    } else {
+        None
+    };
+    let mut naive = Vec::new();
+    let naive_villages = if v.many.is_empty() {
+        &v.device
+    } else {
+        &v.many
+    };
+    for village in naive_villages {
+        naive.push(relay.enrol(&mk_id(rng), "赵强", std::slice::from_ref(village))?);
+    }
+    let mut r1 = Vec::new();
+    for i in 0..profile.r1_devices {
+        let village = v.all[i % v.all.len()].clone();
+        let b = relay.enrol(&mk_id(rng), "陈静", std::slice::from_ref(&village))?;
+        r1.push((b, village));
+    }
+    relay.write_devices()?;
+    Ok(Enrolled {
+        device,
+        fresh,
+        many,
+        naive,
+        r1,
+    })
+}
+
+/// The stores the villages are written into.
+struct Stores<'a> {
+    relay_name: &'a str,
+    relay: SledStorage,
+    device: SledStorage,
+    many: Option<SledStorage>,
+}
+
+/// What writing the villages gave.
+#[derive(Default)]
+struct Written {
+    registry: Vec<(String, String, String)>,
+    saved_bytes: BTreeMap<String, u64>,
+    device_counts: [usize; 3],
+    heads_of: BTreeMap<String, Vec<automerge::ChangeHash>>,
+}
+
+impl Written {
+    /// Writes one built village into the stores that hold it, with the
+    /// synced sync states of the laptops that hold it.
+    fn add(&mut self, st: &Stores<'_>, e: &Enrolled, profile: Profile, m: Made) -> Result<()> {
+        st.relay.append(&m.id, &m.bytes)?;
+        let state = synced_state(&m.heads);
+        if m.index < profile.full {
+            st.device.append(&m.id, &m.bytes)?;
+            st.device.set_sync_state(st.relay_name, &m.id, &state)?;
+            st.relay
+                .set_sync_state(&e.device.device_id, &m.id, &state)?;
+            for (c, x) in self.device_counts.iter_mut().zip(m.counts) {
+                *c += x;
+            }
+        }
+        if let (Some(store), Some(b)) = (&st.many, &e.many)
+            && m.index < profile.many
+        {
+            store.append(&m.id, &m.bytes)?;
+            store.set_sync_state(st.relay_name, &m.id, &state)?;
+            st.relay.set_sync_state(&b.device_id, &m.id, &state)?;
+        }
+        self.registry.push((m.id.to_string(), m.name, m.township));
+        self.saved_bytes
+            .insert(m.id.to_string(), m.bytes.len() as u64);
+        self.heads_of.insert(m.id.to_string(), m.heads);
+        Ok(())
+    }
+}
+
+/// Villages, built on two threads, written by this one.
+fn write_villages(
+    st: &Stores<'_>,
+    e: &Enrolled,
+    profile: Profile,
+    seed: u64,
+    actor: &[u8],
+) -> Result<Written> {
+    let total = profile.full + profile.light;
+    let threads = 2;
+    let (tx, rx) = mpsc::sync_channel::<Result<Made>>(4);
+    let mut w = Written::default();
+    std::thread::scope(|scope| -> Result<()> {
+        for t in 0..threads {
+            let tx = tx.clone();
+            scope.spawn(move || {
+                for index in (t..total).step_by(threads) {
+                    let size = if index < profile.full {
+                        profile.full_size
+                    } else {
+                        profile.light_size
+                    };
+                    if tx.send(build(seed, index, size, actor)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (n, made) in rx.iter().enumerate() {
+            w.add(st, e, profile, made?)?;
+            if (n + 1) % 50 == 0 {
+                tracing::info!("{} of {total} villages written", n + 1);
+            }
+        }
+        Ok(())
+    })?;
+    w.registry.sort();
+    Ok(w)
+}
+
+/// R1's devices with their synced sync states, recorded on the relay too.
+fn r1_devices(st: &Stores<'_>, e: Enrolled, w: &Written) -> Result<Vec<SimDevice>> {
+    let mut sims = Vec::with_capacity(e.r1.len());
+    for (bundle, village) in e.r1 {
+        let heads = w
+            .heads_of
+            .get(&village)
+            .context("R1 village was generated")?;
+        let state = synced_state(heads);
+        st.relay
+            .set_sync_state(&bundle.device_id, &DocId::new(village.clone())?, &state)?;
+        sims.push(SimDevice {
+            bundle,
+            village,
+            state,
+        });
+    }
+    Ok(sims)
+}
+
 /// Generates the data set of `profile` into `out` (which must not exist).
 pub fn generate(bins: &Bins, profile: Profile, seed: u64, out: &Path) -> Result<Manifest> {
     let started = std::time::Instant::now();
@@ -170,140 +375,46 @@ pub fn generate(bins: &Bins, profile: Profile, seed: u64, out: &Path) -> Result<
     let mut rng = StdRng::seed_from_u64(seed);
     let relay_name = "县民情中继";
     let mut relay = RelayHome::init(bins, &out.join("relay"), relay_name, rng.random())?;
-
-    let total = profile.full + profile.light;
-    let ids: Vec<String> = (0..total).map(|i| format!("V{i:04}")).collect();
-    let device_villages: Vec<String> = ids[..profile.full].to_vec();
-    let many_villages: Vec<String> = if profile.many > 0 {
-        ids[..profile.many.min(total)].to_vec()
-    } else {
-        Vec::new()
-    };
-
-    // Identities first, so that the sync states can be written with the villages.
-    let mk_id = |rng: &mut StdRng| Id::random(rng).as_str().to_owned();
-    let device_id = mk_id(&mut rng);
-    let device_bundle = relay.enrol(&device_id, "李明", &device_villages)?;
-    let fresh_bundle = relay.enrol(&mk_id(&mut rng), "王芳", &device_villages)?;
-    let many = if profile.many > 0 {
-        Some(relay.enrol(&mk_id(&mut rng), "张伟", &many_villages)?)
-    } else {
-        None
-    };
-    let mut naive = Vec::new();
-    for v in if many_villages.is_empty() {
-        &device_villages
-    } else {
-        &many_villages
-    } {
-        naive.push(relay.enrol(&mk_id(&mut rng), "赵强", std::slice::from_ref(v))?);
-    }
-    let mut r1 = Vec::new();
-    for i in 0..profile.r1_devices {
-        let village = ids[i % total].clone();
-        let b = relay.enrol(&mk_id(&mut rng), "陈静", std::slice::from_ref(&village))?;
-        r1.push((b, village));
-    }
-    relay.write_devices()?;
-    homes::device_home(bins, &out.join("device"), &device_bundle)?;
-    if let Some(b) = &many {
+    let v = Villages::of(profile);
+    let e = enrol_all(&mut relay, profile, &v, &mut rng)?;
+    homes::device_home(bins, &out.join("device"), &e.device)?;
+    if let Some(b) = &e.many {
         homes::device_home(bins, &out.join("device100"), b)?;
     }
     std::fs::write(
         out.join("fresh.bundle.json"),
-        serde_json::to_vec_pretty(&fresh_bundle)?,
+        serde_json::to_vec_pretty(&e.fresh)?,
     )?;
-    std::fs::write(out.join("naive.json"), serde_json::to_vec(&naive)?)?;
-
-    // Villages, built on two threads, written by this one.
-    let relay_store = homes::open_store(&relay.dir.join("store"))?;
-    let device_store = homes::open_store(&out.join("device/store"))?;
-    let many_store = if many.is_some() {
-        Some(homes::open_store(&out.join("device100/store"))?)
-    } else {
-        None
+    std::fs::write(out.join("naive.json"), serde_json::to_vec(&e.naive)?)?;
+    let st = Stores {
+        relay_name,
+        relay: homes::open_store(&relay.dir.join("store"))?,
+        device: homes::open_store(&out.join("device/store"))?,
+        many: match e.many {
+            Some(_) => Some(homes::open_store(&out.join("device100/store"))?),
+            None => None,
+        },
     };
-    let threads = 2;
-    let (tx, rx) = mpsc::sync_channel::<Result<Made>>(4);
-    let mut registry = Vec::new();
-    let mut saved_bytes = BTreeMap::new();
-    let mut device_counts = [0usize; 3];
-    let mut heads_of = BTreeMap::new();
-    std::thread::scope(|scope| -> Result<()> {
-        for t in 0..threads {
-            let tx = tx.clone();
-            let actor = relay.actor.clone();
-            scope.spawn(move || {
-                for index in (t..total).step_by(threads) {
-                    let size = if index < profile.full {
-                        profile.full_size
-                    } else {
-                        profile.light_size
-                    };
-                    if tx.send(build(seed, index, size, &actor)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        for (n, made) in rx.iter().enumerate() {
-            let m = made?;
-            relay_store.append(&m.id, &m.bytes)?;
-            let state = synced_state(&m.heads);
-            if m.index < profile.full {
-                device_store.append(&m.id, &m.bytes)?;
-                device_store.set_sync_state(relay_name, &m.id, &state)?;
-                relay_store.set_sync_state(&device_id, &m.id, &state)?;
-                for (c, x) in device_counts.iter_mut().zip(m.counts) {
-                    *c += x;
-                }
-            }
-            if let (Some(store), Some(b)) = (&many_store, &many)
-                && m.index < profile.many
-            {
-                store.append(&m.id, &m.bytes)?;
-                store.set_sync_state(relay_name, &m.id, &state)?;
-                relay_store.set_sync_state(&b.device_id, &m.id, &state)?;
-            }
-            registry.push((m.id.to_string(), m.name, m.township));
-            saved_bytes.insert(m.id.to_string(), m.bytes.len() as u64);
-            heads_of.insert(m.id.to_string(), m.heads);
-            if (n + 1) % 50 == 0 {
-                tracing::info!("{} of {total} villages written", n + 1);
-            }
-        }
-        Ok(())
-    })?;
-    registry.sort();
-    relay.write_villages(&registry)?;
-    let mut sims = Vec::with_capacity(r1.len());
-    for (bundle, village) in r1 {
-        let heads = heads_of.get(&village).context("R1 village was generated")?;
-        let state = synced_state(heads);
-        relay_store.set_sync_state(&bundle.device_id, &DocId::new(village.clone())?, &state)?;
-        sims.push(SimDevice {
-            bundle,
-            village,
-            state,
-        });
-    }
+    let w = write_villages(&st, &e, profile, seed, &relay.actor)?;
+    relay.write_villages(&w.registry)?;
+    let sims = r1_devices(&st, e, &w)?;
     std::fs::write(out.join("r1.json"), serde_json::to_vec(&sims)?)?;
-    for s in [Some(&relay_store), Some(&device_store), many_store.as_ref()]
+    for s in [Some(&st.relay), Some(&st.device), st.many.as_ref()]
         .into_iter()
         .flatten()
     {
         s.flush()?;
     }
     let manifest = Manifest {
+        format: data_format(),
         profile: profile.name.to_owned(),
         seed,
         relay_name: relay_name.to_owned(),
-        device_villages,
-        many_villages,
-        all_villages: ids,
-        saved_bytes,
-        device_counts,
+        device_villages: v.device,
+        many_villages: v.many,
+        all_villages: v.all,
+        saved_bytes: w.saved_bytes,
+        device_counts: w.device_counts,
         seconds: started.elapsed().as_secs_f64(),
     };
     std::fs::write(
@@ -318,4 +429,36 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let raw = std::fs::read(dir.join("manifest.json"))
         .with_context(|| format!("{} holds no generated data set", dir.display()))?;
     Ok(serde_json::from_slice(&raw)?)
+}
+
+/// The data set of `profile` and `seed` in `dir`: the cached one if it was
+/// written by a generator of this build's [`data_format`], else a new one
+/// (the stale or partial one is removed first).
+pub fn cached(bins: &Bins, profile: Profile, seed: u64, dir: &Path) -> Result<Manifest> {
+    match read_manifest(dir) {
+        Ok(m) if m.format == data_format() && m.profile == profile.name && m.seed == seed => {
+            return Ok(m);
+        }
+        Ok(m) => eprintln!(
+            "the cached data set in {} has format {:?}, this build writes {:?}: regenerating",
+            dir.display(),
+            m.format,
+            data_format()
+        ),
+        Err(_) if dir.exists() => eprintln!(
+            "the cached data set in {} has no readable manifest: regenerating",
+            dir.display()
+        ),
+        Err(_) => {}
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot remove the stale data set {}", dir.display()))?;
+    }
+    eprintln!(
+        "generating the {} data set into {} …",
+        profile.name,
+        dir.display()
+    );
+    generate(bins, profile, seed, dir)
 }

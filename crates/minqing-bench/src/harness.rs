@@ -290,61 +290,105 @@ pub fn relay_host(store: Arc<dyn Storage>) -> StorageDocHost {
     StorageDocHost::new(store)
 }
 
-/// A day of offline work on a laptop: `visits` visits and `events` demand
-/// events (steps on open demands, or new demands where none is open), spread
-/// over `villages`, written like the CLI writes (one commit each, appended and
-/// flushed). The actor is `device_id` with a new incarnation drawn from `rng`
-/// (docs/data-model.md, "Actors"), as a laptop's store would have.
+/// Who writes a day's work: the device id that authors each village's
+/// changes (the relay refuses a change whose actor is not the sending
+/// device's, so the work must be written by the device that will push it).
+pub enum Authors<'a> {
+    /// One laptop for every village.
+    One(&'a str),
+    /// A device per village (the naive baseline: one enrolled device per
+    /// village, each pushing only its own).
+    PerVillage(&'a std::collections::BTreeMap<DocId, String>),
+}
+
+impl Authors<'_> {
+    fn of(&self, village: &DocId) -> Result<&str> {
+        match self {
+            Authors::One(d) => Ok(d),
+            Authors::PerVillage(m) => m
+                .get(village)
+                .map(String::as_str)
+                .with_context(|| format!("no device writes village {village}")),
+        }
+    }
+}
+
+/// A day of offline work on a laptop: `work.visits` visits and `work.events`
+/// demand events (steps on open demands, or new demands where none is open),
+/// spread over `villages`, written like the CLI writes (one commit each,
+/// appended and flushed). Each village's actor is its author's device id with
+/// one new incarnation drawn from `rng` (docs/data-model.md, "Actors"), as a
+/// laptop's store would have; the records drawn from `rng` do not depend on
+/// who the authors are.
 pub fn day_of_work(
     store: &dyn Storage,
     villages: &[DocId],
-    device_id: &str,
+    authors: &Authors<'_>,
     rng: &mut StdRng,
-    visits: usize,
-    events: usize,
-    date: chrono::NaiveDate,
+    work: Work,
 ) -> Result<()> {
     let mut cadre = Cadre::random(rng)?;
-    cadre.device_id = minqing_model::Id::parse(device_id)?;
-    let actor = minqing_sync::device_actor(
-        device_id,
-        minqing_sync::Incarnation::from_random(rng.random()),
-    );
+    let incarnation = minqing_sync::Incarnation::from_random(rng.random());
     for (i, id) in villages.iter().enumerate() {
+        let device_id = authors.of(id)?;
+        cadre.device_id = minqing_model::Id::parse(device_id)?;
+        let actor = minqing_sync::device_actor(device_id, incarnation);
         let bytes = store.load(id)?.context("village held")?;
         let mut v = Village::load(id.clone(), &bytes)?;
         v.set_actor(actor.to_bytes());
         let share = |n: usize| n / villages.len() + usize::from(i < n % villages.len());
-        let households = v.households();
-        for _ in 0..share(visits) {
-            let h = &households[rng.random_range(0..households.len())];
-            let note = text::note(rng);
-            let author = cadre.author(county::ms_on(rng, date));
-            v.log_visit(
-                rng,
-                &author,
-                &NewVisit {
-                    household: minqing_model::Id::parse(&h.id)?,
-                    resident: None,
-                    kind: VisitKind::Regular,
-                    note: Note::parse(&note)?,
-                    date,
-                },
-            )?;
-        }
+        log_visits(&mut v, &cadre, rng, share(work.visits), work.date)?;
         let open: Vec<String> = v
             .demands()
             .into_iter()
             .filter(|d| d.status != "已销号")
             .map(|d| d.id)
             .collect();
-        for k in 0..share(events) {
-            let author = cadre.author(county::ms_on(rng, date));
+        for k in 0..share(work.events) {
+            let author = cadre.author(county::ms_on(rng, work.date));
             let demand = minqing_model::Id::parse(&open[k % open.len().max(1)])?;
             county::next_step(&mut v, rng, &author, &demand)?;
         }
         store.append(id, &v.take_unsaved())?;
         store.flush()?;
+    }
+    Ok(())
+}
+
+/// How much a day's work holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Work {
+    /// Visits, over all villages.
+    pub visits: usize,
+    /// Demand events, over all villages.
+    pub events: usize,
+    /// The day.
+    pub date: chrono::NaiveDate,
+}
+
+fn log_visits(
+    v: &mut Village,
+    cadre: &Cadre,
+    rng: &mut StdRng,
+    n: usize,
+    date: chrono::NaiveDate,
+) -> Result<()> {
+    let households = v.households();
+    for _ in 0..n {
+        let h = &households[rng.random_range(0..households.len())];
+        let note = text::note(rng);
+        let author = cadre.author(county::ms_on(rng, date));
+        v.log_visit(
+            rng,
+            &author,
+            &NewVisit {
+                household: minqing_model::Id::parse(&h.id)?,
+                resident: None,
+                kind: VisitKind::Regular,
+                note: Note::parse(&note)?,
+                date,
+            },
+        )?;
     }
     Ok(())
 }

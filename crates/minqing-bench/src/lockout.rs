@@ -137,6 +137,27 @@ pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result
     for _ in 0..runs {
         out.normal.push(sync_once(bins, &home)?);
     }
+    flood_phase(bins, &relay, &home, runs, &mut out).await?;
+    // Six enrolled laptops of the data set.
+    let sims: Vec<SimDevice> = serde_json::from_slice(&std::fs::read(data.join("r1.json"))?)?;
+    partial_frames(&sims, &relay, &mut out).await?;
+    // Orphans, against a fresh relay process: memory the partial frames
+    // left in the allocator would otherwise hide the growth.
+    relay.stop();
+    let relay = RelayProc::start(bins, &dir.join("relay"))?;
+    orphans(&sims, &relay, &mut out).await?;
+    relay.stop();
+    Ok(out)
+}
+
+/// Syncs of `home` during a flood of half-open handshakes against `relay`.
+async fn flood_phase(
+    bins: &Bins,
+    relay: &RelayProc,
+    home: &Path,
+    runs: usize,
+    out: &mut Lockout,
+) -> Result<()> {
     let flood = InitialFlood {
         target: relay.addr,
         per_second: FLOOD_RATE,
@@ -145,7 +166,7 @@ pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result
     .start()?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     for _ in 0..runs {
-        let (b, h) = (bins.clone(), home.clone());
+        let (b, h) = (bins.clone(), home.to_path_buf());
         match tokio::task::spawn_blocking(move || sync_once(&b, &h)).await? {
             Ok(s) => out.flooded.push(s),
             Err(e) => {
@@ -159,8 +180,11 @@ pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result
     out.retries_per_s = stats.retries as f64 / stats.seconds.max(1e-9);
     eprintln!("L1 flood: {stats:?}");
 
-    // Partial frames from six enrolled laptops of the data set.
-    let sims: Vec<SimDevice> = serde_json::from_slice(&std::fs::read(data.join("r1.json"))?)?;
+    Ok(())
+}
+
+/// Partial frames: six laptops each send 50 MiB of a 60 MiB frame.
+async fn partial_frames(sims: &[SimDevice], relay: &RelayProc, out: &mut Lockout) -> Result<()> {
     let pid = relay.pid();
     // The six connections first (their TLS state, QUIC buffers and session
     // tasks): the baseline the partial frames are measured against.
@@ -209,10 +233,11 @@ pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result
     out.rss_before = before as f64 / (1024.0 * 1024.0);
     out.rss_peak = peak as f64 / (1024.0 * 1024.0);
 
-    // Orphans, against a fresh relay process: memory the partial frames
-    // left in the allocator would otherwise hide the growth.
-    relay.stop();
-    let relay = RelayProc::start(bins, &dir.join("relay"))?;
+    Ok(())
+}
+
+/// Orphan changes from six laptops against `relay` for [`ORPHAN_SECS`].
+async fn orphans(sims: &[SimDevice], relay: &RelayProc, out: &mut Lockout) -> Result<()> {
     let pid = relay.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss(pid);
@@ -244,8 +269,7 @@ pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result
     }
     out.orphan_before = before as f64 / (1024.0 * 1024.0);
     out.orphan_peak = peak as f64 / (1024.0 * 1024.0);
-    relay.stop();
-    Ok(out)
+    Ok(())
 }
 
 /// One laptop streaming orphans until `deadline`: a session per round, each

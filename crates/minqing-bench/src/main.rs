@@ -9,6 +9,9 @@ mod datagen;
 mod harness;
 mod homes;
 mod lockout;
+mod render;
+mod report;
+mod scenario;
 mod text;
 
 use std::path::PathBuf;
@@ -55,7 +58,7 @@ enum Cmd {
         /// The workspace root (default: the current directory).
         #[arg(long)]
         root: Option<PathBuf>,
-        /// Run only these scenario groups (comma-separated: W1, W2, S, R1, L1); the
+        /// Run only these scenario groups (comma-separated: W1, W2, S, S1, S2, S3, R1, L1); the
         /// report then goes to target/bench-only.md, never to docs/.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use chacha20poly1305::aead::rand_core::RngCore;
-use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
@@ -72,17 +72,28 @@ pub(crate) fn random<const N: usize>() -> [u8; N] {
 /// Encrypts `plain` under `cipher` with a fresh random nonce:
 /// `nonce ‖ ciphertext ‖ tag`.
 pub(crate) fn xseal(cipher: &XChaCha20Poly1305, plain: &[u8], aad: &[u8]) -> Vec<u8> {
-    let nonce: [u8; NONCE_LEN] = random();
     let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
+    xseal_into(cipher, plain, aad, &mut out);
+    out
+}
+
+/// Appends `nonce ‖ ciphertext ‖ tag` of `plain` to `out`, encrypting in
+/// place in `out` (no intermediate buffer: a store write seals straight into
+/// the record it stores).
+pub(crate) fn xseal_into(cipher: &XChaCha20Poly1305, plain: &[u8], aad: &[u8], out: &mut Vec<u8>) {
+    let nonce: [u8; NONCE_LEN] = random();
+    out.reserve(NONCE_LEN + plain.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
+    let start = out.len();
+    out.extend_from_slice(plain);
     // Encryption with a valid key and nonce only fails for plaintexts beyond
     // 2^38 bytes; sled values are far smaller, so an error here is unreachable
-    // and an empty ciphertext (which then fails to open) is a safe fallback.
-    let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
-        .unwrap_or_default();
-    out.extend_from_slice(&ct);
-    out
+    // and an empty ciphertext without a tag (which then fails to open) is a
+    // safe fallback.
+    match cipher.encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut out[start..]) {
+        Ok(tag) => out.extend_from_slice(&tag),
+        Err(_) => out.truncate(start),
+    }
 }
 
 /// Opens `nonce ‖ ciphertext ‖ tag`; `None` if it does not authenticate.
@@ -142,15 +153,28 @@ impl Codec {
 
     /// The bytes to store for `value` under `key` of `tree`.
     pub(crate) fn seal(&self, tree: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(value.len() + self.overhead());
+        self.seal_into(tree, key, value, &mut out);
+        out
+    }
+
+    /// Appends the bytes to store for `value` under `key` of `tree` to `out`.
+    pub(crate) fn seal_into(&self, tree: &str, key: &[u8], value: &[u8], out: &mut Vec<u8>) {
         match self {
-            Codec::Plain => value.to_vec(),
+            Codec::Plain => out.extend_from_slice(value),
             Codec::Sealed(c) => {
-                let mut out = Vec::with_capacity(value.len() + SEAL_OVERHEAD);
                 out.push(SEALED_TAG);
-                out.extend_from_slice(&xseal(c, value, &aad(tree, key)));
-                out
+                xseal_into(c, value, &aad(tree, key), out);
             }
         }
+    }
+
+    /// The checksummed record (`record::encode`) of the bytes to store for
+    /// `value`, built in one buffer: what a document write stores.
+    pub(crate) fn seal_record(&self, tree: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
+        crate::record::encode_with(value.len() + self.overhead(), |out| {
+            self.seal_into(tree, key, value, out)
+        })
     }
 
     /// The value stored as `stored` under `key` of `tree`.
@@ -187,5 +211,22 @@ mod tests {
         assert_eq!(other.open("chunks", b"V1\0a", &s), Err(OpenError::Forged));
         assert_eq!(c.open("chunks", b"k", b"plain"), Err(OpenError::NotSealed));
         assert_eq!(s.len(), 12 + SEAL_OVERHEAD);
+    }
+
+    #[test]
+    fn a_sealed_record_is_the_record_of_the_sealed_value() {
+        let k = DataKey::generate();
+        for codec in [Codec::Plain, Codec::Sealed(Arc::new(k.cipher()))] {
+            for value in [&b""[..], "身份证号".as_bytes(), &[7u8; 5000][..]] {
+                let rec = codec.seal_record("chunks", b"V1\0a", value);
+                let payload = crate::record::decode(&rec).unwrap();
+                assert_eq!(payload.len(), value.len() + codec.overhead());
+                assert_eq!(codec.open("chunks", b"V1\0a", payload).unwrap(), value);
+                assert_eq!(
+                    codec.open("chunks", b"V2\0a", payload).is_ok(),
+                    matches!(codec, Codec::Plain)
+                );
+            }
+        }
     }
 }

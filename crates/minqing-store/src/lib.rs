@@ -815,7 +815,7 @@ impl SledStorage {
         let snapshot = self.doc_value(
             Tag::Snapshot,
             key,
-            record::encode(&self.inner.codec.seal("snapshots", key, &am.save())),
+            self.inner.codec.seal_record("snapshots", key, &am.save()),
         )?;
         let old = loaded.snapshot.clone();
         let chunk_keys: Vec<sled::IVec> = loaded.chunks.iter().map(|(k, _, _)| k.clone()).collect();
@@ -968,7 +968,7 @@ impl SledStorage {
         let value = self.doc_value(
             Tag::Chunk,
             &key,
-            record::encode(&self.inner.codec.seal("chunks", &key, bytes)),
+            self.inner.codec.seal_record("chunks", &key, bytes),
         )?;
         self.inner
             .chunks

@@ -20,6 +20,18 @@ pub(crate) fn encode(payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A record whose payload `fill` appends to the buffer it is given (about
+/// `payload_len` bytes): one allocation, no copy of the payload.
+pub(crate) fn encode_with(payload_len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload_len);
+    out.push(RECORD_VERSION);
+    out.extend_from_slice(&[0; 4]);
+    fill(&mut out);
+    let crc = crc32fast::hash(&out[HEADER_LEN..]).to_be_bytes();
+    out[1..HEADER_LEN].copy_from_slice(&crc);
+    out
+}
+
 /// Wraps a pointer body in a version-2 record.
 pub(crate) fn encode_pointer(body: &[u8]) -> Vec<u8> {
     let mut out = encode(body);

@@ -43,6 +43,7 @@ const NAV: &[(Nav, &str, &str, Icon)] = &[
     (Nav::Leave, "请假/补访", routes::LEAVE, Icon::Pen),
     (Nav::Reports, "报表", routes::REPORT, Icon::Chart),
     (Nav::Import, "导入户籍", routes::IMPORT, Icon::People),
+    (Nav::Sync, "同步", routes::SYNC, Icon::Sync),
 ];
 
 /// Renders a whole page: `title` (also the `<h1>`), the current navigation

@@ -27,6 +27,7 @@ pub mod names;
 pub mod report;
 pub mod resident;
 pub mod search;
+pub mod sync;
 pub mod time;
 pub mod today;
 pub mod visit;
@@ -99,6 +100,11 @@ pub const DONE: &[(&str, &str)] = &[
     ("import", "已导入户籍。"),
     ("resident", "已添加居民。"),
     ("leave", "已记录请假。记得在以后的月份补访。"),
+    ("sync", "同步已完成。"),
+    (
+        "sync-failed",
+        "这次没有同步成功：记录都保存在本机，联网后会自动同步。",
+    ),
 ];
 
 impl Notice {
@@ -143,6 +149,8 @@ pub struct SyncSummary {
 pub mod routes {
     /// 今日.
     pub const TODAY: &str = "/";
+    /// 同步: `GET /sync`; a pass now: `POST /sync`.
+    pub const SYNC: &str = "/sync";
     /// Villages (村).
     pub const VILLAGES: &str = "/villages";
     /// One village's households: `/village/<village id>`.

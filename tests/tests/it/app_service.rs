@@ -308,6 +308,14 @@ fn app_syncs_in_the_background_offline_and_when_the_relay_returns() {
     assert_eq!(view["villages"][0]["id"], "V1");
     assert_eq!(view["villages"][0]["name"], "小河村");
     assert!(view["villages"][0]["pending_changes"].as_u64() >= Some(3));
+    // The 同步 page says the same, in Chinese, per village.
+    let browser = Browser::login(&app);
+    let (status, page) = browser.get("/sync");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("离线"), "{page}");
+    assert!(page.contains("小河村"), "{page}");
+    let pending_shown = format!("{} 条", view["villages"][0]["pending_changes"]);
+    assert!(page.contains(&pending_shown), "{pending_shown}: {page}");
 
     // Relay back: the work reaches it (and the other laptop) without a click.
     relay.start();
@@ -327,6 +335,13 @@ fn app_syncs_in_the_background_offline_and_when_the_relay_returns() {
         "the sync state says online again, nothing pending: {}",
         background(&w)
     );
+    // The 同步 page's button: a pass now, then back to the page.
+    let csrf = browser.csrf("/sync");
+    let (status, to) = browser.post_form("/sync", &[("csrf", &csrf)]);
+    assert_eq!((status, to.as_str()), (303, "/sync?done=sync"));
+    let (_, page) = browser.get("/sync");
+    assert!(page.contains("已连接县里"), "{page}");
+    assert!(page.contains("无（已同步到县里）"), "{page}");
     // `minqing sync` through the service: a pass now, printed as sync prints it.
     let out = w.minqing(&["sync"]).ok();
     assert!(out.contains("V1\tin sync"), "{out}");

@@ -159,6 +159,7 @@ pub fn routes() -> Router<App> {
         .route(r::REPORT_MONTHLY_XLSX, get(monthly_xlsx))
         .route(r::REPORT_LEDGER_XLSX, get(ledger_xlsx))
         .route(r::DIARY, get(diary))
+        .route(r::SYNC, get(sync_page).post(sync_now))
         .route("/assets/{name}", get(asset))
 }
 
@@ -224,6 +225,48 @@ async fn today(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
         ))
     })
     .await
+}
+
+/// 同步: the background sync per village (last sync, changes not yet at the
+/// county, the last pass's outcome) and a button for a pass now.
+async fn sync_page(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let form = query(q);
+    let state = app.sync().map(|s| s.state());
+    app.page(move |view| {
+        let summary = view.sync_state()?;
+        let v = super::sync_loop::view(view.home, state)?;
+        let page = minqing_web::sync::SyncPage {
+            summary,
+            relay_name: v.state.as_ref().map(|s| s.relay_name.clone()),
+            syncing: v.state.as_ref().is_some_and(|s| s.syncing),
+            villages: v
+                .villages
+                .into_iter()
+                .map(|r| minqing_web::sync::SyncVillage {
+                    id: r.id,
+                    name: r.name,
+                    pending_changes: r.pending_changes,
+                    last_sync: r.last_sync,
+                    outcome: r.outcome,
+                })
+                .collect(),
+        };
+        Ok(minqing_web::sync::sync_page(&view.ctx(done(&form)), &page))
+    })
+    .await
+}
+
+/// `POST /sync`: a pass now (the CSRF token was checked by the fence); back
+/// to the 同步 page saying how it went.
+async fn sync_now(State(app): State<App>) -> Response {
+    let ok = match app.sync() {
+        Some(s) => s.sync_now().await.is_some_and(|r| r.code == 0),
+        None => false,
+    };
+    see_other(
+        minqing_web::routes::SYNC,
+        if ok { "sync" } else { "sync-failed" },
+    )
 }
 
 /// 村: every village held.

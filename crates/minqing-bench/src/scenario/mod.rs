@@ -1,0 +1,80 @@
+//! The scenarios of `cargo xtask bench`, one module each (docs/benchmarks.md
+//! says what each measures): W1 a write, W2 a cold open, S1–S3 syncs against
+//! the naive and automerge-repo baselines, R1 a thousand laptops at once, L1
+//! the relay under attack. Each adds its rows to a [`Report`].
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::bench::Options;
+use crate::datagen::Manifest;
+use crate::homes::Bins;
+use crate::report::Report;
+
+mod baselines;
+mod l1;
+mod r1;
+mod s1;
+mod s2;
+mod s3;
+mod sync;
+mod w1;
+mod w2;
+
+/// What every scenario works with.
+pub struct Ctx<'a> {
+    /// The built binaries.
+    pub bins: &'a Bins,
+    /// The run's options.
+    pub opts: &'a Options,
+    /// The generated data set (read only: scenarios copy from it).
+    pub data: &'a Path,
+    /// Its manifest.
+    pub m: &'a Manifest,
+    /// A scratch directory, removed after the run.
+    pub scratch: &'a Path,
+}
+
+/// Runs every scenario `ctx.opts` asks for, in the report's order.
+pub fn run_all(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let opts = ctx.opts;
+    if opts.wants("W1") {
+        eprintln!("W1 …");
+        w1::run(ctx, report)?;
+    }
+    if opts.wants("W2") {
+        eprintln!("W2 …");
+        w2::run(ctx, report)?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if opts.wants("S1") || opts.wants("S2") || opts.wants("S3") {
+        eprintln!("S1–S3 …");
+        let base = rt.block_on(baselines::prepare(ctx, report))?;
+        if opts.wants("S1") {
+            rt.block_on(s1::run(ctx, &base, report))?;
+        }
+        if opts.wants("S2") {
+            rt.block_on(s2::run(ctx, &base, report))?;
+        }
+        if opts.wants("S3") {
+            rt.block_on(s3::run(ctx, &base, report))?;
+        }
+    }
+    if opts.wants("R1") {
+        eprintln!("R1 …");
+        rt.block_on(r1::run(ctx, report))?;
+    }
+    if opts.wants("L1") {
+        eprintln!("L1 …");
+        rt.block_on(l1::run(ctx, report))?;
+    }
+    Ok(())
+}
+
+/// `values` with `f` applied to each.
+pub fn col<T>(values: &[T], f: impl Fn(&T) -> f64) -> Vec<f64> {
+    values.iter().map(f).collect()
+}
