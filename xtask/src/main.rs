@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask ci` (what CI runs), `cargo xtask tidy` (the
 //! architecture's boundaries), `cargo xtask demo` (the main job),
+//! `cargo xtask browser` (the browser tests, also run by `ci`),
 //! `cargo xtask gen-data` and `cargo xtask bench` (the benchmark harness in
 //! `crates/minqing-bench`, run in release mode), `cargo xtask fuzz` (the
 //! libFuzzer targets of `crates/minqing-fuzz`).
@@ -24,12 +25,18 @@ fn main() -> ExitCode {
         Some("bench") => bench_tool("bench", &args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("tidy") => tidy::run(&root()),
+        Some("browser") => {
+            cargo(&["build", "-p", "minqing", "--bins"]).and_then(|()| browser(&args[1..]))
+        }
         _ => {
             eprintln!("usage: cargo xtask <ci|tidy|demo|gen-data|bench|fuzz>");
             eprintln!(
                 "  ci        tidy, fmt check, clippy -D warnings, build, every test, the browser tests"
             );
             eprintln!("  tidy      the architecture's boundaries (docs/testing.md#the-tidy-test)");
+            eprintln!(
+                "  browser   [--shots docs/app] the browser tests in chromium (tests/browser/; docs/app.md)"
+            );
             eprintln!("  demo      a cadre's offline day, then sync through a relay, on 127.0.0.1");
             eprintln!(
                 "  gen-data  --profile device|county|quick --seed N --out DIR: a deterministic data set in real stores"
@@ -85,7 +92,8 @@ pub fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
 /// The browser tests (tests/browser/, docs/app.md): a cadre's day in Debian's
 /// chromium driven by Playwright, against `minqing app` built above. `.ci/run`
 /// installs chromium, chromium-driver, fonts-noto-cjk and PyPI playwright.
-fn browser() -> Result<(), String> {
+/// `args` go to the script (`--shots docs/app` takes the screenshots again).
+fn browser(args: &[String]) -> Result<(), String> {
     let root = root();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -101,6 +109,7 @@ fn browser() -> Result<(), String> {
         .arg(&script)
         .arg("--minqing")
         .arg(&minqing)
+        .args(args)
         .current_dir(&root)
         .status()
         .map_err(|e| format!("cannot run python3 for the browser tests: {e}"))?;
@@ -147,7 +156,7 @@ fn ci() -> Result<(), String> {
     ])?;
     cargo(&["build", "--workspace", "--bins"])?;
     cargo(&["test", "--workspace", "--no-fail-fast"])?;
-    browser()?;
+    browser(&[])?;
     // Benchmarks are not timed in CI; their smallest profile runs so the harness keeps working.
     cargo(&[
         "bench",
