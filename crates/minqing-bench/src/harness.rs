@@ -16,8 +16,8 @@ use minqing_net::ConnectOptions;
 
 use crate::homes::Laptop;
 use minqing_sync::{
-    DeviceEvent, DeviceSession, DocHost, DocId, RelaySession, SessionConfig, SessionOutcome,
-    Storage, StorageDocHost, StorageError,
+    DeviceSession, DocId, RelaySession, SessionConfig, SessionOutcome, Storage, StorageDocHost,
+    StorageError,
 };
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -156,7 +156,7 @@ pub async fn device_sync(
     )
     .await?;
     let t_conn = started.elapsed();
-    let docs = minqing_net::device_docs(store, &bundle.relay_name)?;
+    let docs = minqing_sync::device_docs(store, &bundle.relay_name)?;
     let t_load = started.elapsed();
     let mut session = DeviceSession::new(SessionConfig::default(), &bundle.device_id, docs)?;
     let outcome = minqing_net::run_device_session(
@@ -255,7 +255,7 @@ pub fn lockstep_round_trips(
     host: &StorageDocHost,
     assignment: &BTreeSet<DocId>,
 ) -> Result<(usize, usize)> {
-    let docs = minqing_net::device_docs(dev, relay_name)?;
+    let docs = minqing_sync::device_docs(dev, relay_name)?;
     let mut d = DeviceSession::new(SessionConfig::default(), device, docs)?;
     let mut r = RelaySession::new(
         SessionConfig::default(),
@@ -272,29 +272,17 @@ pub fn lockstep_round_trips(
     // `flights`: relay flights the device waited for so far.
     for flights in 0..64usize {
         bytes += to_relay.len();
-        r.handle_input(&to_relay, host as &dyn DocHost)?;
-        while r.poll_event().is_some() {}
-        host.storage().flush()?;
+        let up = minqing_sync::relay_step(&mut r, host, &**host.storage(), &to_relay)?;
+        up.result?;
         if finished {
             return Ok((flights.saturating_sub(1), bytes));
         }
-        let mut to_device = Vec::new();
-        while let Some(b) = r.poll_transmit() {
-            to_device.extend(b);
-        }
+        let to_device = up.frames.concat();
         bytes += to_device.len();
-        d.handle_input(&to_device)?;
-        while let Some(ev) = d.poll_event() {
-            if matches!(ev, DeviceEvent::Finished(_)) {
-                finished = true;
-            }
-            minqing_net::apply_device_event(dev, relay_name, &ev)?;
-        }
-        dev.flush()?;
-        to_relay.clear();
-        while let Some(b) = d.poll_transmit() {
-            to_relay.extend(b);
-        }
+        let down = minqing_sync::device_step(&mut d, dev, relay_name, &to_device)?;
+        down.result?;
+        finished = down.outcome.is_some();
+        to_relay = down.frames.concat();
     }
     bail!("lockstep session of {device} did not finish in 64 flights")
 }

@@ -11,16 +11,12 @@ use minqing_sync::{
 use quinn::{RecvStream, SendStream};
 
 use crate::endpoint::{map_connection_error, map_read_error, map_write_error};
-use crate::{DeviceConnection, NetError};
+use crate::{DeviceConnection, NetError, SessionLimit};
 
 /// Largest chunk read from the stream at once.
 const READ_CHUNK: usize = 256 * 1024;
 /// How long a finished session waits for the peer's end of stream.
 const LINGER: Duration = Duration::from_secs(5);
-
-fn storage_err(e: minqing_sync::StorageError) -> NetError {
-    NetError::Session(e.to_string())
-}
 
 async fn transmit(
     send: &mut SendStream,
@@ -65,18 +61,18 @@ impl Held {
     /// Takes `n` more bytes of the budget, waiting at most `wait`.
     async fn take(&mut self, n: usize, wait: Duration) -> Result<(), NetError> {
         let Some(b) = &self.budget else { return Ok(()) };
-        let n32 = u32::try_from(n).map_err(|_| NetError::Limit("a chunk too large".into()))?;
+        let n32 = u32::try_from(n).map_err(|_| SessionLimit::Chunk)?;
         match tokio::time::timeout(wait, b.acquire_many(n32)).await {
             Ok(Ok(permit)) => {
                 permit.forget();
                 self.bytes += n;
                 Ok(())
             }
-            Ok(Err(_)) => Err(NetError::Limit("the relay is shutting down".into())),
-            Err(_) => Err(NetError::Limit(format!(
-                "the relay is busy (its receive buffers are full for {} s); try again later",
-                wait.as_secs()
-            ))),
+            Ok(Err(_)) => Err(SessionLimit::ShuttingDown.into()),
+            Err(_) => Err(SessionLimit::Busy {
+                secs: wait.as_secs(),
+            }
+            .into()),
         }
     }
 
@@ -97,12 +93,10 @@ impl Drop for Held {
     }
 }
 
-/// What one input did to a relay session, computed off the async runtime.
-struct RelayStep {
+/// A relay session back from the blocking pool with what its input did.
+struct Stepped {
     session: RelaySession,
-    result: Result<(), minqing_sync::SessionError>,
-    events: Vec<RelayEvent>,
-    frames: Vec<Vec<u8>>,
+    step: minqing_sync::RelayStep,
 }
 
 /// Runs the relay side of a session on an accepted stream until the device says
@@ -130,7 +124,7 @@ pub async fn run_relay_session(
     on_event: &mut (dyn FnMut(RelayEvent) + Send),
 ) -> Result<(), NetError> {
     let peer = session.device().to_owned();
-    let mut session = Some(session);
+    let mut session = session;
     let mut held = Held {
         budget: limits.budget.clone(),
         bytes: 0,
@@ -140,51 +134,34 @@ pub async fn run_relay_session(
             match tokio::time::timeout(limits.silence, recv.read_chunk(READ_CHUNK, true)).await {
                 Ok(r) => r.map_err(|e| map_read_error(&e, &peer))?,
                 Err(_) => {
-                    return Err(NetError::Limit(format!(
-                        "the laptop sent nothing for {} s",
-                        limits.silence.as_secs()
-                    )));
+                    return Err(SessionLimit::Silence {
+                        secs: limits.silence.as_secs(),
+                    }
+                    .into());
                 }
             };
         if let Some(c) = &chunk {
             held.take(c.bytes.len(), limits.silence).await?;
         }
         let Some(chunk) = chunk else {
-            if session.as_ref().is_some_and(RelaySession::is_closed) {
+            if session.is_closed() {
                 return Ok(());
             }
             return Err(NetError::ConnectionLost(
                 "the device ended the stream before the session finished".into(),
             ));
         };
-        let Some(mut s) = session.take() else {
-            // The session is put back after every step; a missing one means the
-            // previous step's task failed, which returned early.
-            return Err(NetError::Session("session state lost".into()));
-        };
+        let mut s = session;
         let (host, storage) = (host.clone(), storage.clone());
-        let step = tokio::task::spawn_blocking(move || -> Result<RelayStep, NetError> {
-            let result = s.handle_input(&chunk.bytes, &*host);
-            let mut events = Vec::new();
-            while let Some(ev) = s.poll_event() {
-                events.push(ev);
-            }
-            // Durable before anything that acknowledges it leaves.
-            storage.flush().map_err(storage_err)?;
-            let mut frames = Vec::new();
-            while let Some(f) = s.poll_transmit() {
-                frames.push(f);
-            }
-            Ok(RelayStep {
-                session: s,
-                result,
-                events,
-                frames,
-            })
+        let Stepped { session: s, step } = tokio::task::spawn_blocking(move || {
+            // Applied through the host, flushed, then the frames: one rule,
+            // kept by `minqing_sync::relay_step`.
+            minqing_sync::relay_step(&mut s, &*host, &*storage, &chunk.bytes)
+                .map(|step| Stepped { session: s, step })
         })
         .await
-        .map_err(|e| NetError::Session(format!("the session's worker failed: {e}")))??;
-        held.keep(step.session.buffered());
+        .map_err(NetError::Worker)??;
+        held.keep(s.buffered());
         for ev in step.events {
             on_event(ev);
         }
@@ -194,8 +171,8 @@ pub async fn run_relay_session(
             let _ = send.finish();
             return Err(NetError::Protocol(e));
         }
-        let closed = step.session.is_closed();
-        session = Some(step.session);
+        let closed = s.is_closed();
+        session = s;
         if closed {
             let _ = send.finish();
             // Let the device read the end of our stream; it closes the connection.
@@ -203,30 +180,6 @@ pub async fn run_relay_session(
             return Ok(());
         }
     }
-}
-
-/// Persists one device event into `storage` (sync states under `peer`, the relay's
-/// name). Returns the outcome when the session finished.
-pub fn apply_device_event(
-    storage: &dyn Storage,
-    peer: &str,
-    event: &DeviceEvent,
-) -> Result<Option<SessionOutcome>, minqing_sync::StorageError> {
-    match event {
-        DeviceEvent::DocChanged { doc, bytes } => storage.append(doc, bytes)?,
-        DeviceEvent::DocAdded { doc, bytes } => {
-            // A stale copy (e.g. a village removed and assigned again) is replaced whole.
-            if storage.load(doc)?.is_some() {
-                storage.remove(doc)?;
-            }
-            storage.append(doc, bytes)?;
-        }
-        DeviceEvent::DocRemoved { doc } => storage.remove(doc)?,
-        DeviceEvent::SyncState { doc, state } => storage.set_sync_state(peer, doc, state)?,
-        DeviceEvent::Refused { .. } => {}
-        DeviceEvent::Finished(outcome) => return Ok(Some(outcome.clone())),
-    }
-    Ok(None)
 }
 
 /// No progress from the relay for `silence`: the session stalled (the relay is
@@ -240,8 +193,9 @@ fn stalled(addr: &str, silence: Duration) -> NetError {
 
 /// Runs the device side of a session over a new stream of `conn`: sends the first
 /// flight, then applies each input, persisting every event into `storage` and
-/// flushing before it sends what the input produced. `on_event` sees every event
-/// after it was persisted (for notices). Returns the session's outcome. Silence
+/// flushing before it sends what the input produced
+/// ([`minqing_sync::device_step`]). `on_event` sees every event once the
+/// input's events are durable (for notices). Returns the session's outcome. Silence
 /// longer than `conn.silence` — nothing read, or nothing could be sent — ends
 /// the session with [`NetError::ConnectionLost`]; `storage.flush()` is called
 /// after every input, so a storage that releases itself when idle (the CLI's)
@@ -280,21 +234,20 @@ pub async fn run_device_session(
                 )),
             };
         };
-        let result = session.handle_input(&chunk.bytes);
-        while let Some(ev) = session.poll_event() {
-            if let Some(o) = apply_device_event(storage, peer, &ev).map_err(storage_err)? {
-                outcome = Some(o);
-            }
-            on_event(&ev);
+        // Persisted and flushed, then the frames: one rule, kept by
+        // `minqing_sync::device_step`.
+        let step = minqing_sync::device_step(session, storage, peer, &chunk.bytes)?;
+        for ev in &step.events {
+            on_event(ev);
         }
-        storage.flush().map_err(storage_err)?;
-        tokio::time::timeout(
-            silence,
-            transmit(&mut send, || session.poll_transmit(), &addr),
-        )
-        .await
-        .map_err(|_| stalled(&addr, silence))??;
-        if let Err(e) = result {
+        if step.outcome.is_some() {
+            outcome = step.outcome;
+        }
+        let mut frames = step.frames.into_iter();
+        tokio::time::timeout(silence, transmit(&mut send, || frames.next(), &addr))
+            .await
+            .map_err(|_| stalled(&addr, silence))??;
+        if let Err(e) = step.result {
             let _ = send.finish();
             return Err(match e {
                 minqing_sync::SessionError::Remote {
@@ -305,7 +258,7 @@ pub async fn run_device_session(
                     code: minqing_sync::frame::ErrorCode::Wipe,
                     message,
                 } => NetError::WipeOrdered(message),
-                other => NetError::Session(other.to_string()),
+                other => NetError::Session(other),
             });
         }
         if let Some(o) = &outcome
@@ -326,78 +279,5 @@ pub async fn run_device_session(
             }));
             return Ok(o.clone());
         }
-    }
-}
-
-/// Whether `doc` holds changes the peer has not acknowledged: its heads differ
-/// from the shared heads in the persisted sync state (`None`: never synced).
-pub fn has_local_changes(doc: &automerge::Automerge, state: Option<&[u8]>) -> bool {
-    let Some(state) = state.and_then(|s| automerge::sync::State::decode(s).ok()) else {
-        return true;
-    };
-    let mut ours = doc.get_heads();
-    let mut shared = state.shared_heads;
-    ours.sort();
-    shared.sort();
-    ours != shared
-}
-
-/// How many of `doc`'s changes the peer whose sync state is `state` is not
-/// known to have (all of them without a state): "changes not yet at the
-/// county" on a laptop's sync page. 0 exactly when [`has_local_changes`] is
-/// false for a document that the peer holds in full.
-pub fn local_change_count(doc: &automerge::Automerge, state: Option<&[u8]>) -> usize {
-    let shared = state
-        .and_then(|s| automerge::sync::State::decode(s).ok())
-        .map(|s| s.shared_heads)
-        .unwrap_or_default();
-    doc.get_changes_meta(&shared).len()
-}
-
-/// A held document with its persisted sync state, as `DeviceSession::new` takes it.
-pub type HeldDoc = (minqing_sync::DocId, automerge::Automerge, Option<Vec<u8>>);
-
-/// Loads every document of `storage` with its sync state for `peer`, ready for
-/// [`minqing_sync::DeviceSession::new`].
-pub fn device_docs(storage: &dyn Storage, peer: &str) -> Result<Vec<HeldDoc>, NetError> {
-    let mut out = Vec::new();
-    for id in storage.docs().map_err(storage_err)? {
-        if let Some(doc) = minqing_sync::load_doc(storage, &id).map_err(storage_err)? {
-            let state = storage.sync_state(peer, &id).map_err(storage_err)?;
-            out.push((id, doc, state));
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use automerge::transaction::Transactable;
-
-    use super::{has_local_changes, local_change_count};
-
-    fn put(doc: &mut automerge::AutoCommit, key: &str) {
-        doc.put(automerge::ROOT, key, 1_i64).unwrap();
-        doc.commit();
-    }
-
-    #[test]
-    fn local_changes_are_counted_from_the_shared_heads() {
-        let mut doc = automerge::AutoCommit::new();
-        put(&mut doc, "a");
-        put(&mut doc, "b");
-        assert_eq!(local_change_count(doc.document(), None), 2);
-        let mut state = automerge::sync::State::new();
-        state.shared_heads = doc.get_heads();
-        let encoded = state.encode();
-        assert_eq!(local_change_count(doc.document(), Some(&encoded)), 0);
-        assert!(!has_local_changes(doc.document(), Some(&encoded)));
-        put(&mut doc, "c");
-        put(&mut doc, "d");
-        put(&mut doc, "e");
-        assert_eq!(local_change_count(doc.document(), Some(&encoded)), 3);
-        assert!(has_local_changes(doc.document(), Some(&encoded)));
-        // A state that does not decode counts everything, as no state does.
-        assert_eq!(local_change_count(doc.document(), Some(b"junk")), 5);
     }
 }

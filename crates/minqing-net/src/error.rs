@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+// The variants that wrap a typed error (`Session`, `Protocol`, `Storage`,
+// `Worker`) carry it for matching and say it in their message; they do not
+// also expose it as `source()`, which would print it twice under `{:#}`.
+
 /// The message a device shows when the relay refuses its certificate.
 pub const REFUSED_MESSAGE: &str = "the relay refused this laptop's certificate: it is revoked or not enrolled with this relay; ask the operator to enrol it again";
 
@@ -64,16 +68,25 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
-    /// The sync session failed (protocol or storage error), see the message.
+    /// The sync session failed: the relay broke the protocol, ended the
+    /// session with an error, or a limit of this side was reached.
     #[error("sync session failed: {0}")]
-    Session(String),
+    Session(minqing_sync::SessionError),
+    /// This side's storage failed during a sync session (a full disk, a
+    /// damaged store): nothing the session produced after it was acknowledged.
+    #[error("sync session failed: {0}")]
+    Storage(minqing_sync::StorageError),
+    /// The blocking task that ran a session's step failed (it panicked or the
+    /// runtime is shutting down).
+    #[error("sync session failed: the session's worker failed: {0}")]
+    Worker(tokio::task::JoinError),
     /// The device broke the sync protocol (a malformed or oversized frame, a
     /// `Hello` naming another device, …): the relay audits it.
     #[error("sync session failed: {0}")]
-    Protocol(#[source] minqing_sync::SessionError),
+    Protocol(minqing_sync::SessionError),
     /// A limit of the relay ended the session (deadline, silence, buffer budget).
-    #[error("{0}")]
-    Limit(String),
+    #[error(transparent)]
+    Limit(#[from] SessionLimit),
     /// The enrolment exchange failed (malformed or missing messages).
     #[error("enrolment failed: {0}")]
     Enrol(String),
@@ -85,6 +98,41 @@ pub enum NetError {
         /// The relay's words.
         message: String,
     },
+}
+
+/// Which limit of the relay ended a session ([`NetError::Limit`]; docs/relay.md, "Limits").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionLimit {
+    /// The laptop sent nothing for this many seconds.
+    #[error("the laptop sent nothing for {secs} s")]
+    Silence {
+        /// The silence bound.
+        secs: u64,
+    },
+    /// The shared receive budget stayed full for this many seconds.
+    #[error("the relay is busy (its receive buffers are full for {secs} s); try again later")]
+    Busy {
+        /// How long the session waited.
+        secs: u64,
+    },
+    /// The session outlived the relay's deadline.
+    #[error("the session took longer than {secs} s")]
+    Deadline {
+        /// The deadline.
+        secs: u64,
+    },
+    /// One chunk read was larger than the budget can count.
+    #[error("a chunk too large")]
+    Chunk,
+    /// The relay is shutting down (its budget is closed).
+    #[error("the relay is shutting down")]
+    ShuttingDown,
+}
+
+impl From<minqing_sync::StorageError> for NetError {
+    fn from(e: minqing_sync::StorageError) -> Self {
+        NetError::Storage(e)
+    }
 }
 
 impl NetError {

@@ -22,10 +22,7 @@ pub use ca::{
     certificate_request, check_device_cert, fingerprint, fingerprint_pem, new_device_key,
     parse_cert_pem, request_matches_cert,
 };
-pub use drive::{
-    HeldDoc, SessionLimits, apply_device_event, device_docs, has_local_changes, local_change_count,
-    run_device_session, run_relay_session,
-};
+pub use drive::{SessionLimits, run_device_session, run_relay_session};
 pub use endpoint::{
     CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, CLOSE_WIPED, ClientEndpoint,
     ConnectOptions, DEFAULT_TIMEOUT, DeviceConnection, RELAY_INITIAL_WINDOW, RELAY_RECEIVE_WINDOW,
@@ -36,7 +33,7 @@ pub use enrol::{
     ENROL_FORMAT, EnrolRefusal, EnrolRequest, EnrolResponse, MAX_ENROL_MESSAGE, USED_MESSAGE,
     enrol, read_message, serve_enrolment, write_message,
 };
-pub use error::{NetError, REFUSED_MESSAGE};
+pub use error::{NetError, REFUSED_MESSAGE, SessionLimit};
 pub use tls::{
     ALPN, DeviceGate, ENROL_ALPN, ServerTls, client_crypto, enrol_client_crypto, server_crypto,
 };

@@ -561,10 +561,11 @@ async fn serve_connection(
         let result =
             match tokio::time::timeout(deadline, serve_device(&relay, &conn, &device)).await {
                 Ok(r) => r,
-                Err(_) => Err(anyhow::Error::new(NetError::Limit(format!(
-                    "the session took longer than {} s",
-                    deadline.as_secs()
-                )))),
+                Err(_) => Err(anyhow::Error::new(NetError::Limit(
+                    minqing_net::SessionLimit::Deadline {
+                        secs: deadline.as_secs(),
+                    },
+                ))),
             };
         match result {
             Ok(()) => conn.close(CLOSE_DONE.into(), b"done"),
@@ -682,7 +683,7 @@ fn audit_failure(relay: &Relay, device: &str, e: &anyhow::Error) {
         NetError::Limit(what) => {
             relay
                 .audit
-                .aggregated(kind::LIMIT, device, Some(device), None, what.clone());
+                .aggregated(kind::LIMIT, device, Some(device), None, what.to_string());
         }
         _ => {}
     }

@@ -9,8 +9,9 @@ use automerge::sync::{State, SyncDoc};
 use crate::DocId;
 use crate::frame::{DocHeads, Frame, FrameDecoder, Heads, HeadsDigest, PROTOCOL_VERSION};
 use crate::session::{
-    Assembler, DocOutcome, Outbox, SessionConfig, SessionError, SessionOutcome, changes_one_by_one,
-    decode_message, decode_state, receive_guarded, same_set, seed_push_since_shared,
+    Assembler, DocOutcome, LimitExceeded, Outbox, SessionConfig, SessionError, SessionOutcome,
+    Side, Violation, changes_one_by_one, decode_message, decode_state, receive_guarded, same_set,
+    seed_push_since_shared,
 };
 
 /// What the device driver must do or know, in order. Persist every event
@@ -104,11 +105,11 @@ impl DeviceSession {
         docs: Vec<(DocId, Automerge, Option<Vec<u8>>)>,
     ) -> Result<Self, SessionError> {
         if docs.len() > config.max_docs {
-            return Err(SessionError::Limit(format!(
-                "{} villages held; at most {} sync in one session",
-                docs.len(),
-                config.max_docs
-            )));
+            return Err(LimitExceeded::HeldVillages {
+                held: docs.len(),
+                max: config.max_docs,
+            }
+            .into());
         }
         let mut session = DeviceSession {
             decoder: FrameDecoder::new(config.max_frame_len),
@@ -246,24 +247,25 @@ impl DeviceSession {
                 }
             }
             (Phase::Syncing, Frame::Refused { doc, reason, .. }) => self.on_refused(doc, reason),
-            (phase, frame) => Err(SessionError::Protocol(format!(
-                "the relay sent {} while the device was {}",
-                frame.kind_name(),
-                match phase {
+            (phase, frame) => Err(Violation::UnexpectedFrame {
+                from: Side::Relay,
+                frame: frame.kind_name(),
+                phase: match phase {
                     Phase::AwaitWelcome => "waiting for Welcome",
                     _ => "syncing",
-                }
-            ))),
+                },
+            }
+            .into()),
         }
     }
 
     fn on_welcome(&mut self, relay: String, docs: Vec<DocHeads>) -> Result<(), SessionError> {
         if docs.len() > self.config.max_docs {
-            return Err(SessionError::Limit(format!(
-                "the relay assigned {} villages; at most {} sync in one session",
-                docs.len(),
-                self.config.max_docs
-            )));
+            return Err(LimitExceeded::AssignedVillages {
+                assigned: docs.len(),
+                max: self.config.max_docs,
+            }
+            .into());
         }
         self.relay = relay;
         self.phase = Phase::Syncing;
@@ -272,10 +274,7 @@ impl DeviceSession {
             match entry.heads {
                 Heads::List(_) => {}
                 Heads::Clean(_) => {
-                    return Err(SessionError::Protocol(format!(
-                        "the relay marked village {} clean in Welcome",
-                        entry.doc
-                    )));
+                    return Err(Violation::CleanInWelcome(entry.doc).into());
                 }
                 Heads::Unchanged => match self.docs.get_mut(&entry.doc) {
                     // Both sides hold the same heads: settled without an exchange,
@@ -286,10 +285,7 @@ impl DeviceSession {
                         });
                     }
                     _ => {
-                        return Err(SessionError::Protocol(format!(
-                            "the relay called village {} unchanged, which this device did not declare clean",
-                            entry.doc
-                        )));
+                        return Err(Violation::UnchangedNotClean(entry.doc).into());
                     }
                 },
             }
@@ -324,16 +320,16 @@ impl DeviceSession {
             Some(d) if matches!(d.outcome, Some(DocOutcome::Refused { .. })) => return Ok(()),
             Some(d) if d.outcome != Some(DocOutcome::Removed) => d,
             _ => {
-                return Err(SessionError::Protocol(format!(
-                    "the relay sent village {id}, which it did not assign to this device"
-                )));
+                return Err(Violation::NotAssigned(id).into());
             }
         };
         d.messages += 1;
         if d.messages > max_messages {
-            return Err(SessionError::Limit(format!(
-                "village {id} did not converge within {max_messages} messages"
-            )));
+            return Err(LimitExceeded::Convergence {
+                doc: id,
+                max: max_messages,
+            }
+            .into());
         }
         let msg = decode_message(&id, message)?;
         tracing::trace!(
@@ -414,9 +410,7 @@ impl DeviceSession {
                     .push_back(DeviceEvent::Refused { doc: id, reason });
                 Ok(())
             }
-            None => Err(SessionError::Protocol(format!(
-                "the relay refused village {id}, which this device never offered"
-            ))),
+            None => Err(Violation::RefusedUnoffered(id).into()),
         }
     }
 

@@ -44,6 +44,24 @@ const MARK_CLEAN: u16 = 0xFFFF;
 /// The heads-count value that marks [`Heads::Unchanged`] on the wire (nothing follows).
 const MARK_UNCHANGED: u16 = 0xFFFE;
 
+// Relations between the limits that the codec's casts rely on, checked when
+// the crate compiles (a change that breaks one does not build).
+const _: () = {
+    // `len as u32` in the header.
+    assert!(MAX_FRAME_LEN <= u32::MAX as usize);
+    // `docs.len() as u16`.
+    assert!(MAX_DOCS <= u16::MAX as usize);
+    // `heads.len() as u16` is never read back as a marker.
+    assert!(MAX_HEADS < MARK_UNCHANGED as usize);
+    assert!(MARK_UNCHANGED < MARK_CLEAN);
+    // `put_str`'s u16 length prefix holds every string it is given.
+    assert!(MAX_NAME_LEN <= u16::MAX as usize);
+    assert!(MAX_MESSAGE_LEN <= u16::MAX as usize);
+    assert!(crate::MAX_DOC_ID_LEN <= MAX_NAME_LEN);
+    // A `SyncPart`'s u32 total.
+    assert!(MAX_SYNC_MESSAGE_LEN <= u32::MAX as usize);
+};
+
 /// An 8-byte fingerprint of a set of change hashes (XOR of the first 8 bytes of
 /// each hash, mixed with their count). Change hashes are SHA-256, so two different
 /// sets of heads share a digest with probability about 2⁻⁶⁴.
@@ -383,7 +401,7 @@ impl Frame {
                 max: MAX_FRAME_LEN,
             });
         }
-        // len <= MAX_FRAME_LEN < u32::MAX, checked just above.
+        // len <= MAX_FRAME_LEN (checked just above) <= u32::MAX (asserted at compile time).
         out[..HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
         Ok(out)
     }
@@ -473,7 +491,8 @@ fn put_str(out: &mut Vec<u8>, s: &str, max: usize, what: &'static str) -> Result
     if s.len() > max {
         return Err(FrameError::BadString(what));
     }
-    // s.len() <= max <= u16::MAX for every limit used in this file.
+    // s.len() <= max <= u16::MAX for every limit used in this file (asserted
+    // at compile time); the conversion still refuses a larger one.
     let len = u16::try_from(s.len()).map_err(|_| FrameError::BadString(what))?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -488,6 +507,7 @@ fn put_doc_heads(out: &mut Vec<u8>, docs: &[DocHeads]) -> Result<(), FrameError>
             max: MAX_DOCS,
         });
     }
+    // docs.len() <= MAX_DOCS (checked just above) <= u16::MAX (asserted at compile time).
     out.extend_from_slice(&(docs.len() as u16).to_be_bytes());
     for d in docs {
         put_str(out, d.doc.as_str(), MAX_NAME_LEN, "document id")?;
@@ -500,7 +520,8 @@ fn put_doc_heads(out: &mut Vec<u8>, docs: &[DocHeads]) -> Result<(), FrameError>
                         max: MAX_HEADS,
                     });
                 }
-                // heads.len() <= MAX_HEADS < MARK_UNCHANGED, checked just above.
+                // heads.len() <= MAX_HEADS (checked just above) < MARK_UNCHANGED
+                // (asserted at compile time).
                 out.extend_from_slice(&(heads.len() as u16).to_be_bytes());
                 for h in heads {
                     out.extend_from_slice(&h.0);

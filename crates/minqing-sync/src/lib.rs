@@ -5,6 +5,7 @@
 //! feed it bytes and carry out what it returns. See docs/sync.md, "Driving the
 //! state machine".
 
+mod apply;
 mod device;
 mod doc_id;
 pub mod frame;
@@ -14,12 +15,18 @@ mod session;
 mod storage;
 pub mod trust;
 
+pub use apply::{
+    DeviceStep, HeldDoc, RelayStep, apply_device_event, device_docs, device_step,
+    has_local_changes, local_change_count, relay_step,
+};
 pub use device::{DeviceEvent, DeviceSession};
 pub use doc_id::{DocId, DocIdError, MAX_DOC_ID_LEN, RESERVED_NAMES, check_id};
 pub use frame::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use host::{DocHost, StorageDocHost};
 pub use relay::{RelayEvent, RelayOutcome, RelaySession, unauthorized_frame, wipe_frame};
-pub use session::{DocOutcome, SessionConfig, SessionError, SessionOutcome};
+pub use session::{
+    DocOutcome, LimitExceeded, SessionConfig, SessionError, SessionOutcome, Side, Violation,
+};
 pub use storage::{INCARNATION_KEY, MemStorage, Storage, StorageError, Store, load_doc};
 pub use trust::{
     ContentLimits, ContentPolicy, INCARNATION_LEN, Incarnation, Rejection, SchemaCheck,

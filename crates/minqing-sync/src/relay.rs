@@ -12,8 +12,8 @@ use crate::frame::{
 };
 use crate::host::DocHost;
 use crate::session::{
-    Assembler, Outbox, SessionConfig, SessionError, decode_message, decode_state, panic_detail,
-    same_set, seed_push_since_shared, state_for_empty_peer,
+    Assembler, LimitExceeded, Outbox, SessionConfig, SessionError, Side, Violation, decode_message,
+    decode_state, panic_detail, same_set, seed_push_since_shared, state_for_empty_peer,
 };
 use crate::trust::{ContentPolicy, ParsedChange, Rejection, actor_belongs_to, parse_changes};
 use crate::{DocId, StorageError};
@@ -268,15 +268,16 @@ impl RelaySession {
                     return Ok(());
                 }
                 (phase, frame) => {
-                    return Err(SessionError::Protocol(format!(
-                        "the device sent {} while the relay was {}",
-                        frame.kind_name(),
-                        if phase == Phase::AwaitHello {
+                    return Err(Violation::UnexpectedFrame {
+                        from: Side::Device,
+                        frame: frame.kind_name(),
+                        phase: if phase == Phase::AwaitHello {
                             "waiting for Hello"
                         } else {
                             "serving"
-                        }
-                    )));
+                        },
+                    }
+                    .into());
                 }
             }
         }
@@ -296,18 +297,15 @@ impl RelaySession {
             )));
         }
         if held.len() > self.config.max_docs || self.assignment.len() > self.config.max_docs {
-            return Err(SessionError::Limit(format!(
-                "more than {} villages in one session",
-                self.config.max_docs
-            )));
+            return Err(LimitExceeded::HelloVillages {
+                max: self.config.max_docs,
+            }
+            .into());
         }
         let mut held_heads: BTreeMap<DocId, Heads> = BTreeMap::new();
         for entry in held {
             if entry.heads == Heads::Unchanged {
-                return Err(SessionError::Protocol(format!(
-                    "Hello marks village {} unchanged, which only the relay may say",
-                    entry.doc
-                )));
+                return Err(Violation::UnchangedInHello(entry.doc).into());
             }
             held_heads.insert(entry.doc, entry.heads);
         }
@@ -456,10 +454,10 @@ impl RelaySession {
                 .unwrap_or(message.len());
             self.refused_frames += 1;
             if self.refused_frames > self.config.max_docs {
-                return Err(SessionError::Limit(format!(
-                    "more than {} refused frames in one session",
-                    self.config.max_docs
-                )));
+                return Err(LimitExceeded::Refusals {
+                    max: self.config.max_docs,
+                }
+                .into());
             }
             tracing::warn!(device = %self.device, doc = %id, change_bytes, "refused: village not assigned");
             self.refused.insert(id.clone());
@@ -508,18 +506,18 @@ impl RelaySession {
             .fold((0, 0), |(n, b), (c, _)| (n + 1, b + c.len));
         let Some(d) = self.docs.get_mut(id) else {
             // Every assigned document got an entry in on_hello.
-            return Err(SessionError::Protocol(format!(
-                "village {id} has no session state"
-            )));
+            return Err(Violation::NoSessionState(id.clone()).into());
         };
         let mut msg = msg;
         let mut candidates: Vec<(ParsedChange, usize)> = Vec::new();
         if let Some(m) = &mut msg {
             d.messages += 1;
             if d.messages > max_messages {
-                return Err(SessionError::Limit(format!(
-                    "village {id} did not converge within {max_messages} messages"
-                )));
+                return Err(LimitExceeded::Convergence {
+                    doc: id.clone(),
+                    max: max_messages,
+                }
+                .into());
             }
             let parsed = match parse_changes(m.changes.iter(), &limits) {
                 Ok(p) => p,
@@ -701,9 +699,7 @@ impl RelaySession {
             if let Err(why) = verdict {
                 return self.reject(id, why);
             }
-            return Err(SessionError::Protocol(format!(
-                "village {id}: a message was discarded without a reason"
-            )));
+            return Err(Violation::DiscardedWithoutReason(id.clone()).into());
         }
         d.pending = waiting;
         if applied > 0 {

@@ -55,7 +55,7 @@ pub enum SessionError {
     },
     /// A frame the protocol does not allow here (e.g. `Sync` before `Hello`).
     #[error("protocol violation: {0}")]
-    Protocol(String),
+    Protocol(Violation),
     /// A sync message for `doc` that automerge cannot decode or apply.
     #[error("village {doc}: bad sync message: {detail}")]
     BadMessage {
@@ -67,9 +67,9 @@ pub enum SessionError {
     /// The device is not allowed to sync with this relay at all.
     #[error("not authorized: {0}")]
     Unauthorized(String),
-    /// A limit of [`SessionConfig`] was exceeded.
+    /// A limit of [`SessionConfig`] (or of the protocol) was exceeded.
     #[error("limit exceeded: {0}")]
-    Limit(String),
+    Limit(LimitExceeded),
     /// The peer ended the session with an `Error` frame.
     #[error("the peer ended the session ({code:?}): {message}")]
     Remote {
@@ -84,6 +84,181 @@ pub enum SessionError {
     /// Input after the session already failed.
     #[error("the session has already ended with an error")]
     Closed,
+}
+
+/// Which side of a session sent something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The laptop.
+    Device,
+    /// The relay.
+    Relay,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Device => "device",
+            Side::Relay => "relay",
+        })
+    }
+}
+
+/// A rule of the protocol a peer broke ([`SessionError::Protocol`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// A frame the protocol does not allow in this phase.
+    #[error("the {from} sent {frame} while the {} was {phase}", .from.other())]
+    UnexpectedFrame {
+        /// Who sent it.
+        from: Side,
+        /// The frame's kind (`Frame::kind_name`).
+        frame: &'static str,
+        /// What the receiving side was doing.
+        phase: &'static str,
+    },
+    /// A `SyncPart` for another message while one was incomplete.
+    #[error(
+        "a piece of a sync message for village {doc} arrived while one for village {incomplete} was incomplete"
+    )]
+    InterleavedPart {
+        /// The piece's village.
+        doc: DocId,
+        /// The village whose message was incomplete.
+        incomplete: DocId,
+    },
+    /// The pieces of a message add up to more than they announced.
+    #[error("the pieces of a sync message for village {doc} exceed its announced {total} bytes")]
+    PartsExceedTotal {
+        /// The village.
+        doc: DocId,
+        /// The announced length.
+        total: usize,
+    },
+    /// A whole `Sync` while a message in pieces was incomplete.
+    #[error(
+        "a Sync frame for village {doc} arrived while a sync message for village {incomplete} was incomplete"
+    )]
+    SyncDuringParts {
+        /// The frame's village.
+        doc: DocId,
+        /// The village whose message was incomplete.
+        incomplete: DocId,
+    },
+    /// A `Hello` marked a village `Unchanged`.
+    #[error("Hello marks village {0} unchanged, which only the relay may say")]
+    UnchangedInHello(DocId),
+    /// A `Welcome` marked a village clean.
+    #[error("the relay marked village {0} clean in Welcome")]
+    CleanInWelcome(DocId),
+    /// The relay called unchanged a village the device did not declare clean.
+    #[error("the relay called village {0} unchanged, which this device did not declare clean")]
+    UnchangedNotClean(DocId),
+    /// The relay sent a village it did not assign.
+    #[error("the relay sent village {0}, which it did not assign to this device")]
+    NotAssigned(DocId),
+    /// The relay refused a village the device never offered.
+    #[error("the relay refused village {0}, which this device never offered")]
+    RefusedUnoffered(DocId),
+    /// A message for a village without session state (a bug of this side).
+    #[error("village {0} has no session state")]
+    NoSessionState(DocId),
+    /// A message was discarded without a recorded reason (a bug of this side).
+    #[error("village {0}: a message was discarded without a reason")]
+    DiscardedWithoutReason(DocId),
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::Device => Side::Relay,
+            Side::Relay => Side::Device,
+        }
+    }
+}
+
+/// A limit a session reached ([`SessionError::Limit`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    /// A frame to send is larger than the frame limit.
+    #[error("a {frame} frame of {len} bytes exceeds the limit of {max}")]
+    Frame {
+        /// The frame's kind.
+        frame: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A frame to send cannot be encoded (a list or string beyond the codec's bounds).
+    #[error("{0}")]
+    Encode(FrameError),
+    /// A sync message larger than the limit for messages sent in pieces.
+    #[error("a sync message of {len} bytes for village {doc} exceeds the limit of {max} bytes")]
+    Message {
+        /// The village.
+        doc: DocId,
+        /// The message's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The frame limit leaves no room for a sync message.
+    #[error("a frame limit of {max} bytes leaves no room for a sync message")]
+    NoRoom {
+        /// The frame limit.
+        max: usize,
+    },
+    /// A `Hello` offered more villages than one session takes.
+    #[error("more than {max} villages in one session")]
+    HelloVillages {
+        /// The limit.
+        max: usize,
+    },
+    /// The device holds more villages than one session takes.
+    #[error("{held} villages held; at most {max} sync in one session")]
+    HeldVillages {
+        /// Villages held.
+        held: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The relay assigned more villages than one session takes.
+    #[error("the relay assigned {assigned} villages; at most {max} sync in one session")]
+    AssignedVillages {
+        /// Villages assigned.
+        assigned: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The device sent for more unassigned villages than the relay answers.
+    #[error("more than {max} refused frames in one session")]
+    Refusals {
+        /// The limit.
+        max: usize,
+    },
+    /// A village did not converge (a loop, automerge #772).
+    #[error("village {doc} did not converge within {max} messages")]
+    Convergence {
+        /// The village.
+        doc: DocId,
+        /// The limit on messages.
+        max: usize,
+    },
+}
+
+// Typed, but not `source()`: the message already carries the detail (it is
+// what an `Error` frame tells the peer), and `{:#}` would print it twice.
+impl From<Violation> for SessionError {
+    fn from(v: Violation) -> Self {
+        SessionError::Protocol(v)
+    }
+}
+
+impl From<LimitExceeded> for SessionError {
+    fn from(l: LimitExceeded) -> Self {
+        SessionError::Limit(l)
+    }
 }
 
 impl From<FrameError> for SessionError {
@@ -158,18 +333,20 @@ pub(crate) struct Outbox {
 impl Outbox {
     pub(crate) fn push(&mut self, frame: &Frame, max: usize) -> Result<(), SessionError> {
         let bytes = frame.encode().map_err(|e| match e {
-            FrameError::TooLarge { len, .. } => SessionError::Limit(format!(
-                "a {} frame of {len} bytes exceeds the frame limit",
-                frame.kind_name()
-            )),
-            e => SessionError::Limit(e.to_string()),
+            FrameError::TooLarge { len, max } => LimitExceeded::Frame {
+                frame: frame.kind_name(),
+                len,
+                max,
+            },
+            e => LimitExceeded::Encode(e),
         })?;
         if bytes.len() - 4 > max {
-            return Err(SessionError::Limit(format!(
-                "a {} frame of {} bytes exceeds the limit of {max}",
-                frame.kind_name(),
-                bytes.len() - 4
-            )));
+            return Err(LimitExceeded::Frame {
+                frame: frame.kind_name(),
+                len: bytes.len() - 4,
+                max,
+            }
+            .into());
         }
         self.frames.push_back(bytes);
         Ok(())
@@ -197,18 +374,15 @@ impl Outbox {
         let total = u32::try_from(message.len())
             .ok()
             .filter(|t| (*t as usize) <= MAX_SYNC_MESSAGE_LEN)
-            .ok_or_else(|| {
-                SessionError::Limit(format!(
-                    "a sync message of {} bytes for village {doc} exceeds the limit of {MAX_SYNC_MESSAGE_LEN} bytes",
-                    message.len()
-                ))
+            .ok_or_else(|| LimitExceeded::Message {
+                doc: doc.clone(),
+                len: message.len(),
+                max: MAX_SYNC_MESSAGE_LEN,
             })?;
         // Body of a SyncPart frame: kind, doc id, u32 total, u32 length, bytes.
         let part = max.saturating_sub(sync_overhead + 4);
         if part == 0 {
-            return Err(SessionError::Limit(format!(
-                "a frame limit of {max} bytes leaves no room for a sync message"
-            )));
+            return Err(LimitExceeded::NoRoom { max }.into());
         }
         for piece in message.chunks(part) {
             self.push(
@@ -243,22 +417,25 @@ impl Assembler {
         let total = total as usize;
         let max = max.min(MAX_SYNC_MESSAGE_LEN);
         if total > max {
-            return Err(SessionError::Limit(format!(
-                "a sync message of {total} bytes for village {doc} exceeds the limit of {max} bytes"
-            )));
+            return Err(LimitExceeded::Message {
+                doc,
+                len: total,
+                max,
+            }
+            .into());
         }
         let (cur_doc, cur_total, buf) = self
             .current
             .get_or_insert_with(|| (doc.clone(), total, Vec::new()));
         if *cur_doc != doc || *cur_total != total {
-            return Err(SessionError::Protocol(format!(
-                "a piece of a sync message for village {doc} arrived while one for village {cur_doc} was incomplete"
-            )));
+            return Err(Violation::InterleavedPart {
+                doc,
+                incomplete: cur_doc.clone(),
+            }
+            .into());
         }
         if buf.len() + bytes.len() > total {
-            return Err(SessionError::Protocol(format!(
-                "the pieces of a sync message for village {doc} exceed its announced {total} bytes"
-            )));
+            return Err(Violation::PartsExceedTotal { doc, total }.into());
         }
         if buf.is_empty() {
             // Grow with what arrives, not with what is announced.
@@ -274,9 +451,11 @@ impl Assembler {
     /// A whole `Sync` frame arrived: an incomplete message must not be pending.
     pub(crate) fn check_idle(&self, doc: &DocId) -> Result<(), SessionError> {
         match &self.current {
-            Some((cur, _, _)) => Err(SessionError::Protocol(format!(
-                "a Sync frame for village {doc} arrived while a sync message for village {cur} was incomplete"
-            ))),
+            Some((cur, _, _)) => Err(Violation::SyncDuringParts {
+                doc: doc.clone(),
+                incomplete: cur.clone(),
+            }
+            .into()),
             None => Ok(()),
         }
     }

@@ -113,9 +113,9 @@ pub fn sync_summary(home: &Home) -> anyhow::Result<SyncSummary> {
         .ok()
         .and_then(|v| v.get("relay_name")?.as_str().map(str::to_owned));
     let pending_villages = match relay_name {
-        Some(name) => minqing_net::device_docs(&*home.store, &name)?
+        Some(name) => minqing_sync::device_docs(&*home.store, &name)?
             .into_iter()
-            .filter(|(_, doc, state)| minqing_net::has_local_changes(doc, state.as_deref()))
+            .filter(|(_, doc, state)| minqing_sync::has_local_changes(doc, state.as_deref()))
             .count(),
         None => 0,
     };

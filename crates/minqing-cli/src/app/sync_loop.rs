@@ -241,7 +241,7 @@ fn now() -> String {
 /// How one attempt ended.
 enum Ended {
     /// The relay was reached and the session ran to its end.
-    Synced(SessionOutcome, Vec<String>),
+    Synced(SessionOutcome, Vec<cmd_sync::Notice>),
     /// The relay or the network failed; retried with backoff.
     Net(NetError),
     /// The relay refused this laptop or is not its relay.
@@ -542,12 +542,12 @@ pub struct SyncView {
 /// The villages' rows: `home` is held under the store lock by the caller.
 pub fn view(home: &Home, state: Option<SyncState>) -> anyhow::Result<SyncView> {
     let pending: BTreeMap<String, usize> = match &state {
-        Some(s) => minqing_net::device_docs(&*home.store, &s.relay_name)?
+        Some(s) => minqing_sync::device_docs(&*home.store, &s.relay_name)?
             .into_iter()
             .map(|(id, doc, st)| {
                 (
                     id.to_string(),
-                    minqing_net::local_change_count(&doc, st.as_deref()),
+                    minqing_sync::local_change_count(&doc, st.as_deref()),
                 )
             })
             .collect(),

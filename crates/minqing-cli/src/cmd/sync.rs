@@ -364,7 +364,7 @@ async fn pass(
     identity: &Identity,
     timeout: Duration,
     keys: &Keys,
-) -> anyhow::Result<Result<(SessionOutcome, Vec<String>), NetError>> {
+) -> anyhow::Result<Result<(SessionOutcome, Vec<Notice>), NetError>> {
     let conn = match minqing_net::connect(bundle, identity, ConnectOptions { timeout }).await {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
@@ -404,12 +404,12 @@ pub(crate) async fn session(
     bundle: &Bundle,
     dir: &Path,
     keys: &Keys,
-) -> Result<(SessionOutcome, Vec<String>), NetError> {
+) -> Result<(SessionOutcome, Vec<Notice>), NetError> {
     let set_aside = quarantine_unloadable(store, dir, keys)?;
-    let docs = minqing_net::device_docs(store, &bundle.relay_name)?;
+    let docs = minqing_sync::device_docs(store, &bundle.relay_name)?;
     let unsynced = docs
         .iter()
-        .filter(|(_, doc, state)| minqing_net::has_local_changes(doc, state.as_deref()))
+        .filter(|(_, doc, state)| minqing_sync::has_local_changes(doc, state.as_deref()))
         .map(|(id, _, _)| id.clone())
         .collect();
     let keeping = KeepUnsynced {
@@ -421,7 +421,7 @@ pub(crate) async fn session(
     };
     let mut session =
         minqing_sync::DeviceSession::new(SessionConfig::default(), &bundle.device_id, docs)
-            .map_err(|e| NetError::Session(e.to_string()))?;
+            .map_err(NetError::Session)?;
     let mut removed = Vec::new();
     let out = minqing_net::run_device_session(
         conn,
@@ -436,19 +436,19 @@ pub(crate) async fn session(
     )
     .await?;
     let kept = keeping.kept.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut notices: Vec<String> = set_aside
+    let mut notices: Vec<Notice> = set_aside
         .iter()
-        .map(|(doc, path, why)| {
-            format!(
-                "{QUARANTINE_NOTICE} village {doc} on this laptop did not load ({why}); its damaged copy was set aside in {} \
+        .map(|(doc, path, why)| Notice::SetAside {
+            text: format!(
+                "error: village {doc} on this laptop did not load ({why}); its damaged copy was set aside in {} \
                  and the relay's copy was fetched. Work written since the last sync may be only in that file: give it to the county IT staff",
                 path.display()
-            )
+            ),
         })
         .collect();
     notices.extend(removed
         .iter()
-        .map(|doc| match kept.get(doc) {
+        .map(|doc| Notice::Removed { text: match kept.get(doc) {
             Some(path) => format!(
                 "notice: village {doc} is no longer assigned to this laptop; its local copy was removed. \
                  It held work the relay never received: that copy is kept in {} — give the file to the relay operator",
@@ -457,14 +457,26 @@ pub(crate) async fn session(
             None => format!(
                 "notice: village {doc} is no longer assigned to this laptop; its local copy was removed"
             ),
-        }));
+        }}));
     Ok((out, notices))
+}
+
+/// What a pass tells the cadre besides each village's outcome.
+pub(crate) enum Notice {
+    /// A village that did not load was set aside (an error: the exit code becomes 1).
+    SetAside {
+        /// The words, on stderr.
+        text: String,
+    },
+    /// A village no longer assigned was removed (on stdout).
+    Removed {
+        /// The words.
+        text: String,
+    },
 }
 
 /// Folder of the home where villages that do not load are set aside by `sync`.
 pub const QUARANTINE_DIR: &str = "quarantine";
-/// How a notice about a village set aside starts (it makes the exit code 1).
-const QUARANTINE_NOTICE: &str = "error:";
 
 /// Moves every village that does not load out of the store, into
 /// `quarantine/<village>-<unix ms>.automerge` in the home (synced to disk
@@ -474,15 +486,14 @@ fn quarantine_unloadable(
     dir: &Path,
     keys: &Keys,
 ) -> Result<Vec<(DocId, PathBuf, String)>, NetError> {
-    let local = |e: &dyn std::fmt::Display| NetError::Session(format!("this laptop's store: {e}"));
     let mut out = Vec::new();
-    for id in store.docs().map_err(|e| local(&e))? {
+    for id in store.docs()? {
         let why = match minqing_sync::load_doc(store, &id) {
             Ok(_) => continue,
             Err(StorageError::Corrupt { detail, .. }) => detail,
-            Err(e) => return Err(local(&e)),
+            Err(e) => return Err(e.into()),
         };
-        let Some(bytes) = store.load(&id).map_err(|e| local(&e))? else {
+        let Some(bytes) = store.load(&id)? else {
             continue;
         };
         let folder = dir.join(QUARANTINE_DIR);
@@ -498,13 +509,16 @@ fn quarantine_unloadable(
             std::fs::File::open(&folder)?.sync_all()
         };
         keep().map_err(|e| {
-            local(&format!(
-                "village {id} does not load and cannot be set aside in {}: {e}; nothing was changed",
-                folder.display()
-            ))
+            NetError::io(
+                format!(
+                    "this laptop's store: village {id} does not load and cannot be set aside in {} (nothing was changed)",
+                    folder.display()
+                ),
+                e,
+            )
         })?;
-        store.remove(&id).map_err(|e| local(&e))?;
-        store.flush().map_err(|e| local(&e))?;
+        store.remove(&id)?;
+        store.flush()?;
         tracing::warn!(village = %id, path = %path.display(), "set aside a village that does not load");
         out.push((id, path, why));
     }
@@ -651,14 +665,15 @@ pub(crate) fn report(store: &dyn Store) -> anyhow::Result<()> {
 }
 
 /// Prints what a pass did; whether every village is in sync.
-pub(crate) fn print_outcome(out: &SessionOutcome, notices: &[String]) -> anyhow::Result<bool> {
+pub(crate) fn print_outcome(out: &SessionOutcome, notices: &[Notice]) -> anyhow::Result<bool> {
     let mut all_ok = true;
     for n in notices {
-        if n.starts_with(QUARANTINE_NOTICE) {
-            all_ok = false;
-            crate::output::err(n);
-        } else {
-            output::line(n)?;
+        match n {
+            Notice::SetAside { text } => {
+                all_ok = false;
+                crate::output::err(text);
+            }
+            Notice::Removed { text } => output::line(text)?,
         }
     }
     for (doc, o) in &out.docs {
@@ -907,11 +922,11 @@ pub fn status_with(
         .meta_get(LAST_SYNC_KEY)?
         .map(|b| String::from_utf8_lossy(&b).into_owned());
     let mut villages = Vec::new();
-    for (id, doc, state) in minqing_net::device_docs(&*home.store, &bundle.relay_name)? {
+    for (id, doc, state) in minqing_sync::device_docs(&*home.store, &bundle.relay_name)? {
         villages.push(StatusVillage {
             id: id.to_string(),
-            local_changes: minqing_net::has_local_changes(&doc, state.as_deref()),
-            pending_changes: minqing_net::local_change_count(&doc, state.as_deref()),
+            local_changes: minqing_sync::has_local_changes(&doc, state.as_deref()),
+            pending_changes: minqing_sync::local_change_count(&doc, state.as_deref()),
         });
     }
     // The loop's record is the newer one while the service runs.

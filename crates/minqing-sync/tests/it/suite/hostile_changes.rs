@@ -7,13 +7,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use super::support::{TestStorage, new_storage};
 use automerge::sync::{ChunkList, Have, Message, MessageVersion};
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc};
 use minqing_sync::frame::{DocHeads, Frame, FrameDecoder, Heads, PROTOCOL_VERSION};
 use minqing_sync::{
-    DeviceEvent, DeviceSession, DocHost, DocId, DocOutcome, MemStorage, RelaySession,
-    SessionConfig, Storage, StorageDocHost, load_doc,
+    DeviceSession, DocHost, DocId, DocOutcome, RelaySession, SessionConfig, Storage,
+    StorageDocHost, device_docs, device_step, relay_step,
 };
 
 const RELAY: &str = "county";
@@ -23,8 +24,8 @@ fn v1() -> DocId {
 }
 
 /// A relay holding V1 = a skeleton with a `visits` map.
-fn relay() -> (Arc<MemStorage>, StorageDocHost) {
-    let storage = Arc::new(MemStorage::new());
+fn relay() -> (Arc<TestStorage>, StorageDocHost) {
+    let storage = Arc::new(new_storage());
     let mut am = Automerge::new().with_actor(ActorId::from(&b"relay-actor-0000"[..]));
     let mut tx = am.transaction();
     tx.put_object(ROOT, "visits", ObjType::Map).expect("put");
@@ -115,17 +116,8 @@ fn refused(frames: &[Frame]) -> Option<String> {
 }
 
 /// A full device session of `device` over `storage` (lockstep); its outcome for V1.
-fn sync(device: &str, storage: &MemStorage, host: &StorageDocHost) -> DocOutcome {
-    let docs = storage
-        .docs()
-        .expect("docs")
-        .into_iter()
-        .map(|id| {
-            let am = load_doc(storage, &id).expect("loads").expect("held");
-            let st = storage.sync_state(RELAY, &id).expect("state");
-            (id, am, st)
-        })
-        .collect();
+fn sync(device: &str, storage: &TestStorage, host: &StorageDocHost) -> DocOutcome {
+    let docs = device_docs(storage, RELAY).expect("loads");
     let mut dev = DeviceSession::new(SessionConfig::default(), device, docs).expect("starts");
     let mut relay = RelaySession::new(
         SessionConfig::default(),
@@ -133,38 +125,25 @@ fn sync(device: &str, storage: &MemStorage, host: &StorageDocHost) -> DocOutcome
         device,
         BTreeSet::from([v1()]),
     );
+    let mut up: Vec<u8> = std::iter::from_fn(|| dev.poll_transmit())
+        .flatten()
+        .collect();
     for _ in 0..20 {
-        let mut up = Vec::new();
-        while let Some(f) = dev.poll_transmit() {
-            up.extend(f);
+        let r = relay_step(&mut relay, host, &**host.storage(), &up).expect("flush");
+        r.result.expect("relay session");
+        let d = device_step(&mut dev, storage, RELAY, &r.frames.concat()).expect("persists");
+        d.result.expect("device session");
+        if let Some(o) = d.outcome {
+            return o.docs[&v1()].clone();
         }
-        relay
-            .handle_input(&up, host as &dyn DocHost)
-            .expect("relay session");
-        let mut down = Vec::new();
-        while let Some(f) = relay.poll_transmit() {
-            down.extend(f);
-        }
-        dev.handle_input(&down).expect("device session");
-        while let Some(ev) = dev.poll_event() {
-            match ev {
-                DeviceEvent::DocChanged { doc, bytes } | DeviceEvent::DocAdded { doc, bytes } => {
-                    storage.append(&doc, &bytes).expect("append")
-                }
-                DeviceEvent::SyncState { doc, state } => {
-                    storage.set_sync_state(RELAY, &doc, &state).expect("state")
-                }
-                DeviceEvent::Finished(o) => return o.docs[&v1()].clone(),
-                _ => {}
-            }
-        }
+        up = d.frames.concat();
     }
     panic!("{device}'s session did not finish");
 }
 
 /// A laptop holding the relay's V1 and writing one visit as itself (bare id actor).
-fn laptop(host: &StorageDocHost, device: &str, key: &str) -> (MemStorage, automerge::ChangeHash) {
-    let storage = MemStorage::new();
+fn laptop(host: &StorageDocHost, device: &str, key: &str) -> (TestStorage, automerge::ChangeHash) {
+    let storage = new_storage();
     storage
         .append(&v1(), &host.snapshot(&v1()).expect("doc").save())
         .expect("append");
@@ -316,7 +295,7 @@ fn a_village_that_does_not_load_on_the_relay_is_refused_and_the_others_sync() {
     let v2 = DocId::new("V2").expect("valid id");
     s.append(&v2, b"\x85\x6f\x4a\x83 not an automerge document")
         .expect("append");
-    let dev = MemStorage::new();
+    let dev = new_storage();
     let mut d = DeviceSession::new(SessionConfig::default(), "d1", Vec::new()).expect("starts");
     let mut r = RelaySession::new(
         SessionConfig::default(),
@@ -325,28 +304,18 @@ fn a_village_that_does_not_load_on_the_relay_is_refused_and_the_others_sync() {
         BTreeSet::from([v1(), v2.clone()]),
     );
     let mut outcome = None;
+    let mut up: Vec<u8> = std::iter::from_fn(|| d.poll_transmit()).flatten().collect();
     for _ in 0..10 {
-        let mut up = Vec::new();
-        while let Some(f) = d.poll_transmit() {
-            up.extend(f);
-        }
-        r.handle_input(&up, &host as &dyn DocHost)
+        let rs = relay_step(&mut r, &host, &*s, &up).expect("flush");
+        rs.result
             .expect("one broken village does not end the relay's session");
-        let mut down = Vec::new();
-        while let Some(f) = r.poll_transmit() {
-            down.extend(f);
-        }
-        d.handle_input(&down).expect("device session");
-        while let Some(ev) = d.poll_event() {
-            match ev {
-                DeviceEvent::DocAdded { doc, bytes } => dev.append(&doc, &bytes).expect("append"),
-                DeviceEvent::Finished(o) => outcome = Some(o),
-                _ => {}
-            }
-        }
+        let ds = device_step(&mut d, &dev, RELAY, &rs.frames.concat()).expect("persists");
+        ds.result.expect("device session");
+        outcome = ds.outcome;
         if outcome.is_some() {
             break;
         }
+        up = ds.frames.concat();
     }
     let outcome = outcome.expect("the session finishes");
     assert!(matches!(outcome.docs[&v1()], DocOutcome::Added { .. }));

@@ -15,13 +15,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use crate::support::*;
+use super::support::*;
 use automerge::transaction::Transactable;
 use automerge::{ChangeHash, ObjType, ROOT, ReadDoc, Value};
 use minqing_sync::frame::{Frame, FrameDecoder, Heads};
 use minqing_sync::{
-    ContentLimits, ContentPolicy, DeviceEvent, DeviceSession, DocHost, DocId, MemStorage,
-    RelayEvent, RelaySession, SessionConfig, Storage, StorageDocHost, load_doc,
+    ContentLimits, ContentPolicy, DeviceEvent, DeviceSession, DocHost, DocId, RelayEvent,
+    RelaySession, SessionConfig, Storage, StorageDocHost, apply_device_event, load_doc,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -59,7 +59,7 @@ fn count_marked(frame: Option<Frame>, clean: bool) -> usize {
 
 struct Device {
     name: String,
-    storage: MemStorage,
+    storage: TestStorage,
     conn: Option<Conn>,
     partitioned: bool,
     /// Acknowledged writes: persisted locally before the edit "returned".
@@ -69,7 +69,7 @@ struct Device {
 }
 
 /// Whether `doc`'s root `visits` is still a map in `storage`.
-fn visits_is_map(storage: &MemStorage, doc: &DocId) -> bool {
+fn visits_is_map(storage: &TestStorage, doc: &DocId) -> bool {
     let Ok(Some(am)) = load_doc(storage, doc) else {
         return false;
     };
@@ -100,7 +100,7 @@ fn sim_policy() -> ContentPolicy {
 
 struct Sim {
     rng: StdRng,
-    relay_storage: Arc<MemStorage>,
+    relay_storage: Arc<TestStorage>,
     host: StorageDocHost,
     assignments: BTreeMap<usize, BTreeSet<DocId>>,
     devices: Vec<Device>,
@@ -139,7 +139,7 @@ impl Sim {
             assignments.insert(d, mine);
             devices.push(Device {
                 name: format!("laptop-{d}"),
-                storage: MemStorage::new(),
+                storage: new_storage(),
                 conn: None,
                 partitioned: false,
                 writes: Vec::new(),
@@ -383,38 +383,29 @@ impl Sim {
     }
 
     fn persist(&mut self, d: usize, ev: DeviceEvent) -> SimResult {
-        let st = &self.devices[d].storage;
-        match ev {
-            DeviceEvent::DocChanged { doc, bytes } | DeviceEvent::DocAdded { doc, bytes } => {
-                st.append(&doc, &bytes).expect("mem append")
-            }
-            DeviceEvent::SyncState { doc, state } => {
-                st.set_sync_state(RELAY, &doc, &state).expect("mem write")
-            }
+        match &ev {
             DeviceEvent::DocRemoved { doc } => {
-                let relay_doc = self.host.snapshot(&doc).expect("relay doc");
+                let relay_doc = self.host.snapshot(doc).expect("relay doc");
                 let lost: Vec<ChangeHash> = self.devices[d]
                     .writes
                     .iter()
-                    .filter(|(x, h)| *x == doc && relay_doc.get_change_by_hash(h).is_none())
+                    .filter(|(x, h)| x == doc && relay_doc.get_change_by_hash(h).is_none())
                     .map(|(_, h)| *h)
                     .collect();
                 for h in &lost {
                     self.excused.insert((d, doc.clone(), *h));
                 }
-                self.devices[d].storage.remove(&doc).expect("mem remove");
                 self.log(format!(
                     "dev{d} removes {doc} ({} unsynced writes refused)",
                     lost.len()
                 ));
             }
-            DeviceEvent::Refused { doc, reason } => {
-                if !self.devices[d].byzantine {
-                    return Err(format!("dev{d}: {doc} refused while assigned: {reason}"));
-                }
+            DeviceEvent::Refused { doc, reason } if !self.devices[d].byzantine => {
+                return Err(format!("dev{d}: {doc} refused while assigned: {reason}"));
             }
-            DeviceEvent::Finished(_) => {}
+            _ => {}
         }
+        apply_device_event(&self.devices[d].storage, RELAY, &ev).expect("test storage persists");
         Ok(())
     }
 
@@ -441,7 +432,7 @@ impl Sim {
                 if self.rng.random_bool(0.25) {
                     // Restored from a copy of the documents alone: every
                     // device's sync state on the relay is gone.
-                    let bare = Arc::new(MemStorage::new());
+                    let bare = Arc::new(new_storage());
                     for doc in self.relay_storage.docs().expect("mem docs") {
                         if let Some(bytes) = self.relay_storage.load(&doc).expect("mem load") {
                             bare.append(&doc, &bytes).expect("mem append");
@@ -702,7 +693,8 @@ fn replicas_converge_and_no_acknowledged_write_is_lost() {
                     &trace[trace.len().saturating_sub(40)..]
                 };
                 panic!(
-                    "simulation seed {seed} failed: {e}\ntrace (last steps):\n  {}\nreplay with: MINQING_SIM_SEED={seed} cargo test -p minqing-sync --test it sim:: -- --nocapture",
+                    "simulation seed {seed} failed: {e}\ntrace (last steps):\n  {}\nreplay with: MINQING_SIM_SEED={seed} cargo test -p {} --test it sim:: -- --nocapture",
+                    env!("CARGO_PKG_NAME"),
                     shown.join("\n  ")
                 );
             }

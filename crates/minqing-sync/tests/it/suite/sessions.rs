@@ -4,12 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::support;
-use crate::support::*;
+use super::support;
+use super::support::*;
 use minqing_sync::frame::{DocHeads, ErrorCode, Frame, Heads, PROTOCOL_VERSION};
 use minqing_sync::{
-    DeviceEvent, DocHost, DocOutcome, MemStorage, RelayEvent, RelaySession, SessionConfig,
-    SessionError, Storage, load_doc,
+    DeviceEvent, DocHost, DocOutcome, RelayEvent, RelaySession, SessionConfig, SessionError,
+    Storage, load_doc,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -54,7 +54,7 @@ fn relay_names_both_versions_when_the_device_is_newer() {
         "{message}"
     );
     // The device reads it as a clear remote error.
-    let mut dev = device_session("d1", &MemStorage::new());
+    let mut dev = device_session("d1", &new_storage());
     let e = dev.handle_input(
         &Frame::Error {
             code,
@@ -102,7 +102,7 @@ fn sync_before_hello_and_wrong_device_name_end_the_session() {
 
 #[test]
 fn device_rejects_a_village_the_relay_did_not_assign() {
-    let dev_store = MemStorage::new();
+    let dev_store = new_storage();
     let mut dev = device_session("d1", &dev_store);
     while dev.poll_transmit().is_some() {}
     let bytes = Frame::Welcome {
@@ -145,7 +145,7 @@ fn a_change_to_an_unassigned_village_is_refused_and_the_rest_syncs() {
     let v1 = doc_id("V1");
     let v2 = doc_id("V2");
     let (_s, host) = relay_with(&[v1.clone(), v2.clone()]);
-    let dev = MemStorage::new();
+    let dev = new_storage();
     // The device got both once.
     let both: BTreeSet<_> = [v1.clone(), v2.clone()].into();
     lockstep("d1", &dev, &host, &both);
@@ -182,7 +182,7 @@ fn hostile_sync_messages_end_the_session_without_panic() {
     let mut rng = StdRng::seed_from_u64(7);
     let valid = {
         // A real first message, to mutate.
-        let dev = MemStorage::new();
+        let dev = new_storage();
         dev.append(&d, &support::skeleton().save()).expect("append");
         local_write(&dev, &d, "d1", "k", "v");
         let mut s = device_session("d1", &dev);
@@ -229,7 +229,7 @@ fn hostile_sync_messages_end_the_session_without_panic() {
             &host,
         );
         // and the device side
-        let dev = MemStorage::new();
+        let dev = new_storage();
         let mut s = device_session("d1", &dev);
         let mut bytes = Frame::Welcome {
             version: PROTOCOL_VERSION,
@@ -304,7 +304,7 @@ fn a_bloom_filter_that_would_crash_automerge_is_refused() {
         assert!(relay.is_closed());
     }
     // The same filter sent to a device is refused the same way.
-    let dev = MemStorage::new();
+    let dev = new_storage();
     let mut s = device_session("d1", &dev);
     let mut bytes = Frame::Welcome {
         version: PROTOCOL_VERSION,
@@ -337,14 +337,10 @@ fn a_bloom_filter_that_would_crash_automerge_is_refused() {
 /// a bad-message error instead of panicking.
 #[test]
 fn a_malformed_document_chunk_ends_the_session_without_panic() {
-    let msg = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/malformed-document-chunk.msg"
-    ))
-    .expect("test data");
+    let msg = test_data("malformed-document-chunk.msg");
     let d = doc_id("V2");
     // The relay holds nothing of V2 yet.
-    let storage = std::sync::Arc::new(MemStorage::new());
+    let storage = std::sync::Arc::new(new_storage());
     let host = minqing_sync::StorageDocHost::new(storage.clone());
     let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d1", [d.clone()].into());
     let hello = Frame::Hello {
@@ -365,7 +361,7 @@ fn a_malformed_document_chunk_ends_the_session_without_panic() {
     assert_eq!(storage.load(&d).expect("memory"), None, "nothing stored");
     assert!(host.heads(&d).expect("memory").is_empty());
     // The same message from a relay ends a device's session with an error.
-    let dev = MemStorage::new();
+    let dev = new_storage();
     let mut s = device_session("d1", &dev);
     let mut bytes = Frame::Welcome {
         version: PROTOCOL_VERSION,
@@ -403,13 +399,10 @@ fn a_malformed_document_chunk_ends_the_session_without_panic() {
 /// `try_with_doc`, and an honest device still syncs it.
 #[test]
 fn a_change_automerge_cannot_apply_does_not_break_the_village() {
-    let data = |name: &str| {
-        std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR")))
-            .expect("test data")
-    };
+    let data = test_data;
     let village = data("village.automerge");
     let d = doc_id("V001");
-    let storage = std::sync::Arc::new(MemStorage::new());
+    let storage = std::sync::Arc::new(new_storage());
     storage.append(&d, &village).expect("append");
     let host = minqing_sync::StorageDocHost::new(storage.clone());
     let heads = host.heads(&d).expect("loads");
@@ -431,7 +424,7 @@ fn a_change_automerge_cannot_apply_does_not_break_the_village() {
     );
     assert_eq!(host.heads(&d).expect("reloads"), heads);
     // An honest device that holds nothing gets the whole village.
-    let dev = MemStorage::new();
+    let dev = new_storage();
     let mut s = device_session("d2", &dev);
     let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d2", [d.clone()].into());
     for _ in 0..16 {
@@ -462,13 +455,10 @@ fn a_change_automerge_cannot_apply_does_not_break_the_village() {
 /// could get the village any more. The relay now refuses such a change.
 #[test]
 fn a_change_counting_its_ops_below_its_dependencies_is_refused() {
-    let data = |name: &str| {
-        std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR")))
-            .expect("test data")
-    };
+    let data = test_data;
     let village = data("village.automerge");
     let d = doc_id("V001");
-    let storage = std::sync::Arc::new(MemStorage::new());
+    let storage = std::sync::Arc::new(new_storage());
     storage.append(&d, &village).expect("append");
     let host = minqing_sync::StorageDocHost::new(storage.clone());
     let heads = host.heads(&d).expect("loads");
@@ -522,7 +512,7 @@ fn a_relay_restored_from_an_old_backup_gets_the_lost_changes_back() {
     let v1 = doc_id("V1");
     let (_s, host) = relay_with(std::slice::from_ref(&v1));
     relay_write(&host, &v1, 50, "r0", "早");
-    let (dev, dev2) = (MemStorage::new(), MemStorage::new());
+    let (dev, dev2) = (new_storage(), new_storage());
     let assignment: BTreeSet<_> = [v1.clone()].into();
     lockstep("d1", &dev, &host, &assignment);
     lockstep("d2", &dev2, &host, &assignment);
@@ -536,7 +526,7 @@ fn a_relay_restored_from_an_old_backup_gets_the_lost_changes_back() {
     lockstep("d1", &dev, &host, &assignment);
 
     // The relay's disk is replaced by the backup: its documents and sync states are older.
-    let restored = std::sync::Arc::new(MemStorage::new());
+    let restored = std::sync::Arc::new(new_storage());
     restored.append(&v1, &backup).expect("append");
     let host = minqing_sync::StorageDocHost::new(restored);
     written.push(local_write(&dev, &v1, "d1", "k-after", "新"));
@@ -571,7 +561,7 @@ fn a_sync_state_ahead_of_the_local_document_is_reset_not_trusted() {
     let v1 = doc_id("V1");
     let (_s, host) = relay_with(std::slice::from_ref(&v1));
     relay_write(&host, &v1, 50, "r0", "早");
-    let dev = MemStorage::new();
+    let dev = new_storage();
     let assignment: BTreeSet<_> = [v1.clone()].into();
     lockstep("d1", &dev, &host, &assignment);
     relay_write(&host, &v1, 50, "r1", "晚");

@@ -5,11 +5,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use super::support::{TestStorage, new_storage};
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc};
 use minqing_sync::{
-    DeviceEvent, DeviceSession, DocHost, DocId, MemStorage, RelaySession, SessionConfig, Storage,
-    StorageDocHost, load_doc,
+    DeviceSession, DocId, RelaySession, SessionConfig, Storage, StorageDocHost, device_docs,
+    device_step, load_doc, relay_step,
 };
 
 const RELAY: &str = "county";
@@ -47,56 +48,35 @@ fn write_visits(am: &mut Automerge, actor: &[u8], n: usize, seed: u64) {
 }
 
 /// Runs a lockstep session; returns (frames to the device, outcome reached).
-fn sync(device: &str, storage: &MemStorage, host: &StorageDocHost) -> (usize, bool) {
-    let docs = storage
-        .docs()
-        .expect("docs")
-        .into_iter()
-        .map(|id| {
-            let am = load_doc(storage, &id).expect("loads").expect("held");
-            let st = storage.sync_state(RELAY, &id).expect("state");
-            (id, am, st)
-        })
-        .collect();
+fn sync(device: &str, storage: &TestStorage, host: &StorageDocHost) -> (usize, bool) {
+    let docs = device_docs(storage, RELAY).expect("loads");
     let mut dev = DeviceSession::new(config(), device, docs).expect("starts");
     let mut relay = RelaySession::new(config(), RELAY, device, BTreeSet::from([v1()]));
     let mut frames = 0;
+    let mut up: Vec<Vec<u8>> = std::iter::from_fn(|| dev.poll_transmit()).collect();
     for _ in 0..20 {
-        let mut up = Vec::new();
-        while let Some(f) = dev.poll_transmit() {
+        for f in &up {
             assert!(f.len() <= FRAME + 4, "a frame of {} bytes", f.len());
-            up.extend(f);
         }
-        relay
-            .handle_input(&up, host as &dyn DocHost)
-            .expect("the relay takes the device's flight");
-        let mut down = Vec::new();
-        while let Some(f) = relay.poll_transmit() {
+        let r = relay_step(&mut relay, host, &**host.storage(), &up.concat()).expect("flush");
+        r.result.expect("the relay takes the device's flight");
+        for f in &r.frames {
             assert!(f.len() <= FRAME + 4, "a frame of {} bytes", f.len());
-            frames += 1;
-            down.extend(f);
         }
-        dev.handle_input(&down)
-            .expect("the device takes the relay's flight");
-        while let Some(ev) = dev.poll_event() {
-            match ev {
-                DeviceEvent::DocChanged { doc, bytes } | DeviceEvent::DocAdded { doc, bytes } => {
-                    storage.append(&doc, &bytes).expect("append")
-                }
-                DeviceEvent::SyncState { doc, state } => {
-                    storage.set_sync_state(RELAY, &doc, &state).expect("state")
-                }
-                DeviceEvent::Finished(_) => return (frames, true),
-                _ => {}
-            }
+        frames += r.frames.len();
+        let d = device_step(&mut dev, storage, RELAY, &r.frames.concat()).expect("persists");
+        d.result.expect("the device takes the relay's flight");
+        if d.outcome.is_some() {
+            return (frames, true);
         }
+        up = d.frames;
     }
     (frames, false)
 }
 
 #[test]
 fn a_village_larger_than_a_frame_crosses_in_pieces_both_ways() {
-    let storage = Arc::new(MemStorage::new());
+    let storage = Arc::new(new_storage());
     let mut am = Automerge::new().with_actor(ActorId::from(&b"relay-actor-0000"[..]));
     let mut tx = am.transaction();
     tx.put_object(ROOT, "visits", ObjType::Map).expect("put");
@@ -109,7 +89,7 @@ fn a_village_larger_than_a_frame_crosses_in_pieces_both_ways() {
     let host = StorageDocHost::new(storage);
 
     // A new laptop gets it whole: in pieces.
-    let dev = MemStorage::new();
+    let dev = new_storage();
     let (frames, done) = sync("d1", &dev, &host);
     assert!(
         done,

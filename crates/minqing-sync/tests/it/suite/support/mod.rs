@@ -1,17 +1,36 @@
-//! Test drivers for the sans-IO sessions: loading a device's documents from a
-//! `Storage`, persisting device events, and a lockstep driver that counts flights.
+//! Test drivers for the sans-IO sessions: the storage under test, a device
+//! session over what a storage holds, and a lockstep driver that counts
+//! flights. Events are persisted and frames released by `minqing_sync`'s own
+//! `device_step` / `relay_step` (the one place of the durability rule).
 
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+pub use crate::backend::{TestStorage, new_storage};
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ChangeHash, ObjType, ROOT, ReadDoc};
 use minqing_sync::{
-    DeviceEvent, DeviceSession, DocHost, DocId, Incarnation, MemStorage, RelayEvent, RelaySession,
-    SessionConfig, SessionOutcome, Storage, StorageDocHost, device_actor, load_doc,
+    DeviceEvent, DeviceSession, DocHost, DocId, Incarnation, RelayEvent, RelaySession,
+    SessionConfig, SessionOutcome, Storage, StorageDocHost, apply_device_event, device_actor,
+    device_docs, device_step, load_doc, relay_step,
 };
+
+/// A file of minqing-sync's `tests/data`, compiled in (the suite also runs
+/// from minqing-store's tests, whose manifest directory is another).
+pub fn test_data(name: &str) -> Vec<u8> {
+    let bytes: &[u8] = match name {
+        "inconsistent-change.msg" => include_bytes!("../../../data/inconsistent-change.msg"),
+        "malformed-document-chunk.msg" => {
+            include_bytes!("../../../data/malformed-document-chunk.msg")
+        }
+        "start-op-below-deps.msg" => include_bytes!("../../../data/start-op-below-deps.msg"),
+        "village.automerge" => include_bytes!("../../../data/village.automerge"),
+        other => panic!("no test data named {other}"),
+    };
+    bytes.to_vec()
+}
 
 /// The relay's name, under which devices keep their sync states.
 pub const RELAY: &str = "county-relay";
@@ -78,31 +97,16 @@ pub fn local_write(
 
 /// Starts a device session over everything `storage` holds.
 pub fn device_session(device: &str, storage: &dyn Storage) -> DeviceSession {
-    let mut docs = Vec::new();
-    for id in storage.docs().expect("test storage lists") {
-        let am = load_doc(storage, &id)
-            .expect("test storage loads")
-            .expect("listed document loads");
-        let state = storage.sync_state(RELAY, &id).expect("test storage reads");
-        docs.push((id, am, state));
-    }
+    let docs = device_docs(storage, RELAY).expect("test storage loads");
     DeviceSession::new(SessionConfig::default(), device, docs).expect("session starts")
 }
 
-/// Persists every pending device event; returns them.
+/// Persists every pending device event (as `minqing_sync::device_step` does)
+/// and flushes; returns them.
 pub fn persist_device_events(s: &mut DeviceSession, storage: &dyn Storage) -> Vec<DeviceEvent> {
     let mut out = Vec::new();
     while let Some(ev) = s.poll_event() {
-        match &ev {
-            DeviceEvent::DocChanged { doc, bytes } | DeviceEvent::DocAdded { doc, bytes } => {
-                storage.append(doc, bytes).expect("test storage appends")
-            }
-            DeviceEvent::DocRemoved { doc } => storage.remove(doc).expect("test storage removes"),
-            DeviceEvent::SyncState { doc, state } => storage
-                .set_sync_state(RELAY, doc, state)
-                .expect("test storage writes"),
-            DeviceEvent::Refused { .. } | DeviceEvent::Finished(_) => {}
-        }
+        apply_device_event(storage, RELAY, &ev).expect("test storage persists");
         out.push(ev);
     }
     storage.flush().expect("test storage flushes");
@@ -160,37 +164,31 @@ pub fn lockstep(
     f.frames_to_relay += drain(&mut to_relay, || dev.poll_transmit());
     for _ in 0..50 {
         f.bytes_to_relay += to_relay.len();
-        relay
-            .handle_input(&to_relay, host as &dyn DocHost)
-            .expect("relay accepts the device's flight");
-        host.storage().flush().expect("flush");
-        while let Some(ev) = relay.poll_event() {
-            f.relay_events.push(ev);
-        }
+        let up = relay_step(&mut relay, host, &**host.storage(), &to_relay).expect("relay flushes");
+        up.result.expect("relay accepts the device's flight");
+        f.relay_events.extend(up.events);
         if f.outcome.is_some() {
             assert!(relay.is_closed(), "relay saw Bye");
             return f;
         }
-        let mut to_device = Vec::new();
-        f.frames_to_device += drain(&mut to_device, || relay.poll_transmit());
+        f.frames_to_device += up.frames.len();
+        let to_device = up.frames.concat();
         f.bytes_to_device += to_device.len();
         f.relay_flights += 1;
-        dev.handle_input(&to_device)
-            .expect("device accepts the relay's flight");
-        for ev in persist_device_events(&mut dev, dev_storage) {
-            if let DeviceEvent::Finished(o) = ev {
-                f.outcome = Some(o);
-            }
+        let down = device_step(&mut dev, dev_storage, RELAY, &to_device).expect("device flushes");
+        down.result.expect("device accepts the relay's flight");
+        if down.outcome.is_some() {
+            f.outcome = down.outcome;
         }
-        to_relay.clear();
-        f.frames_to_relay += drain(&mut to_relay, || dev.poll_transmit());
+        f.frames_to_relay += down.frames.len();
+        to_relay = down.frames.concat();
     }
     panic!("session of {device} did not finish in 50 flights: {f:?}");
 }
 
-/// A relay host over a fresh `MemStorage` holding `docs`, each a skeleton.
-pub fn relay_with(docs: &[DocId]) -> (Arc<MemStorage>, StorageDocHost) {
-    let storage = Arc::new(MemStorage::new());
+/// A relay host over a fresh `TestStorage` holding `docs`, each a skeleton.
+pub fn relay_with(docs: &[DocId]) -> (Arc<TestStorage>, StorageDocHost) {
+    let storage = Arc::new(new_storage());
     for d in docs {
         storage.append(d, &skeleton().save()).expect("append");
     }

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::*;
+use super::support::*;
 use automerge::ReadDoc;
-use minqing_sync::{DocOutcome, MemStorage, RelayEvent, Storage, StorageDocHost, load_doc};
+use minqing_sync::{DocOutcome, RelayEvent, Storage, StorageDocHost, load_doc};
 
 fn ids(n: usize) -> Vec<minqing_sync::DocId> {
     (0..n).map(|i| doc_id(&format!("V{i:03}"))).collect()
@@ -15,7 +15,7 @@ fn ids(n: usize) -> Vec<minqing_sync::DocId> {
 fn synced_pair(
     n: usize,
 ) -> (
-    MemStorage,
+    TestStorage,
     minqing_sync::StorageDocHost,
     BTreeSet<minqing_sync::DocId>,
 ) {
@@ -26,7 +26,7 @@ fn synced_pair(
             relay_write(&host, d, 900, &format!("old-{i}"), "一条较早的走访记录");
         }
     }
-    let dev = MemStorage::new();
+    let dev = new_storage();
     let assignment: BTreeSet<_> = docs.iter().cloned().collect();
     let first = lockstep("laptop-1", &dev, &host, &assignment);
     let outcome = first.outcome.expect("first sync finishes");
@@ -170,7 +170,7 @@ fn no_change_sync_of_100_villages_fits_in_4_kb() {
 
 /// Every village of `dev` has the relay's heads.
 fn assert_converged(
-    dev: &MemStorage,
+    dev: &TestStorage,
     host: &StorageDocHost,
     assignment: &BTreeSet<minqing_sync::DocId>,
 ) {
@@ -228,7 +228,7 @@ fn a_relay_that_lost_its_sync_states_still_converges_with_clean_villages() {
     let (dev, host, assignment) = synced_pair(4);
     // The relay's documents survive, its sync states do not (e.g. restored
     // from a backup of the documents alone).
-    let bare = std::sync::Arc::new(MemStorage::new());
+    let bare = std::sync::Arc::new(new_storage());
     for d in &assignment {
         bare.append(d, &host.snapshot(d).expect("snapshot").save())
             .expect("append");
@@ -266,7 +266,7 @@ fn a_relay_that_lost_its_sync_states_still_converges_with_clean_villages() {
 fn a_device_restored_from_an_old_backup_gets_what_it_lost_back() {
     let (dev, host, assignment) = synced_pair(2);
     // Back up the device: documents and sync states, consistent with each other.
-    let backup = MemStorage::new();
+    let backup = new_storage();
     for d in &assignment {
         backup
             .append(d, &load_doc(&dev, d).expect("loads").expect("held").save())
@@ -328,7 +328,7 @@ fn initial_sync(entries: usize) -> (usize, usize) {
         );
     }
     let saved = host.snapshot(&d).expect("snapshot").save().len();
-    let dev = MemStorage::new();
+    let dev = new_storage();
     let assignment: BTreeSet<_> = [d.clone()].into();
     let f = lockstep("laptop-new", &dev, &host, &assignment);
     let ratio = f.bytes_to_device as f64 / saved as f64;
