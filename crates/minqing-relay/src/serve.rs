@@ -40,6 +40,13 @@ pub const BUDGET_HEADROOM: usize = 16;
 /// window it needs: it would be refused at once (docs/relay.md, "Limits").
 pub const WINDOW_SHARE: usize = 2;
 
+/// One part in this of the windows' share may go to enlarged windows (2 MiB
+/// for an admitted laptop); the rest is kept for the 64 KiB windows every
+/// connection needs when it is accepted. Without it, the first laptops of a
+/// crowd took the whole share in enlargements and the rest were refused at
+/// once (R1: 486 of 1,000 laptops refused, docs/benchmarks.md).
+pub const ENLARGE_SHARE: usize = 4;
+
 /// How long shutdown waits for running sessions.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 /// Application close code: the relay is at a limit (busy, too many sessions of this laptop).
@@ -131,6 +138,9 @@ struct Relay {
     /// Bytes of QUIC receive windows over all connections: the other share
     /// of the buffer budget ([`WINDOW_SHARE`]).
     windows: Arc<tokio::sync::Semaphore>,
+    /// Bytes by which admitted laptops' windows were enlarged: a part of the
+    /// windows' share ([`ENLARGE_SHARE`]).
+    enlarged: Arc<tokio::sync::Semaphore>,
     /// QUIC/TLS handshakes (and enrolment exchanges) in progress.
     handshakes: Arc<AtomicUsize>,
     /// Authenticated sessions running.
@@ -268,11 +278,14 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
     let budget_bytes = budget_bytes - budget_bytes / BUDGET_HEADROOM;
     let window_bytes = budget_bytes / WINDOW_SHARE;
     let budget_bytes = budget_bytes - window_bytes;
+    let enlarge_bytes = window_bytes / ENLARGE_SHARE;
+    let window_bytes = window_bytes - enlarge_bytes;
     let relay = Arc::new(Relay {
         ca,
         audit: audit.clone(),
         budget: Arc::new(tokio::sync::Semaphore::new(budget_bytes)),
         windows: Arc::new(tokio::sync::Semaphore::new(window_bytes)),
+        enlarged: Arc::new(tokio::sync::Semaphore::new(enlarge_bytes)),
         handshakes: Arc::new(AtomicUsize::new(0)),
         active: Arc::new(AtomicUsize::new(0)),
         per_device: Mutex::new(BTreeMap::new()),
@@ -467,13 +480,13 @@ async fn shutdown_signal(
     }
 }
 
-/// Serves one connection. `window` is the budget taken for the receive window
+/// Serves one connection. `_window` is the budget taken for the receive window
 /// granted in the handshake; it is given back when the connection ends.
 async fn serve_connection(
     relay: Arc<Relay>,
     incoming: quinn::Incoming,
     handshake: Slot,
-    mut window: tokio::sync::OwnedSemaphorePermit,
+    _window: tokio::sync::OwnedSemaphorePermit,
 ) {
     let limits = &relay.limits;
     let connecting = match incoming.accept() {
@@ -549,12 +562,15 @@ async fn serve_connection(
     // An admitted laptop gets the full receive window if the budget has room
     // for it now; otherwise it syncs within the initial window (slower for a
     // large upload, never refused for it).
-    if let Ok(more) = relay.windows.clone().try_acquire_many_owned(
-        minqing_net::RELAY_RECEIVE_WINDOW - minqing_net::RELAY_INITIAL_WINDOW,
-    ) {
-        window.merge(more);
-        conn.set_receive_window(minqing_net::RELAY_RECEIVE_WINDOW.into());
-    }
+    // Held (like `window`) until the connection ends.
+    let _enlarged = relay
+        .enlarged
+        .clone()
+        .try_acquire_many_owned(
+            minqing_net::RELAY_RECEIVE_WINDOW - minqing_net::RELAY_INITIAL_WINDOW,
+        )
+        .ok()
+        .inspect(|_| conn.set_receive_window(minqing_net::RELAY_RECEIVE_WINDOW.into()));
     let span = tracing::info_span!("device", id = %device.device_id, cadre = %device.cadre);
     let deadline = Duration::from_secs(limits.session_deadline_secs.max(1));
     async {
