@@ -64,6 +64,23 @@ impl Lockout {
     }
 }
 
+/// The longest a single send or close of an attacking peer may take: the
+/// phases below end on time even if the relay neither reads nor closes.
+const STEP_LIMIT: Duration = Duration::from_secs(20);
+
+/// `fut` within [`STEP_LIMIT`]; a step that takes longer is an error.
+async fn bounded<T, E>(fut: impl std::future::Future<Output = Result<T, E>>) -> Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(STEP_LIMIT, fut).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(anyhow::anyhow!(
+            "a step of the attack took longer than {STEP_LIMIT:?}"
+        )),
+    }
+}
+
 /// Seconds the orphan flood lasts.
 pub const ORPHAN_SECS: u64 = 12;
 /// Raw bytes of one orphan change's payload.
@@ -198,7 +215,7 @@ async fn partial_frames(sims: &[SimDevice], relay: &RelayProc, out: &mut Lockout
     }
     for p in &mut peers {
         // One byte of a frame header: each session is running and waiting.
-        p.send_raw(&[0x03]).await?;
+        bounded(p.send_raw(&[0x03])).await?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss(pid);
@@ -206,9 +223,11 @@ async fn partial_frames(sims: &[SimDevice], relay: &RelayProc, out: &mut Lockout
     for mut p in peers {
         tasks.push(tokio::spawn(async move {
             // The rest of a header announcing 60 MiB (0x03C0_0000), then 50 MiB of it.
-            let _ = p.send_raw(&[0xC0, 0x00, 0x00]).await;
             let zeros = vec![0u8; 64 * 1024];
             let _ = tokio::time::timeout(Duration::from_secs(15), async {
+                if p.send_raw(&[0xC0, 0x00, 0x00]).await.is_err() {
+                    return;
+                }
                 for _ in 0..(50 * 16) {
                     if p.send_raw(&zeros).await.is_err() {
                         break;
@@ -227,7 +246,7 @@ async fn partial_frames(sims: &[SimDevice], relay: &RelayProc, out: &mut Lockout
     }
     for t in tasks {
         if let Ok(Some(p)) = t.await {
-            p.close().await;
+            let _ = tokio::time::timeout(STEP_LIMIT, p.close()).await;
         }
     }
     out.rss_before = before as f64 / (1024.0 * 1024.0);
@@ -308,18 +327,22 @@ async fn orphan_stream(
         let Ok(hello) = hello.encode() else {
             return (sent, sessions);
         };
-        if p.send_raw(&hello).await.is_err() {
+        if bounded(p.send_raw(&hello)).await.is_err() {
+            let _ = tokio::time::timeout(STEP_LIMIT, p.close()).await;
             continue;
         }
         while Instant::now() < deadline {
             round += 1;
             let (message, bytes) = orphan_message(&bundle.device_id, seed, round);
-            if p.sync_frames(&villages, &message).await.is_err() {
-                break;
+            // A relay that stops reading (flow control) without ending the
+            // session must not hold the bench past the deadline.
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, p.sync_frames(&villages, &message)).await {
+                Ok(Ok(())) => sent += bytes as u64,
+                Ok(Err(_)) | Err(_) => break,
             }
-            sent += bytes as u64;
         }
-        p.close().await;
+        let _ = tokio::time::timeout(STEP_LIMIT, p.close()).await;
     }
     (sent, sessions)
 }
