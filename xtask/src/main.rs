@@ -94,9 +94,7 @@ pub fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
 /// `args` go to the script (`--shots docs/app` takes the screenshots again).
 fn browser(args: &[String]) -> Result<(), String> {
     let root = root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = target_dir();
     let minqing = target.join("debug").join("minqing");
     let relay = target.join("debug").join("minqing-relay");
     // `--console-shots DIR` goes to the console's test as its `--shots DIR`.
@@ -148,8 +146,9 @@ fn browser(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the binaries the benchmarks drive (release), then runs
-/// `minqing-bench SUB ARGS` through `cargo run --release`.
+/// Builds the benchmark harness and the binaries it drives in one release
+/// build (one feature set, so the dependencies are compiled once), then runs
+/// `target/release/minqing-bench SUB ARGS` directly.
 fn bench_tool(sub: &str, args: &[String]) -> Result<(), String> {
     cargo(&[
         "build",
@@ -160,11 +159,30 @@ fn bench_tool(sub: &str, args: &[String]) -> Result<(), String> {
         "minqing-relay",
         "-p",
         "minqing-testkit",
+        "-p",
+        "minqing-bench",
         "--bins",
     ])?;
-    let mut full: Vec<&str> = vec!["run", "--release", "-p", "minqing-bench", "--", sub];
-    full.extend(args.iter().map(String::as_str));
-    cargo(&full)
+    let bench = target_dir().join("release").join("minqing-bench");
+    eprintln!("$ {} {sub} {}", bench.display(), args.join(" "));
+    let status = Command::new(&bench)
+        .arg(sub)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", bench.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("minqing-bench {sub} failed ({status})"))
+    }
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR` or `target/`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn ci() -> Result<(), String> {
