@@ -238,7 +238,7 @@ def main():
             expect(page.locator("#resident-id-card")).to_have_text("3708**********1224")
             expect(page.locator("#resident-phone")).to_have_text("139****1234")
             assert ID_CARD not in page.content() and PHONE not in page.content()
-            page.get_by_label("办理情况").fill("已派人现场勘察，明日抢修。")
+            page.get_by_role("textbox", name="办理情况").fill("已派人现场勘察，明日抢修。")
             page.get_by_role("button", name="记录办理情况").click()
             expect(page.get_by_role("status")).to_contain_text("已保存")
             page.get_by_label("办结答复").fill("管道已修复，已恢复供水。")
