@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.parse
 
+import openpyxl
 from playwright.sync_api import expect, sync_playwright
 
 CHINA = datetime.timezone(datetime.timedelta(hours=8))
@@ -178,6 +179,8 @@ def main():
         relay.run("department", "add", "县水务局", "--alias", "水务局,县水利局")
         relay.run("user", "add", "shuiwu", "--role", "department", "--department", "水务局",
                   "--display", "张科长", "--password-stdin", stdin=PASSWORD + "\n")
+        relay.run("user", "add", "ducha", "--role", "supervisor", "--scope", "county",
+                  "--display", "督查室", "--password-stdin", stdin=PASSWORD + "\n")
         port = free_port(socket.SOCK_STREAM)
         config_path = os.path.join(relay.home, "config.json")
         with open(config_path, encoding="utf-8") as f:
@@ -275,18 +278,45 @@ def main():
             page.get_by_role("button", name="销号", exact=True).click()
             expect(page.locator("#demand-status")).to_have_text("已销号")
             cadre.close()
+            laptop.run("sync", "--timeout", "20")
+            shown = laptop.json("demand", "show", demand)
+            assert shown["status"] == "已销号", shown
+            deadline = time.time() + 30
+            while True:
+                report = ledger(relay)
+                if report["closed"] == 1:
+                    break
+                assert time.time() < deadline, f"the relay's ledger does not count it closed: {report}"
+                time.sleep(0.5)
+            assert report["collected"] == 1, report
+
+            # The county supervisor's dashboard and its .xlsx count it as
+            # resolved, with the figures of `report ledger --json`.
+            sup = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900},
+                                      ignore_https_errors=True, accept_downloads=True)
+            sup.on("request", lambda q: requests.append(q.url))
+            page = sup.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(f"{console}/login")
+            page.get_by_label("账号").fill("ducha")
+            page.get_by_label("密码").fill(PASSWORD)
+            page.get_by_role("button", name="登录").click()
+            expect(page.get_by_role("heading", name="看板：问题台账")).to_be_visible()
+            expect(page.locator("#ledger-collected")).to_have_text(str(report["collected"]))
+            expect(page.locator("#ledger-closed")).to_have_text(str(report["closed"]))
+            expect(page.locator("#ledger-rate")).to_have_text(f"{report['resolution_rate'] * 100:.0f}%")
+            expect(page.locator("#ledger-overdue")).to_have_text(str(len(report["overdue"])))
+            shot("dashboard.png")
+            with page.expect_download() as dl:
+                page.get_by_role("link", name="下载问题台账（.xlsx）").click()
+            path = os.path.join(work, "ledger.xlsx")
+            dl.value.save_as(path)
+            book = openpyxl.load_workbook(path)
+            summary = {row[0]: row[1] for row in book.worksheets[0].iter_rows(values_only=True)
+                       if row and row[0] in ("收集", "销号")}
+            assert summary == {"收集": report["collected"], "销号": report["closed"]}, summary
+            sup.close()
             browser.close()
-        laptop.run("sync", "--timeout", "20")
-        shown = laptop.json("demand", "show", demand)
-        assert shown["status"] == "已销号", shown
-        deadline = time.time() + 30
-        while True:
-            report = ledger(relay)
-            if report["closed"] == 1:
-                break
-            assert time.time() < deadline, f"the relay's ledger does not count it closed: {report}"
-            time.sleep(0.5)
-        assert report["collected"] == 1, report
     finally:
         if app:
             app.terminate()

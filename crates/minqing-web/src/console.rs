@@ -7,7 +7,9 @@
 
 use chrono::NaiveDate;
 use maud::{DOCTYPE, Markup, html};
-use minqing_model::DemandView;
+use minqing_model::{DemandView, LedgerReport};
+
+use crate::report::{Bar, bars, percent};
 
 use crate::{CSRF_FIELD, Notice, NoticeKind, layout, routes, time};
 
@@ -19,6 +21,10 @@ pub mod paths {
     pub const LOGOUT: &str = "/logout";
     /// A department's inbox.
     pub const INBOX: &str = "/inbox";
+    /// The supervisors' and viewers' dashboard (the ledger of their scope).
+    pub const DASHBOARD: &str = "/dashboard";
+    /// The dashboard's ledger as an .xlsx download.
+    pub const DASHBOARD_XLSX: &str = "/dashboard/ledger.xlsx";
     /// The first page after login.
     pub const HOME: &str = "/";
 
@@ -50,6 +56,8 @@ pub struct ConsoleCtx<'a> {
     /// The title of the account's demand list in the navigation (待办诉求
     /// for a department, 辖区诉求 for a supervisor), if it has one.
     pub inbox: Option<&'a str>,
+    /// Whether the account has the dashboard (supervisors, viewers).
+    pub dashboard: bool,
     /// The session's CSRF token.
     pub csrf: &'a str,
     /// Today in China time.
@@ -97,6 +105,7 @@ pub fn page(ctx: &ConsoleCtx<'_>, title: &str, body: Markup) -> String {
     let header = html! {
         a.brand href=(paths::HOME) { "民情 · 县级控制台" }
         nav.main aria-label="主导航" {
+            @if ctx.dashboard { a href=(paths::DASHBOARD) { "看板" } }
             @if let Some(title) = ctx.inbox { a href=(paths::INBOX) { (title) } }
         }
         span.who {
@@ -151,7 +160,10 @@ pub fn home_page(ctx: &ConsoleCtx<'_>) -> String {
         @if let Some(title) = ctx.inbox {
             p { a href=(paths::INBOX) { "查看" (title) } }
         }
-        p.muted { "看板和督查通报尚未开通。" }
+        @if ctx.dashboard {
+            p { a href=(paths::DASHBOARD) { "查看看板" } }
+        }
+        p.muted { "走访覆盖看板和督查通报尚未开通。" }
     };
     page(ctx, "首页", body)
 }
@@ -333,4 +345,52 @@ pub fn demand_page(
         }
     };
     page(ctx, &format!("诉求：{}", d.category), body)
+}
+
+/// The dashboard: the demand ledger over the villages of the account's
+/// scope (`scope` in words), the same figures as `minqing-relay report
+/// ledger --json` over those villages, with charts and the .xlsx download.
+pub fn dashboard_page(ctx: &ConsoleCtx<'_>, scope: &str, ledger: &LedgerReport) -> String {
+    let count_bars = |m: &std::collections::BTreeMap<String, usize>| -> Vec<Bar> {
+        m.iter()
+            .map(|(k, n)| Bar {
+                label: k.clone(),
+                value: *n as f64,
+                shown: n.to_string(),
+            })
+            .collect()
+    };
+    let max = |m: &std::collections::BTreeMap<String, usize>| {
+        m.values().copied().max().unwrap_or(0) as f64
+    };
+    let by_department: Vec<Bar> = ledger
+        .by_department
+        .iter()
+        .map(|(d, g)| Bar {
+            label: d.clone(),
+            value: g.resolution_rate,
+            shown: format!(
+                "{}（{}/{}）",
+                percent(g.resolution_rate),
+                g.closed,
+                g.collected
+            ),
+        })
+        .collect();
+    let body = html! {
+        p.muted { "范围：" (scope) "；逾期按 " (ledger.today) " 计。" }
+        div.stats #ledger {
+            div.stat { span.n #ledger-collected { (ledger.collected) } span.l { "受理诉求" } }
+            div.stat { span.n #ledger-closed { (ledger.closed) } span.l { "已销号" } }
+            div.stat { span.n #ledger-rate { (percent(ledger.resolution_rate)) } span.l { "办结率" } }
+            div.stat.alert[!ledger.overdue.is_empty()] { span.n #ledger-overdue { (ledger.overdue.len()) } span.l { "逾期" } }
+        }
+        div.charts {
+            (bars("chart-states", "未销号诉求（按状态）", &count_bars(&ledger.open_by_status), max(&ledger.open_by_status)))
+            (bars("chart-departments", "办结率（按部门）", &by_department, 1.0))
+            (bars("chart-satisfaction", "回访满意度", &count_bars(&ledger.satisfaction), max(&ledger.satisfaction)))
+        }
+        p { a.button href=(paths::DASHBOARD_XLSX) download="问题台账.xlsx" { "下载问题台账（.xlsx）" } }
+    };
+    page(ctx, "看板：问题台账", body)
 }

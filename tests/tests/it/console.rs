@@ -332,10 +332,23 @@ fn console_closes_the_loop_and_refuses_what_an_account_may_not_do() {
             "township:河口镇",
         ],
     );
+    user_add(
+        &relay,
+        &[
+            "ducha",
+            "--role",
+            "supervisor",
+            "--scope",
+            "county",
+            "--display",
+            "督查室",
+        ],
+    );
+    user_add(&relay, &["kanban2", "--role", "viewer"]);
     let list = relay.run(&["user", "list", "--json"]);
     let listed = list.json();
-    assert_eq!(listed.as_array().map(Vec::len), Some(4), "{listed}");
-    assert_eq!(listed[0]["name"], "hekou");
+    assert_eq!(listed.as_array().map(Vec::len), Some(6), "{listed}");
+    assert_eq!(listed[0]["name"], "ducha");
     let shuiwu = listed
         .as_array()
         .unwrap()
@@ -562,7 +575,7 @@ fn console_closes_the_loop_and_refuses_what_an_account_may_not_do() {
     viewer.login("kanban");
     assert_eq!(viewer.get("/inbox").status, 404);
     assert_eq!(viewer.get(&page).status, 404);
-    let vcsrf = viewer.get("/").csrf();
+    let vcsrf = viewer.get("/dashboard").csrf();
     assert_eq!(
         viewer
             .post(
@@ -633,8 +646,100 @@ fn console_closes_the_loop_and_refuses_what_an_account_may_not_do() {
     cadre.minqing(&["demand", "close", &water]).ok();
     sync(&cadre);
     assert_eq!(demand_json(&cadre, &water)["status"], "已销号");
-    // The department's inbox no longer lists it.
+    // The department's inbox no longer lists it; it has no dashboard.
     dept.login("shuiwu");
     assert!(!dept.get("/inbox").body.contains("自来水管破裂"));
+    assert_eq!(dept.get("/dashboard").status, 404);
+
+    // A county supervisor: numbers masked and not revealable; 督办 with a
+    // new due date on the other demand reaches the cadre.
+    let mut county = Browser::new(&relay, port);
+    county.login("ducha");
+    let road_page = format!("/demand/V1/{road}");
+    let shown = county.get(&road_page);
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert!(shown.body.contains("3708**********1224") && !shown.body.contains(ID_CARD));
+    assert!(
+        !shown.body.contains("显示完整号码"),
+        "a supervisor cannot reveal"
+    );
+    let a = county.post(&format!("{road_page}/reveal"), &[("csrf", &shown.csrf())]);
+    assert_eq!(a.status, 404);
+    let a = county.post(
+        &format!("{road_page}/step"),
+        &[
+            ("csrf", &shown.csrf()),
+            ("step", "supervise"),
+            ("note", "请本月内办结"),
+            ("due", "2030-02-28"),
+        ],
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    sync(&cadre);
+    let d = demand_json(&cadre, &road);
+    assert_eq!(d["due"], "2030-02-28", "{d}");
+    assert!(
+        d["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind_name"] == "督办" && e["cadre"] == "督查室"),
+        "{d}"
+    );
+
+    // The dashboard's figures are `report ledger --json`'s (once serve's
+    // exports hold the last sync), and its .xlsx downloads.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let r = relay.run(&["report", "ledger", "--json"]).json();
+        if r["closed"] == 1 && r["collected"] == 2 {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay's ledger lags: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    county.login("ducha"); // the wait above outlasts the 3 s idle expiry
+    let board = county.get("/dashboard");
+    assert_eq!(board.status, 200, "{}", board.body);
+    let figure = |id: &str| -> String {
+        let needle = format!("id=\"{id}\">");
+        let at = board
+            .body
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no #{id}"));
+        board.body[at + needle.len()..]
+            .split('<')
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(figure("ledger-collected"), report["collected"].to_string());
+    assert_eq!(figure("ledger-closed"), report["closed"].to_string());
+    assert_eq!(
+        figure("ledger-overdue"),
+        report["overdue"].as_array().unwrap().len().to_string()
+    );
+    let xlsx = county.get("/dashboard/ledger.xlsx");
+    assert_eq!(xlsx.status, 200);
+    assert!(xlsx.body.starts_with("PK"), "an .xlsx (zip) file");
+    // A viewer sees the dashboard; a township supervisor's counts only its township.
+    let mut viewer = Browser::new(&relay, port);
+    viewer.login("kanban2");
+    assert_eq!(viewer.get("/dashboard").status, 200);
+    let mut hk = Browser::new(&relay, port);
+    hk.login("hekou");
+    let hk_board = hk.get("/dashboard");
+    assert!(
+        hk_board.body.contains("id=\"ledger-collected\">0<"),
+        "{}",
+        hk_board.body
+    );
+    assert!(
+        !hk.get("/inbox").body.contains("危房改造"),
+        "V1 is not in 河口镇"
+    );
     relay.stop();
 }

@@ -91,6 +91,30 @@ impl Villages {
         Ok(out)
     }
 
+    /// Runs `f` on the current copies of `docs` (a village that does not
+    /// load is left out, with a warning).
+    pub fn read_all<T>(&self, docs: &[DocId], f: impl FnOnce(&[&Village]) -> T) -> T {
+        let mut copies = self.copies();
+        for doc in docs {
+            let mut old = copies.remove(doc);
+            let mut fresh = None;
+            let read =
+                self.host
+                    .with_doc(doc, &mut |am| match self.catch_up(doc, old.take(), am) {
+                        Ok(v) => fresh = Some(v),
+                        Err(e) => tracing::warn!(village = %doc, "left out of the console: {e:#}"),
+                    });
+            if let Err(e) = read {
+                tracing::warn!(village = %doc, "left out of the console: {e}");
+            }
+            if let Some(v) = fresh {
+                copies.insert(doc.clone(), v);
+            }
+        }
+        let held: Vec<&Village> = docs.iter().filter_map(|d| copies.get(d)).collect();
+        f(&held)
+    }
+
     /// Writes a county step on `demand` of `doc`: checked against the merged
     /// state under the village's lock, applied to the relay's copy (which
     /// appends it to storage), flushed, then marked for export. Returns the

@@ -175,7 +175,9 @@ pub struct Req {
 pub struct Resp {
     status: StatusCode,
     content_type: &'static str,
-    body: String,
+    body: Vec<u8>,
+    /// Further headers (a download's `Content-Disposition`).
+    extra: Vec<(&'static str, String)>,
     location: Option<String>,
     cookies: Vec<String>,
     cache: bool,
@@ -186,7 +188,8 @@ impl Resp {
         Resp {
             status,
             content_type: "text/html; charset=utf-8",
-            body,
+            body: body.into_bytes(),
+            extra: Vec::new(),
             location: None,
             cookies: Vec::new(),
             cache: false,
@@ -246,6 +249,11 @@ fn finish(r: Resp) -> Response {
     }
     if let Some(loc) = r.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         h.insert(header::LOCATION, loc);
+    }
+    for (name, value) in r.extra {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
     }
     for c in r.cookies {
         if let Ok(v) = HeaderValue::from_str(&c) {

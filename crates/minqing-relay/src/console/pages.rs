@@ -86,6 +86,7 @@ impl Who {
             display: &self.account.display,
             role: self.account.role.name_zh(),
             unit: self.account.department.as_deref(),
+            dashboard: matches!(self.account.role, Role::Supervisor | Role::Viewer),
             inbox: match self.account.role {
                 Role::Department => Some("待办诉求"),
                 Role::Supervisor => Some("辖区诉求"),
@@ -150,8 +151,10 @@ impl Console {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
         match (req.method.clone(), segments.as_slice()) {
             (Method::GET, [""]) => {
-                if matches!(who.account.role, Role::Department | Role::Supervisor) {
+                if who.account.role == Role::Department {
                     Resp::redirect(paths::INBOX)
+                } else if matches!(who.account.role, Role::Supervisor | Role::Viewer) {
+                    Resp::redirect(paths::DASHBOARD)
                 } else {
                     Resp::html(StatusCode::OK, web::home_page(&who.ctx(None)))
                 }
@@ -169,6 +172,8 @@ impl Console {
                 ))
             }
             (Method::GET, ["inbox"]) => self.inbox(&who),
+            (Method::GET, ["dashboard"]) => self.dashboard(&who, false),
+            (Method::GET, ["dashboard", "ledger.xlsx"]) => self.dashboard(&who, true),
             (Method::GET, ["demand", village, id]) => {
                 let notice = (req.query == "done=step")
                     .then(|| Notice::ok("已保存（已写入县里的存储），干部下次同步时就能看到。"));
@@ -337,6 +342,59 @@ impl Console {
             tracing::error!("cannot read the village list: {e:#}");
             BTreeMap::new()
         })
+    }
+
+    /// The ledger over the villages of a supervisor's scope (a viewer: the
+    /// county), as a page or as .xlsx.
+    fn dashboard(&self, who: &Who, xlsx: bool) -> Resp {
+        let scope = match (who.account.role, &who.account.scope) {
+            (Role::Supervisor, Some(s)) => s.clone(),
+            (Role::Viewer, _) => accounts::Scope::County,
+            _ => return self.not_found(who, "/dashboard"),
+        };
+        let docs: Vec<DocId> = self
+            .villages()
+            .into_iter()
+            .filter(|(_, e)| scope.covers(e.township.as_deref()))
+            .filter_map(|(id, _)| DocId::new(id).ok())
+            .collect();
+        let ledger = self.villages.read_all(&docs, |held| {
+            minqing_model::ledger_report(held.iter().copied(), None, None, today())
+        });
+        let scope_words = match &scope {
+            accounts::Scope::County => "全县".to_owned(),
+            accounts::Scope::Township(t) => t.clone(),
+        };
+        if !xlsx {
+            return Resp::html(
+                StatusCode::OK,
+                web::dashboard_page(&who.ctx(None), &scope_words, &ledger),
+            );
+        }
+        match minqing_sheet::xlsx_bytes(&ledger.tables(), "问题台账.xlsx") {
+            Ok(bytes) => {
+                let mut r = Resp::html(StatusCode::OK, String::new());
+                r.body = bytes;
+                r.content_type =
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+                r.extra.push((
+                    "content-disposition",
+                    "attachment; filename=\"ledger.xlsx\"; filename*=UTF-8''%E9%97%AE%E9%A2%98%E5%8F%B0%E8%B4%A6.xlsx".to_owned(),
+                ));
+                r
+            }
+            Err(e) => {
+                tracing::error!("the ledger .xlsx was not made: {e}");
+                Resp::html(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    web::message_page(
+                        &who.ctx(Some(Notice::error("下载失败"))),
+                        "下载失败",
+                        "台账文件生成失败，请稍后再试。",
+                    ),
+                )
+            }
+        }
     }
 
     /// A department's inbox (its demands) or a supervisor's demands in
