@@ -199,6 +199,8 @@ def main():
         h = laptop.new_id("household", "add", "--village", "V001", "--address", "小河村三组12号")
         r = laptop.new_id("resident", "add", "--household", h, "--name", "李秀英",
                           "--id-card", ID_CARD, "--phone", PHONE)
+        laptop.run("visit", "log", "--household", h, "--resident", r, "--kind", "普遍走访",
+                   "--note", "了解供水情况。")
         demand = laptop.new_id("demand", "open", "--resident", r, "--category", "供水",
                                "--text", "自来水管破裂，已停水三天")
         due = (datetime.datetime.now(CHINA).date() + datetime.timedelta(days=7)).isoformat()
@@ -301,11 +303,15 @@ def main():
             page.get_by_label("账号").fill("ducha")
             page.get_by_label("密码").fill(PASSWORD)
             page.get_by_role("button", name="登录").click()
-            expect(page.get_by_role("heading", name="看板：问题台账")).to_be_visible()
+            expect(page.get_by_role("heading", name="看板", exact=True)).to_be_visible()
             expect(page.locator("#ledger-collected")).to_have_text(str(report["collected"]))
             expect(page.locator("#ledger-closed")).to_have_text(str(report["closed"]))
             expect(page.locator("#ledger-rate")).to_have_text(f"{report['resolution_rate'] * 100:.0f}%")
             expect(page.locator("#ledger-overdue")).to_have_text(str(len(report["overdue"])))
+            month = datetime.datetime.now(CHINA).strftime("%Y-%m")
+            monthly = json.loads(relay.run("report", "monthly", "--month", month, "--json"))
+            row = page.locator("#monthly-cadres tbody tr").filter(has_text="李书记")
+            expect(row.locator("td").nth(1)).to_have_text(str(monthly["cadres"][0]["visits"]))
             shot("dashboard.png")
             with page.expect_download() as dl:
                 page.get_by_role("link", name="下载问题台账（.xlsx）").click()

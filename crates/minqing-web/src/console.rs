@@ -7,7 +7,7 @@
 
 use chrono::NaiveDate;
 use maud::{DOCTYPE, Markup, html};
-use minqing_model::{DemandView, LedgerReport};
+use minqing_model::{DemandView, LedgerReport, MonthlyReport};
 
 use crate::report::{Bar, bars, percent};
 
@@ -25,6 +25,8 @@ pub mod paths {
     pub const DASHBOARD: &str = "/dashboard";
     /// The dashboard's ledger as an .xlsx download.
     pub const DASHBOARD_XLSX: &str = "/dashboard/ledger.xlsx";
+    /// The dashboard's monthly duty report (this month) as an .xlsx download.
+    pub const DASHBOARD_MONTHLY_XLSX: &str = "/dashboard/monthly.xlsx";
     /// The first page after login.
     pub const HOME: &str = "/";
 
@@ -350,7 +352,12 @@ pub fn demand_page(
 /// The dashboard: the demand ledger over the villages of the account's
 /// scope (`scope` in words), the same figures as `minqing-relay report
 /// ledger --json` over those villages, with charts and the .xlsx download.
-pub fn dashboard_page(ctx: &ConsoleCtx<'_>, scope: &str, ledger: &LedgerReport) -> String {
+pub fn dashboard_page(
+    ctx: &ConsoleCtx<'_>,
+    scope: &str,
+    ledger: &LedgerReport,
+    monthly: &MonthlyReport,
+) -> String {
     let count_bars = |m: &std::collections::BTreeMap<String, usize>| -> Vec<Bar> {
         m.iter()
             .map(|(k, n)| Bar {
@@ -370,7 +377,7 @@ pub fn dashboard_page(ctx: &ConsoleCtx<'_>, scope: &str, ledger: &LedgerReport) 
             label: d.clone(),
             value: g.resolution_rate,
             shown: format!(
-                "{}（{}/{}）",
+                "{} {}/{}",
                 percent(g.resolution_rate),
                 g.closed,
                 g.collected
@@ -379,6 +386,7 @@ pub fn dashboard_page(ctx: &ConsoleCtx<'_>, scope: &str, ledger: &LedgerReport) 
         .collect();
     let body = html! {
         p.muted { "范围：" (scope) "；逾期按 " (ledger.today) " 计。" }
+        h2 #ledger-title { "问题台账" }
         div.stats #ledger {
             div.stat { span.n #ledger-collected { (ledger.collected) } span.l { "受理诉求" } }
             div.stat { span.n #ledger-closed { (ledger.closed) } span.l { "已销号" } }
@@ -391,8 +399,36 @@ pub fn dashboard_page(ctx: &ConsoleCtx<'_>, scope: &str, ledger: &LedgerReport) 
             (bars("chart-satisfaction", "回访满意度", &count_bars(&ledger.satisfaction), max(&ledger.satisfaction)))
         }
         p { a.button href=(paths::DASHBOARD_XLSX) download="问题台账.xlsx" { "下载问题台账（.xlsx）" } }
+        h2 #monthly { "本月走访（" (monthly.month) "，按干部）" }
+        @if monthly.cadres.is_empty() {
+            (layout::none("本月还没有走访记录。"))
+        } @else {
+            div.charts {
+                (bars("chart-coverage", "走访覆盖率（按干部）", &monthly.cadres.iter().map(|c| Bar {
+                    label: c.cadre.clone(), value: c.coverage,
+                    shown: format!("{} {}/{}", percent(c.coverage), c.households_visited, c.households_assigned),
+                }).collect::<Vec<_>>(), 1.0))
+            }
+            table.list #monthly-cadres {
+                thead { tr { th { "干部" } th.num { "走访次数" } th.num { "走访户数" } th.num { "应访户数" } th.num { "重点人员走访" } th.num { "请假" } th.num { "补访" } } }
+                tbody {
+                    @for c in &monthly.cadres {
+                        tr {
+                            td { (c.cadre) }
+                            td.num { (c.visits) }
+                            td.num { (c.households_visited) }
+                            td.num { (c.households_assigned) }
+                            td.num { (c.key_residents_visited) }
+                            td.num { (c.leave) }
+                            td.num { (c.makeups_done) "/" (c.makeups_owed) }
+                        }
+                    }
+                }
+            }
+        }
+        p { a.button href=(paths::DASHBOARD_MONTHLY_XLSX) download="月度走访.xlsx" { "下载本月走访（.xlsx）" } }
     };
-    page(ctx, "看板：问题台账", body)
+    page(ctx, "看板", body)
 }
 
 #[cfg(test)]

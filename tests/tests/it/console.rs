@@ -413,6 +413,20 @@ fn console_closes_the_loop_and_refuses_what_an_account_may_not_do() {
             PHONE,
         ],
     );
+    cadre
+        .minqing(&[
+            "visit",
+            "log",
+            "--household",
+            &h,
+            "--resident",
+            &r,
+            "--kind",
+            "普遍走访",
+            "--note",
+            "了解供水情况",
+        ])
+        .ok();
     let water = id(
         &cadre,
         &[
@@ -726,6 +740,35 @@ fn console_closes_the_loop_and_refuses_what_an_account_may_not_do() {
     let xlsx = county.get("/dashboard/ledger.xlsx");
     assert_eq!(xlsx.status, 200);
     assert!(xlsx.body.starts_with("PK"), "an .xlsx (zip) file");
+    // This month's duty, as `report monthly --json` for the month it names.
+    let heading = board
+        .body
+        .split("本月走访（")
+        .nth(1)
+        .expect("the monthly section");
+    let month: String = heading.chars().take(7).collect();
+    let monthly = relay
+        .run(&["report", "monthly", "--month", &month, "--json"])
+        .json();
+    let cadres = monthly["cadres"].as_array().expect("cadres");
+    assert_eq!(cadres.len(), 1, "{monthly}");
+    let row = board
+        .body
+        .split("<td>李书记</td>")
+        .nth(1)
+        .expect("李书记's row");
+    let first = row
+        .split("</td>")
+        .next()
+        .unwrap_or("")
+        .rsplit('>')
+        .next()
+        .unwrap_or("");
+    assert_eq!(first, cadres[0]["visits"].to_string(), "{monthly}");
+    assert_eq!(cadres[0]["visits"], 1);
+    let monthly_xlsx = county.get("/dashboard/monthly.xlsx");
+    assert_eq!(monthly_xlsx.status, 200);
+    assert!(monthly_xlsx.body.starts_with("PK"));
     // A viewer sees the dashboard; a township supervisor's counts only its township.
     let mut viewer = Browser::new(&relay, port);
     viewer.login("kanban2");

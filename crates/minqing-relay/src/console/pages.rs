@@ -172,8 +172,9 @@ impl Console {
                 ))
             }
             (Method::GET, ["inbox"]) => self.inbox(&who),
-            (Method::GET, ["dashboard"]) => self.dashboard(&who, false),
-            (Method::GET, ["dashboard", "ledger.xlsx"]) => self.dashboard(&who, true),
+            (Method::GET, ["dashboard"]) => self.dashboard(&who, Board::Page),
+            (Method::GET, ["dashboard", "ledger.xlsx"]) => self.dashboard(&who, Board::Ledger),
+            (Method::GET, ["dashboard", "monthly.xlsx"]) => self.dashboard(&who, Board::Monthly),
             (Method::GET, ["demand", village, id]) => {
                 let notice = (req.query == "done=step")
                     .then(|| Notice::ok("已保存（已写入县里的存储），干部下次同步时就能看到。"));
@@ -346,7 +347,7 @@ impl Console {
 
     /// The ledger over the villages of a supervisor's scope (a viewer: the
     /// county), as a page or as .xlsx.
-    fn dashboard(&self, who: &Who, xlsx: bool) -> Resp {
+    fn dashboard(&self, who: &Who, what: Board) -> Resp {
         let scope = match (who.account.role, &who.account.scope) {
             (Role::Supervisor, Some(s)) => s.clone(),
             (Role::Viewer, _) => accounts::Scope::County,
@@ -358,20 +359,36 @@ impl Console {
             .filter(|(_, e)| scope.covers(e.township.as_deref()))
             .filter_map(|(id, _)| DocId::new(id).ok())
             .collect();
-        let ledger = self.villages.read_all(&docs, |held| {
-            minqing_model::ledger_report(held.iter().copied(), None, None, today())
+        let month = minqing_model::month_of(today());
+        let (ledger, monthly) = self.villages.read_all(&docs, |held| {
+            (
+                minqing_model::ledger_report(held.iter().copied(), None, None, today()),
+                minqing_model::monthly_report(held.iter().copied(), month),
+            )
         });
         let scope_words = match &scope {
             accounts::Scope::County => "全县".to_owned(),
             accounts::Scope::Township(t) => t.clone(),
         };
-        if !xlsx {
-            return Resp::html(
-                StatusCode::OK,
-                web::dashboard_page(&who.ctx(None), &scope_words, &ledger),
-            );
-        }
-        match minqing_sheet::xlsx_bytes(&ledger.tables(), "问题台账.xlsx") {
+        let (tables, file, name) = match what {
+            Board::Page => {
+                return Resp::html(
+                    StatusCode::OK,
+                    web::dashboard_page(&who.ctx(None), &scope_words, &ledger, &monthly),
+                );
+            }
+            Board::Ledger => (
+                ledger.tables(),
+                "ledger.xlsx",
+                "%E9%97%AE%E9%A2%98%E5%8F%B0%E8%B4%A6.xlsx",
+            ),
+            Board::Monthly => (
+                monthly.tables(),
+                "monthly.xlsx",
+                "%E6%9C%88%E5%BA%A6%E8%B5%B0%E8%AE%BF.xlsx",
+            ),
+        };
+        match minqing_sheet::xlsx_bytes(&tables, file) {
             Ok(bytes) => {
                 let mut r = Resp::html(StatusCode::OK, String::new());
                 r.body = bytes;
@@ -379,7 +396,7 @@ impl Console {
                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
                 r.extra.push((
                     "content-disposition",
-                    "attachment; filename=\"ledger.xlsx\"; filename*=UTF-8''%E9%97%AE%E9%A2%98%E5%8F%B0%E8%B4%A6.xlsx".to_owned(),
+                    format!("attachment; filename=\"{file}\"; filename*=UTF-8''{name}"),
                 ));
                 r
             }
@@ -708,6 +725,17 @@ impl Console {
         }
         r
     }
+}
+
+/// What the dashboard answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Board {
+    /// The page.
+    Page,
+    /// The ledger as .xlsx.
+    Ledger,
+    /// This month's duty report as .xlsx.
+    Monthly,
 }
 
 /// A demand an account may open.
