@@ -25,9 +25,8 @@ fn main() -> ExitCode {
         Some("bench") => bench_tool("bench", &args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("tidy") => tidy::run(&root()),
-        Some("browser") => {
-            cargo(&["build", "-p", "minqing", "--bins"]).and_then(|()| browser(&args[1..]))
-        }
+        Some("browser") => cargo(&["build", "-p", "minqing", "-p", "minqing-relay", "--bins"])
+            .and_then(|()| browser(&args[1..])),
         _ => {
             eprintln!("usage: cargo xtask <ci|tidy|demo|gen-data|bench|fuzz>");
             eprintln!(
@@ -99,16 +98,20 @@ fn browser(args: &[String]) -> Result<(), String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let minqing = target.join("debug").join("minqing");
+    let relay = target.join("debug").join("minqing-relay");
     let script = root.join("tests").join("browser").join("cadre_day.py");
     eprintln!(
-        "$ python3 {} --minqing {}",
+        "$ python3 {} --minqing {} --relay {}",
         script.display(),
-        minqing.display()
+        minqing.display(),
+        relay.display()
     );
     let status = Command::new("python3")
         .arg(&script)
         .arg("--minqing")
         .arg(&minqing)
+        .arg("--relay")
+        .arg(&relay)
         .args(args)
         .current_dir(&root)
         .status()
