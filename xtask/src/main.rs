@@ -94,11 +94,8 @@ pub fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
 /// `args` go to the script (`--shots docs/app` takes the screenshots again).
 fn browser(args: &[String]) -> Result<(), String> {
     let root = root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let minqing = target.join("debug").join("minqing");
-    let relay = target.join("debug").join("minqing-relay");
+    let minqing = target_dir().join("debug").join("minqing");
+    let relay = target_dir().join("debug").join("minqing-relay");
     let script = root.join("tests").join("browser").join("cadre_day.py");
     eprintln!(
         "$ python3 {} --minqing {} --relay {}",
@@ -125,8 +122,9 @@ fn browser(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// Builds the binaries the benchmarks drive (release), then runs
-/// `minqing-bench SUB ARGS` through `cargo run --release`.
+/// Builds the benchmark harness and the binaries it drives in one release
+/// build (one feature set, so the dependencies are compiled once), then runs
+/// `target/release/minqing-bench SUB ARGS` directly.
 fn bench_tool(sub: &str, args: &[String]) -> Result<(), String> {
     cargo(&[
         "build",
@@ -137,11 +135,30 @@ fn bench_tool(sub: &str, args: &[String]) -> Result<(), String> {
         "minqing-relay",
         "-p",
         "minqing-testkit",
+        "-p",
+        "minqing-bench",
         "--bins",
     ])?;
-    let mut full: Vec<&str> = vec!["run", "--release", "-p", "minqing-bench", "--", sub];
-    full.extend(args.iter().map(String::as_str));
-    cargo(&full)
+    let bench = target_dir().join("release").join("minqing-bench");
+    eprintln!("$ {} {sub} {}", bench.display(), args.join(" "));
+    let status = Command::new(&bench)
+        .arg(sub)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", bench.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("minqing-bench {sub} failed ({status})"))
+    }
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR` or `target/`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn ci() -> Result<(), String> {
