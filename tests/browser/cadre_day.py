@@ -327,7 +327,11 @@ class Walk:
         # The first sync, by the background loop: 小河村 arrives from the relay.
         def first_sync():
             row = self.sync_row()
-            return row.count() == 1 and any(w in row.inner_text() for w in ("新分配，已取得", "已同步"))
+            if row.count() != 1:
+                return False
+            cells = row.locator("td")
+            return (cells.nth(3).inner_text() in ("新分配，已取得", "已同步")
+                    and cells.nth(1).inner_text() != "—")
         self.reload_until("the first sync shows 小河村 on 同步", first_sync)
         status = self.home.json("status")
         assert status["last_sync"], status
