@@ -18,6 +18,7 @@
 
 pub mod assets;
 pub mod browse;
+pub mod console;
 pub mod demand;
 pub mod forms;
 pub mod import;
