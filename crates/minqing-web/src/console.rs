@@ -394,3 +394,102 @@ pub fn dashboard_page(ctx: &ConsoleCtx<'_>, scope: &str, ledger: &LedgerReport) 
     };
     page(ctx, "看板：问题台账", body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{date, sample};
+
+    fn ctx(inbox: Option<&'static str>) -> ConsoleCtx<'static> {
+        ConsoleCtx {
+            display: "张科长",
+            role: "职能部门",
+            unit: Some("县水务局"),
+            inbox,
+            dashboard: false,
+            csrf: "tok123",
+            today: date("2026-03-15"),
+            notice: None,
+        }
+    }
+
+    #[test]
+    fn login_form_has_labels_and_its_token() {
+        let html = login_page("pre456", "shuiwu", Some("账号或密码不对。"));
+        assert!(html.contains("<label for=\"login-name\">账号</label>"));
+        assert!(html.contains("<label for=\"login-password\">密码</label>"));
+        assert!(html.contains("name=\"csrf\" value=\"pre456\""));
+        assert!(html.contains("value=\"shuiwu\""));
+        assert!(html.contains("role=\"alert\">账号或密码不对。"));
+    }
+
+    #[test]
+    fn inbox_marks_overdue_rows_and_escapes_text() {
+        let s = sample();
+        let mut d = s.village.demand(&s.demand).unwrap();
+        d.text = "<script>alert(1)</script>".into();
+        let rows = [InboxRow {
+            village_id: "V001".into(),
+            village: "小河村".into(),
+            resident: "李秀英".into(),
+            demand: d,
+            days_overdue: 5,
+        }];
+        let html = inbox_page(
+            &ctx(Some("待办诉求")),
+            "待办诉求",
+            "转给本部门的诉求",
+            &rows,
+        );
+        assert!(html.contains("逾期 5 天") && html.contains("李秀英"));
+        assert!(html.contains(&format!("href=\"/demand/V001/{}\"", s.demand)));
+        assert!(!html.contains("<script>alert"), "resident text is escaped");
+        assert!(
+            html.contains("href=\"/inbox\">待办诉求</a>"),
+            "the navigation names the list"
+        );
+        let empty = inbox_page(&ctx(Some("待办诉求")), "待办诉求", "转给本部门的诉求", &[]);
+        assert!(empty.contains("没有转给本部门的诉求。"));
+    }
+
+    #[test]
+    fn demand_page_offers_only_the_given_actions_and_shows_what_it_is_given() {
+        let s = sample();
+        let d = s.village.demand(&s.demand).unwrap();
+        let masked = ResidentCard {
+            name: "李秀英".into(),
+            address: "小河村三组12号".into(),
+            id_card: Some("3708**********1224".into()),
+            phone: Some("139****1234".into()),
+            revealed: false,
+            can_reveal: true,
+        };
+        let dept = DemandActions {
+            progress: true,
+            done: true,
+            supervise: false,
+        };
+        let html = demand_page(&ctx(None), "V001", "小河村", &d, &masked, dept);
+        assert!(html.contains("3708**********1224") && html.contains("139****1234"));
+        assert!(html.contains("显示完整号码（将记入审计日志）"));
+        assert!(html.contains(">办理情况</label>") && html.contains(">办结答复</label>"));
+        assert!(!html.contains(">督办意见</label>"));
+        assert_eq!(
+            html.matches("name=\"csrf\" value=\"tok123\"").count(),
+            4,
+            "logout, reveal, two steps"
+        );
+        let none = demand_page(
+            &ctx(None),
+            "V001",
+            "小河村",
+            &d,
+            &ResidentCard {
+                can_reveal: false,
+                ..masked
+            },
+            DemandActions::default(),
+        );
+        assert!(!none.contains("显示完整号码") && !none.contains("<textarea"));
+    }
+}

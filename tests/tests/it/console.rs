@@ -364,10 +364,11 @@ fn console_closes_the_loop_and_refuses_what_an_account_may_not_do() {
     assert!(accounts.contains("argon2id$v=19$") && !accounts.contains(PASSWORD));
 
     let port = free_tcp_port();
+    // cache_mib 0: the console keeps no copy between requests (every page
+    // reads its villages afresh); the browser test runs with the default.
     let config_path = relay.home().join("config.json");
     let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["console"] =
-        serde_json::json!({ "listen": format!("127.0.0.1:{port}"), "session_idle_secs": 3 });
+    config["console"] = serde_json::json!({ "listen": format!("127.0.0.1:{port}"), "session_idle_secs": 3, "cache_mib": 0 });
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     relay.start();
     for _ in 0..100 {

@@ -51,6 +51,14 @@ pub struct ConsoleConfig {
     /// Seconds without a request after which a session ends.
     #[serde(default = "default_idle")]
     pub session_idle_secs: u64,
+    /// MiB the console's copies of the villages may be counted for between
+    /// requests (as the document cache counts them).
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
+}
+
+fn default_cache_mib() -> u64 {
+    128
 }
 
 fn default_idle() -> u64 {
@@ -64,6 +72,7 @@ impl Default for ConsoleConfig {
             cert: None,
             key: None,
             session_idle_secs: default_idle(),
+            cache_mib: default_cache_mib(),
         }
     }
 }
@@ -142,7 +151,13 @@ pub async fn start(deps: ConsoleDeps, ca: &minqing_net::RelayCa) -> Result<Conso
         audit: deps.audit,
         sessions: session::Sessions::new(Duration::from_secs(deps.config.session_idle_secs)),
         throttle: session::Throttle::default(),
-        villages: Villages::new(deps.host, deps.exporter, deps.actor),
+        villages: Villages::new(
+            deps.host,
+            deps.exporter,
+            deps.actor,
+            usize::try_from(deps.config.cache_mib.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX),
+        ),
     });
     let router = axum::Router::new().fallback(entry).with_state(console);
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
