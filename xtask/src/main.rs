@@ -113,7 +113,12 @@ fn browser(args: &[String]) -> Result<(), String> {
     let runs = [
         (
             dir.join("cadre_day.py"),
-            vec!["--minqing".into(), minqing.display().to_string()],
+            vec![
+                "--minqing".into(),
+                minqing.display().to_string(),
+                "--relay".into(),
+                relay.display().to_string(),
+            ],
             cadre_args,
         ),
         (
