@@ -44,7 +44,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    if matches!(cli.cmd, args::Cmd::Serve) {
+    if matches!(cli.cmd, args::Cmd::Serve { .. }) {
         limit_malloc_arenas();
     }
     init_tracing();
