@@ -189,7 +189,8 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
             d.port
         );
     }
-    let home = Home::open(dir, secrets)?;
+    let mut home = Home::open(dir, secrets)?;
+    home.enable_cache(args.memory_budget.saturating_mul(1024 * 1024));
     let looped = sync_loop::prepare(
         &home,
         std::time::Duration::from_secs(args.timeout),
