@@ -25,9 +25,8 @@ fn main() -> ExitCode {
         Some("bench") => bench_tool("bench", &args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("tidy") => tidy::run(&root()),
-        Some("browser") => {
-            cargo(&["build", "-p", "minqing", "--bins"]).and_then(|()| browser(&args[1..]))
-        }
+        Some("browser") => cargo(&["build", "-p", "minqing", "-p", "minqing-relay", "--bins"])
+            .and_then(|()| browser(&args[1..])),
         _ => {
             eprintln!("usage: cargo xtask <ci|tidy|demo|gen-data|bench|fuzz>");
             eprintln!(
@@ -35,7 +34,7 @@ fn main() -> ExitCode {
             );
             eprintln!("  tidy      the architecture's boundaries (docs/testing.md#the-tidy-test)");
             eprintln!(
-                "  browser   [--shots docs/app] the browser tests in chromium (tests/browser/; docs/app.md)"
+                "  browser   [--shots docs/app] [--console-shots docs/console] the browser tests in chromium (tests/browser/; docs/app.md, docs/console.md)"
             );
             eprintln!("  demo      a cadre's offline day, then sync through a relay, on 127.0.0.1");
             eprintln!(
@@ -95,35 +94,66 @@ pub fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
 /// `args` go to the script (`--shots docs/app` takes the screenshots again).
 fn browser(args: &[String]) -> Result<(), String> {
     let root = root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = target_dir();
     let minqing = target.join("debug").join("minqing");
-    let script = root.join("tests").join("browser").join("cadre_day.py");
-    eprintln!(
-        "$ python3 {} --minqing {}",
-        script.display(),
-        minqing.display()
-    );
-    let status = Command::new("python3")
-        .arg(&script)
-        .arg("--minqing")
-        .arg(&minqing)
-        .args(args)
-        .current_dir(&root)
-        .status()
-        .map_err(|e| format!("cannot run python3 for the browser tests: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the browser tests failed ({status}); they need /usr/bin/chromium and PyPI playwright (.ci/run installs them)"
-        ))
+    let relay = target.join("debug").join("minqing-relay");
+    // `--console-shots DIR` goes to the console's test as its `--shots DIR`.
+    let mut cadre_args = Vec::new();
+    let mut console_args = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--console-shots" {
+            console_args.push("--shots".to_owned());
+            console_args.extend(it.next().cloned());
+        } else {
+            cadre_args.push(a.clone());
+        }
     }
+    let dir = root.join("tests").join("browser");
+    let runs = [
+        (
+            dir.join("cadre_day.py"),
+            vec![
+                "--minqing".into(),
+                minqing.display().to_string(),
+                "--relay".into(),
+                relay.display().to_string(),
+            ],
+            cadre_args,
+        ),
+        (
+            dir.join("console_loop.py"),
+            vec![
+                "--minqing".into(),
+                minqing.display().to_string(),
+                "--relay".into(),
+                relay.display().to_string(),
+            ],
+            console_args,
+        ),
+    ];
+    for (script, bins, extra) in runs {
+        eprintln!("$ python3 {} {}", script.display(), bins.join(" "));
+        let status = Command::new("python3")
+            .arg(&script)
+            .args(&bins)
+            .args(&extra)
+            .current_dir(&root)
+            .status()
+            .map_err(|e| format!("cannot run python3 for the browser tests: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "the browser test {} failed ({status}); it needs /usr/bin/chromium and PyPI playwright (.ci/run installs them)",
+                script.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
-/// Builds the binaries the benchmarks drive (release), then runs
-/// `minqing-bench SUB ARGS` through `cargo run --release`.
+/// Builds the benchmark harness and the binaries it drives in one release
+/// build (one feature set, so the dependencies are compiled once), then runs
+/// `target/release/minqing-bench SUB ARGS` directly.
 fn bench_tool(sub: &str, args: &[String]) -> Result<(), String> {
     cargo(&[
         "build",
@@ -134,11 +164,30 @@ fn bench_tool(sub: &str, args: &[String]) -> Result<(), String> {
         "minqing-relay",
         "-p",
         "minqing-testkit",
+        "-p",
+        "minqing-bench",
         "--bins",
     ])?;
-    let mut full: Vec<&str> = vec!["run", "--release", "-p", "minqing-bench", "--", sub];
-    full.extend(args.iter().map(String::as_str));
-    cargo(&full)
+    let bench = target_dir().join("release").join("minqing-bench");
+    eprintln!("$ {} {sub} {}", bench.display(), args.join(" "));
+    let status = Command::new(&bench)
+        .arg(sub)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", bench.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("minqing-bench {sub} failed ({status})"))
+    }
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR` or `target/`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn ci() -> Result<(), String> {

@@ -135,6 +135,15 @@ pub fn unlock_with(dir: &Path, passphrase: &Passphrase) -> anyhow::Result<(Keyri
     }
 }
 
+/// A home whose enrolment was begun (keyring and pending first contact) but
+/// not finished: the relay was not reached. `minqing app` opens on its 设置
+/// page then, where the same bundle can be uploaded again.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this laptop's enrolment is not finished (the relay was not reached): run `minqing init --bundle FILE` again with the same file when the relay is reachable"
+)]
+pub struct EnrolPending;
+
 /// A wrong passphrase (exit code [`EXIT_LOCKED`]).
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
@@ -351,9 +360,7 @@ impl Home {
             .context("cannot read this laptop's identity")?
         else {
             if store.meta_get(ENROL_PENDING_KEY)?.is_some() {
-                bail!(
-                    "this laptop's enrolment is not finished (the relay was not reached): run `minqing init --bundle FILE` again with the same file when the relay is reachable"
-                );
+                return Err(anyhow::Error::new(EnrolPending));
             }
             return Err(not_set_up());
         };

@@ -19,11 +19,17 @@
 //! |---|---|---|
 //! | 直办 `handled` | 受理, 办理中 | 办理中 |
 //! | 转办 `transferred` (department, due) | 受理, 办理中 | 办理中 |
-//! | 督办 `supervised` (note) | anything but 已销号 | unchanged |
-//! | 反馈 `feedback` (text) | 办理中, 已反馈 | 已反馈 |
+//! | 督办 `supervised` (note, optional due) | anything but 已销号 | unchanged (a due date replaces the 转办's) |
+//! | 办理情况 `progress` (note; a department, from the county console) | 办理中 after a 转办 | unchanged |
+//! | 办结 `done` (answer; a department, from the county console) | 办理中 after a 转办 | 已办结 |
+//! | 反馈 `feedback` (text) | 办理中, 已办结, 已反馈 | 已反馈 |
 //! | 回访 `revisited` (satisfaction) | 已反馈, 已回访 | 已回访 |
 //! | 销号 `closed` | 已回访 | 已销号 |
-//! | 重开 `reopened` (reason) | 已反馈, 已回访, 已销号 | 办理中 |
+//! | 重开 `reopened` (reason) | 已办结, 已反馈, 已回访, 已销号 | 办理中 |
+//!
+//! A department's 办理情况 / 办结 carries the department of the 转办 it answers
+//! (`department`); if another 转办 is in force by then (the demand was
+//! transferred elsewhere meanwhile), it is flagged, not applied.
 //!
 //! An event that is not valid at its place in the merged order (two cadres
 //! acted on one demand offline) is **kept**, marked with a flag saying why,
@@ -63,6 +69,10 @@ pub enum EventKind {
     Transferred,
     /// 督办: supervised.
     Supervised,
+    /// 办理情况: a department's progress note (county console).
+    Progress,
+    /// 办结: the department's answer, its handling done (county console).
+    Done,
     /// 反馈: the answer was given to the resident.
     Feedback,
     /// 回访: the return visit, with satisfaction.
@@ -83,6 +93,8 @@ impl EventKind {
             EventKind::Handled => "handled",
             EventKind::Transferred => "transferred",
             EventKind::Supervised => "supervised",
+            EventKind::Progress => "progress",
+            EventKind::Done => "done",
             EventKind::Feedback => "feedback",
             EventKind::Revisited => "revisited",
             EventKind::Closed => "closed",
@@ -98,6 +110,8 @@ impl EventKind {
             "handled" => EventKind::Handled,
             "transferred" => EventKind::Transferred,
             "supervised" => EventKind::Supervised,
+            "progress" => EventKind::Progress,
+            "done" => EventKind::Done,
             "feedback" => EventKind::Feedback,
             "revisited" => EventKind::Revisited,
             "closed" => EventKind::Closed,
@@ -113,6 +127,8 @@ impl EventKind {
             EventKind::Handled => "直办",
             EventKind::Transferred => "转办",
             EventKind::Supervised => "督办",
+            EventKind::Progress => "办理情况",
+            EventKind::Done => "办结",
             EventKind::Feedback => "反馈",
             EventKind::Revisited => "回访",
             EventKind::Closed => "销号",
@@ -147,6 +163,9 @@ pub enum DemandStatus {
     Accepted,
     /// 办理中: handled directly or transferred, no answer yet.
     InProgress,
+    /// 已办结: the department the demand was transferred to has answered
+    /// (办结); the cadre's next step is the 反馈 to the resident.
+    Done,
     /// 已反馈: the answer was given to the resident.
     Answered,
     /// 已回访: the return visit was made.
@@ -161,6 +180,7 @@ impl DemandStatus {
         match self {
             DemandStatus::Accepted => "受理",
             DemandStatus::InProgress => "办理中",
+            DemandStatus::Done => "已办结",
             DemandStatus::Answered => "已反馈",
             DemandStatus::Revisited => "已回访",
             DemandStatus::Closed => "已销号",
@@ -242,22 +262,25 @@ impl fmt::Display for Satisfaction {
 
 impl DemandStatus {
     /// Every status, in workflow order.
-    pub const ALL: [DemandStatus; 5] = [
+    pub const ALL: [DemandStatus; 6] = [
         DemandStatus::Accepted,
         DemandStatus::InProgress,
+        DemandStatus::Done,
         DemandStatus::Answered,
         DemandStatus::Revisited,
         DemandStatus::Closed,
     ];
 
-    /// Parses a status as typed after `--status`: 受理 / 办理中 / 已反馈 / 已回访 /
-    /// 已销号 or accepted / in-progress / answered / revisited / closed.
+    /// Parses a status as typed after `--status`: 受理 / 办理中 / 已办结 / 已反馈 /
+    /// 已回访 / 已销号 or accepted / in-progress / done / answered / revisited /
+    /// closed.
     pub fn parse(input: &str) -> Result<DemandStatus, WorkflowError> {
         match trim(input).to_lowercase().as_str() {
             "受理" | "accepted" => Ok(DemandStatus::Accepted),
             "办理中" | "in-progress" | "in_progress" | "inprogress" => {
                 Ok(DemandStatus::InProgress)
             }
+            "已办结" | "done" => Ok(DemandStatus::Done),
             "已反馈" | "answered" => Ok(DemandStatus::Answered),
             "已回访" | "revisited" => Ok(DemandStatus::Revisited),
             "已销号" | "closed" => Ok(DemandStatus::Closed),
@@ -386,6 +409,96 @@ impl Transition {
     }
 }
 
+/// Who acts from the county console (docs/console.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CountyRole {
+    /// A department (职能部门) answering demands transferred to it.
+    Department,
+    /// A supervisor (督导) pressing demands.
+    Supervisor,
+}
+
+impl CountyRole {
+    /// The key stored in the event's `role` field.
+    pub fn as_key(self) -> &'static str {
+        match self {
+            CountyRole::Department => "department",
+            CountyRole::Supervisor => "supervisor",
+        }
+    }
+}
+
+/// A step written from the county console, with its checked payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CountyStep {
+    /// 办理情况: a department's progress note on a demand transferred to it.
+    Progress {
+        /// The department, as the 转办 in force names it.
+        department: String,
+        /// What was done so far.
+        note: Note,
+    },
+    /// 办结: the department's answer; its handling is done.
+    Done {
+        /// The department, as the 转办 in force names it.
+        department: String,
+        /// The answer.
+        answer: Note,
+    },
+    /// 督办 from a supervisor: a note and, optionally, a new due date.
+    Supervise {
+        /// What was urged.
+        note: Note,
+        /// The new due date.
+        due: Option<NaiveDate>,
+    },
+}
+
+impl CountyStep {
+    /// The event kind this step writes.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            CountyStep::Progress { .. } => EventKind::Progress,
+            CountyStep::Done { .. } => EventKind::Done,
+            CountyStep::Supervise { .. } => EventKind::Supervised,
+        }
+    }
+
+    /// Who may write it.
+    pub fn role(&self) -> CountyRole {
+        match self {
+            CountyStep::Progress { .. } | CountyStep::Done { .. } => CountyRole::Department,
+            CountyStep::Supervise { .. } => CountyRole::Supervisor,
+        }
+    }
+
+    /// The payload fields stored with the event.
+    pub fn fields(&self) -> BTreeMap<String, String> {
+        let mut f = BTreeMap::new();
+        let mut put = |k: &str, v: &str| {
+            f.insert(k.to_owned(), v.to_owned());
+        };
+        match self {
+            CountyStep::Progress { department, note } => {
+                put("department", department);
+                put("note", note.as_str());
+            }
+            CountyStep::Done { department, answer } => {
+                put("department", department);
+                put("answer", answer.as_str());
+            }
+            CountyStep::Supervise { note, due } => {
+                put("note", note.as_str());
+                if let Some(d) = due {
+                    put("due", &d.format("%Y-%m-%d").to_string());
+                }
+            }
+        }
+        f
+    }
+}
+
 /// Why a step is not valid in a given state (used for both the local refusal
 /// and the flag on a merged event).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -409,6 +522,13 @@ pub enum Refusal {
     },
     /// A second 受理 event.
     DuplicateOpen,
+    /// A department's 办理情况 / 办结 for a 转办 no longer in force.
+    OtherDepartment {
+        /// The department the event answers for.
+        event: String,
+        /// The department of the 转办 in force (`None`: none).
+        current: Option<String>,
+    },
     /// A 回访 whose satisfaction is not one of the three values.
     BadSatisfaction(String),
 }
@@ -440,15 +560,19 @@ fn check(kind: &EventKind, state: &State) -> Result<(), Refusal> {
             "受理 or 办理中",
         ),
         EventKind::Supervised => (true, "an open demand"),
+        EventKind::Progress | EventKind::Done => (
+            status == S::InProgress && state.department.is_some(),
+            "办理中 after a 转办",
+        ),
         EventKind::Feedback => (
-            matches!(status, S::InProgress | S::Answered),
+            matches!(status, S::InProgress | S::Done | S::Answered),
             "直办 or 转办 first",
         ),
         EventKind::Revisited => (matches!(status, S::Answered | S::Revisited), "反馈 first"),
         EventKind::Closed => (status == S::Revisited, "回访 first"),
         EventKind::Reopened => (
-            matches!(status, S::Answered | S::Revisited | S::Closed),
-            "反馈, 回访 or 销号 first",
+            matches!(status, S::Done | S::Answered | S::Revisited | S::Closed),
+            "办结, 反馈, 回访 or 销号 first",
         ),
         EventKind::Opened | EventKind::Other(_) => (true, ""),
     };
@@ -464,6 +588,22 @@ fn check(kind: &EventKind, state: &State) -> Result<(), Refusal> {
 struct State {
     status: DemandStatus,
     closed_by: Option<String>,
+    /// Department of the latest valid 转办.
+    department: Option<String>,
+}
+
+/// A department event's department must be the one of the 转办 in force.
+fn check_department(event: &DemandEvent, state: &State) -> Result<(), Refusal> {
+    if !matches!(event.kind, EventKind::Progress | EventKind::Done) {
+        return Ok(());
+    }
+    match (event.fields.get("department"), &state.department) {
+        (Some(theirs), Some(current)) if theirs != current => Err(Refusal::OtherDepartment {
+            event: theirs.clone(),
+            current: Some(current.clone()),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// One event of the merged log in fold order, with its flag if it was not
@@ -521,8 +661,36 @@ impl Fold {
         let state = State {
             status: self.status,
             closed_by: self.closed_by.clone(),
+            department: self.department.clone(),
         };
         check(kind, &state).map_err(|refusal| WorkflowError::Refused {
+            demand: demand.clone(),
+            kind: kind.name().to_owned(),
+            refusal,
+        })
+    }
+}
+
+impl Fold {
+    /// Checks a county console step against this state before it is written,
+    /// the department included (a department answers only the 转办 in force).
+    pub fn can_apply_county(&self, demand: &Id, step: &CountyStep) -> Result<(), WorkflowError> {
+        let kind = step.kind();
+        self.can_apply(demand, &kind)?;
+        let state = State {
+            status: self.status,
+            closed_by: self.closed_by.clone(),
+            department: self.department.clone(),
+        };
+        let probe = DemandEvent {
+            id: demand.clone(),
+            kind: kind.clone(),
+            at_ms: 0,
+            cadre: String::new(),
+            device_id: String::new(),
+            fields: step.fields(),
+        };
+        check_department(&probe, &state).map_err(|refusal| WorkflowError::Refused {
             demand: demand.clone(),
             kind: kind.name().to_owned(),
             refusal,
@@ -538,6 +706,7 @@ pub fn fold(events: &[DemandEvent]) -> Fold {
     let mut state = State {
         status: DemandStatus::Accepted,
         closed_by: None,
+        department: None,
     };
     let mut f = Fold {
         status: DemandStatus::Accepted,
@@ -557,7 +726,7 @@ pub fn fold(events: &[DemandEvent]) -> Fold {
             opened = true;
             Ok(())
         } else {
-            check(&event.kind, &state)
+            check(&event.kind, &state).and_then(|()| check_department(&event, &state))
         };
         let satisfaction = if event.kind == EventKind::Revisited {
             let raw = event
@@ -584,7 +753,14 @@ pub fn fold(events: &[DemandEvent]) -> Fold {
             continue;
         }
         match &event.kind {
-            EventKind::Opened | EventKind::Supervised | EventKind::Other(_) => {}
+            EventKind::Opened | EventKind::Progress | EventKind::Other(_) => {}
+            EventKind::Supervised => {
+                // A 督办 with a new due date (from the county console) moves it.
+                if let Some(due) = event.fields.get("due").and_then(|d| parse_date(d).ok()) {
+                    f.due = Some(due);
+                }
+            }
+            EventKind::Done => state.status = DemandStatus::Done,
             EventKind::Handled => {
                 state.status = DemandStatus::InProgress;
                 f.handled_directly = true;
@@ -592,6 +768,7 @@ pub fn fold(events: &[DemandEvent]) -> Fold {
             EventKind::Transferred => {
                 state.status = DemandStatus::InProgress;
                 f.department = event.fields.get("department").cloned();
+                state.department = f.department.clone();
                 f.due = event.fields.get("due").and_then(|d| parse_date(d).ok());
             }
             EventKind::Feedback => state.status = DemandStatus::Answered,
@@ -631,6 +808,10 @@ fn flag_text(event: &DemandEvent, refusal: &Refusal) -> String {
             format!("{what} while {status} — needs {needs}, not applied")
         }
         Refusal::DuplicateOpen => format!("{what} — a second 受理, not applied"),
+        Refusal::OtherDepartment { event, current } => format!(
+            "{what} for {event}, but the demand is transferred to {} — not applied",
+            current.as_deref().unwrap_or("no department")
+        ),
         Refusal::BadSatisfaction(raw) => {
             format!("{what} — satisfaction {raw:?} is not 满意/基本满意/不满意, not applied")
         }
@@ -655,6 +836,9 @@ fn advice(demand: &Id, refusal: &Refusal) -> String {
                 DemandStatus::InProgress => {
                     format!("record the answer first: `minqing demand feedback {id} --text TEXT`")
                 }
+                DemandStatus::Done => format!(
+                    "the department has answered (办结): give the resident the answer with `minqing demand feedback {id} --text TEXT`, or reopen it with `minqing demand reopen {id} --reason TEXT`"
+                ),
                 DemandStatus::Answered => format!(
                     "record the return visit first: `minqing demand revisit {id} --satisfaction 满意`"
                 ),
@@ -668,6 +852,10 @@ fn advice(demand: &Id, refusal: &Refusal) -> String {
             format!("it is {status} and this step needs {needs}: {next}")
         }
         Refusal::DuplicateOpen => "a demand is opened once".to_owned(),
+        Refusal::OtherDepartment { event, current } => format!(
+            "it is transferred to {}, not to {event}",
+            current.as_deref().unwrap_or("no department")
+        ),
         Refusal::BadSatisfaction(raw) => {
             format!("satisfaction {raw:?} is not 满意, 基本满意 or 不满意")
         }
@@ -697,11 +885,20 @@ pub enum WorkflowError {
     },
     /// Not a status.
     #[error(
-        "status {input:?} is not known: use 受理 (accepted), 办理中 (in-progress), 已反馈 (answered), 已回访 (revisited) or 已销号 (closed)"
+        "status {input:?} is not known: use 受理 (accepted), 办理中 (in-progress), 已办结 (done), 已反馈 (answered), 已回访 (revisited) or 已销号 (closed)"
     )]
     Status {
         /// What was typed.
         input: String,
+    },
+    /// A county console step written by an account of another role (a
+    /// supervisor cannot record 办结, a department cannot 督办).
+    #[error("{kind} is not a step a {} account records", role.as_key())]
+    Role {
+        /// Chinese name of the step.
+        kind: String,
+        /// The author's role.
+        role: CountyRole,
     },
     /// The document layer failed (unknown demand, automerge error...).
     #[error(transparent)]
@@ -762,16 +959,10 @@ impl Fold {
 }
 
 impl DemandView {
-    /// Overdue on `today`: a due date (from the latest valid 转办) before
-    /// `today`, and not 已销号.
+    /// Overdue on `today`: the fold's due date (of the latest valid 转办, or
+    /// a later valid 督办 that set one) before `today`, and not 已销号.
     pub fn is_overdue(&self, today: NaiveDate) -> bool {
-        let due = self
-            .events
-            .iter()
-            .rev()
-            .filter(|e| e.kind == EventKind::Transferred.as_key() && e.flag.is_none())
-            .find_map(|e| e.fields.get("due"))
-            .and_then(|d| parse_date(d).ok());
+        let due = self.due.as_deref().and_then(|d| parse_date(d).ok());
         self.status != DemandStatus::Closed.name() && due.is_some_and(|d| d < today)
     }
 }
@@ -1350,5 +1541,291 @@ mod tests {
         assert_eq!(DemandStatus::Accepted.name(), "受理");
         assert_eq!(EventKind::from_key("opened").name(), "受理");
         assert_eq!(b.kind.as_key(), "escalated-by-future-version");
+    }
+
+    // ---- steps from the county console (办理情况, 办结, 督办 with a due date) ----
+
+    const WATER: &str = "县水务局";
+
+    fn dept_author(day: &str) -> crate::village::CountyAuthor {
+        crate::village::CountyAuthor {
+            account: "shuiwu".into(),
+            display: "张科长".into(),
+            role: CountyRole::Department,
+            now_ms: ms(day),
+        }
+    }
+
+    fn county(v: &mut Village, day: &str, d: &Id, s: &CountyStep) {
+        let author = match s.role() {
+            CountyRole::Department => dept_author(day),
+            CountyRole::Supervisor => crate::village::CountyAuthor {
+                account: "ducha".into(),
+                display: "督查室".into(),
+                role: CountyRole::Supervisor,
+                now_ms: ms(day),
+            },
+        };
+        v.record_county_step(&mut rng(ms(day) as u64), &author, d, s)
+            .unwrap_or_else(|e| panic!("{s:?} on {day}: {e}"));
+    }
+
+    fn progress(dept: &str) -> CountyStep {
+        CountyStep::Progress {
+            department: dept.into(),
+            note: note("已派人勘察"),
+        }
+    }
+
+    fn done(dept: &str) -> CountyStep {
+        CountyStep::Done {
+            department: dept.into(),
+            answer: note("管道已修复"),
+        }
+    }
+
+    /// A demand transferred to 县水务局 on 03-02; the relay's replica (as the
+    /// console writes it) and a cadre's laptop forked from it.
+    fn transferred() -> (Village, Village, Id) {
+        let (mut cadre, d) = setup();
+        step(
+            &mut cadre,
+            DEV_A,
+            "李书记",
+            "2026-03-02",
+            &d,
+            &transfer(WATER, Some("2026-03-20")),
+        );
+        let relay = fork(&mut cadre, "relayactor000000");
+        (relay, cadre, d)
+    }
+
+    #[test]
+    fn a_department_answers_and_the_cadre_closes_the_loop() {
+        let (mut relay, mut cadre, d) = transferred();
+        county(&mut relay, "2026-03-04", &d, &progress(WATER));
+        assert_eq!(
+            relay.demand_fold(&d).unwrap().status,
+            DemandStatus::InProgress
+        );
+        county(&mut relay, "2026-03-06", &d, &done(WATER));
+        let f = relay.demand_fold(&d).unwrap();
+        assert_eq!(f.status, DemandStatus::Done);
+        assert_eq!(flags(&f), Vec::<String>::new());
+        // The cadre's laptop receives the relay's change at its next sync.
+        let bytes = relay.changes_since(&cadre.heads());
+        cadre.apply_changes(&bytes).unwrap();
+        assert_eq!(cadre.demand_fold(&d).unwrap(), f);
+        let view = cadre.demand(&d).unwrap();
+        assert_eq!(view.status, "已办结");
+        let shown: Vec<(&str, &str)> = view
+            .events
+            .iter()
+            .map(|e| (e.kind_name.as_str(), e.cadre.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("受理", "李书记"),
+                ("转办", "李书记"),
+                ("办理情况", "张科长"),
+                ("办结", "张科长")
+            ]
+        );
+        let done_ev = &view.events[3];
+        assert_eq!(done_ev.device_id, crate::village::COUNTY_CONSOLE_DEVICE);
+        assert_eq!(
+            done_ev.fields.get("answer").map(String::as_str),
+            Some("管道已修复")
+        );
+        assert_eq!(
+            done_ev.fields.get("role").map(String::as_str),
+            Some("department")
+        );
+        assert_eq!(
+            done_ev.fields.get("account").map(String::as_str),
+            Some("shuiwu")
+        );
+        // Next valid steps for the cadre: 督办, 反馈, 重开 — not 直办/转办/回访/销号.
+        let ok = |k: EventKind| f.can_apply(&d, &k).is_ok();
+        assert!(ok(EventKind::Feedback) && ok(EventKind::Supervised) && ok(EventKind::Reopened));
+        assert!(!ok(EventKind::Handled) && !ok(EventKind::Transferred));
+        assert!(!ok(EventKind::Revisited) && !ok(EventKind::Closed));
+        step(
+            &mut cadre,
+            DEV_A,
+            "李书记",
+            "2026-03-07",
+            &d,
+            &Transition::Feedback {
+                text: note("已告知群众"),
+            },
+        );
+        step(
+            &mut cadre,
+            DEV_A,
+            "李书记",
+            "2026-03-08",
+            &d,
+            &revisit("满意"),
+        );
+        step(
+            &mut cadre,
+            DEV_A,
+            "李书记",
+            "2026-03-09",
+            &d,
+            &Transition::Close,
+        );
+        let f = cadre.demand_fold(&d).unwrap();
+        assert_eq!(f.status, DemandStatus::Closed);
+        assert_eq!(flags(&f), Vec::<String>::new());
+    }
+
+    #[test]
+    fn county_steps_refused_locally_write_nothing() {
+        let (mut v, d) = setup();
+        let refuse = |v: &mut Village,
+                      author: &crate::village::CountyAuthor,
+                      s: &CountyStep,
+                      expected: &str| {
+            let heads = v.heads();
+            let err = v
+                .record_county_step(&mut rng(4), author, &d, s)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{s:?}: {err:?} lacks {expected:?}");
+            assert_eq!(v.heads(), heads, "a refused step wrote something");
+        };
+        let dept = dept_author("2026-03-03");
+        // Not transferred yet.
+        refuse(&mut v, &dept, &progress(WATER), "needs 办理中 after a 转办");
+        step(
+            &mut v,
+            DEV_A,
+            "李书记",
+            "2026-03-02",
+            &d,
+            &transfer(WATER, None),
+        );
+        // Another department's answer.
+        refuse(
+            &mut v,
+            &dept,
+            &done("县住建局"),
+            "transferred to 县水务局, not to 县住建局",
+        );
+        // A department cannot 督办.
+        let sup = CountyStep::Supervise {
+            note: note("请加快"),
+            due: None,
+        };
+        refuse(
+            &mut v,
+            &dept,
+            &sup,
+            "督办 is not a step a department account records",
+        );
+        county(&mut v, "2026-03-04", &d, &done(WATER));
+        refuse(&mut v, &dept, &done(WATER), "needs 办理中 after a 转办");
+        refuse(&mut v, &dept, &progress(WATER), "needs 办理中 after a 转办");
+    }
+
+    #[test]
+    fn supervision_from_the_console_moves_the_due_date() {
+        let (mut relay, _cadre, d) = transferred();
+        assert!(
+            relay
+                .demand_fold(&d)
+                .unwrap()
+                .is_overdue(date("2026-03-25"))
+        );
+        county(
+            &mut relay,
+            "2026-03-21",
+            &d,
+            &CountyStep::Supervise {
+                note: note("请于月底前办结"),
+                due: Some(date("2026-03-31")),
+            },
+        );
+        let f = relay.demand_fold(&d).unwrap();
+        assert_eq!(f.due, Some(date("2026-03-31")));
+        assert!(!f.is_overdue(date("2026-03-25")));
+        assert!(f.is_overdue(date("2026-04-01")));
+        assert_eq!(f.status, DemandStatus::InProgress);
+    }
+
+    /// A department's event on the relay and a cadre's offline event on the
+    /// same demand, merged in both orders (`converge`): every replica folds
+    /// the same, and the invalid one is kept and flagged.
+    #[test]
+    fn department_and_cadre_offline_fold_identically_in_both_orders() {
+        struct Case {
+            done_day: &'static str,
+            cadre_day: &'static str,
+            cadre_step: Transition,
+            status: DemandStatus,
+            flag: Option<&'static str>,
+        }
+        let feedback = || Transition::Feedback {
+            text: note("已电话告知"),
+        };
+        let cases = [
+            // 办结 first, then the cadre's 反馈: both apply.
+            Case {
+                done_day: "2026-03-05",
+                cadre_day: "2026-03-06",
+                cadre_step: feedback(),
+                status: DemandStatus::Answered,
+                flag: None,
+            },
+            // The cadre answered before the department: its 办结 comes too late.
+            Case {
+                done_day: "2026-03-06",
+                cadre_day: "2026-03-05",
+                cadre_step: feedback(),
+                status: DemandStatus::Answered,
+                flag: Some("办结 by 张科长 while 已反馈 — needs 办理中 after a 转办, not applied"),
+            },
+            // The cadre transferred it elsewhere offline before the 办结.
+            Case {
+                done_day: "2026-03-06",
+                cadre_day: "2026-03-05",
+                cadre_step: transfer("县住建局", None),
+                status: DemandStatus::InProgress,
+                flag: Some(
+                    "办结 by 张科长 for 县水务局, but the demand is transferred to 县住建局 — not applied",
+                ),
+            },
+            // …or after it: the re-transfer needs 重开 first.
+            Case {
+                done_day: "2026-03-05",
+                cadre_day: "2026-03-06",
+                cadre_step: transfer("县住建局", None),
+                status: DemandStatus::Done,
+                flag: Some("转办 by 王芳 while 已办结 — needs 受理 or 办理中, not applied"),
+            },
+        ];
+        for c in cases {
+            let (mut relay, mut cadre, d) = transferred();
+            county(&mut relay, c.done_day, &d, &done(WATER));
+            let mut laptop = fork(&mut cadre, DEV_B);
+            step(&mut laptop, DEV_B, "王芳", c.cadre_day, &d, &c.cadre_step);
+            let f = converge(&mut relay, &mut laptop, &d);
+            let label = format!(
+                "done {} / {:?} {}",
+                c.done_day,
+                c.cadre_step.kind(),
+                c.cadre_day
+            );
+            assert_eq!(f.status, c.status, "{label}");
+            assert_eq!(f.steps.len(), 4, "{label}: every event is kept");
+            assert_eq!(
+                flags(&f),
+                c.flag.map(str::to_owned).into_iter().collect::<Vec<_>>(),
+                "{label}"
+            );
+        }
     }
 }

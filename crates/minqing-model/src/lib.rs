@@ -37,8 +37,8 @@ pub use import::{
     plan_import,
 };
 pub use ledger::{
-    DemandEvent, DemandStatus, Department, EventKind, Fold, Refusal, Satisfaction, Step,
-    Transition, WorkflowError, WorkflowView, demand_status, fold,
+    CountyRole, CountyStep, DemandEvent, DemandStatus, Department, EventKind, Fold, Refusal,
+    Satisfaction, Step, Transition, WorkflowError, WorkflowView, demand_status, fold,
 };
 pub use report::{
     CadreMonth, GroupCount, LedgerReport, MonthlyReport, OverdueDemand, ledger_report, local_date,
@@ -55,6 +55,6 @@ pub use view::{
     DemandView, EventView, HouseholdView, ResidentDetail, ResidentView, VillageView, VisitView,
 };
 pub use village::{
-    Author, NewDemand, NewHousehold, NewResident, NewVisit, RecordKind, ResidentEdit, SchemaError,
-    Village, check_schema, new_village, skeleton, skeleton_hash,
+    Author, CountyAuthor, NewDemand, NewHousehold, NewResident, NewVisit, RecordKind, ResidentEdit,
+    SchemaError, Village, check_schema, new_village, skeleton, skeleton_hash,
 };

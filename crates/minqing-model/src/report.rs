@@ -961,7 +961,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_str(), *v))
             .collect();
-        assert_eq!(open.len(), 4);
+        assert_eq!(open.len(), 5, "受理, 办理中, 已办结, 已反馈, 已回访");
         assert_eq!(all.open_by_status["办理中"], 1);
         assert_eq!(all.open_by_status.values().sum::<usize>(), 1);
         assert_eq!(all.overdue.len(), 1);

@@ -211,9 +211,30 @@ impl Bundle {
                 meta.len()
             )));
         }
-        let text =
-            std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
-        Self::from_json(&text).map_err(|e| match e {
+        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+        Self::read_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// Checks a bundle received as bytes (the cadre's upload in `minqing
+    /// app`): the same checks and errors as [`Bundle::read`], `name` standing
+    /// for the file's path in them.
+    pub fn read_bytes(name: &str, bytes: &[u8]) -> Result<Self, NetError> {
+        let err = |detail: String| NetError::Bundle {
+            path: name.to_owned(),
+            detail,
+        };
+        if bytes.len() as u64 > MAX_BUNDLE_LEN {
+            return Err(err(format!(
+                "{} bytes is too large for a bundle (at most {MAX_BUNDLE_LEN})",
+                bytes.len()
+            )));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            err(format!(
+                "cannot read it: stream did not contain valid UTF-8 ({e})"
+            ))
+        })?;
+        Self::from_json(text).map_err(|e| match e {
             NetError::Bundle { detail, .. } => err(detail),
             other => other,
         })

@@ -108,8 +108,24 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Serve laptops until SIGINT or SIGTERM.
-    Serve,
+    /// Serve laptops until SIGINT or SIGTERM (and the county console, with
+    /// --console or `console.listen` in config.json: docs/console.md).
+    Serve {
+        /// Also serve the county console over HTTPS on this address (e.g.
+        /// 127.0.0.1:8443); overrides `console.listen` in config.json.
+        #[arg(long, value_name = "ADDR")]
+        console: Option<String>,
+    },
+    /// The county console's accounts (docs/console.md).
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// The departments demands are transferred to, with their aliases.
+    Department {
+        #[command(subcommand)]
+        cmd: DepartmentCmd,
+    },
     /// County reports over every village: `report monthly --month YYYY-MM`,
     /// `report ledger [--from] [--to]` (table, --json, --csv FILE, --xlsx FILE).
     Report {
@@ -191,5 +207,88 @@ pub enum ReportCmd {
         today: Option<String>,
         #[command(flatten)]
         out: ReportOut,
+    },
+}
+
+/// `user ...`: console accounts.
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Add an account; its password is asked on the terminal (or read with --password-stdin).
+    Add {
+        /// Login name: a-z, 0-9, '.', '_', '-'.
+        name: String,
+        /// operator, supervisor, department or viewer.
+        #[arg(long)]
+        role: String,
+        /// Name shown on pages and in the demand events it writes (default: the login name).
+        #[arg(long)]
+        display: Option<String>,
+        /// Supervisors: `county` or `township:NAME`.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Department accounts: the department (a name of `department list`).
+        #[arg(long)]
+        department: Option<String>,
+        /// Read the password from standard input's first line.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List accounts (never their password hashes).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an account: refused at login, its sessions end at their next request.
+    Disable {
+        /// Login name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// Login name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set an account's password (asked on the terminal, or --password-stdin).
+    Passwd {
+        /// Login name.
+        name: String,
+        /// Read the password from standard input's first line.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `department ...`: the department list.
+#[derive(Debug, Subcommand)]
+pub enum DepartmentCmd {
+    /// Add a department, or more aliases to one.
+    Add {
+        /// Its name (县水务局).
+        name: String,
+        /// Other names cadres type for it, comma separated (水务局,县水利局).
+        #[arg(long = "alias", value_delimiter = ',')]
+        aliases: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List departments and their aliases.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -8,6 +8,7 @@ mod args;
 mod audit;
 mod cache;
 mod cmd;
+mod console;
 mod docs;
 mod export;
 mod guard;

@@ -68,6 +68,9 @@ pub struct Config {
     /// Limits against lock-out (docs/relay.md, "Limits"); defaults when absent.
     #[serde(default)]
     pub limits: Limits,
+    /// The county console (docs/console.md); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<crate::console::ConsoleConfig>,
 }
 
 /// `config.json`'s `limits`: what no peer may exceed (docs/relay.md, "Limits").

@@ -322,6 +322,25 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
         devices,
     });
     let endpoint = minqing_net::server_endpoint(addr, &tls, gate)?;
+    // The county console, a second listener (docs/console.md).
+    let console = match &config.console {
+        Some(c) => Some(
+            crate::console::start(
+                crate::console::ConsoleDeps {
+                    home: home.clone(),
+                    config: c.clone(),
+                    host: relay.host.clone(),
+                    exporter: exporter.clone(),
+                    audit: audit.clone(),
+                    actor: actor(&config),
+                },
+                &relay.ca,
+            )
+            .await
+            .context("cannot start the console")?,
+        ),
+        None => None,
+    };
     let compactor = guarded
         .spawn_compactor(Duration::from_secs(60))
         .context("cannot start the compaction thread")?;
@@ -393,6 +412,9 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
         }
     }
     while sessions.try_join_next().is_some() {}
+    if let Some(c) = console {
+        c.stop().await;
+    }
     tracing::info!(open = sessions.len(), "shutting down: no new connections");
     eprintln!(
         "relay shutting down: waiting for {} session(s)",

@@ -54,6 +54,8 @@ pub enum Icon {
     Chart,
     /// 同步.
     Sync,
+    /// 设置.
+    Gear,
 }
 
 /// An icon as inline SVG (decorative: hidden from screen readers).
@@ -76,6 +78,9 @@ pub fn icon(icon: Icon) -> Markup {
         }
         Icon::Sync => {
             r#"<svg aria-hidden="true" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"><path d="M20 8a8 8 0 0 0-14-3L4 7M4 16a8 8 0 0 0 14 3l2-2"/><path d="M4 3v4h4M20 21v-4h-4"/></svg>"#
+        }
+        Icon::Gear => {
+            r#"<svg aria-hidden="true" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"><circle cx="12" cy="12" r="3"/><path d="M12 2v3M12 19v3M2 12h3M19 12h3M4.9 4.9l2.1 2.1M17 17l2.1 2.1M4.9 19.1L7 17M17 7l2.1-2.1"/></svg>"#
         }
     })
 }

@@ -41,7 +41,7 @@ pub fn valid_steps(fold: &Fold, demand: &Id) -> Vec<(EventKind, &'static str)> {
 }
 
 /// The Chinese label of an event's payload field.
-fn field_label(key: &str) -> &str {
+pub(crate) fn field_label(key: &str) -> &str {
     match key {
         "department" => "承办部门",
         "due" => "办理期限",
@@ -49,7 +49,19 @@ fn field_label(key: &str) -> &str {
         "text" => "反馈内容",
         "satisfaction" => "满意度",
         "reason" => "原因",
+        "answer" => "办结答复",
+        "account" => "县级账号",
+        "role" => "角色",
         other => other,
+    }
+}
+
+/// An event field's value as shown: a county role in Chinese, else as stored.
+pub(crate) fn field_value<'a>(key: &str, value: &'a str) -> &'a str {
+    match (key, value) {
+        ("role", "department") => "职能部门",
+        ("role", "supervisor") => "督导",
+        _ => value,
     }
 }
 
@@ -97,7 +109,7 @@ pub fn demand_page(ctx: &Ctx<'_>, village: &Village, id: &Id) -> Option<String> 
                     li.flagged[e.flag.is_some()] {
                         strong { (e.kind_name) } " · " (e.cadre) " · " span.muted { (time::datetime(&e.at)) }
                         @for (k, v) in &e.fields {
-                            br; span.muted { (field_label(k)) "：" } (v)
+                            br; span.muted { (field_label(k)) "：" } (field_value(k, v))
                         }
                         @if let Some(flag) = &e.flag {
                             br; span.flag { "⚠ 未生效：" (flag) }
@@ -208,7 +220,7 @@ pub fn demand_new_page(ctx: &Ctx<'_>, villages: &[&Village], form: &Form) -> Opt
 /// Which demands the list shows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DemandFilter {
-    /// Only this status (受理, 办理中, 已反馈, 已回访, 已销号).
+    /// Only this status (受理, 办理中, 已办结, 已反馈, 已回访, 已销号).
     pub status: Option<DemandStatus>,
     /// Only overdue demands.
     pub overdue: bool,
@@ -262,6 +274,7 @@ pub fn demands_page(ctx: &Ctx<'_>, villages: &[&Village], filter: &DemandFilter)
     let statuses = [
         DemandStatus::Accepted,
         DemandStatus::InProgress,
+        DemandStatus::Done,
         DemandStatus::Answered,
         DemandStatus::Revisited,
         DemandStatus::Closed,
@@ -365,6 +378,37 @@ mod tests {
         assert_eq!(offered(&html), ["重开"]);
         assert!(html.contains("已销号"));
         assert!(!html.contains("逾期"), "a closed demand is not overdue");
+    }
+
+    #[test]
+    fn a_department_answer_from_the_county_shows_and_makes_feedback_next() {
+        let mut s = sample();
+        let author = minqing_model::CountyAuthor {
+            account: "shuiwu".into(),
+            display: "张科长".into(),
+            role: minqing_model::CountyRole::Department,
+            now_ms: crate::testkit::ms("2026-03-08"),
+        };
+        s.village
+            .record_county_step(
+                &mut rng(),
+                &author,
+                &s.demand,
+                &minqing_model::CountyStep::Done {
+                    department: "县水务局".into(),
+                    answer: Note::parse("管道已修复，已恢复供水").unwrap(),
+                },
+            )
+            .unwrap();
+        let html = demand_page(&ctx("2026-03-15"), &s.village, &s.demand).unwrap();
+        assert!(
+            html.contains("已办结"),
+            "the status shows the department's 办结"
+        );
+        assert!(html.contains("<strong>办结</strong> · 张科长"));
+        assert!(html.contains("办结答复：</span>管道已修复，已恢复供水"));
+        assert!(html.contains("角色：</span>职能部门"));
+        assert_eq!(offered(&html), ["督办", "反馈", "重开"]);
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl Form {
         let raw = self.required(name, label)?;
         Id::parse(raw).map_err(|e| FormError::Invalid {
             field: label,
-            reason: e.to_string(),
+            reason: crate::zh::error(&e),
         })
     }
 }
@@ -131,7 +131,7 @@ pub enum FormError {
 fn invalid(field: &'static str) -> impl Fn(minqing_model::ValidationError) -> FormError {
     move |e| FormError::Invalid {
         field,
-        reason: e.to_string(),
+        reason: crate::zh::validation(&e),
     }
 }
 
@@ -213,7 +213,7 @@ pub fn step(form: &Form) -> Result<Transition, FormError> {
             satisfaction: Satisfaction::parse(form.required("satisfaction", "满意度")?).map_err(
                 |e| FormError::Invalid {
                     field: "满意度",
-                    reason: e.to_string(),
+                    reason: crate::zh::error(&e),
                 },
             )?,
             note: form
@@ -266,7 +266,7 @@ pub fn resident(form: &Form, today: NaiveDate) -> Result<NewResident, FormError>
         card.check_consistent(None, gender)
             .map_err(|e| FormError::Invalid {
                 field: "身份证号",
-                reason: e.to_string(),
+                reason: crate::zh::error(&e),
             })?;
     }
     Ok(NewResident {

@@ -46,7 +46,7 @@ pub fn import_page(ctx: &Ctx<'_>, villages: &[&Village], preview: Option<&Previe
                     thead { tr { th { "行号" } th { "原因" } } }
                     tbody {
                         @for r in &s.rejected {
-                            tr { td { "第" (r.row) "行" } td { (r.reason) } }
+                            tr { td { "第" (r.row) "行" } td { (crate::zh::import_reason(&r.reason)) } }
                         }
                     }
                 }

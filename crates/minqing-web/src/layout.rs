@@ -44,6 +44,7 @@ const NAV: &[(Nav, &str, &str, Icon)] = &[
     (Nav::Reports, "报表", routes::REPORT, Icon::Chart),
     (Nav::Import, "导入户籍", routes::IMPORT, Icon::People),
     (Nav::Sync, "同步", routes::SYNC, Icon::Sync),
+    (Nav::Settings, "设置", routes::SETTINGS, Icon::Gear),
 ];
 
 /// Renders a whole page: `title` (also the `<h1>`), the current navigation

@@ -18,6 +18,7 @@
 
 pub mod assets;
 pub mod browse;
+pub mod console;
 pub mod demand;
 pub mod forms;
 pub mod import;
@@ -27,10 +28,12 @@ pub mod names;
 pub mod report;
 pub mod resident;
 pub mod search;
+pub mod settings;
 pub mod sync;
 pub mod time;
 pub mod today;
 pub mod visit;
+pub mod zh;
 
 #[cfg(test)]
 mod testkit;
@@ -102,6 +105,10 @@ pub const DONE: &[(&str, &str)] = &[
     ("leave", "已记录请假。记得在以后的月份补访。"),
     ("sync", "同步已完成。"),
     (
+        "enrolled",
+        "本机已登记到县里的中继，正在取得分配给你的村（第一次同步）。",
+    ),
+    (
         "sync-failed",
         "这次没有同步成功：记录都保存在本机，联网后会自动同步。",
     ),
@@ -151,6 +158,11 @@ pub mod routes {
     pub const TODAY: &str = "/";
     /// 同步: `GET /sync`; a pass now: `POST /sync`.
     pub const SYNC: &str = "/sync";
+    /// 设置: `GET /settings` (on a home not set up yet, the enrolment form).
+    pub const SETTINGS: &str = "/settings";
+    /// Enrol this laptop: `POST /settings/enrol?csrf=…` (multipart: `bundle`,
+    /// the file; `passphrase`, `passphrase2`).
+    pub const SETTINGS_ENROL: &str = "/settings/enrol";
     /// Villages (村).
     pub const VILLAGES: &str = "/villages";
     /// One village's households: `/village/<village id>`.

@@ -65,15 +65,15 @@ pub fn ledger_tables(villages: &[&Village], today: NaiveDate) -> Vec<Table> {
 }
 
 /// One bar of a chart.
-struct Bar {
-    label: String,
-    value: f64,
-    shown: String,
+pub(crate) struct Bar {
+    pub(crate) label: String,
+    pub(crate) value: f64,
+    pub(crate) shown: String,
 }
 
 /// A horizontal bar chart as inline SVG (attributes only: the service's CSP
 /// allows no inline style). `max` is the full width's value.
-fn bars(id: &str, title: &str, bars: &[Bar], max: f64) -> Markup {
+pub(crate) fn bars(id: &str, title: &str, bars: &[Bar], max: f64) -> Markup {
     const LABEL: u32 = 96;
     const WIDTH: u32 = 230;
     const ROW: u32 = 26;
@@ -96,7 +96,7 @@ fn bars(id: &str, title: &str, bars: &[Bar], max: f64) -> Markup {
     }
 }
 
-fn percent(x: f64) -> String {
+pub(crate) fn percent(x: f64) -> String {
     format!("{:.0}%", x * 100.0)
 }
 

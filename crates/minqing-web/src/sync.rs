@@ -16,7 +16,8 @@ pub struct SyncVillage {
     pub name: String,
     /// Changes on this laptop the relay is not known to have.
     pub pending_changes: usize,
-    /// When the service last saw it in sync (RFC 3339, UTC), this launch.
+    /// When a pass last ended with it in sync (RFC 3339, UTC), kept across
+    /// launches of the app.
     pub last_sync: Option<String>,
     /// How the last pass ended for it: `in_sync`, `added`, `removed`, `refused`.
     pub outcome: Option<String>,
@@ -125,6 +126,9 @@ mod tests {
     fn each_village_shows_its_last_sync_and_what_is_not_at_the_county() {
         let html = sync_page(&ctx("2026-03-02"), &page());
         assert!(html.contains("离线"), "{html}");
+        // The sync loop's English error, said in Chinese (crate::zh).
+        assert!(html.contains("连不上县里的中继"), "{html}");
+        assert!(!html.contains("unreachable"), "{html}");
         assert!(html.contains("小河村"), "{html}");
         assert!(html.contains("3 条"), "{html}");
         // China time.

@@ -297,7 +297,7 @@ pub fn sync_state(sync: &SyncSummary) -> Markup {
                 " · 已同步到县里"
             }
             @if let Some(e) = &sync.last_error {
-                br; span.muted { "上次同步未成功：" (e) }
+                br; span.muted { "上次同步未成功：" (crate::zh::message(e)) }
             }
         }
     }

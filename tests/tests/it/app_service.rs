@@ -391,14 +391,16 @@ impl Browser {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
-    /// The CSRF token of the page's forms (the hidden `csrf` field).
+    /// The CSRF token of the page's forms (the hidden `csrf` field, or in
+    /// the action of a multipart form).
     fn csrf(&self, page: &str) -> String {
         let (status, html) = self.get(page);
         assert_eq!(status, 200, "{html}");
-        let at = html
-            .find("name=\"csrf\" value=\"")
-            .unwrap_or_else(|| panic!("{page} has a form with the CSRF field: {html}"));
-        let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+        let (at, mark) = ["name=\"csrf\" value=\"", "?csrf="]
+            .iter()
+            .find_map(|m| html.find(m).map(|at| (at, *m)))
+            .unwrap_or_else(|| panic!("{page} has a form with the CSRF token: {html}"));
+        let rest = &html[at + mark.len()..];
         rest[..rest.find('"').expect("a closed attribute")].to_owned()
     }
 
@@ -432,6 +434,282 @@ impl Browser {
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         (status, location)
     }
+}
+
+impl Browser {
+    /// Posts a `multipart/form-data` form as the browser does (same origin,
+    /// the cookie): `(name, file name for a file, content)`. The status and
+    /// the `Location` of the answer, or its body.
+    fn post_multipart(&self, path: &str, fields: &[(&str, Option<&str>, &[u8])]) -> (u16, String) {
+        const BOUNDARY: &str = "----minqing-e2e-4f1c9a";
+        let mut body = Vec::new();
+        for (name, file, content) in fields {
+            body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+            match file {
+                Some(f) => body.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                    )
+                    .as_bytes(),
+                ),
+                None => body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                ),
+            }
+            body.extend_from_slice(content);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        let origin = self.origin();
+        let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+        let (status, head, body) = http(
+            self.port,
+            "POST",
+            path,
+            &[
+                ("Cookie", &self.cookie),
+                ("Origin", &origin),
+                ("Content-Type", &content_type),
+            ],
+            &body,
+        );
+        let location = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("location")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        (status, location)
+    }
+
+    /// Posts the 设置 page's enrolment form.
+    fn enrol(&self, bundle: &[u8], passphrase: &str, again: &str) -> (u16, String) {
+        let csrf = self.csrf("/settings");
+        self.post_multipart(
+            &format!("/settings/enrol?csrf={csrf}"),
+            &[
+                ("bundle", Some("王芳的登记文件.json"), bundle),
+                ("passphrase", None, passphrase.as_bytes()),
+                ("passphrase2", None, again.as_bytes()),
+            ],
+        )
+    }
+}
+
+/// Every file under `dir` holds none of `needle`'s bytes.
+fn nowhere_in(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    entries.flatten().all(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            nowhere_in(&p, needle)
+        } else {
+            std::fs::read(&p).map_or(true, |b| !b.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}
+
+/// The last sync of `village` in the service's sync view, if any.
+fn village_last_sync(app: &AppProc, village: &str) -> Option<String> {
+    app.sync_view()["villages"]
+        .as_array()?
+        .iter()
+        .find(|v| v["id"] == village)?["last_sync"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[test]
+fn an_empty_laptop_enrols_on_settings_and_a_used_file_is_refused() {
+    let mut relay = Relay::init("县中继");
+    relay.village_add("V1", "小河村");
+    let (device, bundle) = relay.enroll("王芳", "V1");
+    let bundle = std::fs::read(bundle).expect("the bundle was written");
+    relay.start();
+
+    // An empty home: the app starts and shows only 设置.
+    let home = Home::new();
+    let app = AppProc::start(&home, &["--interval", "60", "--timeout", "3"]);
+    let browser = Browser::login(&app);
+    let (status, _) = browser.get("/");
+    assert_eq!(status, 303, "before enrolment every page leads to 设置");
+    let (status, page) = browser.get("/settings");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("登记本机") && page.contains("再输一次密码"),
+        "{page}"
+    );
+    let err = home.minqing(&["village", "list"]).fails(1);
+    assert!(
+        err.contains("not set up yet") && err.contains("/settings"),
+        "{err}"
+    );
+
+    // Two different passphrases: refused in Chinese, nothing written.
+    let pass = minqing_e2e::TEST_PASSPHRASE;
+    let (status, page) = browser.enrol(&bundle, pass, "另一个 passphrase");
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("两次输入的密码不一样"), "{page}");
+    assert!(
+        !home.path().join("store").exists(),
+        "a refused enrolment wrote"
+    );
+
+    // Enrolled: to 同步, and the background sync's first pass brings V1.
+    let (status, to) = browser.enrol(&bundle, pass, pass);
+    assert_eq!(
+        (status, to.as_str()),
+        (303, "/sync?done=enrolled"),
+        "{}",
+        app.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || village_last_sync(&app, "V1")
+            .is_some()),
+        "the first sync after enrolment: {}\n{}",
+        app.sync_view(),
+        app.log()
+    );
+    let who = home.minqing(&["whoami", "--json"]).json();
+    assert_eq!(who["device_id"], device.as_str());
+    assert_eq!(who["cadre"], "王芳");
+    let villages = home.minqing(&["village", "list", "--json"]).json();
+    assert_eq!(villages[0]["name"], "小河村", "{villages}");
+    let (_, page) = browser.get("/settings");
+    assert!(page.contains("县中继") && page.contains(&device), "{page}");
+    assert!(
+        page.contains("minqing passwd") && page.contains("minqing backup"),
+        "{page}"
+    );
+    let before = village_last_sync(&app, "V1");
+    // The passphrase is in nothing the app printed, nor in any file of the home.
+    assert!(!app.log().contains(pass), "{}", app.log());
+    assert!(app.stop(), "minqing app stops cleanly on SIGTERM");
+    assert!(nowhere_in(home.path(), pass.as_bytes()));
+
+    // The same file on another empty laptop: refused as `init --bundle`
+    // refuses it, in Chinese; nothing written there.
+    let other = Home::new();
+    let app2 = AppProc::start(&other, &["--timeout", "3"]);
+    let b2 = Browser::login(&app2);
+    let (status, page) = b2.enrol(&bundle, pass, pass);
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains("这个登记文件已经在另一台电脑上用过了"),
+        "{page}"
+    );
+    assert!(!page.contains("already used"), "{page}");
+    assert!(
+        !other.path().join("store").exists(),
+        "a refused bundle left a store"
+    );
+    assert!(app2.stop());
+
+    // 同步's last sync per village survives a restart (the relay is down now:
+    // this launch cannot sync, yet it knows when V1 was last in sync).
+    assert!(relay.stop());
+    let app = AppProc::start(&home, &["--interval", "60", "--timeout", "2"]);
+    assert_eq!(village_last_sync(&app, "V1"), before, "{}", app.sync_view());
+    let (_, page) = Browser::login(&app).get("/sync");
+    assert!(page.contains("小河村"), "{page}");
+    assert!(app.stop());
+}
+
+#[test]
+fn a_standalone_laptop_joins_its_relay_on_settings_its_villages_kept() {
+    let solo = Home::new();
+    let solo_id = solo.init("张伟");
+    solo.minqing(&["village", "add", "--id", "V1", "--name", "小河村"])
+        .ok();
+    let h = solo
+        .minqing(&[
+            "household",
+            "add",
+            "--village",
+            "V1",
+            "--address",
+            "小河村三组5号",
+        ])
+        .id();
+    visit(&solo, &h, "单机时记录的走访。");
+    let mut relay = Relay::init("县中继");
+    relay.village_add("V1", "小河村");
+    relay.start();
+    let p = |b: &std::path::Path| b.to_str().expect("temporary paths are UTF-8").to_owned();
+    let (_, wrong) = relay.enroll("王芳", "V1");
+    let bundle = relay.dir_path().join("solo.bundle");
+    relay
+        .run(&[
+            "enroll",
+            "--cadre",
+            "张伟",
+            "--villages",
+            "V1",
+            "--device-id",
+            &solo_id,
+            "--out",
+            &p(&bundle),
+        ])
+        .ok();
+
+    let app = AppProc::start(&solo, &["--interval", "60", "--timeout", "3"]);
+    let browser = Browser::login(&app);
+    let (status, page) = browser.get("/settings");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("未加入（单机使用）") && page.contains("登记本机"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("type=\"password\""),
+        "the home is open: no passphrase asked"
+    );
+    // A file made for another device: refused (the CLI's check), in Chinese.
+    let wrong = std::fs::read(wrong).unwrap();
+    let csrf = browser.csrf("/settings");
+    let (status, page) = browser.post_multipart(
+        &format!("/settings/enrol?csrf={csrf}"),
+        &[("bundle", Some("wrong.json"), &wrong)],
+    );
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("这个登记文件是给另一台电脑做的"), "{page}");
+    assert!(
+        page.contains(&solo_id),
+        "the refusal names this laptop's device: {page}"
+    );
+    assert!(app.sync_view()["enrolled"] == false);
+    // Its own file: joined, and the first pass takes its village's work to the relay.
+    let bytes = std::fs::read(&bundle).unwrap();
+    let (status, to) = browser.post_multipart(
+        &format!("/settings/enrol?csrf={csrf}"),
+        &[("bundle", Some("solo.bundle"), &bytes)],
+    );
+    assert_eq!(
+        (status, to.as_str()),
+        (303, "/sync?done=enrolled"),
+        "{}",
+        app.log()
+    );
+    let (_, teammate) = relay.laptop("王芳", "V1");
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            teammate.minqing(&["sync", "--timeout", "5"]).ok();
+            visit_notes(&teammate, "V1").contains("单机时记录的走访。")
+        }),
+        "the standalone laptop's work reached the relay after joining on 设置\n{}",
+        app.log()
+    );
+    let (_, page) = browser.get("/settings");
+    assert!(
+        page.contains("县中继") && !page.contains("未加入"),
+        "{page}"
+    );
+    assert!(app.stop());
+    assert!(relay.stop());
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.

@@ -8,6 +8,7 @@ mod at_rest;
 mod cli_comfort;
 mod closed_loop;
 mod closed_loop_relay;
+mod console;
 mod enrolment;
 mod hostile_content;
 mod hostile_env;

@@ -8,18 +8,21 @@
 //! - [`api`]: the service's side of it (`/api/v1/*`).
 //! - [`pages`]: the web pages' routes (rendering lives in minqing-web).
 //! - [`sync_loop`]: the background sync with the relay.
+//! - [`settings`]: 设置 — enrolling this laptop from the app (the service
+//!   starts on a home not set up yet and opens it once enrolled).
 
 pub mod api;
 pub mod client;
 pub mod discovery;
 pub mod guard;
 pub mod pages;
+pub mod settings;
 pub mod sync_loop;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
@@ -37,8 +40,22 @@ struct Inner {
     /// The home (canonical path).
     dir: PathBuf,
     /// The open home behind the store lock: every command, page write and
-    /// sync storage call takes it, one at a time.
-    home: Mutex<Home>,
+    /// sync storage call takes it, one at a time. `None` while the laptop is
+    /// not set up yet: the service then shows only 设置, where it is enrolled
+    /// (docs/app.md, "Before enrolment").
+    home: Mutex<Option<Home>>,
+    /// Before enrolment: the passphrase the home's keyring already takes,
+    /// when known (an enrolment begun earlier whose first contact failed).
+    /// Only in memory; zeroised when dropped.
+    setup_passphrase: Mutex<Option<minqing_store::secret::Passphrase>>,
+    /// Whether `home` is open (read without taking the store lock, which a
+    /// long command may hold).
+    set_up: std::sync::atomic::AtomicBool,
+    /// Set while an enrolment from 设置 is running (one at a time).
+    enrolling: std::sync::atomic::AtomicBool,
+    /// `--timeout` and `--interval` of the background sync.
+    timeout: Duration,
+    interval: Duration,
     /// Where passphrases come from (commands that ask for one).
     secrets: Secrets,
     /// The per-launch secret (cookie, bearer).
@@ -49,8 +66,9 @@ struct Inner {
     port: u16,
     /// When a request last came (the idle lock, docs/app.md).
     last_used: Mutex<Instant>,
-    /// The background sync (`None` on a standalone home: no relay).
-    sync: Option<sync_loop::Shared>,
+    /// The background sync (unset on a standalone home, or before
+    /// enrolment: set once, when the home is enrolled).
+    sync: OnceLock<sync_loop::Shared>,
     /// Told when the service must stop on its own (the relay ordered a wipe).
     shutdown: tokio::sync::Notify,
 }
@@ -90,14 +108,19 @@ impl App {
     /// Tells the background sync that a command or page post ran (it syncs
     /// if a village changed).
     pub fn wake_sync(&self) {
-        if let Some(s) = &self.0.sync {
+        if let Some(s) = self.0.sync.get() {
             s.wake();
         }
     }
 
     /// The background sync, if this home is enrolled with a relay.
     pub fn sync(&self) -> Option<&sync_loop::SyncHandle> {
-        self.0.sync.as_deref()
+        self.0.sync.get().map(|s| &**s)
+    }
+
+    /// Whether the home is open (set up); before that only 设置 is served.
+    pub fn is_set_up(&self) -> bool {
+        self.0.set_up.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The sync state with every village's changes not yet at the county.
@@ -121,10 +144,13 @@ impl App {
         let app = self.clone();
         tokio::task::spawn_blocking(move || {
             let home = lock(&app.0.home);
-            f(&home, &app.0.secrets)
+            match home.as_ref() {
+                Some(home) => Ok(f(home, &app.0.secrets)),
+                None => Err(anyhow::Error::new(NotSetUp { port: app.0.port })),
+            }
         })
         .await
-        .context("a command of the service failed unexpectedly")
+        .context("a command of the service failed unexpectedly")?
     }
 
     /// A page: `render` gets read access to the villages under the store lock
@@ -164,12 +190,27 @@ impl App {
     }
 }
 
+/// A command or page for a home not set up yet: the service waits on 设置.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this laptop is not set up yet: minqing app is waiting for its enrolment file on the 设置 page at http://127.0.0.1:{port}/settings — upload it there, or stop the app and run `minqing init --bundle FILE`"
+)]
+pub struct NotSetUp {
+    /// The service's port.
+    pub port: u16,
+}
+
 /// The router: pages, the local API and assets, behind the fences.
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/login", axum::routing::get(guard::login))
         .merge(api::routes())
         .merge(pages::routes())
+        .merge(settings::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            settings::gate,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             guard::fence,
@@ -189,17 +230,29 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
             d.port
         );
     }
-    let mut home = Home::open(dir, secrets)?;
-    home.enable_cache(args.memory_budget.saturating_mul(1024 * 1024));
-    let looped = sync_loop::prepare(
-        &home,
-        std::time::Duration::from_secs(args.timeout),
-        std::time::Duration::from_secs(args.interval),
-    )?;
-    let (sync, parts) = match looped {
-        Some((handle, parts)) => (Some(Arc::new(handle)), Some(parts)),
-        None => (None, None),
+    let timeout = Duration::from_secs(args.timeout);
+    let interval = Duration::from_secs(args.interval);
+    let (home, setup_passphrase) = match settings::open_or_wait(dir, secrets)? {
+        settings::Opened::Home(home) => {
+            let mut home = *home;
+            home.enable_cache(args.memory_budget.saturating_mul(1024 * 1024));
+            (Some(home), None)
+        }
+        settings::Opened::NotSetUp(known) => (None, known),
     };
+    let looped = match &home {
+        Some(home) => sync_loop::prepare(home, timeout, interval)?,
+        None => None,
+    };
+    let sync = OnceLock::new();
+    let parts = match looped {
+        Some((handle, parts)) => {
+            let _ = sync.set(Arc::new(handle));
+            Some(parts)
+        }
+        None => None,
+    };
+    let set_up = home.is_some();
     let canonical = discovery::canonical(dir);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -219,6 +272,11 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
     let app = App(Arc::new(Inner {
         dir: canonical.clone(),
         home: Mutex::new(home),
+        setup_passphrase: Mutex::new(setup_passphrase),
+        set_up: std::sync::atomic::AtomicBool::new(set_up),
+        enrolling: std::sync::atomic::AtomicBool::new(false),
+        timeout,
+        interval,
         secrets: secrets.clone(),
         secret: guard::new_secret(),
         csrf: guard::new_secret(),
@@ -241,6 +299,11 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
     let url = format!("http://127.0.0.1:{port}/login?k={}", app.secret());
     output::line(&format!("minqing app: {url}"))?;
     output::line("Ctrl-C stops it; while it runs, `minqing` commands for this home go through it")?;
+    if !set_up {
+        output::line(
+            "this laptop is not set up yet: open the address above and upload the enrolment file from the county on 设置",
+        )?;
+    }
     if let Some(parts) = parts {
         sync_loop::spawn(&app, parts)?;
     }
@@ -266,9 +329,9 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
     }
     // Every command that was running has finished (graceful shutdown); take
     // the store lock one last time and flush.
-    let flushed = {
-        let home = lock(&app.0.home);
-        home.store.flush()
+    let flushed = match lock(&app.0.home).as_ref() {
+        Some(home) => home.store.flush(),
+        None => Ok(()),
     };
     discovery::remove(dir);
     rt.shutdown_timeout(std::time::Duration::from_secs(5));

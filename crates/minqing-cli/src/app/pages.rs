@@ -420,7 +420,12 @@ async fn add_resident(State(app): State<App>, body: String) -> Response {
         let added = villages[vi].add_resident(&mut *crate::home::rng(), &home.author(), &new);
         let id = match added {
             Ok(id) => id,
-            Err(e) => return Ok(again(&villages[vi], format!("没有保存：{e}"))),
+            Err(e) => {
+                return Ok(again(
+                    &villages[vi],
+                    format!("没有保存：{}", minqing_web::zh::error(&e)),
+                ));
+            }
         };
         let v = &mut villages[vi];
         home.save(v, "resident").context("saving the resident")?;
@@ -488,7 +493,10 @@ async fn log_visit(State(app): State<App>, body: String) -> Response {
         };
         let logged = villages[vi].log_visit(&mut *crate::home::rng(), &home.author(), &new);
         if let Err(e) = logged {
-            return Ok(again(&villages, format!("没有保存：{e}")));
+            return Ok(again(
+                &villages,
+                format!("没有保存：{}", minqing_web::zh::error(&e)),
+            ));
         }
         let v = &mut villages[vi];
         home.save(v, "visit").context("saving the visit")?;
@@ -554,7 +562,12 @@ async fn open_demand(State(app): State<App>, body: String) -> Response {
         let opened = villages[vi].open_demand(&mut *crate::home::rng(), &home.author(), &new);
         let id = match opened {
             Ok(id) => id,
-            Err(e) => return again(&villages, format!("没有保存：{e}")),
+            Err(e) => {
+                return again(
+                    &villages,
+                    format!("没有保存：{}", minqing_web::zh::error(&e)),
+                );
+            }
         };
         let v = &mut villages[vi];
         home.save(v, "demand").context("saving the demand")?;
@@ -666,7 +679,10 @@ async fn add_leave(State(app): State<App>, body: String) -> Response {
         let added =
             villages[vi].add_leave(&mut *crate::home::rng(), &home.author(), month, &reason);
         if let Err(e) = added {
-            return Ok(again(&villages, format!("没有保存：{e}")));
+            return Ok(again(
+                &villages,
+                format!("没有保存：{}", minqing_web::zh::error(&e)),
+            ));
         }
         let v = &mut villages[vi];
         home.save(v, "leave").context("saving the leave")?;
@@ -756,11 +772,21 @@ async fn import_upload(State(app): State<App>, mut parts: axum::extract::Multipa
         };
         let rows = match minqing_sheet::read_upload(&file_name, &bytes) {
             Ok(r) => r,
-            Err(e) => return Ok(refused(page(Notice::error(format!("无法读取：{e}")), None))),
+            Err(e) => {
+                return Ok(refused(page(
+                    Notice::error(format!("无法读取：{}", minqing_web::zh::error(&e))),
+                    None,
+                )));
+            }
         };
         let plan = match minqing_model::plan_import(&villages[vi], &rows, crate::home::today()) {
             Ok(p) => p,
-            Err(e) => return Ok(refused(page(Notice::error(format!("无法导入：{e}")), None))),
+            Err(e) => {
+                return Ok(refused(page(
+                    Notice::error(format!("无法导入：{}", minqing_web::zh::error(&e))),
+                    None,
+                )));
+            }
         };
         let summary = plan.summary();
         let token = super::guard::new_secret();
@@ -958,7 +984,7 @@ pub fn error_page(e: &anyhow::Error) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"zh-CN\"><meta charset=\"utf-8\"><title>出错了</title>\
          <h1>出错了</h1><p>{}</p><p><a href=\"/\">返回今日</a></p></html>",
-        esc(&format!("{e:#}"))
+        esc(&minqing_web::zh::error(&**e))
     );
     (
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -68,7 +68,8 @@ pub struct SyncState {
 /// One village in [`SyncState`].
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VillageSync {
-    /// When a pass last ended with the village in sync (this launch).
+    /// When a pass last ended with the village in sync (this launch or an
+    /// earlier one: kept in the store's meta, `relay_village_sync`).
     pub last_sync: Option<String>,
     /// How the last pass ended for it: `in_sync`, `added`, `removed`, `refused`.
     pub outcome: String,
@@ -122,6 +123,19 @@ pub fn prepare(
         .store
         .meta_get(cmd_sync::LAST_SYNC_KEY)?
         .map(|b| String::from_utf8_lossy(&b).into_owned());
+    // Each village's last sync, as earlier launches recorded it.
+    let villages = cmd_sync::village_syncs(&*home.store)?
+        .into_iter()
+        .map(|(id, t)| {
+            (
+                id,
+                VillageSync {
+                    last_sync: Some(t),
+                    ..VillageSync::default()
+                },
+            )
+        })
+        .collect();
     let (req_tx, req_rx) = mpsc::channel(MAX_WAITING);
     let (stop_tx, stop_rx) = watch::channel(false);
     let handle = SyncHandle {
@@ -138,7 +152,7 @@ pub fn prepare(
             last_sync,
             last_error: None,
             refused: false,
-            villages: BTreeMap::new(),
+            villages,
         }),
         thread: Mutex::new(None),
     };
@@ -188,7 +202,7 @@ impl SyncHandle {
 
 /// Starts the loop's thread.
 pub fn spawn(app: &App, parts: LoopParts) -> anyhow::Result<()> {
-    let Some(handle) = app.0.sync.as_ref() else {
+    let Some(handle) = app.0.sync.get() else {
         return Ok(());
     };
     let app2 = app.clone();
@@ -206,7 +220,12 @@ struct ServiceStore(App);
 impl ServiceStore {
     fn with<T>(&self, f: impl FnOnce(&Home) -> Result<T, StorageError>) -> Result<T, StorageError> {
         let home = lock(&self.0.0.home);
-        f(&home)
+        match home.as_ref() {
+            Some(home) => f(home),
+            None => Err(StorageError::Backend(
+                "this laptop is not set up (a minqing bug: no sync before enrolment)".into(),
+            )),
+        }
     }
 }
 
@@ -290,9 +309,9 @@ async fn pass(
     conn.close().await;
     match result {
         Ok((out, notices)) => {
-            if let Err(e) = store
-                .with(|h| cmd_sync::report(&*h.store).map_err(|e| StorageError::Backend(e.into())))
-            {
+            if let Err(e) = store.with(|h| {
+                cmd_sync::report(&*h.store, &out).map_err(|e| StorageError::Backend(e.into()))
+            }) {
                 return Ended::Local(e.into());
             }
             Ended::Synced(out, notices)
@@ -320,10 +339,12 @@ fn run(app: App, mut parts: LoopParts) {
 }
 
 async fn run_async(app: App, parts: &mut LoopParts) {
-    let Some(handle) = app.0.sync.clone() else {
+    let Some(handle) = app.0.sync.get().cloned() else {
         return;
     };
-    let saves = lock(&app.0.home).saves.clone();
+    let Some(saves) = lock(&app.0.home).as_ref().map(|h| h.saves.clone()) else {
+        return;
+    };
     let mut endpoint: Option<minqing_net::ClientEndpoint> = None;
     let max_backoff = parts.interval.min(MAX_BACKOFF);
     let mut backoff = Duration::from_secs(1);
@@ -428,8 +449,10 @@ fn record(handle: &SyncHandle, bundle: &Bundle, ended: Ended) -> ((PassReport, N
             s.last_sync = Some(t.clone());
             s.last_error = None;
             s.refused = false;
-            s.villages.clear();
+            // A village not in sync this time keeps when it last was.
+            let mut before = std::mem::take(&mut s.villages);
             for (doc, o) in &out.docs {
+                let earlier = before.remove(doc.as_str()).and_then(|v| v.last_sync);
                 let (outcome, detail, in_sync) = match o {
                     DocOutcome::InSync { .. } => ("in_sync", None, true),
                     DocOutcome::Added { .. } => ("added", None, true),
@@ -439,7 +462,7 @@ fn record(handle: &SyncHandle, bundle: &Bundle, ended: Ended) -> ((PassReport, N
                 s.villages.insert(
                     doc.to_string(),
                     VillageSync {
-                        last_sync: in_sync.then(|| t.clone()),
+                        last_sync: if in_sync { Some(t.clone()) } else { earlier },
                         outcome: outcome.into(),
                         detail,
                     },
@@ -521,7 +544,7 @@ pub struct VillageRow {
     pub name: String,
     /// Changes on this laptop the relay is not known to have.
     pub pending_changes: usize,
-    /// When it was last in sync (this launch).
+    /// When it was last in sync (kept across launches).
     pub last_sync: Option<String>,
     /// How the last pass ended for it.
     pub outcome: Option<String>,

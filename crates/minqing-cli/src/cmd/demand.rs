@@ -126,6 +126,9 @@ fn field_label(key: &str) -> &str {
         "text" => "答复",
         "satisfaction" => "满意度",
         "reason" => "原因",
+        "answer" => "办结答复",
+        "account" => "账号",
+        "role" => "角色",
         other => other,
     }
 }

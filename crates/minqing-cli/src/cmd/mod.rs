@@ -31,9 +31,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(a) => sync::sync(Home::open(&dir, &sec)?, &a),
         Command::Init(args) if args.bundle.is_some() => sync::init_bundle(
             &dir,
-            args.bundle.as_deref().unwrap_or(std::path::Path::new("")),
+            &sync::BundleFrom::File(args.bundle.as_deref().unwrap_or(std::path::Path::new(""))),
             args.timeout,
-            &sec,
+            &sync::PassFrom::Secrets(&sec),
         ),
         Command::Enroll(args) => sync::enroll(&dir, &args.bundle, args.timeout, &sec),
         Command::Init(args) => {

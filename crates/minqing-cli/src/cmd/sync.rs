@@ -54,30 +54,65 @@ fn escrow_of(bundle: &Bundle) -> Result<Option<EscrowPublic>, String> {
     }
 }
 
-/// Reads and checks everything of a bundle file before anything is written.
-fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
-    let bundle = Bundle::read(path).map_err(|e| usage(e.to_string()))?;
-    PersonName::parse(&bundle.cadre).map_err(|e| {
-        usage(format!(
-            "enrolment bundle {}: the cadre: {e}",
-            path.display()
-        ))
-    })?;
-    if let Some(t) = &bundle.team {
-        TeamName::parse(t).map_err(|e| {
-            usage(format!(
-                "enrolment bundle {}: the team: {e}",
-                path.display()
-            ))
-        })?;
+/// Where an enrolment bundle comes from: a file named on the command line, or
+/// the file a cadre uploaded on the app's 设置 page. Both get the same checks
+/// and the same errors.
+pub(crate) enum BundleFrom<'a> {
+    /// `--bundle FILE`.
+    File(&'a Path),
+    /// An upload: the file's name as the browser gave it, and its bytes.
+    Upload {
+        /// The uploaded file's name (stands for the path in errors).
+        name: &'a str,
+        /// Its content.
+        bytes: &'a [u8],
+    },
+}
+
+impl BundleFrom<'_> {
+    fn shown(&self) -> String {
+        match self {
+            BundleFrom::File(p) => p.display().to_string(),
+            BundleFrom::Upload { name, .. } => (*name).to_owned(),
+        }
     }
-    minqing_model::ids::parse_device_id(&bundle.device_id).map_err(|e| {
-        usage(format!(
-            "enrolment bundle {}: the device id: {e}",
-            path.display()
-        ))
-    })?;
+}
+
+/// Where the passphrase of a home being set up comes from: the terminal or
+/// `--passphrase-file` (the CLI), or the form of the app's 设置 page.
+pub(crate) enum PassFrom<'a> {
+    /// Asked as every command asks ([`home::Secrets`]).
+    Secrets(&'a home::Secrets),
+    /// Typed on the 设置 page (never written anywhere).
+    Given(&'a minqing_store::secret::Passphrase),
+}
+
+/// Reads and checks everything of a bundle before anything is written.
+fn read_bundle(from: &BundleFrom<'_>) -> anyhow::Result<Bundle> {
+    let bundle = match from {
+        BundleFrom::File(path) => Bundle::read(path),
+        BundleFrom::Upload { name, bytes } => Bundle::read_bytes(name, bytes),
+    }
+    .map_err(|e| usage(e.to_string()))?;
+    let shown = from.shown();
+    PersonName::parse(&bundle.cadre)
+        .map_err(|e| usage(format!("enrolment bundle {shown}: the cadre: {e}")))?;
+    if let Some(t) = &bundle.team {
+        TeamName::parse(t)
+            .map_err(|e| usage(format!("enrolment bundle {shown}: the team: {e}")))?;
+    }
+    minqing_model::ids::parse_device_id(&bundle.device_id)
+        .map_err(|e| usage(format!("enrolment bundle {shown}: the device id: {e}")))?;
     Ok(bundle)
+}
+
+/// [`read_bundle`], and the relay's escrow key the bundle carries.
+pub(crate) fn read_bundle_and_escrow(
+    from: &BundleFrom<'_>,
+) -> anyhow::Result<(Bundle, Option<EscrowPublic>)> {
+    let bundle = read_bundle(from)?;
+    let escrow = escrow_of(&bundle).map_err(|e| usage(format!("{}: {e}", from.shown())))?;
+    Ok((bundle, escrow))
 }
 
 /// The key to enrol with: the pending one if this same bundle was tried
@@ -102,7 +137,7 @@ fn pending_key(store: &dyn Store, bundle: &Bundle) -> anyhow::Result<String> {
 
 /// The first contact, with the store closed meanwhile (so the cadre's own
 /// commands keep working on a standalone home).
-fn first_contact(
+pub(crate) fn first_contact(
     bundle: &Bundle,
     key_pem: &str,
     timeout: u64,
@@ -135,7 +170,11 @@ fn finish_enrolment(
 }
 
 /// What a failed first contact prints; its exit code.
-fn contact_failed(bundle: &Bundle, e: NetError, pending_kept: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn contact_failed(
+    bundle: &Bundle,
+    e: NetError,
+    pending_kept: bool,
+) -> anyhow::Result<ExitCode> {
     if e.is_trust_failure() {
         crate::output::err(&format!("error: {e}"));
         return Ok(ExitCode::from(EXIT_REFUSED));
@@ -153,15 +192,16 @@ fn contact_failed(bundle: &Bundle, e: NetError, pending_kept: bool) -> anyhow::R
 
 /// `minqing init --bundle FILE`: sets a new home up with the identity it gets
 /// at its first contact with the relay.
-pub fn init_bundle(
+///
+/// The app's 设置 page runs this same function with the uploaded file and the
+/// passphrase typed there ([`BundleFrom::Upload`], [`PassFrom::Given`]).
+pub(crate) fn init_bundle(
     dir: &Path,
-    bundle_path: &Path,
+    from: &BundleFrom<'_>,
     timeout: u64,
-    secrets: &home::Secrets,
+    pass: &PassFrom<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let bundle = read_bundle(bundle_path)?;
-    let escrow =
-        escrow_of(&bundle).map_err(|e| usage(format!("{}: {e}", bundle_path.display())))?;
+    let (bundle, escrow) = read_bundle_and_escrow(from)?;
     home::refuse_relay_home(dir)?;
     // A home with a keyring: a first contact tried before (pending), or a
     // home set up already. Without one: a new encrypted store (the data key
@@ -169,7 +209,10 @@ pub fn init_bundle(
     let existed = minqing_store::keyring::has_keyring(&home::store_dir(dir));
     let mut dir_existed = true;
     let key = if existed {
-        let (_, key) = home::unlock(dir, secrets)?;
+        let (_, key) = match pass {
+            PassFrom::Secrets(secrets) => home::unlock(dir, secrets)?,
+            PassFrom::Given(p) => home::unlock_with(dir, p)?,
+        };
         let store = home::open_store(dir, &key)?;
         if let Some(raw) = store.meta_get(home::DEVICE_KEY)? {
             let who = serde_json::from_slice::<home::Device>(&raw)
@@ -182,12 +225,27 @@ pub fn init_bundle(
         }
         key
     } else {
+        let none = home::Secrets::default();
+        let secrets = match pass {
+            PassFrom::Secrets(s) => s,
+            PassFrom::Given(_) => &none,
+        };
         if let Some(why) = home::already_set_up(dir, secrets) {
             anyhow::bail!(why);
         }
-        let passphrase = secrets.new_passphrase(None)?;
+        let asked;
+        let passphrase = match pass {
+            PassFrom::Secrets(s) => {
+                asked = s.new_passphrase(None)?;
+                &asked
+            }
+            PassFrom::Given(p) => {
+                p.check_new().map_err(|e| usage(e.to_string()))?;
+                *p
+            }
+        };
         dir_existed = dir.exists();
-        home::create_store(dir, &passphrase, escrow.as_ref(), &bundle.device_id)?.1
+        home::create_store(dir, passphrase, escrow.as_ref(), &bundle.device_id)?.1
     };
     let key_pem = {
         let store = home::open_store(dir, &key)?;
@@ -240,72 +298,40 @@ pub fn init_bundle(
 
 /// `minqing enroll --bundle FILE`: a home set up standalone joins a relay; its
 /// villages stay and are offered to the relay at the next sync.
+///
+/// The app's 设置 page joins a relay with the same steps on the home it holds
+/// open: [`enroll_begin`], [`first_contact`], [`enroll_finish`] (or
+/// [`forget_pending`] and [`contact_failed`]).
 pub fn enroll(
     dir: &Path,
     bundle_path: &Path,
     timeout: u64,
     secrets: &home::Secrets,
 ) -> anyhow::Result<ExitCode> {
-    let bundle = read_bundle(bundle_path)?;
-    let escrow =
-        escrow_of(&bundle).map_err(|e| usage(format!("{}: {e}", bundle_path.display())))?;
-    // Unlocked once; the store is reopened with the key after the first contact.
+    let (bundle, escrow) = read_bundle_and_escrow(&BundleFrom::File(bundle_path))?;
+    // Unlocked once; the store is reopened with the key after the first
+    // contact (closed meanwhile, so the cadre's own commands keep working).
     let (key, key_pem) = {
         let home = Home::open(dir, secrets)?;
-        if home.store.meta_get(BUNDLE_KEY)?.is_some() {
-            let b = stored_bundle(&*home.store)?;
-            anyhow::bail!(
-                "this laptop is already enrolled with relay {} at {}; nothing was changed",
-                b.0.relay_name,
-                b.0.relay_addr
-            );
-        }
-        if home.device.device_id != bundle.device_id {
-            anyhow::bail!(
-                "this enrolment file is for device {}, but this laptop is device {}: ask the operator for a file made with `minqing-relay enroll --device-id {} …`, so that the work already on this laptop is accepted as its own; nothing was changed",
-                bundle.device_id,
-                home.device.device_id,
-                home.device.device_id
-            );
-        }
-        if home.device.cadre != bundle.cadre {
-            crate::output::err(&format!(
-                "notice: the relay enrolled this laptop for {}; it keeps writing as {} (its own cadre)",
-                bundle.cadre, home.device.cadre
-            ));
-        }
-        (home.key.clone(), pending_key(&*home.store, &bundle)?)
+        (home.key.clone(), enroll_begin(&home, &bundle)?)
     };
     let identity = match first_contact(&bundle, &key_pem, timeout)? {
         Ok(i) => i,
         Err(e) => {
             if e.is_trust_failure() {
-                let store = home::open_store(dir, &key)?;
-                store.meta_remove(home::ENROL_PENDING_KEY)?;
-                store.flush()?;
+                forget_pending(&*home::open_store(dir, &key)?)?;
             }
             return contact_failed(&bundle, e, true);
         }
     };
     let store = home::open_store(dir, &key)?;
-    finish_enrolment(&*store, &bundle, &identity, None)?;
-    // The data key is wrapped to the relay's escrow key from now on too.
-    if let Some(e) = &escrow {
-        let sdir = home::store_dir(dir);
-        let mut ring = minqing_store::keyring::Keyring::load(&sdir)?;
-        if ring.escrow_public().is_none() {
-            ring.set_escrow(&key, e)?;
-            ring.save(&sdir)
-                .context("cannot add the relay's escrow key to this laptop's keyring")?;
-        }
-    }
-    let held = store.docs()?;
+    let held = enroll_finish(dir, &*store, &key, &bundle, &identity, escrow.as_ref())?;
     output::line(&format!(
         "{} joined relay {} at {}; {} village(s) on this laptop are offered to the relay at the next `minqing sync` (assigned: {})",
         bundle.device_id,
         bundle.relay_name,
         bundle.relay_addr,
-        held.len(),
+        held,
         if bundle.villages.is_empty() {
             "none".to_owned()
         } else {
@@ -314,6 +340,66 @@ pub fn enroll(
     ))?;
     output::line(&bundle.device_id)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks that the standalone `home` may join a relay with `bundle` (not
+/// enrolled yet, the bundle made for this device); the key to enrol with,
+/// kept as pending. Nothing else is written.
+pub(crate) fn enroll_begin(home: &Home, bundle: &Bundle) -> anyhow::Result<String> {
+    if home.store.meta_get(BUNDLE_KEY)?.is_some() {
+        let b = stored_bundle(&*home.store)?;
+        anyhow::bail!(
+            "this laptop is already enrolled with relay {} at {}; nothing was changed",
+            b.0.relay_name,
+            b.0.relay_addr
+        );
+    }
+    if home.device.device_id != bundle.device_id {
+        anyhow::bail!(
+            "this enrolment file is for device {}, but this laptop is device {}: ask the operator for a file made with `minqing-relay enroll --device-id {} …`, so that the work already on this laptop is accepted as its own; nothing was changed",
+            bundle.device_id,
+            home.device.device_id,
+            home.device.device_id
+        );
+    }
+    if home.device.cadre != bundle.cadre {
+        crate::output::err(&format!(
+            "notice: the relay enrolled this laptop for {}; it keeps writing as {} (its own cadre)",
+            bundle.cadre, home.device.cadre
+        ));
+    }
+    pending_key(&*home.store, bundle)
+}
+
+/// A first contact refused for good: nothing of the bundle is kept.
+pub(crate) fn forget_pending(store: &dyn Store) -> anyhow::Result<()> {
+    store.meta_remove(home::ENROL_PENDING_KEY)?;
+    store.flush()?;
+    Ok(())
+}
+
+/// After a standalone home's first contact: the enrolment recorded (one
+/// flush), and the data key wrapped to the relay's escrow key too. The
+/// number of villages held, which the next sync offers to the relay.
+pub(crate) fn enroll_finish(
+    dir: &Path,
+    store: &dyn Store,
+    key: &DataKey,
+    bundle: &Bundle,
+    identity: &Identity,
+    escrow: Option<&EscrowPublic>,
+) -> anyhow::Result<usize> {
+    finish_enrolment(store, bundle, identity, None)?;
+    if let Some(e) = escrow {
+        let sdir = home::store_dir(dir);
+        let mut ring = minqing_store::keyring::Keyring::load(&sdir)?;
+        if ring.escrow_public().is_none() {
+            ring.set_escrow(key, e)?;
+            ring.save(&sdir)
+                .context("cannot add the relay's escrow key to this laptop's keyring")?;
+        }
+    }
+    Ok(store.docs()?.len())
 }
 
 /// The relay link a laptop keeps: its bundle (without secret) and identity.
@@ -391,7 +477,7 @@ async fn pass(
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
-    store.with(|s| report(s).map_err(|e| StorageError::Backend(e.into())))?;
+    store.with(|s| report(s, &out.0).map_err(|e| StorageError::Backend(e.into())))?;
     Ok(Ok(out))
 }
 
@@ -657,9 +743,38 @@ impl Storage for KeepUnsynced<'_> {
     }
 }
 
-/// Records the time of a successful sync.
-pub(crate) fn report(store: &dyn Store) -> anyhow::Result<()> {
-    store.meta_put(LAST_SYNC_KEY, now().as_bytes())?;
+/// Meta key holding, per village, when a pass last ended with it in sync
+/// (JSON `{village: RFC 3339}`): the 同步 page's "上次同步" survives a restart.
+pub const VILLAGE_SYNC_KEY: &str = "relay_village_sync";
+
+/// When each village was last in sync, as recorded by [`report`] (an
+/// unreadable record counts as none: it is rewritten at the next pass).
+pub(crate) fn village_syncs(store: &dyn Store) -> anyhow::Result<BTreeMap<String, String>> {
+    Ok(store
+        .meta_get(VILLAGE_SYNC_KEY)?
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .unwrap_or_default())
+}
+
+/// Records the time of a successful sync, and for each village the pass
+/// brought in sync (added or in sync) that time, in one flush. Villages no
+/// longer held are dropped from the record.
+pub(crate) fn report(store: &dyn Store, out: &SessionOutcome) -> anyhow::Result<()> {
+    let t = now();
+    let mut villages = village_syncs(store)?;
+    for (doc, o) in &out.docs {
+        match o {
+            DocOutcome::InSync { .. } | DocOutcome::Added { .. } => {
+                villages.insert(doc.to_string(), t.clone());
+            }
+            DocOutcome::Removed => {
+                villages.remove(doc.as_str());
+            }
+            DocOutcome::Refused { .. } => {}
+        }
+    }
+    store.meta_put(VILLAGE_SYNC_KEY, &serde_json::to_vec(&villages)?)?;
+    store.meta_put(LAST_SYNC_KEY, t.as_bytes())?;
     store.flush()?;
     Ok(())
 }

@@ -17,6 +17,8 @@ mod leaves;
 mod merge;
 mod steps;
 
+pub use steps::{COUNTY_CONSOLE_DEVICE, CountyAuthor};
+
 use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transactable};

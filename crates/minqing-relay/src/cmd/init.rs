@@ -51,6 +51,7 @@ pub fn init(
         actor: actor.iter().map(|b| format!("{b:02x}")).collect(),
         created_at: now_rfc3339(),
         limits: crate::registry::Limits::default(),
+        console: None,
     };
     // config.json last: its presence marks a complete home.
     write_json(&home.config_path(), &config)?;

@@ -5,11 +5,13 @@
 //! "Where to change X").
 
 pub mod audit;
+pub mod department;
 pub mod device;
 pub mod init;
 pub mod keys;
 pub mod report;
 pub mod serve;
+pub mod user;
 pub mod village;
 
 use std::process::ExitCode;
@@ -77,7 +79,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Unseal { file, out } => keys::unseal(&home, &secret, &file, &out)?,
         Cmd::Devices { json } => device::devices(&home, json)?,
         Cmd::Audit { json } => audit::audit(&home, json)?,
-        Cmd::Serve => serve::serve(&home, &secret)?,
+        Cmd::Serve { console } => serve::serve(&home, &secret, console.as_deref())?,
+        Cmd::User { cmd } => user::run(&home, cmd)?,
+        Cmd::Department { cmd } => department::run(&home, cmd)?,
         Cmd::Report { cmd } => report::run(&home, cmd)?,
     }
     Ok(ExitCode::SUCCESS)

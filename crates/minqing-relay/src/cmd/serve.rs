@@ -8,8 +8,20 @@ use crate::registry::Home;
 use crate::serve::{SHUTDOWN_FLUSH_WAIT, serve_async};
 
 /// Runs the relay until SIGINT or SIGTERM.
-pub fn serve(home: &Home, secret: &OperatorSecret) -> Result<()> {
-    let config = home.config()?;
+pub fn serve(home: &Home, secret: &OperatorSecret, console: Option<&str>) -> Result<()> {
+    let mut config = home.config()?;
+    if let Some(addr) = console {
+        config.console.get_or_insert_with(Default::default).listen = addr.to_owned();
+    }
+    if let Some(c) = &config.console {
+        // A bad address is the operator's typo: exit 2 before anything starts.
+        if let Err(e) = c.listen.parse::<std::net::SocketAddr>() {
+            crate::registry::usage!(
+                "console address {:?} is not an address like 127.0.0.1:8443: {e}",
+                c.listen
+            );
+        }
+    }
     // The CA signs laptops' certificates at first contact: its key is unsealed
     // with the operator passphrase before anything listens.
     let ca = load_ca(home, &config, secret)?;
