@@ -787,3 +787,93 @@ fn console_closes_the_loop_and_refuses_what_an_account_may_not_do() {
     );
     relay.stop();
 }
+
+/// `user add` with `password` on standard input: the finished run.
+fn user_add_run(relay: &Relay, args: &[&str], password: &str) -> minqing_e2e::Run {
+    let mut cmd = relay.command(&[&["user", "add", "--password-stdin"], args].concat());
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("minqing-relay runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password written");
+    let out = child.wait_with_output().expect("minqing-relay ends");
+    minqing_e2e::Run::new(format!("user add {}", args.join(" ")), out)
+}
+
+#[test]
+fn bad_account_and_console_arguments_are_usage_errors_and_write_nothing() {
+    let relay = Relay::init("县中继");
+    relay
+        .run(&[
+            "village",
+            "add",
+            "--id",
+            "V1",
+            "--name",
+            "小河村",
+            "--township",
+            "城关镇",
+        ])
+        .ok();
+    relay.run(&["department", "add", "县水务局"]).ok();
+    let accounts = relay.home().join("registry").join("accounts.json");
+    let cases: [(&[&str], &str, &str); 8] = [
+        (
+            &["x1", "--role", "admin"],
+            PASSWORD,
+            "use operator, supervisor, department or viewer",
+        ),
+        (
+            &["x1", "--role", "department"],
+            PASSWORD,
+            "needs --department",
+        ),
+        (
+            &["x1", "--role", "department", "--department", "县交通局"],
+            PASSWORD,
+            "department add 县交通局",
+        ),
+        (&["x1", "--role", "supervisor"], PASSWORD, "needs --scope"),
+        (
+            &["x1", "--role", "supervisor", "--scope", "township:河口镇"],
+            PASSWORD,
+            "no village is in township \"河口镇\" (known: 城关镇)",
+        ),
+        (
+            &["x1", "--role", "viewer", "--scope", "county"],
+            PASSWORD,
+            "only for supervisors",
+        ),
+        (&["X 1", "--role", "viewer"], PASSWORD, "login name"),
+        (
+            &["x1", "--role", "viewer"],
+            "short",
+            "at least 10 characters",
+        ),
+    ];
+    for (args, password, expected) in cases {
+        let err = user_add_run(&relay, args, password).fails(2);
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!accounts.exists(), "{args:?} wrote the accounts file");
+    }
+    user_add_run(&relay, &["x1", "--role", "viewer"], PASSWORD).ok();
+    let before = std::fs::read(&accounts).unwrap();
+    let err = user_add_run(&relay, &["x1", "--role", "viewer"], PASSWORD).fails(2);
+    assert!(err.contains("exists already"), "{err}");
+    assert!(
+        relay
+            .run(&["user", "disable", "nobody"])
+            .fails(2)
+            .contains("user list")
+    );
+    assert_eq!(std::fs::read(&accounts).unwrap(), before, "nothing changed");
+    let err = relay
+        .run(&["serve", "--console", "not-an-address"])
+        .fails(2);
+    assert!(err.contains("127.0.0.1:8443"), "{err}");
+}
