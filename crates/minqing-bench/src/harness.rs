@@ -127,6 +127,16 @@ pub fn vm_hwm(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The peak (MiB) in the relay's "document cache: peak X MiB of …" line
+/// (what [`RelayProc::stop`] returns).
+pub fn cache_peak(line: &str) -> Option<f64> {
+    line.strip_prefix("document cache: peak ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// What one device sync over QUIC cost.
 #[derive(Debug, Clone)]
 pub struct SyncRun {

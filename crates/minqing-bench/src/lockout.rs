@@ -54,6 +54,11 @@ pub struct Lockout {
     pub orphan_sent: f64,
     /// Sessions the orphan flood opened.
     pub orphan_sessions: usize,
+    /// The relay's document cache at its peak during the orphan flood (what
+    /// the villages the attack made it load are counted for), MiB.
+    pub orphan_cache_peak: f64,
+    /// What the relay said about its document cache as it stopped.
+    pub orphan_cache_line: Option<String>,
 }
 
 impl Lockout {
@@ -159,11 +164,18 @@ pub async fn l1(bins: &Bins, data: &Path, scratch: &Path, runs: usize) -> Result
     let sims: Vec<SimDevice> = serde_json::from_slice(&std::fs::read(data.join("r1.json"))?)?;
     partial_frames(&sims, &relay, &mut out).await?;
     // Orphans, against a fresh relay process: memory the partial frames
-    // left in the allocator would otherwise hide the growth.
+    // left in the allocator would otherwise hide the growth. Its document
+    // cache starts empty: the villages the attack makes it load count in
+    // the cache's budget, and its peak is read as the relay stops.
     relay.stop();
     let relay = RelayProc::start(bins, &dir.join("relay"))?;
     orphans(&sims, &relay, &mut out).await?;
-    relay.stop();
+    let line = relay.stop();
+    out.orphan_cache_peak = line
+        .as_deref()
+        .and_then(crate::harness::cache_peak)
+        .unwrap_or(f64::NAN);
+    out.orphan_cache_line = line;
     Ok(out)
 }
 

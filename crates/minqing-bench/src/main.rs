@@ -7,6 +7,7 @@ mod bench;
 mod county;
 mod datagen;
 mod harness;
+mod heap;
 mod homes;
 mod lockout;
 mod render;
@@ -58,10 +59,24 @@ enum Cmd {
         /// The workspace root (default: the current directory).
         #[arg(long)]
         root: Option<PathBuf>,
-        /// Run only these scenario groups (comma-separated: W1, W2, S, S1, S2, S3, R1, L1); the
+        /// Run only these scenario groups (comma-separated: W1, W2, C1, S, S1, S2, S3, R1, L1); the
         /// report then goes to target/bench-only.md, never to docs/.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+    },
+    /// Measure what one village of a relay store costs in memory once
+    /// loaded (run by the bench in a fresh process; prints one JSON line).
+    #[command(hide = true)]
+    HeapProbe {
+        /// The relay's store directory.
+        #[arg(long)]
+        store: PathBuf,
+        /// The village id.
+        #[arg(long)]
+        village: String,
+        /// Copies loaded and kept.
+        #[arg(long, default_value_t = 4)]
+        copies: usize,
     },
 }
 
@@ -122,6 +137,14 @@ fn run() -> Result<()> {
             };
             let out = bench::run(&bins, &opts)?;
             println!("report written to {}", out.display());
+        }
+        Cmd::HeapProbe {
+            store,
+            village,
+            copies,
+        } => {
+            let p = heap::probe(&store, &village, copies)?;
+            println!("{}", serde_json::to_string(&p)?);
         }
     }
     Ok(())

@@ -37,8 +37,10 @@ pub struct SessionLimits {
     /// The session ends when the device sends nothing for this long (QUIC
     /// keep-alives do not count).
     pub silence: Duration,
-    /// Bytes received and not yet decoded into whole frames, shared by every
-    /// session of the relay: one permit per byte. `None`: unbounded.
+    /// Bytes held for the sessions — received and not yet decoded into whole
+    /// frames, changes waiting for their dependencies, frames for the device
+    /// not yet taken by QUIC — shared by every session of the relay: one
+    /// permit per byte. `None`: unbounded.
     pub budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
@@ -76,6 +78,21 @@ impl Held {
         }
     }
 
+    /// Takes `n` more bytes of the budget if it has them now.
+    fn take_now(&mut self, n: usize) -> Result<(), NetError> {
+        let Some(b) = &self.budget else { return Ok(()) };
+        let n32 = u32::try_from(n).map_err(|_| SessionLimit::Chunk)?;
+        match b.try_acquire_many(n32) {
+            Ok(permit) => {
+                permit.forget();
+                self.bytes += n;
+                Ok(())
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => Err(SessionLimit::ShuttingDown.into()),
+            Err(tokio::sync::TryAcquireError::NoPermits) => Err(SessionLimit::Full.into()),
+        }
+    }
+
     /// Keeps only `keep` bytes of the budget.
     fn keep(&mut self, keep: usize) {
         if let Some(b) = &self.budget
@@ -110,9 +127,11 @@ struct Stepped {
 /// devices syncing at once do not stall the endpoint or each other's network
 /// I/O. The session moves into the blocking task and back for each input.
 ///
-/// `limits` bound the silence between the device's bytes and the bytes
-/// buffered in partial frames (a session that cannot get budget within the
-/// silence bound ends with [`NetError::Limit`]). A frame the session refuses
+/// `limits` bound the silence between the device's bytes, the bytes
+/// buffered in partial frames and changes waiting for their dependencies, and
+/// the frames produced for the device until QUIC has taken them (a session
+/// that cannot get budget, or whose device takes nothing, within the silence
+/// bound ends with [`NetError::Limit`]). A frame the session refuses
 /// ends it with [`NetError::Protocol`].
 pub async fn run_relay_session(
     send: &mut SendStream,
@@ -165,8 +184,25 @@ pub async fn run_relay_session(
         for ev in step.events {
             on_event(ev);
         }
+        // What the device is sent waits in memory until QUIC takes it (a
+        // device that asks for a whole village and does not read holds it):
+        // counted in the budget too, at once — a session whose answer does
+        // not fit now ends as busy and frees it, rather than hold it uncounted
+        // while it waits — and bounded in time by the silence limit.
+        let out: usize = step.frames.iter().map(Vec::len).sum();
+        held.take_now(out)?;
         let mut frames = step.frames.into_iter();
-        transmit(send, || frames.next(), &peer).await?;
+        match tokio::time::timeout(limits.silence, transmit(send, || frames.next(), &peer)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(SessionLimit::Unread {
+                    secs: limits.silence.as_secs(),
+                }
+                .into());
+            }
+        }
+        drop(frames);
+        held.keep(s.buffered());
         if let Err(e) = step.result {
             let _ = send.finish();
             return Err(NetError::Protocol(e));

@@ -67,6 +67,14 @@ pub const RELAY_INITIAL_WINDOW: u32 = 64 * 1024;
 
 const _: () = assert!(RELAY_INITIAL_WINDOW <= RELAY_RECEIVE_WINDOW);
 
+/// Bytes of one connection's answers the relay's QUIC stack keeps until the
+/// device acknowledges them (quinn's default is 10 MB). A session's frames
+/// are counted in the buffer budget until QUIC takes them (`drive`); this
+/// bounds what QUIC then holds for a device that acknowledges nothing. Above
+/// what a 300 ms link's congestion window reaches while one sync crosses (S1:
+/// 4.7 MB from a 38 KB initial window), so no transfer waits for it.
+pub const RELAY_SEND_WINDOW: u64 = 4 * 1024 * 1024;
+
 /// Initial congestion window in packets (of [`quinn::TransportConfig`]'s
 /// 1,200-byte initial MTU): the 32 packets Google's QUIC (Chromium) starts with,
 /// instead of RFC 9002's 10. A day's sync is tens of kilobytes each way
@@ -101,6 +109,7 @@ pub fn server_endpoint(
     t.max_concurrent_bidi_streams(2u32.into());
     t.receive_window(RELAY_INITIAL_WINDOW.into());
     t.stream_receive_window(RELAY_RECEIVE_WINDOW.into());
+    t.send_window(RELAY_SEND_WINDOW);
     cfg.transport_config(Arc::new(t));
     let socket = std::net::UdpSocket::bind(addr)
         .map_err(|e| NetError::io(format!("listening on {addr}"), e))?;

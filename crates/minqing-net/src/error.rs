@@ -115,6 +115,15 @@ pub enum SessionLimit {
         /// How long the session waited.
         secs: u64,
     },
+    /// The relay's answer did not fit in the shared budget.
+    #[error("the relay is busy (its buffers are full); try again later")]
+    Full,
+    /// The laptop took none of the relay's answer for this many seconds.
+    #[error("the laptop read nothing of the relay's answer for {secs} s")]
+    Unread {
+        /// The silence bound.
+        secs: u64,
+    },
     /// The session outlived the relay's deadline.
     #[error("the session took longer than {secs} s")]
     Deadline {

@@ -2,13 +2,13 @@
 //! demand, kept in memory within a budget (`limits.doc_cache_mib`,
 //! docs/relay.md "Limits") and evicted least recently used.
 //!
-//! What a village costs is estimated from its *saved* size (the bytes its
+//! What a village costs is counted from its *saved* size (the bytes its
 //! storage holds: its size when loaded plus every change appended since),
-//! which the relay knows without walking automerge's internals, times
-//! [`MEMORY_PER_SAVED_BYTE`], an estimate of what automerge holds in memory
-//! per saved byte (not yet measured on its own: docs/benchmarks.md, R1, runs
-//! the relay with a budget smaller than its villages and reports both the
-//! cache's peak and the relay's RSS). A village is evicted only while no
+//! which the relay knows without walking automerge's internals:
+//! [`village_cost`], [`VILLAGE_BASE`] plus [`MEMORY_PER_SAVED_BYTE`] per saved
+//! byte, measured as the RSS a loaded village really takes
+//! (docs/benchmarks.md, R1, checks the measurement against these constants on
+//! every bench run). A village is evicted only while no
 //! session is using it (no call of [`DocHost`] on it in progress):
 //! everything a session changed was appended to storage before its call
 //! returned, so a reload is the same document. While every cached village is
@@ -30,20 +30,36 @@ use minqing_sync::{DocHost, DocId, Storage, StorageError};
 use crate::lock::lock_or_reload;
 
 /// Bytes of memory a loaded village is counted for per byte of its saved
-/// form. automerge 0.12 keeps a loaded document in columns much like the
-/// saved ones, without their compression, plus indexes. An estimate, not a
-/// measurement; docs/benchmarks.md (R1) has the relay's RSS under a budget.
-pub const MEMORY_PER_SAVED_BYTE: usize = 4;
+/// form, beyond [`VILLAGE_BASE`]. Measured (docs/benchmarks.md, R1: "memory
+/// of a loaded village", `minqing-bench heap-probe`): a loaded village of the
+/// bench's county grows a fresh process's RSS by 9.7–10.6× its saved size for
+/// full-size villages (1.2 MB saved, 11.5–12.5 MB loaded) and by 12–13× for
+/// small ones (55 KB saved, 0.7 MB loaded): automerge 0.12 holds the ops
+/// uncompressed, with their indexes. The 4× counted before was a guess, and
+/// an orphan flood naming four full villages grew the relay by 2.3× what its
+/// budgets counted (L1, county profile).
+pub const MEMORY_PER_SAVED_BYTE: usize = 13;
 
-/// What a village of `saved` bytes is counted for.
-fn cost(saved: usize) -> usize {
-    saved.saturating_mul(MEMORY_PER_SAVED_BYTE)
+/// Bytes every loaded village is counted for whatever its size (automerge's
+/// fixed structures and the allocator's granularity around them).
+pub const VILLAGE_BASE: usize = 512 * 1024;
+
+/// What a loaded village of `saved` bytes is counted for in the document
+/// cache's budget.
+pub fn village_cost(saved: usize) -> usize {
+    VILLAGE_BASE.saturating_add(saved.saturating_mul(MEMORY_PER_SAVED_BYTE))
+}
+
+/// What `appended` more saved bytes of a cached village are counted for.
+fn cost(appended: usize) -> usize {
+    appended.saturating_mul(MEMORY_PER_SAVED_BYTE)
 }
 
 /// One cached village.
 struct Entry {
     doc: Arc<Mutex<Automerge>>,
-    /// What it is counted for ([`cost`] of its saved size).
+    /// What it is counted for ([`village_cost`] of its saved size, plus
+    /// [`cost`] of what was appended since).
     size: usize,
     /// Value of the cache's clock at its last use.
     used: u64,
@@ -177,9 +193,9 @@ impl DocCache {
         // Loaded without holding the map's lock: a large village takes a
         // while, and sessions on other villages must not wait for it.
         let (am, size) = match self.storage.load(doc)? {
-            None => (Automerge::new(), 0),
+            None => (Automerge::new(), VILLAGE_BASE),
             Some(bytes) => match Automerge::load(&bytes) {
-                Ok(am) => (am, cost(bytes.len())),
+                Ok(am) => (am, village_cost(bytes.len())),
                 Err(e) => {
                     let detail = e.to_string();
                     tracing::error!(village = %doc, %detail, "village does not load: quarantined");
@@ -476,7 +492,7 @@ mod tests {
             .expect("held")
             .len();
         // Room for three villages (and a little growth), not twelve.
-        let budget = cost(3 * one + one / 2);
+        let budget = 3 * village_cost(one) + cost(one / 2);
         let cache = DocCache::new(storage.clone(), budget);
         for round in 0..2 {
             for i in 0..VILLAGES {

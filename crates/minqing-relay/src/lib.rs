@@ -22,6 +22,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+pub use cache::{MEMORY_PER_SAVED_BYTE, VILLAGE_BASE, village_cost};
 pub use registry::UsageError;
 
 /// Exit code of a usage error (a bad argument, a wrong home).
@@ -43,6 +44,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
+    if matches!(cli.cmd, args::Cmd::Serve { .. }) {
+        limit_malloc_arenas();
+    }
     init_tracing();
     match cmd::dispatch(cli) {
         Ok(code) => code,
@@ -56,6 +60,48 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     }
 }
+
+/// The malloc arenas `serve` runs with: as many as the relay's machine has
+/// cores (2), instead of glibc's 8 per core.
+pub const MALLOC_ARENAS: usize = 2;
+
+/// Restarts `minqing-relay serve` in place (same process id, arguments and
+/// descriptors; before anything is read or opened) with glibc's malloc
+/// limited to [`MALLOC_ARENAS`] arenas, unless the operator set
+/// `GLIBC_TUNABLES` themselves. Sessions run their steps on tokio's blocking
+/// pool, one thread each; with glibc's default of up to 8 arenas per core,
+/// each of those threads keeps the memory its step freed in an arena of its
+/// own, and the relay's RSS grew by 2× what its budgets count under an
+/// orphan flood on full-size villages (L1 in docs/benchmarks.md: +250 MiB
+/// against 127 MiB counted; +122 MiB with two arenas). Only for the
+/// `minqing-relay` binary itself (never a test binary calling [`run`]).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    use std::os::unix::process::CommandExt;
+    const MARK: &str = "MINQING_RELAY_ARENAS";
+    if std::env::var_os("GLIBC_TUNABLES").is_some() || std::env::var_os(MARK).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    if exe.file_name() != Some(std::ffi::OsStr::new("minqing-relay")) {
+        return;
+    }
+    let err = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .env(
+            "GLIBC_TUNABLES",
+            format!("glibc.malloc.arena_max={MALLOC_ARENAS}"),
+        )
+        .env(MARK, "1")
+        .exec();
+    // Only returns on failure: serve on with the default arenas.
+    eprintln!("warning: could not limit the relay's malloc arenas ({err}); serving anyway");
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
 
 /// The exit code for a failed command, chosen from its cause.
 fn exit_code(e: &anyhow::Error) -> u8 {

@@ -97,8 +97,8 @@ pub struct Limits {
     pub buffer_budget_mib: u64,
     /// Seconds per audit aggregation interval.
     pub audit_interval_secs: u64,
-    /// MiB of memory for villages kept loaded (each counted as its saved
-    /// size × `cache::MEMORY_PER_SAVED_BYTE`); least recently used ones not
+    /// MiB of memory for villages kept loaded (each counted as
+    /// `cache::village_cost` of its saved size); least recently used ones not
     /// in use are evicted beyond it (docs/relay.md, "Limits").
     pub doc_cache_mib: u64,
 }

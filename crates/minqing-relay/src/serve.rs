@@ -458,9 +458,10 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
     let c = relay.host.stats();
     // Read by the benchmarks (R1): the cache's use of its budget.
     eprintln!(
-        "document cache: peak {:.1} MiB of its {:.1} MiB budget (villages counted at {}× their saved size), {} villages loaded now, {} loads, {} evictions",
+        "document cache: peak {:.1} MiB of its {:.1} MiB budget (villages counted at {} KiB + {}× their saved size), {} villages loaded now, {} loads, {} evictions",
         c.peak_bytes as f64 / (1024.0 * 1024.0),
         c.budget as f64 / (1024.0 * 1024.0),
+        crate::cache::VILLAGE_BASE / 1024,
         crate::cache::MEMORY_PER_SAVED_BYTE,
         c.resident,
         c.loads,

@@ -566,7 +566,7 @@ fn bloom_is_usable(bloom: &BloomFilter) -> bool {
 }
 
 /// Both sides are this implementation: v2 messages and sync reset are supported.
-fn our_capabilities() -> Option<Vec<Capability>> {
+pub(crate) fn our_capabilities() -> Option<Vec<Capability>> {
     Some(vec![Capability::MessageV2, Capability::SyncReset])
 }
 

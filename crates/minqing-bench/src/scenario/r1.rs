@@ -16,6 +16,10 @@ use crate::datagen::SimDevice;
 use crate::harness::{self, Authors, RelayProc, Work, device_sync, percentile};
 use crate::homes::{Laptop, copy_dir, open_store};
 use crate::report::{Report, Target, Unit};
+use minqing_relay::{MEMORY_PER_SAVED_BYTE, VILLAGE_BASE, village_cost};
+
+/// Copies of each village the heap probe loads and keeps.
+const HEAP_COPIES: usize = 4;
 
 /// What one R1 run measured.
 struct R1Run {
@@ -43,6 +47,63 @@ pub async fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     }
     rows(report, sims.len(), &runs);
     cache_row(report, &cache, &runs);
+    heap_rows(ctx, report)?;
+    Ok(())
+}
+
+/// What a loaded village costs in memory per saved byte (`crate::heap`),
+/// for the data set's full villages and a sample of its small ones, against
+/// what the relay's document cache counts ([`MEMORY_PER_SAVED_BYTE`]).
+fn heap_rows(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let dir = ctx.scratch.join("heap");
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&ctx.data.join("relay/store"), &dir)?;
+    let full = &ctx.m.device_villages;
+    let small: Vec<&String> = ctx
+        .m
+        .all_villages
+        .iter()
+        .filter(|v| !full.contains(v))
+        .take(6)
+        .collect();
+    for (what, villages) in [
+        ("full-size villages", full.iter().collect::<Vec<_>>()),
+        ("small villages", small),
+    ] {
+        if villages.is_empty() {
+            continue;
+        }
+        let mut probes = Vec::new();
+        for v in villages {
+            probes.push(crate::heap::probe_in_child(&dir, v, HEAP_COPIES)?);
+        }
+        let saved = probes.iter().map(|p| p.saved).sum::<u64>() / probes.len() as u64;
+        let mut factors: Vec<f64> = probes.iter().map(crate::heap::Probe::factor).collect();
+        factors.sort_by(f64::total_cmp);
+        let reply = probes
+            .iter()
+            .map(|p| p.reply_peak as f64 / p.saved.max(1) as f64)
+            .fold(0.0, f64::max);
+        let reply_bytes = probes.iter().map(|p| p.reply_bytes).max().unwrap_or(0);
+        report
+            .add(
+                "R1",
+                format!("memory of a loaded village ÷ what the document cache counts for it, {what}"),
+                Unit::Ratio,
+                probes
+                    .iter()
+                    .map(|p| p.per_copy as f64 / village_cost(p.saved as usize) as f64)
+                    .collect(),
+            )
+            .target(Target::at_most(1.0, "≤ 1: every byte counted").every_run())
+            .note(format!(
+                "RSS growth of a fresh process per copy kept ({HEAP_COPIES} copies of each village, one value per village): {:.1}–{:.1} bytes per saved byte (villages of {saved} B saved on average); the cache counts {} KiB + {MEMORY_PER_SAVED_BYTE} per saved byte; generating one sync message with the whole history (a peer asking for everything) peaks {reply:.1}× the saved size more ({reply_bytes} B message at most)",
+                factors.first().copied().unwrap_or(f64::NAN),
+                factors.last().copied().unwrap_or(f64::NAN),
+                VILLAGE_BASE / 1024
+            ));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -59,9 +120,12 @@ impl R1Cache {
     fn new(sims: &[SimDevice], m: &crate::datagen::Manifest) -> R1Cache {
         let touched: std::collections::BTreeSet<&str> =
             sims.iter().map(|s| s.village.as_str()).collect();
-        let saved: u64 = touched.iter().filter_map(|v| m.saved_bytes.get(*v)).sum();
-        // MEMORY_PER_SAVED_BYTE in minqing-relay's cache.rs.
-        let counted_mib = (saved * 4) as f64 / (1024.0 * 1024.0);
+        let counted: usize = touched
+            .iter()
+            .filter_map(|v| m.saved_bytes.get(*v))
+            .map(|b| village_cost(*b as usize))
+            .sum();
+        let counted_mib = counted as f64 / (1024.0 * 1024.0);
         R1Cache {
             villages: touched.len(),
             counted_mib,
@@ -81,21 +145,15 @@ impl R1Cache {
     }
 }
 
-/// The peak (MiB) in the relay's "document cache: peak X MiB of …" line.
-fn cache_peak(line: &str) -> Option<f64> {
-    line.strip_prefix("document cache: peak ")?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 fn cache_row(report: &mut Report, cache: &R1Cache, runs: &[R1Run]) {
     let last = runs.iter().rev().find_map(|r| r.cache_line.as_deref());
     report
         .add(
             "R1",
-            "relay document cache peak (villages counted at 4× saved size)",
+            format!(
+                "relay document cache peak (villages counted at {} KiB + {MEMORY_PER_SAVED_BYTE}× saved size)",
+                VILLAGE_BASE / 1024
+            ),
             Unit::MiB,
             super::col(runs, |r| r.cache_peak),
         )
@@ -194,7 +252,7 @@ async fn run_once(ctx: &Ctx<'_>, sims: &[SimDevice], cache: &R1Cache, seed: u64)
         errors,
         cache_peak: cache_line
             .as_deref()
-            .and_then(cache_peak)
+            .and_then(harness::cache_peak)
             .unwrap_or(f64::NAN),
         cache_line,
     })
