@@ -59,7 +59,7 @@ enum Cmd {
         /// The workspace root (default: the current directory).
         #[arg(long)]
         root: Option<PathBuf>,
-        /// Run only these scenario groups (comma-separated: W1, W2, S, S1, S2, S3, R1, L1); the
+        /// Run only these scenario groups (comma-separated: W1, W2, C1, S, S1, S2, S3, R1, L1); the
         /// report then goes to target/bench-only.md, never to docs/.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,

@@ -196,6 +196,10 @@ pub struct AppArgs {
     /// Sync at least this often, to bring other laptops' writes.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub interval: u64,
+    /// Keep loaded villages in memory up to this many MiB of stored size
+    /// (least recently used dropped first).
+    #[arg(long, default_value_t = crate::cache::DEFAULT_BUDGET_MIB, value_name = "MIB")]
+    pub memory_budget: u64,
 }
 
 /// `minqing village ...`.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use minqing_model::{Author, Id, PersonName, Village};
+use minqing_model::{Author, Id, PersonName, RecordKind, Village};
 use minqing_store::escrow::EscrowPublic;
 use minqing_store::keyring::{self, KdfParams, KeyError, Keyring};
 use minqing_store::secret::Passphrase;
@@ -214,6 +214,9 @@ pub struct Home {
     /// was opened: the service's sync loop compares it to know whether there
     /// is local work to send (docs/app.md, "Background sync").
     pub saves: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Villages kept in memory between commands (`minqing app` only; the
+    /// CLI runs one command and keeps none): [`Home::enable_cache`].
+    cache: Option<crate::cache::VillageCache>,
 }
 
 /// Files and directories that make a directory a relay's home.
@@ -381,6 +384,7 @@ impl Home {
             key,
             keyring,
             saves: Default::default(),
+            cache: None,
         })
     }
 
@@ -426,8 +430,33 @@ impl Home {
             .context("cannot list the villages in the store")
     }
 
+    /// Keeps loaded villages in memory between commands, up to
+    /// `budget_bytes` of stored size (the local service does).
+    pub fn enable_cache(&mut self, budget_bytes: u64) {
+        self.cache = Some(crate::cache::VillageCache::new(budget_bytes));
+    }
+
+    /// The store's version of a village (docs/store.md, "Document version").
+    fn doc_version(&self, id: &DocId) -> anyhow::Result<Option<minqing_sync::DocVersion>> {
+        self.store
+            .doc_version(id)
+            .with_context(|| format!("cannot read village {id}"))
+    }
+
     /// Loads one village, ready for writes by this device; `None` if not held.
+    /// With the cache on, a village unchanged since it was last loaded or
+    /// saved is copied from memory.
     pub fn village(&self, id: &DocId) -> anyhow::Result<Option<Village>> {
+        let now = match &self.cache {
+            Some(cache) => {
+                let now = self.doc_version(id)?;
+                if let Some(v) = now.as_ref().and_then(|now| cache.get(id, now)) {
+                    return Ok(Some(v));
+                }
+                now
+            }
+            None => None,
+        };
         let Some(bytes) = self
             .store
             .load(id)
@@ -438,7 +467,60 @@ impl Home {
         let mut village = Village::load(id.clone(), &bytes)
             .with_context(|| format!("village {id} does not load"))?;
         village.set_actor(&self.actor());
+        if let (Some(cache), Some(now)) = (&self.cache, now) {
+            cache.put(&village, now, bytes.len() as u64);
+        }
         Ok(Some(village))
+    }
+
+    /// Which village holds each record, for one command: the index of every
+    /// village held, rebuilt from the document where it is stale (a village
+    /// that does not load is named and left out, as [`Home::villages`] does).
+    pub fn index(&self) -> anyhow::Result<crate::lookup::Finder<'_>> {
+        use crate::index;
+        let held = self.village_ids()?;
+        let mut finder = crate::lookup::Finder::new(self);
+        let mut rebuilt = false;
+        for doc in held.iter() {
+            let now = self.doc_version(doc)?;
+            if let Some(now) = &now {
+                if let Some(ids) = self.cache.as_ref().and_then(|c| c.ids(doc, now)) {
+                    finder.add(doc.clone(), ids, None);
+                    continue;
+                }
+                if let Some(ids) = index::read(&*self.store, doc, now) {
+                    finder.add(doc.clone(), ids, None);
+                    continue;
+                }
+            }
+            let village = match self.village(doc) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    report_unloadable(doc, &e);
+                    continue;
+                }
+            };
+            let ids = index::VillageIds::of(&village);
+            if let Some(now) = &now
+                && self.read_only.is_none()
+                && self.doc_version(doc)?.as_ref() == Some(now)
+            {
+                match index::write_base(&*self.store, doc, now, &ids) {
+                    Ok(()) => rebuilt = true,
+                    Err(e) => tracing::warn!("cannot keep the index of village {doc}: {e:#}"),
+                }
+            }
+            finder.add(doc.clone(), ids, Some(village));
+        }
+        if rebuilt {
+            let kept = index::remove_orphans(&*self.store, &held)
+                .and_then(|()| self.store.flush().map_err(anyhow::Error::new));
+            if let Err(e) = kept {
+                tracing::warn!("cannot keep the village index: {e:#}");
+            }
+        }
+        Ok(finder)
     }
 
     /// Loads one village or explains that it is not on this laptop.
@@ -474,9 +556,17 @@ impl Home {
     pub fn save(&self, village: &mut Village, what: &str) -> anyhow::Result<()> {
         self.require_writable(what)?;
         let bytes = village.take_unsaved();
+        let created = village.take_created();
         if bytes.is_empty() {
             return Ok(());
         }
+        // The index's chain before the append; its delta goes in the same flush.
+        let chain = crate::index::chain_end(&*self.store, village.id());
+        let before = self.doc_version(village.id())?;
+        let cached_bytes = match (&self.cache, &before) {
+            (Some(c), Some(b)) => c.bytes(village.id(), b),
+            _ => None,
+        };
         if let Err(e) = self.store.append(village.id(), &bytes) {
             if is_disk_full(&e) {
                 return Err(disk_full(what));
@@ -484,6 +574,18 @@ impl Home {
             return Err(
                 anyhow::Error::new(e).context(format!("cannot write village {}", village.id()))
             );
+        }
+        let after = self.doc_version(village.id())?;
+        if let Err(e) = crate::index::record_write(
+            &*self.store,
+            village.id(),
+            chain,
+            before.as_ref(),
+            after.as_ref(),
+            created,
+        ) {
+            // The chain then stops short of the document: rebuilt on next use.
+            tracing::warn!("cannot update the index of village {}: {e:#}", village.id());
         }
         if let Err(e) = self.store.flush() {
             if is_disk_full(&e) {
@@ -493,18 +595,58 @@ impl Home {
                 .context("cannot flush the store to disk; the last change may be lost"));
         }
         self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let (Some(cache), Some(after), Some(size)) = (&self.cache, after, cached_bytes) {
+            // What the store holds now is this village, as saved.
+            cache.put(village, after, size + bytes.len() as u64);
+        }
         Ok(())
     }
 
-    /// Compacts a village's stored log if it has grown; called after the
-    /// command's output was printed. Failures are only logged.
+    /// Compacts a village's stored log if it has grown, and folds a long
+    /// index chain; called after the command's output was printed. The
+    /// content does not change, so the index and the cache move on to the
+    /// new version. Failures are only logged.
     pub fn compact_later(&self, id: &DocId) {
         if self.read_only.is_some() {
             return;
         }
-        if let Err(e) = self.store.compact_if_needed(id) {
-            tracing::warn!("compaction of village {id} failed (data is safe): {e}");
+        let before = self.store.doc_version(id).ok().flatten();
+        match self.store.compact_if_needed(id) {
+            Ok(true) => {
+                let after = self.store.doc_version(id).ok().flatten();
+                if let (Some(before), Some(after)) = (&before, &after) {
+                    if let Some(cache) = &self.cache {
+                        cache.restamp(id, before, after);
+                    }
+                    let kept = crate::index::restamp(&*self.store, id, before, after)
+                        .and_then(|()| self.store.flush().map_err(anyhow::Error::new));
+                    if let Err(e) = kept {
+                        tracing::warn!("cannot update the index of village {id}: {e:#}");
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!("compaction of village {id} failed (data is safe): {e}");
+            }
         }
+        if let Some(now) = self.store.doc_version(id).ok().flatten() {
+            let folded = crate::index::fold_if_long(&*self.store, id, &now).and_then(|done| {
+                if done {
+                    self.store.flush()?;
+                }
+                Ok(())
+            });
+            if let Err(e) = folded {
+                tracing::warn!("cannot fold the index of village {id}: {e:#}");
+            }
+        }
+    }
+
+    /// Finds the one record of `kind` named by `typed` (id or unique prefix)
+    /// through the index and loads only its village ([`crate::lookup::Finder::record`]).
+    pub fn find_record(&self, kind: RecordKind, typed: &str) -> anyhow::Result<(Village, Id)> {
+        self.index()?.record(kind, typed)
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use minqing_store::DataKey;
-use minqing_sync::{DocId, Storage, StorageError, Store};
+use minqing_sync::{DocId, DocVersion, Storage, StorageError, Store};
 
 /// How long the store stays open with no call before it is closed.
 pub const IDLE_GRACE: Duration = Duration::from_millis(500);
@@ -150,5 +150,8 @@ impl Store for IdleStore {
     }
     fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StorageError> {
         self.with(|s| s.compact_if_needed(doc))
+    }
+    fn doc_version(&self, doc: &DocId) -> Result<Option<DocVersion>, StorageError> {
+        self.with(|s| s.doc_version(doc))
     }
 }

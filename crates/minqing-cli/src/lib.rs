@@ -5,11 +5,13 @@
 //! the result to an exit code.
 
 pub mod app;
+mod cache;
 mod cli;
 mod cmd;
 mod error;
 mod home;
 mod idle_store;
+mod index;
 mod lookup;
 mod output;
 

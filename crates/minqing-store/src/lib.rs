@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use minqing_sync::{DocId, Storage, StorageError, Store};
+use minqing_sync::{DocId, DocVersion, Storage, StorageError, Store};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
@@ -722,6 +722,40 @@ impl SledStorage {
         Ok(stats)
     }
 
+    /// What `doc`'s records are now (docs/store.md, "Document version"):
+    /// the snapshot's sled value (crc32 and length) and the last chunk's key
+    /// and value, read without touching a payload or a large file. Every
+    /// append, compaction or removal changes it; on a sealed store every
+    /// value carries a fresh nonce, so a record written again differs too.
+    pub fn doc_version(&self, doc: &DocId) -> Result<DocVersion, StoreError> {
+        let snapshot = self
+            .inner
+            .snapshots
+            .get(doc.as_str().as_bytes())
+            .map_err(|e| self.sled(e))?;
+        let prefix = chunk_prefix(doc);
+        let last = self
+            .inner
+            .chunks
+            .scan_prefix(&prefix)
+            .next_back()
+            .transpose()
+            .map_err(|e| self.sled(e))?;
+        let snap = match &snapshot {
+            Some(s) => format!("{:08x}.{}", crc32fast::hash(s), s.len()),
+            None => "-".to_owned(),
+        };
+        let chunk = match &last {
+            Some((k, v)) => format!(
+                "{}.{:08x}",
+                seq_of(k, prefix.len()).map_or_else(|| "?".to_owned(), |s| s.to_string()),
+                crc32fast::hash(v)
+            ),
+            None => "-".to_owned(),
+        };
+        Ok(DocVersion::new(format!("v1:{snap}:{chunk}")))
+    }
+
     /// Reads and checks every record of `doc`.
     fn read_doc(&self, doc: &DocId) -> Result<Loaded, StoreError> {
         let corrupt = |detail: String| StoreError::Corrupt {
@@ -1296,6 +1330,10 @@ impl Store for SledStorage {
     fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StorageError> {
         Ok(SledStorage::compact_if_needed(self, doc)?)
     }
+
+    fn doc_version(&self, doc: &DocId) -> Result<Option<DocVersion>, StorageError> {
+        Ok(Some(SledStorage::doc_version(self, doc)?))
+    }
 }
 
 #[cfg(test)]
@@ -1328,6 +1366,51 @@ mod tests {
         for key in ["k0", "k1", "k2", "late"] {
             assert!(loaded.get(ROOT, key).unwrap().is_some(), "{key} is lost");
         }
+    }
+
+    #[test]
+    fn the_document_version_changes_with_every_write_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = DataKey::generate();
+        let store = SledStorage::open_sealed(dir.path(), &key).unwrap();
+        let v = DocId::new("V1").unwrap();
+        let other = DocId::new("V2").unwrap();
+        let mut seen = vec![store.doc_version(&v).unwrap()];
+        let mut am = AutoCommit::new();
+        let mut put = |store: &SledStorage, doc: &DocId, k: &str| {
+            let heads = am.get_heads();
+            am.put(ROOT, k, 1).unwrap();
+            am.commit();
+            store.append(doc, &am.save_after(&heads)).unwrap();
+        };
+        for i in 0..3 {
+            put(&store, &v, &format!("k{i}"));
+            seen.push(store.doc_version(&v).unwrap());
+            assert_eq!(
+                store.doc_version(&v).unwrap(),
+                seen[seen.len() - 1],
+                "stable"
+            );
+        }
+        // Another document's writes leave it alone.
+        let before = store.doc_version(&v).unwrap();
+        put(&store, &other, "x");
+        assert_eq!(store.doc_version(&v).unwrap(), before);
+        store.compact(&v).unwrap();
+        seen.push(store.doc_version(&v).unwrap());
+        put(&store, &v, "after");
+        seen.push(store.doc_version(&v).unwrap());
+        store.remove(&v).unwrap();
+        seen.push(store.doc_version(&v).unwrap());
+        let mut distinct = seen.clone();
+        distinct.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        distinct.dedup();
+        assert_eq!(distinct.len(), seen.len() - 1, "{seen:?}");
+        assert_eq!(seen[0], seen[seen.len() - 1], "empty before and after");
+        // The same bytes appended again, after a removal: a new version.
+        put(&store, &v, "again");
+        let a = store.doc_version(&v).unwrap();
+        assert!(!seen.contains(&a));
     }
 
     #[test]

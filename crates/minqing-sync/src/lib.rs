@@ -27,7 +27,9 @@ pub use relay::{RelayEvent, RelayOutcome, RelaySession, unauthorized_frame, wipe
 pub use session::{
     DocOutcome, LimitExceeded, SessionConfig, SessionError, SessionOutcome, Side, Violation,
 };
-pub use storage::{INCARNATION_KEY, MemStorage, Storage, StorageError, Store, load_doc};
+pub use storage::{
+    DocVersion, INCARNATION_KEY, MemStorage, Storage, StorageError, Store, load_doc,
+};
 pub use trust::{
     ContentLimits, ContentPolicy, INCARNATION_LEN, Incarnation, Rejection, SchemaCheck,
     actor_belongs_to, device_actor,

@@ -114,6 +114,17 @@ pub trait Store: Storage {
     /// path: call it after a command's result is durable and reported.
     fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StorageError>;
 
+    /// What `doc`'s stored records are now, without reading their payloads:
+    /// any append, compaction or removal gives a different version
+    /// (docs/store.md, "Document version"). `None` when the backend cannot
+    /// tell; callers then treat the document as changed. Derived caches (the
+    /// laptop's village index, the service's loaded villages) are trusted only
+    /// while the version they were made at is still the store's.
+    fn doc_version(&self, doc: &DocId) -> Result<Option<DocVersion>, StorageError> {
+        let _ = doc;
+        Ok(None)
+    }
+
     /// The store's incarnation (the suffix of its device's automerge actor;
     /// docs/data-model.md, "Actors"), `None` if none was started yet.
     fn incarnation(&self) -> Result<Option<Incarnation>, StorageError> {
@@ -135,6 +146,23 @@ pub trait Store: Storage {
         self.meta_put(INCARNATION_KEY, &inc.bytes())?;
         self.flush()?;
         Ok(inc)
+    }
+}
+
+/// An opaque version of a stored document ([`Store::doc_version`]): equal
+/// versions mean the same stored records.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DocVersion(String);
+
+impl DocVersion {
+    /// A version from the backend's own description of the records.
+    pub fn new(text: String) -> DocVersion {
+        DocVersion(text)
+    }
+
+    /// The version as text (kept by callers next to what they derived).
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -169,6 +197,8 @@ struct MemDoc {
     bytes: Vec<u8>,
     /// Appends since the last compaction.
     appends: usize,
+    /// Changed on every append and compaction ([`Store::doc_version`]).
+    generation: u64,
 }
 
 #[derive(Debug, Default)]
@@ -176,6 +206,8 @@ struct MemInner {
     docs: BTreeMap<DocId, MemDoc>,
     sync_states: BTreeMap<(String, DocId), Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
+    /// The last generation handed out to a document.
+    generations: u64,
 }
 
 impl MemStorage {
@@ -202,9 +234,12 @@ impl Storage for MemStorage {
 
     fn append(&self, doc: &DocId, bytes: &[u8]) -> Result<(), StorageError> {
         let mut inner = self.lock();
+        inner.generations += 1;
+        let generation = inner.generations;
         let d = inner.docs.entry(doc.clone()).or_default();
         d.bytes.extend_from_slice(bytes);
         d.appends += 1;
+        d.generation = generation;
         Ok(())
     }
 
@@ -262,6 +297,8 @@ impl Store for MemStorage {
 
     fn compact_if_needed(&self, doc: &DocId) -> Result<bool, StorageError> {
         let mut inner = self.lock();
+        inner.generations += 1;
+        let generation = inner.generations;
         let Some(d) = inner.docs.get_mut(doc) else {
             return Ok(false);
         };
@@ -279,7 +316,15 @@ impl Store for MemStorage {
         }
         d.bytes = am.save();
         d.appends = 0;
+        d.generation = generation;
         Ok(true)
+    }
+
+    fn doc_version(&self, doc: &DocId) -> Result<Option<DocVersion>, StorageError> {
+        Ok(Some(DocVersion::new(match self.lock().docs.get(doc) {
+            Some(d) => format!("mem:{}", d.generation),
+            None => "mem:-".to_owned(),
+        })))
     }
 }
 

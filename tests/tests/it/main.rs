@@ -23,6 +23,7 @@ mod ledger_roundtrip;
 mod power_cut;
 mod readme_tour;
 mod relay_sync;
+mod village_index;
 
 /// The programs under test are this package's own builds, the ones cargo built
 /// for this test run (unless `MINQING_E2E_BIN_DIR` names others).

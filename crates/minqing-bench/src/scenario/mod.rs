@@ -1,7 +1,7 @@
 //! The scenarios of `cargo xtask bench`, one module each (docs/benchmarks.md
 //! says what each measures): W1 a write, W2 a cold open, S1–S3 syncs against
 //! the naive and automerge-repo baselines, R1 a thousand laptops at once, L1
-//! the relay under attack. Each adds its rows to a [`Report`].
+//! the relay under attack, C1 the cadre's everyday commands and pages. Each adds its rows to a [`Report`].
 
 use std::path::Path;
 
@@ -13,6 +13,7 @@ use crate::homes::Bins;
 use crate::report::Report;
 
 mod baselines;
+mod c1;
 mod l1;
 mod r1;
 mod s1;
@@ -46,6 +47,10 @@ pub fn run_all(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     if opts.wants("W2") {
         eprintln!("W2 …");
         w2::run(ctx, report)?;
+    }
+    if opts.wants("C1") {
+        eprintln!("C1 …");
+        c1::run(ctx, report)?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -233,7 +233,11 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
     let timeout = Duration::from_secs(args.timeout);
     let interval = Duration::from_secs(args.interval);
     let (home, setup_passphrase) = match settings::open_or_wait(dir, secrets)? {
-        settings::Opened::Home(home) => (Some(*home), None),
+        settings::Opened::Home(home) => {
+            let mut home = *home;
+            home.enable_cache(args.memory_budget.saturating_mul(1024 * 1024));
+            (Some(home), None)
+        }
         settings::Opened::NotSetUp(known) => (None, known),
     };
     let looped = match &home {

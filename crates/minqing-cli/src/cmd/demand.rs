@@ -9,7 +9,6 @@ use minqing_model::{
 use crate::cli::DemandCmd;
 use crate::error::usage;
 use crate::home::Home;
-use crate::lookup::find;
 use crate::output;
 
 use super::report::today_or;
@@ -24,10 +23,8 @@ pub fn run(home: &Home, cmd: DemandCmd) -> anyhow::Result<()> {
         } => {
             let category = Category::parse(&category).context("--category")?;
             let text = DemandText::parse(&text).context("--text")?;
-            let mut villages = home.villages()?;
-            let (vi, resident) =
-                crate::lookup::resident(&villages, &resident, None).context("--resident")?;
-            let v = &mut villages[vi];
+            let (mut village, resident) = resident_anywhere(home, &resident)?;
+            let v = &mut village;
             let new = NewDemand {
                 resident,
                 category,
@@ -148,9 +145,8 @@ fn china_time(at: &str) -> String {
 
 fn show(home: &Home, typed: &str, today: &crate::cli::TodayArg, json: bool) -> anyhow::Result<()> {
     let today = today_or(today)?;
-    let villages = home.villages()?;
-    let (vi, id) = find(&villages, RecordKind::Demand, typed)?;
-    let d = villages[vi]
+    let (village, id) = home.find_record(RecordKind::Demand, typed)?;
+    let d = village
         .demand(&id)
         .context("the demand vanished while reading")?;
     let overdue = d.is_overdue(today);
@@ -200,4 +196,23 @@ fn show(home: &Home, typed: &str, today: &crate::cli::TodayArg, json: bool) -> a
         }
     }
     Ok(())
+}
+
+/// The resident named by `typed` in any village held: by id or prefix
+/// through the index (one village loaded), by name over every village — the
+/// answers and errors of [`crate::lookup::resident`] over every village.
+fn resident_anywhere(
+    home: &Home,
+    typed: &str,
+) -> anyhow::Result<(minqing_model::Village, minqing_model::Id)> {
+    let mut finder = home.index()?;
+    if let Ok((doc, id)) = finder.find(RecordKind::Resident, typed)
+        && let Some(v) = finder.take(&doc)?
+        && v.contains(RecordKind::Resident, &id)
+    {
+        return Ok((v, id));
+    }
+    let mut all = home.villages()?;
+    let (vi, id) = crate::lookup::resident(&all, typed, None).context("--resident")?;
+    Ok((all.swap_remove(vi), id))
 }

@@ -78,17 +78,29 @@ fn duplicates(home: &Home, village: Option<String>, json: bool) -> anyhow::Resul
 
 /// `resident merge KEEP OTHER`.
 fn merge(home: &Home, keep: &str, other: &str) -> anyhow::Result<()> {
-    let mut villages = home.villages()?;
-    let (ki, keep) = find(&villages, RecordKind::Resident, keep).context("KEEP")?;
-    let (oi, other) = find(&villages, RecordKind::Resident, other).context("OTHER")?;
-    if ki != oi {
-        anyhow::bail!(
-            "residents {keep} (village {}) and {other} (village {}) live in different villages; only duplicates within one village can be merged",
-            villages[ki].id(),
-            villages[oi].id()
-        );
-    }
-    let v = &mut villages[ki];
+    let mut finder = home.index()?;
+    let (mut village, keep) = finder.record(RecordKind::Resident, keep).context("KEEP")?;
+    let other = match finder.find(RecordKind::Resident, other) {
+        Ok((doc, id)) if &doc == village.id() && village.contains(RecordKind::Resident, &id) => id,
+        Ok((doc, id)) if &doc != village.id() => anyhow::bail!(
+            "residents {keep} (village {}) and {id} (village {doc}) live in different villages; only duplicates within one village can be merged",
+            village.id()
+        ),
+        // Unknown, ambiguous, or the index was wrong: the answer of a full read.
+        _ => {
+            let all = home.villages()?;
+            let (oi, id) = find(&all, RecordKind::Resident, other).context("OTHER")?;
+            if all[oi].id() != village.id() {
+                anyhow::bail!(
+                    "residents {keep} (village {}) and {id} (village {}) live in different villages; only duplicates within one village can be merged",
+                    village.id(),
+                    all[oi].id()
+                );
+            }
+            id
+        }
+    };
+    let v = &mut village;
     v.merge_residents(&home.author(), &keep, &other)?;
     home.save(v, "merge")?;
     output::line(&format!(
@@ -205,10 +217,10 @@ fn add(home: &Home, a: ResidentAddArgs) -> anyhow::Result<()> {
     if let Some(card) = &fields.id_card {
         card.check_consistent(fields.birth, fields.gender)?;
     }
-    let mut villages = home.villages()?;
-    let (vi, household) =
-        find(&villages, RecordKind::Household, &a.household).context("--household")?;
-    let v = &mut villages[vi];
+    let (mut village, household) = home
+        .find_record(RecordKind::Household, &a.household)
+        .context("--household")?;
+    let v = &mut village;
     let new = NewResident {
         fields,
         tags,
@@ -240,9 +252,8 @@ fn edit(home: &Home, a: ResidentEditArgs) -> anyhow::Result<()> {
             flags.join(" ")
         )));
     }
-    let mut villages = home.villages()?;
-    let (vi, id) = find(&villages, RecordKind::Resident, &a.id)?;
-    let v = &mut villages[vi];
+    let (mut village, id) = home.find_record(RecordKind::Resident, &a.id)?;
+    let v = &mut village;
     v.edit_resident(&home.author(), &id, &edit)?;
     home.save(v, "resident change")?;
     output::line(&format!("updated resident {id}"))?;
@@ -319,9 +330,8 @@ fn list(
 }
 
 fn show(home: &Home, typed: &str, json: bool) -> anyhow::Result<()> {
-    let villages = home.villages()?;
-    let (vi, id) = find(&villages, RecordKind::Resident, typed)?;
-    let detail: ResidentDetail = villages[vi]
+    let (village, id) = home.find_record(RecordKind::Resident, typed)?;
+    let detail: ResidentDetail = village
         .resident_detail(&id)
         .context("the resident vanished while reading")?;
     if json {

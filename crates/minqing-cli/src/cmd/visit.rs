@@ -7,7 +7,6 @@ use minqing_model::{
 
 use crate::cli::VisitCmd;
 use crate::home::{Home, today};
-use crate::lookup::find;
 use crate::output;
 
 pub fn run(home: &Home, cmd: VisitCmd) -> anyhow::Result<()> {
@@ -25,25 +24,16 @@ pub fn run(home: &Home, cmd: VisitCmd) -> anyhow::Result<()> {
                 Some(d) => parse_past_date("visit date", &d, today()).context("--date")?,
                 None => today(),
             };
-            let mut villages = home.villages()?;
-            let (vi, household) =
-                find(&villages, RecordKind::Household, &household).context("--household")?;
+            // Only the household's village is loaded (the village index).
+            let mut finder = home.index()?;
+            let (mut village, household) = finder
+                .record(RecordKind::Household, &household)
+                .context("--household")?;
             let resident = match resident {
-                Some(r) => {
-                    let (ri, rid) = crate::lookup::resident(&villages, &r, Some((vi, &household)))
-                        .context("--resident")?;
-                    if ri != vi {
-                        bail!(
-                            "--resident {rid} lives in village {}, not in {} where household {household} is",
-                            villages[ri].id(),
-                            villages[vi].id()
-                        );
-                    }
-                    Some(rid)
-                }
+                Some(r) => Some(resident_of(home, &finder, &village, &household, &r)?),
                 None => None,
             };
-            let v = &mut villages[vi];
+            let v = &mut village;
             let new = NewVisit {
                 household,
                 resident,
@@ -107,6 +97,53 @@ pub fn run(home: &Home, cmd: VisitCmd) -> anyhow::Result<()> {
                 &rows,
                 "no visits match",
             )
+        }
+    }
+}
+
+/// The resident `typed` (id, unique prefix, or name within the household)
+/// for a visit to `household` in `village`: by id through the index (a
+/// resident of another village is refused, naming both), else by name in
+/// this village — the answers and errors of a lookup over every village.
+fn resident_of(
+    home: &Home,
+    finder: &crate::lookup::Finder<'_>,
+    village: &minqing_model::Village,
+    household: &minqing_model::Id,
+    typed: &str,
+) -> anyhow::Result<minqing_model::Id> {
+    let lives_elsewhere = |rid: &minqing_model::Id, other: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "--resident {rid} lives in village {other}, not in {} where household {household} is",
+            village.id()
+        )
+    };
+    match finder.find(RecordKind::Resident, typed) {
+        Ok((doc, rid)) if &doc != village.id() => Err(lives_elsewhere(&rid, &doc)),
+        Ok((_, rid)) if village.contains(RecordKind::Resident, &rid) => Ok(rid),
+        Err(id_error) => {
+            // Not an id: a name, looked for in the household's village only.
+            let (_, rid) = crate::lookup::by_name(
+                std::slice::from_ref(village),
+                typed,
+                Some((0, household)),
+                id_error,
+            )
+            .context("--resident")?;
+            Ok(rid)
+        }
+        Ok(_) => {
+            // The index was wrong: read every village, as before.
+            let all = home.villages()?;
+            let Some(vi) = all.iter().position(|v| v.id() == village.id()) else {
+                bail!("village {} vanished while reading", village.id());
+            };
+            let (ri, rid) = crate::lookup::resident(&all, typed, Some((vi, household)))
+                .context("--resident")?;
+            if ri != vi {
+                return Err(lives_elsewhere(&rid, all[ri].id()));
+            }
+            Ok(rid)
         }
     }
 }

@@ -9,15 +9,13 @@ use minqing_model::{Department, Note, RecordKind, Satisfaction, Transition, pars
 use crate::cli::DemandCmd;
 use crate::error::usage;
 use crate::home::Home;
-use crate::lookup::find;
 use crate::output;
 
 /// Runs one workflow step (`cmd` is one of the step variants).
 pub fn run(home: &Home, cmd: DemandCmd) -> anyhow::Result<()> {
     let (typed, step) = parse(cmd)?;
-    let mut villages = home.villages()?;
-    let (vi, demand) = find(&villages, RecordKind::Demand, &typed)?;
-    let v = &mut villages[vi];
+    let (mut village, demand) = home.find_record(RecordKind::Demand, &typed)?;
+    let v = &mut village;
     let event = v.record_step(&mut *crate::home::rng(), &home.author(), &demand, &step)?;
     home.save(v, "demand step")?;
     let status = v

@@ -22,26 +22,14 @@ impl Village {
     /// (ignoring links to unknown residents); in a cycle, the smallest id of
     /// the cycle. An unknown id resolves to itself.
     pub fn canonical_resident(&self, id: &str) -> String {
-        let mut chain: Vec<String> = vec![id.to_owned()];
-        loop {
-            let Some(cur) = chain.last() else {
-                return id.to_owned();
-            };
-            let next = self
-                .resident_obj(cur)
-                .and_then(|o| get_str(&self.doc, &o, "merged_into"))
-                .filter(|n| self.resident_obj(n).is_some());
-            let Some(next) = next else {
-                return cur.clone();
-            };
-            if let Some(pos) = chain.iter().position(|c| *c == next) {
-                return chain[pos..].iter().min().cloned().unwrap_or(next);
-            }
-            if chain.len() >= MAX_MERGE_CHAIN {
-                return chain.iter().min().cloned().unwrap_or(next);
-            }
-            chain.push(next);
-        }
+        canonical(
+            id,
+            |cur| {
+                self.resident_obj(cur)
+                    .and_then(|o| get_str(&self.doc, &o, "merged_into"))
+            },
+            |n| self.resident_obj(n).is_some(),
+        )
     }
 
     /// Whether a resident has been merged into another (and so is hidden).
@@ -144,5 +132,42 @@ impl Village {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// The resident an id stands for after merges ([`Village::canonical_resident`]),
+/// given how to read a resident's `merged_into` and whether a resident exists.
+fn canonical(
+    id: &str,
+    merged_into: impl Fn(&str) -> Option<String>,
+    exists: impl Fn(&str) -> bool,
+) -> String {
+    let mut chain: Vec<String> = vec![id.to_owned()];
+    loop {
+        let Some(cur) = chain.last() else {
+            return id.to_owned();
+        };
+        let next = merged_into(cur).filter(|n| exists(n));
+        let Some(next) = next else {
+            return cur.clone();
+        };
+        if let Some(pos) = chain.iter().position(|c| *c == next) {
+            return chain[pos..].iter().min().cloned().unwrap_or(next);
+        }
+        if chain.len() >= MAX_MERGE_CHAIN {
+            return chain.iter().min().cloned().unwrap_or(next);
+        }
+        chain.push(next);
+    }
+}
+
+impl super::Merges {
+    /// [`Village::canonical_resident`] from what was read once.
+    pub(crate) fn canonical(&self, id: &str) -> String {
+        canonical(
+            id,
+            |cur| self.links.get(cur).cloned(),
+            |n| self.residents.contains(n),
+        )
     }
 }

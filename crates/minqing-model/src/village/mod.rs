@@ -248,6 +248,88 @@ fn get_i64(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<i64> {
     }
 }
 
+/// One field of a record, as [`get_str`], [`get_i64`] and [`get_map`] read it.
+enum Field {
+    Str(String),
+    Int(i64),
+    Map(ObjId),
+    Other,
+}
+
+/// A record's fields read in one pass over the record (`map_range`): the
+/// values `get` would give, key by key (the winner of concurrent puts), for
+/// one seek instead of one per field. automerge 0.12 seeks through its
+/// columns on every `get`, and reading views field by field was most of the
+/// time of every command and page (docs/benchmarks.md, C1).
+struct Fields(Vec<(String, Field)>);
+
+impl Fields {
+    fn read(doc: &AutoCommit, obj: &ObjId) -> Fields {
+        use automerge::{ScalarValueRef, ValueRef};
+        Fields(
+            doc.map_range(obj, ..)
+                .map(|item| {
+                    let field = match &item.value {
+                        ValueRef::Object(ObjType::Map) => Field::Map(item.id()),
+                        ValueRef::Scalar(ScalarValueRef::Str(s)) => Field::Str(s.to_string()),
+                        ValueRef::Scalar(ScalarValueRef::Int(n))
+                        | ValueRef::Scalar(ScalarValueRef::Counter(n))
+                        | ValueRef::Scalar(ScalarValueRef::Timestamp(n)) => Field::Int(*n),
+                        ValueRef::Scalar(ScalarValueRef::Uint(n)) => Field::Int(*n as i64),
+                        ValueRef::Scalar(ScalarValueRef::F64(n)) => Field::Int(*n as i64),
+                        _ => Field::Other,
+                    };
+                    (item.key.into_owned(), field)
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&Field> {
+        // `map_range` gives keys in order.
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    fn str(&self, key: &str) -> Option<String> {
+        match self.get(key) {
+            Some(Field::Str(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn i64(&self, key: &str) -> Option<i64> {
+        match self.get(key) {
+            Some(Field::Int(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    fn map(&self, key: &str) -> Option<ObjId> {
+        match self.get(key) {
+            Some(Field::Map(o)) => Some(o.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every string field, by key.
+    fn strings(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().filter_map(|(k, f)| match f {
+            Field::Str(s) => Some((k.as_str(), s.as_str())),
+            _ => None,
+        })
+    }
+}
+
+/// What merges of residents say, read once for a whole view: which
+/// residents exist and who was merged into whom ([`Village::canonical_resident`]).
+pub(crate) struct Merges {
+    residents: std::collections::BTreeSet<String>,
+    links: BTreeMap<String, String>,
+}
+
 /// The ids of the top-level maps of a loaded village.
 #[derive(Clone, Debug)]
 struct Roots {
@@ -262,12 +344,16 @@ struct Roots {
 ///
 /// It remembers the heads it was last saved at: after writing, call
 /// [`Village::take_unsaved`] and append the bytes to storage.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Village {
     id: DocId,
     doc: AutoCommit,
     roots: Roots,
     saved_heads: Vec<ChangeHash>,
+    /// Records this value created since [`Village::take_created`] last ran;
+    /// `None` once something else changed the document (a merge, a new
+    /// document): then who holds an index of its ids must rebuild it.
+    created: Option<Vec<(RecordKind, Id)>>,
 }
 
 impl Village {
@@ -282,7 +368,9 @@ impl Village {
     /// Wraps a document made in memory (by [`new_village`]): nothing in it counts
     /// as saved, so [`Village::take_unsaved`] returns all of it.
     pub fn from_new_doc(id: DocId, doc: AutoCommit) -> Result<Village, ModelError> {
-        Village::wrap(id, doc)
+        let mut v = Village::wrap(id, doc)?;
+        v.created = None;
+        Ok(v)
     }
 
     fn wrap(id: DocId, doc: AutoCommit) -> Result<Village, ModelError> {
@@ -304,6 +392,7 @@ impl Village {
             doc,
             roots,
             saved_heads: Vec::new(),
+            created: Some(Vec::new()),
         })
     }
 
@@ -343,8 +432,17 @@ impl Village {
         bytes
     }
 
+    /// The records this value created (kind and id) since the last call,
+    /// or `None` if the document also changed in another way since then (a
+    /// merge): what an index of the village's ids must add after a save.
+    /// Starts a new list.
+    pub fn take_created(&mut self) -> Option<Vec<(RecordKind, Id)>> {
+        self.created.replace(Vec::new())
+    }
+
     /// Merges another replica of the same village into this one.
     pub fn merge(&mut self, other: &mut Village) -> Result<(), ModelError> {
+        self.created = None;
         self.doc.merge(&mut other.doc)?;
         Ok(())
     }
@@ -393,6 +491,42 @@ impl Village {
             .collect()
     }
 
+    /// Every id of `kind` in the village, sorted (merged-away residents
+    /// included): what an index of the village's ids holds.
+    pub fn record_ids(&self, kind: RecordKind) -> Vec<Id> {
+        self.ids(kind)
+    }
+
+    /// Every record of `kind`: its id and object, in one pass over the
+    /// kind's map (what [`Village::ids`] and then a `get` per id would give).
+    fn records(&self, kind: RecordKind) -> Vec<(Id, ObjId)> {
+        use automerge::ValueRef;
+        self.doc
+            .map_range(self.root(kind), ..)
+            .filter_map(|item| match item.value {
+                ValueRef::Object(ObjType::Map) => {
+                    Id::parse(&item.key).ok().map(|id| (id, item.id()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The merges of residents, read once (for views over many records).
+    pub(crate) fn merges(&self) -> Merges {
+        let mut m = Merges {
+            residents: std::collections::BTreeSet::new(),
+            links: BTreeMap::new(),
+        };
+        for (id, obj) in self.records(RecordKind::Resident) {
+            if let Some(into) = get_str(&self.doc, &obj, "merged_into") {
+                m.links.insert(id.as_str().to_owned(), into);
+            }
+            m.residents.insert(id.as_str().to_owned());
+        }
+        m
+    }
+
     fn ids(&self, kind: RecordKind) -> Vec<Id> {
         self.doc
             .keys(self.root(kind))
@@ -403,23 +537,27 @@ impl Village {
     /// One household.
     pub fn household(&self, id: &Id) -> Option<HouseholdView> {
         let obj = self.record(RecordKind::Household, id)?;
-        let s = |k| get_str(&self.doc, &obj, k);
-        Some(HouseholdView {
+        Some(self.household_view(id, &obj))
+    }
+
+    fn household_view(&self, id: &Id, obj: &ObjId) -> HouseholdView {
+        let f = Fields::read(&self.doc, obj);
+        HouseholdView {
             id: id.to_string(),
             village_id: self.id.to_string(),
-            address: s("address").unwrap_or_default(),
-            number: s("number"),
-            cadre: s("cadre").unwrap_or_default(),
-            created_at: rfc3339_ms(get_i64(&self.doc, &obj, "created_at").unwrap_or(0)),
-        })
+            address: f.str("address").unwrap_or_default(),
+            number: f.str("number"),
+            cadre: f.str("cadre").unwrap_or_default(),
+            created_at: rfc3339_ms(f.i64("created_at").unwrap_or(0)),
+        }
     }
 
     /// Every household, by creation time then id.
     pub fn households(&self) -> Vec<HouseholdView> {
         let mut all: Vec<HouseholdView> = self
-            .ids(RecordKind::Household)
+            .records(RecordKind::Household)
             .iter()
-            .filter_map(|id| self.household(id))
+            .map(|(id, obj)| self.household_view(id, obj))
             .collect();
         all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
         all
@@ -428,40 +566,65 @@ impl Village {
     /// One resident.
     pub fn resident(&self, id: &Id) -> Option<ResidentView> {
         let obj = self.record(RecordKind::Resident, id)?;
-        let s = |k| get_str(&self.doc, &obj, k);
-        let household_id = s("household_id").unwrap_or_default();
-        let address = Id::parse(&household_id)
-            .ok()
-            .and_then(|h| self.record(RecordKind::Household, &h))
-            .and_then(|h| get_str(&self.doc, &h, "address"))
-            .unwrap_or_default();
-        let tags = get_map(&self.doc, &obj, "tags")
+        let address = |household: &str| {
+            Id::parse(household)
+                .ok()
+                .and_then(|h| self.record(RecordKind::Household, &h))
+                .and_then(|h| get_str(&self.doc, &h, "address"))
+        };
+        let canonical = self.canonical_resident(id.as_str());
+        Some(self.resident_view(id, &obj, &address, canonical))
+    }
+
+    fn resident_view(
+        &self,
+        id: &Id,
+        obj: &ObjId,
+        address: &dyn Fn(&str) -> Option<String>,
+        canonical: String,
+    ) -> ResidentView {
+        let f = Fields::read(&self.doc, obj);
+        let household_id = f.str("household_id").unwrap_or_default();
+        let tags = f
+            .map("tags")
             .map(|t| self.doc.keys(&t).collect())
             .unwrap_or_default();
         let mut view = ResidentView {
             id: id.to_string(),
-            name: s("name").unwrap_or_default(),
+            name: f.str("name").unwrap_or_default(),
             tags,
+            address: address(&household_id).unwrap_or_default(),
             household_id,
             village_id: self.id.to_string(),
-            address,
-            cadre: s("cadre").unwrap_or_default(),
-            created_at: rfc3339_ms(get_i64(&self.doc, &obj, "created_at").unwrap_or(0)),
-            merged_into: Some(self.canonical_resident(id.as_str())).filter(|c| c != id.as_str()),
+            cadre: f.str("cadre").unwrap_or_default(),
+            created_at: rfc3339_ms(f.i64("created_at").unwrap_or(0)),
+            merged_into: Some(canonical).filter(|c| c != id.as_str()),
             ..ResidentView::default()
         };
-        for f in RESIDENT_FIELDS {
-            *(f.shown_mut)(&mut view) = s(f.key);
+        for field in RESIDENT_FIELDS {
+            *(field.shown_mut)(&mut view) = f.str(field.key);
         }
-        Some(view)
+        view
     }
 
     /// Every resident not merged into another, by creation time then id.
     pub fn residents(&self) -> Vec<ResidentView> {
+        let merges = self.merges();
+        let addresses: BTreeMap<String, String> = self
+            .records(RecordKind::Household)
+            .into_iter()
+            .filter_map(|(id, obj)| {
+                get_str(&self.doc, &obj, "address").map(|a| (id.as_str().to_owned(), a))
+            })
+            .collect();
+        let address = |h: &str| addresses.get(h).cloned();
         let mut all: Vec<ResidentView> = self
-            .ids(RecordKind::Resident)
+            .records(RecordKind::Resident)
             .iter()
-            .filter_map(|id| self.resident(id))
+            .map(|(id, obj)| {
+                let canonical = merges.canonical(id.as_str());
+                self.resident_view(id, obj, &address, canonical)
+            })
             .filter(|r| r.merged_into.is_none())
             .collect();
         all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
@@ -491,27 +654,33 @@ impl Village {
     /// One visit.
     pub fn visit(&self, id: &Id) -> Option<VisitView> {
         let obj = self.record(RecordKind::Visit, id)?;
-        let s = |k| get_str(&self.doc, &obj, k);
-        Some(VisitView {
+        Some(self.visit_view(id, &obj, &|r| self.canonical_resident(r)))
+    }
+
+    fn visit_view(&self, id: &Id, obj: &ObjId, canonical: &dyn Fn(&str) -> String) -> VisitView {
+        let f = Fields::read(&self.doc, obj);
+        VisitView {
             id: id.to_string(),
-            date: s("date").unwrap_or_default(),
-            kind: s("kind").unwrap_or_default(),
-            note: s("note").unwrap_or_default(),
-            cadre: s("cadre").unwrap_or_default(),
-            household_id: s("household_id").unwrap_or_default(),
-            resident_id: s("resident_id").map(|r| self.canonical_resident(&r)),
+            date: f.str("date").unwrap_or_default(),
+            kind: f.str("kind").unwrap_or_default(),
+            note: f.str("note").unwrap_or_default(),
+            cadre: f.str("cadre").unwrap_or_default(),
+            household_id: f.str("household_id").unwrap_or_default(),
+            resident_id: f.str("resident_id").map(|r| canonical(&r)),
             village_id: self.id.to_string(),
-            device_id: s("device_id").unwrap_or_default(),
-            created_at: rfc3339_ms(get_i64(&self.doc, &obj, "created_at").unwrap_or(0)),
-        })
+            device_id: f.str("device_id").unwrap_or_default(),
+            created_at: rfc3339_ms(f.i64("created_at").unwrap_or(0)),
+        }
     }
 
     /// Every visit, by date, then time recorded, then id.
     pub fn visits(&self) -> Vec<VisitView> {
+        let merges = self.merges();
+        let canonical = |r: &str| merges.canonical(r);
         let mut all: Vec<VisitView> = self
-            .ids(RecordKind::Visit)
+            .records(RecordKind::Visit)
             .iter()
-            .filter_map(|id| self.visit(id))
+            .map(|(id, obj)| self.visit_view(id, obj, &canonical))
             .collect();
         all.sort_by(|a, b| (&a.date, &a.created_at, &a.id).cmp(&(&b.date, &b.created_at, &b.id)));
         all
@@ -519,35 +688,37 @@ impl Village {
 
     /// The events of one demand, oldest first.
     pub fn demand_events(&self, id: &Id) -> Vec<DemandEvent> {
-        let Some(events) = self
+        match self
             .record(RecordKind::Demand, id)
             .and_then(|d| get_map(&self.doc, &d, "events"))
-        else {
-            return Vec::new();
-        };
+        {
+            Some(events) => self.events_of(&events),
+            None => Vec::new(),
+        }
+    }
+
+    /// The events in a demand's `events` map, oldest first.
+    fn events_of(&self, events: &ObjId) -> Vec<DemandEvent> {
         let mut out: Vec<DemandEvent> = self
             .doc
-            .keys(&events)
-            .filter_map(|key| {
-                let eid = Id::parse(&key).ok()?;
-                let obj = get_map(&self.doc, &events, &key)?;
-                let mut fields = BTreeMap::new();
-                for k in self.doc.keys(&obj) {
-                    if matches!(k.as_str(), "kind" | "at" | "cadre" | "device_id") {
-                        continue;
-                    }
-                    if let Some(v) = get_str(&self.doc, &obj, &k) {
-                        fields.insert(k, v);
-                    }
-                }
+            .map_range(events, ..)
+            .filter_map(|item| {
+                let eid = Id::parse(&item.key).ok()?;
+                let automerge::ValueRef::Object(ObjType::Map) = item.value else {
+                    return None;
+                };
+                let f = Fields::read(&self.doc, &item.id());
+                let fields = f
+                    .strings()
+                    .filter(|(k, _)| !matches!(*k, "kind" | "at" | "cadre" | "device_id"))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
                 Some(DemandEvent {
                     id: eid,
-                    kind: EventKind::from_key(
-                        &get_str(&self.doc, &obj, "kind").unwrap_or_default(),
-                    ),
-                    at_ms: get_i64(&self.doc, &obj, "at").unwrap_or(0),
-                    cadre: get_str(&self.doc, &obj, "cadre").unwrap_or_default(),
-                    device_id: get_str(&self.doc, &obj, "device_id").unwrap_or_default(),
+                    kind: EventKind::from_key(&f.str("kind").unwrap_or_default()),
+                    at_ms: f.i64("at").unwrap_or(0),
+                    cadre: f.str("cadre").unwrap_or_default(),
+                    device_id: f.str("device_id").unwrap_or_default(),
                     fields,
                 })
             })
@@ -559,11 +730,20 @@ impl Village {
     /// One demand with its events and derived status.
     pub fn demand(&self, id: &Id) -> Option<DemandView> {
         let obj = self.record(RecordKind::Demand, id)?;
-        let s = |k| get_str(&self.doc, &obj, k);
-        let fold = fold(&self.demand_events(id));
-        Some(DemandView {
+        Some(self.demand_view(id, &obj, &|r| self.canonical_resident(r)))
+    }
+
+    fn demand_view(&self, id: &Id, obj: &ObjId, canonical: &dyn Fn(&str) -> String) -> DemandView {
+        let f = Fields::read(&self.doc, obj);
+        let s = |k| f.str(k);
+        let events = f
+            .map("events")
+            .map(|e| self.events_of(&e))
+            .unwrap_or_default();
+        let fold = fold(&events);
+        DemandView {
             id: id.to_string(),
-            resident_id: self.canonical_resident(&s("resident_id").unwrap_or_default()),
+            resident_id: canonical(&s("resident_id").unwrap_or_default()),
             household_id: s("household_id").unwrap_or_default(),
             village_id: self.id.to_string(),
             category: s("category").unwrap_or_default(),
@@ -574,7 +754,7 @@ impl Village {
             satisfaction: fold.satisfaction.map(|s| s.as_str().to_owned()),
             closed_at: fold.closed_at_ms.map(rfc3339_ms),
             flagged: fold.flagged().count(),
-            opened_at: rfc3339_ms(get_i64(&self.doc, &obj, "opened_at").unwrap_or(0)),
+            opened_at: rfc3339_ms(f.i64("opened_at").unwrap_or(0)),
             cadre: s("cadre").unwrap_or_default(),
             device_id: s("device_id").unwrap_or_default(),
             events: fold
@@ -591,15 +771,17 @@ impl Village {
                     flag: step.flag,
                 })
                 .collect(),
-        })
+        }
     }
 
     /// Every demand, by opening time then id.
     pub fn demands(&self) -> Vec<DemandView> {
+        let merges = self.merges();
+        let canonical = |r: &str| merges.canonical(r);
         let mut all: Vec<DemandView> = self
-            .ids(RecordKind::Demand)
+            .records(RecordKind::Demand)
             .iter()
-            .filter_map(|id| self.demand(id))
+            .map(|(id, obj)| self.demand_view(id, obj, &canonical))
             .collect();
         all.sort_by(|a, b| (&a.opened_at, &a.id).cmp(&(&b.opened_at, &b.id)));
         all
@@ -613,9 +795,13 @@ impl Village {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, ModelError>,
     ) -> Result<T, ModelError> {
+        let journal = self.created.as_ref().map(Vec::len);
         let result = f(self);
         if result.is_err() {
             self.doc.rollback();
+            if let (Some(created), Some(len)) = (self.created.as_mut(), journal) {
+                created.truncate(len);
+            }
         }
         result
     }
@@ -634,6 +820,9 @@ impl Village {
         }
         let root = self.root(kind).clone();
         let obj = self.doc.put_object(&root, id.as_str(), ObjType::Map)?;
+        if let Some(created) = self.created.as_mut() {
+            created.push((kind, id.clone()));
+        }
         Ok((id, obj))
     }
 
@@ -1014,4 +1203,60 @@ fn skeleton_root_ids() -> Vec<String> {
 pub fn skeleton_hash() -> Option<ChangeHash> {
     let mut doc = skeleton().ok()?;
     doc.get_heads().first().copied()
+}
+
+#[cfg(test)]
+mod created_tests {
+    use super::RecordKind;
+    use crate::testkit::{self, DEV_A, DEV_B, author, fork, rng};
+    use crate::{Id, NewVisit, Note, VisitKind};
+
+    #[test]
+    fn take_created_lists_new_records_and_gives_up_after_a_merge() {
+        let mut v = testkit::village("V1", "白云村");
+        // A new document: nothing is known of what it holds.
+        assert_eq!(v.take_created(), None);
+        let (mut r, who) = (rng(7), author(DEV_A, "王芳", 1_000));
+        let h = testkit::household(&mut v, &mut r, &who, "一组 1 号");
+        let p = testkit::resident(&mut v, &mut r, &who, &h, "李秀英", &[]);
+        let visit = testkit::visit(
+            &mut v,
+            &mut r,
+            &who,
+            &h,
+            Some(&p),
+            VisitKind::Regular,
+            "2026-03-02",
+        );
+        assert_eq!(
+            v.take_created(),
+            Some(vec![
+                (RecordKind::Household, h.clone()),
+                (RecordKind::Resident, p.clone()),
+                (RecordKind::Visit, visit),
+            ])
+        );
+        assert_eq!(v.take_created(), Some(vec![]));
+        // A refused write (resident of another household) lists nothing.
+        let other = Id::parse("zzzzzzzzzzzzzzzz").unwrap();
+        let refused = v.log_visit(
+            &mut r,
+            &who,
+            &NewVisit {
+                household: other,
+                resident: Some(p.clone()),
+                kind: VisitKind::Regular,
+                note: Note::parse("走访").unwrap(),
+                date: testkit::date("2026-03-02"),
+            },
+        );
+        assert!(refused.is_err());
+        assert_eq!(v.take_created(), Some(vec![]));
+        // A merge brings records nobody listed.
+        let mut b = fork(&mut v, DEV_B);
+        testkit::household(&mut b, &mut r, &author(DEV_B, "张伟", 2_000), "二组 2 号");
+        v.merge(&mut b).unwrap();
+        assert_eq!(v.take_created(), None);
+        assert_eq!(v.take_created(), Some(vec![]));
+    }
 }
