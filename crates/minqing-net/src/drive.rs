@@ -302,15 +302,21 @@ pub async fn run_device_session(
         {
             // Every village is settled: the relay acknowledged our changes after
             // its flush, and what it sent is flushed here. The outcome is final
-            // now; `Bye` and the end of our stream still have to reach the relay
-            // (it keeps the session's last sync states then), so the wait for the
-            // relay's end of stream goes on in the background, and
-            // `DeviceConnection::close` lets it finish (bounded) before it closes
-            // the connection. Waiting for it here would add a round trip to every
-            // sync for nothing the cadre needs.
+            // now; `Bye` and the end of our stream still have to reach the relay,
+            // which records the sync (its last-sync time and audit line) only
+            // when it reads `Bye`, then ends its stream and closes the
+            // connection. So the wait for that close goes on in the background
+            // (one round trip after the outcome, bounded), and
+            // `DeviceConnection::close` awaits it: once the relay has closed,
+            // there is nothing left to send and the process may exit at once.
             let _ = send.finish();
+            let connection = conn.connection.clone();
             conn.linger(tokio::spawn(async move {
-                let _ = tokio::time::timeout(LINGER, recv.read_to_end(0)).await;
+                let _ = tokio::time::timeout(LINGER, async {
+                    let _ = recv.read_to_end(0).await;
+                    connection.closed().await
+                })
+                .await;
                 drop(send);
             }));
             return Ok(o.clone());

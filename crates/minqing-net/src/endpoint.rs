@@ -193,7 +193,14 @@ impl DeviceConnection {
         for t in tasks {
             let _ = t.await;
         }
+        if self.connection.close_reason().is_some() {
+            // The relay closed it (after a finished session: once it had
+            // recorded the sync): nothing is left to send, nothing to wait for.
+            return;
+        }
         self.connection.close(code.into(), reason);
+        // Our close must leave before the process ends: the endpoint sends it
+        // and then drains (bounded).
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 }

@@ -729,3 +729,52 @@ fn relay_opens_after_a_kill_during_sleds_own_snapshot() {
     assert!(visit_ids(&b, "V1").contains(&v), "the relay kept the visit");
     assert!(relay.stop());
 }
+
+/// `minqing sync` no longer lingers after its outcome, yet the relay still
+/// records every sync: the laptop's `Bye` is read, the sync audited and the
+/// last-sync time written before the relay closes the connection, and the
+/// laptop exits only once that close arrives. A run of syncs (new work and
+/// nothing new, alternately) leaves one `sync` line each, and `devices
+/// --json` shows the laptop's last sync as soon as its `minqing sync` exits.
+#[test]
+fn every_sync_is_recorded_by_the_relay() {
+    let mut relay = Relay::init("县中继");
+    relay.village_add("V1", "小河村");
+    let (id, a) = device(&relay, "王芳", "V1");
+    relay.start();
+    let sync_lines = || {
+        relay
+            .audit()
+            .iter()
+            .filter(|e| e["kind"] == "sync" && e["device_id"] == id.as_str())
+            .count()
+    };
+    let last_sync = || {
+        relay
+            .run(&["devices", "--json"])
+            .json()
+            .as_array()
+            .expect("devices --json is an array")
+            .iter()
+            .find(|d| d["device_id"] == id.as_str())
+            .and_then(|d| d["last_sync"].as_str().map(str::to_owned))
+    };
+    assert_eq!(last_sync(), None, "no sync yet");
+    sync(&a);
+    assert!(last_sync().is_some(), "recorded when `minqing sync` exited");
+    let h = household(&a, "V1", "小河村一组1号");
+    let before = sync_lines();
+    const SYNCS: usize = 12;
+    for i in 0..SYNCS {
+        if i % 2 == 0 {
+            visit(&a, &h, None, &format!("第{i}次走访：一切正常。"));
+        }
+        sync(&a);
+        assert!(
+            eventually(Duration::from_secs(10), || sync_lines() == before + i + 1),
+            "sync {i} of {SYNCS}: {} `sync` audit lines, expected {}",
+            sync_lines(),
+            before + i + 1
+        );
+    }
+}
