@@ -70,6 +70,25 @@ impl VillageCache {
         Some(entry.village.clone())
     }
 
+    /// Runs `f` on the cached village, without copying it, if it is at
+    /// version `now` (for reads of the document itself: heads, changes).
+    pub fn with<T>(
+        &self,
+        doc: &DocId,
+        now: &DocVersion,
+        f: impl FnOnce(&mut Village) -> T,
+    ) -> Option<T> {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let clock = inner.clock;
+        let entry = inner.entries.get_mut(doc)?;
+        if &entry.version != now {
+            return None;
+        }
+        entry.used = clock;
+        Some(f(&mut entry.village))
+    }
+
     /// The village's ids if the cached village is at version `now`.
     pub fn ids(&self, doc: &DocId, now: &DocVersion) -> Option<VillageIds> {
         let mut inner = self.lock();

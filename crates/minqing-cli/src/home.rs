@@ -473,6 +473,29 @@ impl Home {
         Ok(Some(village))
     }
 
+    /// Runs `f` on one village, `None` if not held. With the cache on, the
+    /// cached village is lent (loaded and kept first if it is not cached):
+    /// nothing is copied, so a page can read every village's heads cheaply.
+    pub fn inspect<T>(
+        &self,
+        id: &DocId,
+        f: impl FnOnce(&mut Village) -> T,
+    ) -> anyhow::Result<Option<T>> {
+        let mut f = Some(f);
+        if let Some(cache) = &self.cache
+            && let Some(now) = self.doc_version(id)?
+            && let Some(out) = cache.with(id, &now, |v| f.take().map(|f| f(v))).flatten()
+        {
+            return Ok(Some(out));
+        }
+        // Not lent by the cache, so `f` was not run: `village` loads the
+        // village (and keeps a copy when the cache is on).
+        let Some(f) = f else {
+            anyhow::bail!("internal error: a read of village {id} ran twice");
+        };
+        Ok(self.village(id)?.map(|mut v| f(&mut v)))
+    }
+
     /// Which village holds each record, for one command: the index of every
     /// village held, rebuilt from the document where it is stale (a village
     /// that does not load is named and left out, as [`Home::villages`] does).

@@ -112,13 +112,25 @@ pub fn sync_summary(home: &Home) -> anyhow::Result<SyncSummary> {
     let relay_name = serde_json::from_slice::<serde_json::Value>(&raw)
         .ok()
         .and_then(|v| v.get("relay_name")?.as_str().map(str::to_owned));
-    let pending_villages = match relay_name {
-        Some(name) => minqing_sync::device_docs(&*home.store, &name)?
-            .into_iter()
-            .filter(|(_, doc, state)| minqing_sync::has_local_changes(doc, state.as_deref()))
-            .count(),
-        None => 0,
-    };
+    // Each village's heads from the service's cache (no copy, no load while
+    // it is unchanged), against the sync state persisted for the relay.
+    let mut pending_villages = 0;
+    if let Some(name) = relay_name {
+        for id in home.village_ids()? {
+            let state = home
+                .store
+                .sync_state(&name, &id)
+                .with_context(|| format!("cannot read the sync state of village {id}"))?;
+            let pending = home.inspect(&id, |v| {
+                minqing_sync::has_local_changes(v.document(), state.as_deref())
+            });
+            match pending {
+                Ok(Some(true)) => pending_villages += 1,
+                Ok(_) => {}
+                Err(e) => crate::home::report_unloadable(&id, &e),
+            }
+        }
+    }
     Ok(SyncSummary {
         enrolled: true,
         online: None,

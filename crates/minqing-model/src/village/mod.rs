@@ -419,6 +419,12 @@ impl Village {
         self.doc.get_heads()
     }
 
+    /// The automerge document, read-only (its heads and changes, for the
+    /// sync state of a village held in memory).
+    pub fn document(&mut self) -> &automerge::Automerge {
+        self.doc.document()
+    }
+
     /// Sets the actor for following writes (the device id's bytes).
     pub fn set_actor(&mut self, actor: &[u8]) {
         self.doc.set_actor(ActorId::from(actor));
