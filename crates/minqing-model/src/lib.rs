@@ -6,6 +6,7 @@
 //! reads and writes `automerge::AutoCommit` values handed to it, takes import
 //! rows as text and gives reports as [`Table`]s (`minqing-sheet` reads and
 //! writes the files).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod dedupe;
 pub mod duty;

@@ -4,6 +4,7 @@
 //!
 //! Ring is the only crypto provider, always passed explicitly to the builders,
 //! never installed as a process default.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod bundle;
 mod ca;
