@@ -56,6 +56,7 @@ pub use view::{
     DemandView, EventView, HouseholdView, ResidentDetail, ResidentView, VillageView, VisitView,
 };
 pub use village::{
-    Author, CountyAuthor, NewDemand, NewHousehold, NewResident, NewVisit, RecordKind, ResidentEdit,
-    SchemaError, Village, check_schema, new_village, skeleton, skeleton_hash,
+    Author, CountyAuthor, NewDemand, NewHousehold, NewResident, NewVisit, ReadVillage, RecordKind,
+    ResidentEdit, SchemaError, Village, VillageRecords, check_schema, new_village, skeleton,
+    skeleton_hash,
 };

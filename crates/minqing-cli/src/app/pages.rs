@@ -14,7 +14,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use minqing_model::{Id, RecordKind, Village};
+use minqing_model::{Id, ReadVillage, RecordKind, Village};
 use minqing_web::forms::{self, Form, village_of};
 use minqing_web::{Ctx, Notice, SearchIndex, SyncSummary};
 
@@ -228,11 +228,11 @@ async fn read(
 async fn today(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
     let form = query(q);
     app.page(move |view| {
-        let villages = view.villages()?;
+        let villages = view.home.readers()?;
         let sync = view.sync_state()?;
         Ok(minqing_web::today::today_page(
             &view.ctx(done(&form)),
-            &refs(&villages),
+            &villages.iter().collect::<Vec<_>>(),
             &sync,
         ))
     })
@@ -313,9 +313,13 @@ async fn village(
 }
 
 /// The village of record `id` of `kind` among `villages`, with the id parsed.
-fn holding<'v>(villages: &'v [Village], kind: RecordKind, id: &str) -> Option<(&'v Village, Id)> {
+fn holding<'v, V: ReadVillage>(
+    villages: &'v [V],
+    kind: RecordKind,
+    id: &str,
+) -> Option<(&'v V, Id)> {
     let id = Id::parse(id).ok()?;
-    let i = village_of(&refs(villages), kind, &id)?;
+    let i = village_of(&villages.iter().collect::<Vec<_>>(), kind, &id)?;
     Some((&villages[i], id))
 }
 
@@ -344,8 +348,8 @@ async fn household(
 async fn search(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
     let form = query(q);
     app.page(move |view| {
-        let villages = view.villages()?;
-        let index = SearchIndex::new(&refs(&villages));
+        let villages = view.home.readers()?;
+        let index = view.app.search_index(&villages);
         Ok(minqing_web::browse::search_page(
             &view.ctx(None),
             &index,
@@ -364,7 +368,7 @@ async fn resident(
 ) -> Response {
     let form = query(q);
     render(app, move |view| {
-        let villages = view.villages()?;
+        let villages = view.home.readers()?;
         let Some((v, id)) = holding(&villages, RecordKind::Resident, &id) else {
             return Ok(None);
         };
