@@ -90,7 +90,7 @@ impl HostilePeer {
             .connection
             .open_bi()
             .await
-            .map_err(|e| NetError::ConnectionLost(e.to_string()))?;
+            .map_err(|e| NetError::ConnectionLost(minqing_net::Lost::Open(e)))?;
         Ok(HostilePeer { conn, send, recv })
     }
 
@@ -99,7 +99,7 @@ impl HostilePeer {
         self.send
             .write_all(bytes)
             .await
-            .map_err(|e| NetError::ConnectionLost(e.to_string()))?;
+            .map_err(|e| NetError::ConnectionLost(minqing_net::Lost::Write(e)))?;
         Ok(())
     }
 
