@@ -328,14 +328,13 @@ async fn orphan_stream(
         let Ok(doc) = minqing_sync::DocId::new(village) else {
             return (sent, sessions);
         };
-        let hello = minqing_sync::frame::Frame::Hello {
-            version: minqing_sync::PROTOCOL_VERSION,
-            device: bundle.device_id.clone(),
-            docs: vec![minqing_sync::frame::DocHeads {
+        let hello = minqing_sync::frame::Frame::hello(
+            bundle.device_id.clone(),
+            vec![minqing_sync::frame::DocHeads {
                 doc,
                 heads: minqing_sync::frame::Heads::List(heads.to_vec()),
             }],
-        };
+        );
         let Ok(hello) = hello.encode() else {
             return (sent, sessions);
         };
