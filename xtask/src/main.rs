@@ -203,8 +203,11 @@ fn ci() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["build", "--workspace", "--bins"])?;
+    // `cargo test` before any `cargo build`: on CI's fresh clone this is the
+    // plain `cargo test` with no binary built first (issue 11), so a test that
+    // only passes when something else built the programs fails here.
     cargo(&["test", "--workspace", "--no-fail-fast"])?;
+    cargo(&["build", "--workspace", "--bins"])?;
     browser(&[])?;
     // Benchmarks are not timed in CI; their smallest profile runs so the harness keeps working.
     cargo(&[

@@ -686,6 +686,38 @@ pub fn doc_comments(files: &[SourceFile]) -> Vec<String> {
         .collect()
 }
 
+/// The attribute every crate root outside the test tooling carries, so an
+/// `unwrap()` or `expect()` in code that ships is a compile error under
+/// clippy (tests keep them: a failed test is the point).
+pub const NO_UNWRAP: &str =
+    "#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]";
+
+/// Crate directories whose roots need not carry [`NO_UNWRAP`]: fuzz harnesses
+/// (a panic is how a fuzz target reports) and the tools that only run tests.
+pub const NO_UNWRAP_EXEMPT: &[&str] = &["crates/minqing-fuzz/", "tests/", "xtask/"];
+
+/// Rule: every crate root under `crates/` (`src/lib.rs`, `src/main.rs`,
+/// `src/bin/*.rs`) not in `exempt` carries [`NO_UNWRAP`].
+pub fn no_unwrap(files: &[SourceFile], exempt: &[&str]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|f| {
+            let p = f.path.as_str();
+            let root = p.ends_with("/src/lib.rs")
+                || p.ends_with("/src/main.rs")
+                || (p.contains("/src/bin/") && p.ends_with(".rs"));
+            root && p.starts_with("crates/") && !exempt.iter().any(|e| p.starts_with(e))
+        })
+        .filter(|f| !f.text.lines().any(|l| l.trim() == NO_UNWRAP))
+        .map(|f| {
+            format!(
+                "{} does not deny unwrap/expect outside tests (add `{NO_UNWRAP}`)",
+                f.path
+            )
+        })
+        .collect()
+}
+
 /// Every `.rs` file of the repository under `root` (build output, VCS data,
 /// `node_modules` and hidden folders left out), paths relative to `root`.
 pub fn source_files(root: &Path) -> Result<Vec<SourceFile>, String> {
@@ -795,6 +827,7 @@ pub fn check(root: &Path) -> Result<Vec<(&'static str, String)>, String> {
     add("architecture-paths", architecture_paths(&arch, &files, &ws));
     add("model-cycles", module_cycles("minqing-model", &model_src));
     add("doc-comments", doc_comments(&sources));
+    add("no-unwrap", no_unwrap(&sources, NO_UNWRAP_EXEMPT));
     Ok(out)
 }
 
@@ -1125,6 +1158,21 @@ mod tests {
                 "crates/a/build.rs does not open with a `//!` line saying what it is for",
             ]
         );
+    }
+
+    #[test]
+    fn a_crate_root_without_the_unwrap_lint_is_reported() {
+        let files = [
+            file("crates/a/src/lib.rs", &format!("//! a\n{NO_UNWRAP}\n")),
+            file("crates/a/src/main.rs", "//! a's binary\nfn main() {}\n"),
+            file("crates/a/src/bin/tool.rs", "//! a tool\nfn main() {}\n"),
+            file("crates/a/src/other.rs", "//! not a root\n"),
+            file("crates/fuzz/src/lib.rs", "//! exempt\n"),
+        ];
+        let got = no_unwrap(&files, &["crates/fuzz/"]);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("crates/a/src/main.rs does not deny"));
+        assert!(got[1].starts_with("crates/a/src/bin/tool.rs does not deny"));
     }
 
     /// Rules not yet met on main, with the work that will meet them. Each is

@@ -1,6 +1,7 @@
 //! `minqing-bench`: the benchmark harness behind `cargo xtask gen-data` and
 //! `cargo xtask bench` — a deterministic county generator writing real minqing
 //! stores, and the scenarios that write docs/benchmarks.md.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod amr;
 mod bench;

@@ -6,9 +6,9 @@
 //! cache (docs/store.md, "Villages kept in memory").
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use minqing_model::Village;
+use minqing_model::{Village, VillageRecords};
 use minqing_sync::{DocId, DocVersion};
 
 use crate::index::VillageIds;
@@ -21,6 +21,9 @@ struct Entry {
     village: Village,
     /// Its ids (the index), made on first use.
     ids: Option<VillageIds>,
+    /// Its views as plain data, made on first use and caught up by saves
+    /// (docs/store.md, "Views kept with a cached village").
+    records: Option<Arc<VillageRecords>>,
     /// Stored size in bytes (what the budget counts).
     bytes: u64,
     /// When it was last used (a counter).
@@ -70,6 +73,25 @@ impl VillageCache {
         Some(entry.village.clone())
     }
 
+    /// Runs `f` on the cached village, without copying it, if it is at
+    /// version `now` (for reads of the document itself: heads, changes).
+    pub fn with<T>(
+        &self,
+        doc: &DocId,
+        now: &DocVersion,
+        f: impl FnOnce(&mut Village) -> T,
+    ) -> Option<T> {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let clock = inner.clock;
+        let entry = inner.entries.get_mut(doc)?;
+        if &entry.version != now {
+            return None;
+        }
+        entry.used = clock;
+        Some(f(&mut entry.village))
+    }
+
     /// The village's ids if the cached village is at version `now`.
     pub fn ids(&self, doc: &DocId, now: &DocVersion) -> Option<VillageIds> {
         let mut inner = self.lock();
@@ -85,8 +107,48 @@ impl VillageCache {
         )
     }
 
-    /// Keeps `village`, which is what the store holds at `version`.
-    pub fn put(&self, village: &Village, version: DocVersion, bytes: u64) {
+    /// The village's views if the cached village is at version `now`, made
+    /// from its document first if it has none yet.
+    pub fn records(&self, doc: &DocId, now: &DocVersion) -> Option<Arc<VillageRecords>> {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let clock = inner.clock;
+        let entry = inner.entries.get_mut(doc)?;
+        if &entry.version != now {
+            return None;
+        }
+        entry.used = clock;
+        let records = match &entry.records {
+            Some(r) => r.clone(),
+            None => {
+                let r = Arc::new(VillageRecords::of(&mut entry.village));
+                entry.records = Some(r.clone());
+                r
+            }
+        };
+        Some(records)
+    }
+
+    /// Takes the views out of the entry at version `before` (a save is about
+    /// to replace it), to be caught up with the saved village.
+    pub fn take_records(&self, doc: &DocId, before: &DocVersion) -> Option<Arc<VillageRecords>> {
+        let mut inner = self.lock();
+        let entry = inner.entries.get_mut(doc)?;
+        if &entry.version != before {
+            return None;
+        }
+        entry.records.take()
+    }
+
+    /// Keeps `village`, which is what the store holds at `version` (with its
+    /// views, when they show exactly that village).
+    pub fn put(
+        &self,
+        village: &Village,
+        version: DocVersion,
+        bytes: u64,
+        records: Option<Arc<VillageRecords>>,
+    ) {
         let mut inner = self.lock();
         inner.clock += 1;
         let used = inner.clock;
@@ -96,6 +158,7 @@ impl VillageCache {
                 version,
                 village: village.clone(),
                 ids: None,
+                records,
                 bytes,
                 used,
             },
@@ -155,13 +218,13 @@ mod tests {
     fn an_entry_is_handed_out_only_at_its_version() {
         let cache = VillageCache::new(1_000);
         let a = village("A");
-        cache.put(&a, v("1"), 10);
+        cache.put(&a, v("1"), 10, None);
         assert!(cache.get(a.id(), &v("1")).is_some());
         assert!(cache.ids(a.id(), &v("1")).is_some());
         assert!(cache.get(a.id(), &v("2")).is_none(), "a changed village");
         // A stale entry is dropped, not kept for later.
         assert!(cache.get(a.id(), &v("1")).is_none());
-        cache.put(&a, v("3"), 10);
+        cache.put(&a, v("3"), 10, None);
         cache.restamp(a.id(), &v("3"), &v("4"));
         assert!(cache.get(a.id(), &v("4")).is_some());
         cache.restamp(a.id(), &v("9"), &v("5"));
@@ -172,10 +235,10 @@ mod tests {
     fn the_least_recently_used_goes_first_when_over_budget() {
         let cache = VillageCache::new(25);
         let (a, b, c) = (village("A"), village("B"), village("C"));
-        cache.put(&a, v("a"), 10);
-        cache.put(&b, v("b"), 10);
+        cache.put(&a, v("a"), 10, None);
+        cache.put(&b, v("b"), 10, None);
         assert!(cache.get(a.id(), &v("a")).is_some());
-        cache.put(&c, v("c"), 10);
+        cache.put(&c, v("c"), 10, None);
         assert!(
             cache.bytes(b.id(), &v("b")).is_none(),
             "B was least recently used"
@@ -184,7 +247,7 @@ mod tests {
         assert!(cache.bytes(c.id(), &v("c")).is_some());
         // One village over the whole budget is still kept (alone).
         let big = village("D");
-        cache.put(&big, v("d"), 100);
+        cache.put(&big, v("d"), 100, None);
         assert!(cache.bytes(big.id(), &v("d")).is_some());
         assert!(cache.bytes(a.id(), &v("a")).is_none());
     }

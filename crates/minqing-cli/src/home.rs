@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use minqing_model::{Author, Id, PersonName, RecordKind, Village};
+use minqing_model::{Author, Id, PersonName, ReadVillage, RecordKind, Village, VillageRecords};
 use minqing_store::escrow::EscrowPublic;
 use minqing_store::keyring::{self, KdfParams, KeyError, Keyring};
 use minqing_store::secret::Passphrase;
@@ -468,9 +468,99 @@ impl Home {
             .with_context(|| format!("village {id} does not load"))?;
         village.set_actor(&self.actor());
         if let (Some(cache), Some(now)) = (&self.cache, now) {
-            cache.put(&village, now, bytes.len() as u64);
+            cache.put(&village, now, bytes.len() as u64, None);
         }
         Ok(Some(village))
+    }
+
+    /// One village to read, `None` if not held: with the cache on (the
+    /// service), its kept views — no automerge read while it is unchanged;
+    /// without, the village loaded from the store. Both answer through the
+    /// same model functions ([`ReadVillage`]).
+    pub fn reader(&self, id: &DocId) -> anyhow::Result<Option<Reader>> {
+        let Some(cache) = &self.cache else {
+            return Ok(self.village(id)?.map(|v| Box::new(v) as Reader));
+        };
+        if let Some(now) = self.doc_version(id)?
+            && let Some(r) = cache.records(id, &now)
+        {
+            return Ok(Some(Box::new(r)));
+        }
+        let Some(mut village) = self.village(id)? else {
+            return Ok(None);
+        };
+        // Kept by `village` at the store's version unless the store moved on
+        // meanwhile; then these views are this command's alone.
+        if let Some(now) = self.doc_version(id)?
+            && let Some(r) = cache.records(id, &now)
+        {
+            return Ok(Some(Box::new(r)));
+        }
+        Ok(Some(Box::new(Arc::new(VillageRecords::of(&mut village)))))
+    }
+
+    /// One village to read ([`Home::reader`]) or the error naming what to do.
+    pub fn require_reader(&self, id: &str) -> anyhow::Result<Reader> {
+        let doc_id = DocId::new(id)?;
+        self.reader(&doc_id)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "no village {id} on this laptop: `minqing village list` shows the villages held"
+            )
+        })
+    }
+
+    /// Every village held, to read ([`Home::reader`]); one that does not
+    /// load is named and skipped, as [`Home::villages`] does.
+    pub fn readers(&self) -> anyhow::Result<Vec<Reader>> {
+        let mut out = Vec::new();
+        for id in self.village_ids()? {
+            match self.reader(&id) {
+                Ok(Some(v)) => out.push(v),
+                Ok(None) => {}
+                Err(e) => report_unloadable(&id, &e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The one record of `kind` named by `typed`, with its village to read:
+    /// found through the index, then [`Home::reader`] (the service reads its
+    /// kept views); as [`Home::find_record`] when the index is wrong.
+    pub fn read_record(&self, kind: RecordKind, typed: &str) -> anyhow::Result<(Reader, Id)> {
+        if self.cache.is_some() {
+            let finder = self.index()?;
+            if let Ok((doc, id)) = finder.find(kind, typed)
+                && let Some(r) = self.reader(&doc)?
+                && r.contains(kind, &id)
+            {
+                return Ok((r, id));
+            }
+        }
+        let (village, id) = self.find_record(kind, typed)?;
+        Ok((Box::new(village), id))
+    }
+
+    /// Runs `f` on one village, `None` if not held. With the cache on, the
+    /// cached village is lent (loaded and kept first if it is not cached):
+    /// nothing is copied, so a page can read every village's heads cheaply.
+    pub fn inspect<T>(
+        &self,
+        id: &DocId,
+        f: impl FnOnce(&mut Village) -> T,
+    ) -> anyhow::Result<Option<T>> {
+        let mut f = Some(f);
+        if let Some(cache) = &self.cache
+            && let Some(now) = self.doc_version(id)?
+            && let Some(out) = cache.with(id, &now, |v| f.take().map(|f| f(v))).flatten()
+        {
+            return Ok(Some(out));
+        }
+        // Not lent by the cache, so `f` was not run: `village` loads the
+        // village (and keeps a copy when the cache is on).
+        let Some(f) = f else {
+            anyhow::bail!("internal error: a read of village {id} ran twice");
+        };
+        Ok(self.village(id)?.map(|mut v| f(&mut v)))
     }
 
     /// Which village holds each record, for one command: the index of every
@@ -563,9 +653,9 @@ impl Home {
         // The index's chain before the append; its delta goes in the same flush.
         let chain = crate::index::chain_end(&*self.store, village.id());
         let before = self.doc_version(village.id())?;
-        let cached_bytes = match (&self.cache, &before) {
-            (Some(c), Some(b)) => c.bytes(village.id(), b),
-            _ => None,
+        let (cached_bytes, records) = match (&self.cache, &before) {
+            (Some(c), Some(b)) => (c.bytes(village.id(), b), c.take_records(village.id(), b)),
+            _ => (None, None),
         };
         if let Err(e) = self.store.append(village.id(), &bytes) {
             if is_disk_full(&e) {
@@ -596,8 +686,14 @@ impl Home {
         }
         self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let (Some(cache), Some(after), Some(size)) = (&self.cache, after, cached_bytes) {
-            // What the store holds now is this village, as saved.
-            cache.put(village, after, size + bytes.len() as u64);
+            // What the store holds now is this village, as saved; its views
+            // catch up by reading only what this save touched, or are made
+            // again on the next read.
+            let records = records.and_then(|r| {
+                let mut r = Arc::try_unwrap(r).unwrap_or_else(|shared| (*shared).clone());
+                r.catch_up(village).then(|| Arc::new(r))
+            });
+            cache.put(village, after, size + bytes.len() as u64, records);
         }
         Ok(())
     }
@@ -649,6 +745,10 @@ impl Home {
         self.index()?.record(kind, typed)
     }
 }
+
+/// A village to read: its kept views in the service, the loaded document
+/// in a one-command process ([`Home::reader`]).
+pub type Reader = Box<dyn ReadVillage + Send + Sync>;
 
 /// The OS's words for why a store could not be opened ("Read-only file system").
 fn os_reason(e: &minqing_store::StoreError) -> String {

@@ -3,6 +3,7 @@
 //! `main.rs`, the end-to-end tests and the local service all run the same code.
 //! [`run`] is the whole program: it parses `args`, runs the command and maps
 //! the result to an exit code.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
 mod cache;

@@ -18,8 +18,7 @@ use automerge::{Automerge, ChangeHash};
 use minqing_sync::frame::{DocHeads, Heads, HeadsDigest};
 use minqing_sync::{
     ContentPolicy, DeviceEvent, DeviceSession, DocHost, DocId, DocOutcome, Frame, FrameDecoder,
-    MemStorage, PROTOCOL_VERSION, RelayEvent, RelaySession, SessionConfig, SessionError, Storage,
-    StorageDocHost,
+    MemStorage, RelayEvent, RelaySession, SessionConfig, SessionError, Storage, StorageDocHost,
 };
 
 /// The device the fuzzed session is authenticated as.
@@ -115,11 +114,7 @@ impl Handshake {
             }],
             Handshake::Nothing => Vec::new(),
         };
-        let hello = Frame::Hello {
-            version: PROTOCOL_VERSION,
-            device: DEVICE.to_owned(),
-            docs,
-        };
+        let hello = Frame::hello(DEVICE.to_owned(), docs);
         hello
             .encode()
             .expect("a Hello of two villages is within limits")

@@ -6,6 +6,7 @@
 //! reads and writes `automerge::AutoCommit` values handed to it, takes import
 //! rows as text and gives reports as [`Table`]s (`minqing-sheet` reads and
 //! writes the files).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod dedupe;
 pub mod duty;
@@ -55,6 +56,7 @@ pub use view::{
     DemandView, EventView, HouseholdView, ResidentDetail, ResidentView, VillageView, VisitView,
 };
 pub use village::{
-    Author, CountyAuthor, NewDemand, NewHousehold, NewResident, NewVisit, RecordKind, ResidentEdit,
-    SchemaError, Village, check_schema, new_village, skeleton, skeleton_hash,
+    Author, CountyAuthor, NewDemand, NewHousehold, NewResident, NewVisit, ReadVillage, RecordKind,
+    ResidentEdit, SchemaError, Village, VillageRecords, check_schema, new_village, skeleton,
+    skeleton_hash,
 };

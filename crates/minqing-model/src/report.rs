@@ -43,7 +43,7 @@ use crate::duty::{month_of, settle_leaves};
 use crate::ledger::{DemandStatus, EventKind, Fold, Satisfaction, fold};
 use crate::table::{Cell, Table};
 use crate::validate::{KNOWN_TAGS, Month, VisitKind, parse_date};
-use crate::village::Village;
+use crate::village::ReadVillage;
 
 /// Offset of the dates in reports from UTC, in seconds (China Standard Time).
 pub const REPORT_UTC_OFFSET_SECS: i32 = 8 * 3600;
@@ -105,8 +105,8 @@ fn is_key_tag(tag: &str) -> bool {
 }
 
 /// Builds the monthly report for `month` over `villages`.
-pub fn monthly_report<'a>(
-    villages: impl IntoIterator<Item = &'a Village>,
+pub fn monthly_report<'a, V: ReadVillage + ?Sized + 'a>(
+    villages: impl IntoIterator<Item = &'a V>,
     month: Month,
 ) -> MonthlyReport {
     #[derive(Default)]
@@ -445,8 +445,8 @@ fn department_of(f: &Fold) -> String {
 
 /// Builds the ledger over demands opened in `[from, to]` (either bound
 /// optional), judging overdue on `today`.
-pub fn ledger_report<'a>(
-    villages: impl IntoIterator<Item = &'a Village>,
+pub fn ledger_report<'a, V: ReadVillage + ?Sized + 'a>(
+    villages: impl IntoIterator<Item = &'a V>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
     today: NaiveDate,
@@ -639,6 +639,7 @@ mod tests {
     use crate::ledger::{Department, Transition};
     use crate::testkit::*;
     use crate::validate::{Month, Note, VisitKind::*};
+    use crate::village::Village;
 
     fn step(v: &mut Village, cadre: &str, day: &str, d: &Id, t: Transition) {
         v.record_step(

@@ -323,7 +323,7 @@ impl Bundle {
     /// durably: a temporary file, fsync, rename, fsync of the directory.
     pub fn write(&self, path: &Path) -> Result<(), NetError> {
         let json = serde_json::to_vec_pretty(self)
-            .map_err(|e| NetError::Certificate(format!("encoding the bundle: {e}")))?;
+            .map_err(|e| NetError::Certificate(crate::CertFailure::Encode(e)))?;
         write_private_file(path, &json)
     }
 }

@@ -11,7 +11,7 @@ use rcgen::{
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::NetError;
+use crate::{CertFailure, NetError};
 
 /// How long a device certificate is valid by default: two years.
 pub const DEVICE_CERT_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
@@ -78,7 +78,7 @@ impl std::fmt::Debug for RelayCa {
 fn unix_secs(t: SystemTime) -> Result<Duration, NetError> {
     let secs = t
         .duration_since(UNIX_EPOCH)
-        .map_err(|_| NetError::Certificate("validity before 1970".into()))?;
+        .map_err(|_| NetError::Certificate(CertFailure::BeforeEpoch))?;
     Ok(Duration::from_secs(secs.as_secs()))
 }
 
@@ -90,8 +90,8 @@ fn set_validity(params: &mut CertificateParams, v: Validity) -> Result<(), NetEr
     Ok(())
 }
 
-fn cert_err(what: &str) -> impl Fn(rcgen::Error) -> NetError + '_ {
-    move |e| NetError::Certificate(format!("{what}: {e}"))
+fn cert_err(what: &'static str) -> impl Fn(rcgen::Error) -> NetError {
+    move |err| NetError::Certificate(CertFailure::Rcgen { what, err })
 }
 
 fn ca_params(name: &str, validity: Validity) -> Result<CertificateParams, NetError> {
@@ -189,7 +189,8 @@ impl RelayCa {
         device_id: &str,
         validity: Validity,
     ) -> Result<CertificateParams, NetError> {
-        crate::bundle::check_device_id(device_id).map_err(NetError::Certificate)?;
+        crate::bundle::check_device_id(device_id)
+            .map_err(|e| NetError::Certificate(CertFailure::DeviceId(e)))?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, device_id);
@@ -234,7 +235,7 @@ impl RelayCa {
         validity: Validity,
     ) -> Result<IssuedCert, NetError> {
         let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|e| NetError::Certificate(format!("the certificate request: {e}")))?;
+            .map_err(|e| NetError::Certificate(CertFailure::Request(e)))?;
         let params = self.device_params(device_id, validity)?;
         let issuer = self.issuer()?;
         let cert = params
@@ -270,7 +271,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 /// Parses the first certificate of a PEM string.
 pub fn parse_cert_pem(pem: &str) -> Result<CertificateDer<'static>, NetError> {
     CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| NetError::Certificate(format!("not a PEM certificate: {e}")))
+        .map_err(|e| NetError::Certificate(CertFailure::PemCertificate(e)))
 }
 
 /// The SHA-256 fingerprint of the first certificate of a PEM string.
@@ -304,7 +305,7 @@ pub fn certificate_request(key_pem: &str, device_id: &str) -> Result<String, Net
 fn cert_spki(cert_pem: &str) -> Result<Vec<u8>, NetError> {
     let der = parse_cert_pem(cert_pem)?;
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| NetError::Certificate(format!("the certificate does not parse: {e}")))?;
+        .map_err(|e| NetError::Certificate(CertFailure::X509(e)))?;
     Ok(cert.tbs_certificate.subject_pki.raw.to_vec())
 }
 
@@ -328,7 +329,7 @@ pub fn check_device_cert(
     device_id: &str,
 ) -> Result<(), NetError> {
     use rcgen::PublicKeyData;
-    let bad = |what: &str| NetError::Certificate(format!("the relay's answer: {what}"));
+    let bad = |what: &'static str| NetError::Certificate(CertFailure::Answer(what));
     let key = KeyPair::from_pem(key_pem).map_err(cert_err("reading the laptop's key"))?;
     if cert_spki(cert_pem)? != key.subject_public_key_info() {
         return Err(bad("the certificate is not for this laptop's key"));

@@ -11,7 +11,7 @@ use minqing_sync::{
 use quinn::{RecvStream, SendStream};
 
 use crate::endpoint::{map_connection_error, map_read_error, map_write_error};
-use crate::{DeviceConnection, NetError, SessionLimit};
+use crate::{DeviceConnection, Lost, NetError, Peer, SessionLimit};
 
 /// Largest chunk read from the stream at once.
 const READ_CHUNK: usize = 256 * 1024;
@@ -177,9 +177,7 @@ pub async fn run_relay_session(
             if session.is_closed() {
                 return Ok(());
             }
-            return Err(NetError::ConnectionLost(
-                "the device ended the stream before the session finished".into(),
-            ));
+            return Err(NetError::ConnectionLost(Lost::EndedEarly(Peer::Device)));
         };
         let mut s = session;
         let (host, storage) = (host.clone(), storage.clone());
@@ -235,10 +233,10 @@ pub async fn run_relay_session(
 /// No progress from the relay for `silence`: the session stalled (the relay is
 /// stuck, e.g. on a full disk, while QUIC keep-alives hold the connection up).
 fn stalled(addr: &str, silence: Duration) -> NetError {
-    NetError::ConnectionLost(format!(
-        "the relay at {addr} sent nothing for {} s in the middle of the sync (the relay may be stuck): gave up",
-        silence.as_secs_f32()
-    ))
+    NetError::ConnectionLost(Lost::Stalled {
+        addr: addr.to_owned(),
+        secs: silence.as_secs_f32(),
+    })
 }
 
 /// Runs the device side of a session over a new stream of `conn`: sends the first
@@ -279,9 +277,7 @@ pub async fn run_device_session(
         let Some(chunk) = chunk else {
             return match outcome {
                 Some(o) => Ok(o),
-                None => Err(NetError::ConnectionLost(
-                    "the relay ended the stream before the session finished".into(),
-                )),
+                None => Err(NetError::ConnectionLost(Lost::EndedEarly(Peer::Relay))),
             };
         };
         // Persisted and flushed, then the frames: one rule, kept by

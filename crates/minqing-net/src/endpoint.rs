@@ -9,7 +9,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls_pki_types::CertificateDer;
 
 use crate::tls::{DeviceGate, ServerTls, client_crypto, enrol_client_crypto, server_crypto};
-use crate::{Bundle, Identity, NetError, REFUSED_MESSAGE};
+use crate::{Bundle, Identity, Lost, NetError, REFUSED_MESSAGE, TlsFailure};
 
 /// Default bound on reaching the relay: 10 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,7 +98,8 @@ pub fn server_endpoint(
     gate: Arc<dyn DeviceGate>,
 ) -> Result<quinn::Endpoint, NetError> {
     let crypto = server_crypto(tls, gate)?;
-    let quic = QuicServerConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
+    let quic = QuicServerConfig::try_from(crypto)
+        .map_err(|e| NetError::Tls(TlsFailure::NoInitialCipherSuite(e)))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
     let mut t = transport_config(Duration::from_secs(30), None);
     // What the relay holds for one connection before its session reads it:
@@ -126,8 +127,7 @@ pub fn server_endpoint(
     if let Ok(n) = sock.recv_buffer_size() {
         tracing::debug!(bytes = n, "relay UDP receive buffer");
     }
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| NetError::Tls("no async runtime for the QUIC endpoint".into()))?;
+    let runtime = quinn::default_runtime().ok_or(NetError::Tls(TlsFailure::NoRuntime))?;
     quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(cfg), socket, runtime)
         .map_err(|e| NetError::io(format!("listening on {addr}"), e))
 }
@@ -299,7 +299,8 @@ async fn connect_with(
     let addr_text = bundle.relay_addr.clone();
     let work = async {
         let addr = resolve(&addr_text).await?;
-        let quic = QuicClientConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
+        let quic = QuicClientConfig::try_from(crypto)
+            .map_err(|e| NetError::Tls(TlsFailure::NoInitialCipherSuite(e)))?;
         let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
         cfg.transport_config(transport(opts.timeout, Some(opts.timeout / 4)));
         let endpoint = match reuse {
@@ -358,7 +359,7 @@ pub fn map_connection_error(e: &quinn::ConnectionError, addr: &str) -> NetError 
             if (0x100..=0x1ff).contains(&code) {
                 NetError::Refused(REFUSED_MESSAGE.into())
             } else {
-                NetError::ConnectionLost(close.to_string())
+                NetError::ConnectionLost(Lost::Connection(e.clone()))
             }
         }
         // Raised by this side: a TLS failure here means the relay's certificate
@@ -371,7 +372,7 @@ pub fn map_connection_error(e: &quinn::ConnectionError, addr: &str) -> NetError 
                     detail: t.to_string(),
                 }
             } else {
-                NetError::ConnectionLost(t.to_string())
+                NetError::ConnectionLost(Lost::Connection(e.clone()))
             }
         }
         C::ApplicationClosed(close) => {
@@ -389,14 +390,14 @@ pub fn map_connection_error(e: &quinn::ConnectionError, addr: &str) -> NetError 
                     detail: "the relay is shutting down".into(),
                 }
             } else {
-                NetError::ConnectionLost(format!("closed by the relay: {reason}"))
+                NetError::ConnectionLost(Lost::ClosedByRelay { code, reason })
             }
         }
         C::TimedOut | C::Reset => NetError::Unreachable {
             addr: addr.to_owned(),
             detail: format!("connection {e}"),
         },
-        other => NetError::ConnectionLost(other.to_string()),
+        _ => NetError::ConnectionLost(Lost::Connection(e.clone())),
     }
 }
 
@@ -404,7 +405,7 @@ pub fn map_connection_error(e: &quinn::ConnectionError, addr: &str) -> NetError 
 pub fn map_read_error(e: &quinn::ReadError, addr: &str) -> NetError {
     match e {
         quinn::ReadError::ConnectionLost(c) => map_connection_error(c, addr),
-        other => NetError::ConnectionLost(other.to_string()),
+        other => NetError::ConnectionLost(Lost::Read(other.clone())),
     }
 }
 
@@ -412,7 +413,7 @@ pub fn map_read_error(e: &quinn::ReadError, addr: &str) -> NetError {
 pub fn map_write_error(e: &quinn::WriteError, addr: &str) -> NetError {
     match e {
         quinn::WriteError::ConnectionLost(c) => map_connection_error(c, addr),
-        other => NetError::ConnectionLost(other.to_string()),
+        other => NetError::ConnectionLost(Lost::Write(other.clone())),
     }
 }
 

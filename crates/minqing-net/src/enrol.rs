@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::{map_read_error, map_write_error};
-use crate::{Bundle, ConnectOptions, Identity, NetError};
+use crate::{Bundle, ConnectOptions, EnrolFailure, Identity, NetError};
 
 /// Largest enrolment message, either way.
 pub const MAX_ENROL_MESSAGE: usize = 64 * 1024;
@@ -103,24 +103,21 @@ pub async fn read_message<T: serde::de::DeserializeOwned>(
     let mut len = [0u8; 4];
     recv.read_exact(&mut len).await.map_err(|e| match e {
         quinn::ReadExactError::ReadError(e) => map_read_error(&e, peer),
-        quinn::ReadExactError::FinishedEarly(_) => {
-            NetError::Enrol("the message ended early".into())
-        }
+        quinn::ReadExactError::FinishedEarly(_) => NetError::Enrol(EnrolFailure::EndedEarly),
     })?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_ENROL_MESSAGE {
-        return Err(NetError::Enrol(format!(
-            "a message of {len} bytes is larger than {MAX_ENROL_MESSAGE}"
-        )));
+        return Err(NetError::Enrol(EnrolFailure::TooLarge {
+            len,
+            max: MAX_ENROL_MESSAGE,
+        }));
     }
     let mut buf = vec![0u8; len];
     recv.read_exact(&mut buf).await.map_err(|e| match e {
         quinn::ReadExactError::ReadError(e) => map_read_error(&e, peer),
-        quinn::ReadExactError::FinishedEarly(_) => {
-            NetError::Enrol("the message ended early".into())
-        }
+        quinn::ReadExactError::FinishedEarly(_) => NetError::Enrol(EnrolFailure::EndedEarly),
     })?;
-    serde_json::from_slice(&buf).map_err(|e| NetError::Enrol(format!("a malformed message: {e}")))
+    serde_json::from_slice(&buf).map_err(|e| NetError::Enrol(EnrolFailure::Malformed(e)))
 }
 
 /// Writes one length-prefixed JSON message.
@@ -129,11 +126,17 @@ pub async fn write_message<T: Serialize>(
     msg: &T,
     peer: &str,
 ) -> Result<(), NetError> {
-    let body = serde_json::to_vec(msg).map_err(|e| NetError::Enrol(format!("encoding: {e}")))?;
+    let body = serde_json::to_vec(msg).map_err(|e| NetError::Enrol(EnrolFailure::Encode(e)))?;
+    let too_large = || {
+        NetError::Enrol(EnrolFailure::TooLarge {
+            len: body.len(),
+            max: MAX_ENROL_MESSAGE,
+        })
+    };
     if body.len() > MAX_ENROL_MESSAGE {
-        return Err(NetError::Enrol("message too large".into()));
+        return Err(too_large());
     }
-    let len = u32::try_from(body.len()).map_err(|_| NetError::Enrol("message too large".into()))?;
+    let len = u32::try_from(body.len()).map_err(|_| too_large())?;
     let mut framed = len.to_be_bytes().to_vec();
     framed.extend_from_slice(&body);
     send.write_all(&framed)
@@ -192,7 +195,7 @@ pub async fn enrol(
     }
     let cert_pem = response
         .cert_pem
-        .ok_or_else(|| NetError::Enrol("the relay's answer has no certificate".into()))?;
+        .ok_or(NetError::Enrol(EnrolFailure::NoCertificate))?;
     crate::ca::check_device_cert(&cert_pem, key_pem, &bundle.ca_cert_pem, &bundle.device_id)?;
     Ok(Identity {
         cert_pem,
@@ -222,10 +225,9 @@ pub async fn serve_enrolment(
     let (mut send, recv, req) = match received {
         Ok(r) => r?,
         Err(_) => {
-            return Err(NetError::Enrol(format!(
-                "no enrolment request within {} s",
-                wait.as_secs()
-            )));
+            return Err(NetError::Enrol(EnrolFailure::NoRequest {
+                secs: wait.as_secs(),
+            }));
         }
     };
     let req = match req {
@@ -238,7 +240,7 @@ pub async fn serve_enrolment(
     };
     let response = tokio::task::spawn_blocking(move || decide(req))
         .await
-        .map_err(|e| NetError::Enrol(format!("the enrolment worker failed: {e}")))?;
+        .map_err(|e| NetError::Enrol(EnrolFailure::Worker(e)))?;
     write_message(&mut send, &response, &peer).await?;
     let _ = send.finish();
     // Let the laptop read the answer; it closes the connection.

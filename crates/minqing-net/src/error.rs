@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
-// The variants that wrap a typed error (`Session`, `Protocol`, `Storage`,
-// `Worker`) carry it for matching and say it in their message; they do not
-// also expose it as `source()`, which would print it twice under `{:#}`.
+// The variants that wrap a typed error (`ConnectionLost`, `Tls`,
+// `Certificate`, `Enrol`, `Session`,
+// `Protocol`, `Storage`, `Worker`) carry it for matching and say it in their
+// message; they do not also expose it as `source()`, which would print it
+// twice under `{:#}`.
 
 /// The message a device shows when the relay refuses its certificate.
 pub const REFUSED_MESSAGE: &str = "the relay refused this laptop's certificate: it is revoked or not enrolled with this relay; ask the operator to enrol it again";
@@ -44,10 +46,10 @@ pub enum NetError {
     },
     /// The connection broke after it was established.
     #[error("the connection to the relay broke: {0}")]
-    ConnectionLost(String),
+    ConnectionLost(Lost),
     /// A certificate, key or bundle could not be made or parsed.
     #[error("certificate error: {0}")]
-    Certificate(String),
+    Certificate(CertFailure),
     /// A bundle file is malformed or of an unknown format.
     #[error("enrolment bundle {path}: {detail}")]
     Bundle {
@@ -58,7 +60,7 @@ pub enum NetError {
     },
     /// The TLS configuration could not be built.
     #[error("TLS configuration error: {0}")]
-    Tls(String),
+    Tls(TlsFailure),
     /// A local I/O error (binding a socket, reading or writing a file).
     #[error("{context}: {source}")]
     Io {
@@ -89,7 +91,7 @@ pub enum NetError {
     Limit(#[from] SessionLimit),
     /// The enrolment exchange failed (malformed or missing messages).
     #[error("enrolment failed: {0}")]
-    Enrol(String),
+    Enrol(EnrolFailure),
     /// The relay refused the enrolment; `message` is its words for the cadre.
     #[error("{message}")]
     EnrolRefused {
@@ -98,6 +100,156 @@ pub enum NetError {
         /// The relay's words.
         message: String,
     },
+}
+
+/// Why an established connection ended ([`NetError::ConnectionLost`]): QUIC's
+/// own error where there is one, this side's words where the peer broke off.
+#[derive(Debug, thiserror::Error)]
+pub enum Lost {
+    /// The connection ended (closed by the peer, a transport error, …).
+    #[error("{0}")]
+    Connection(quinn::ConnectionError),
+    /// A stream read failed without the connection ending (the peer reset it).
+    #[error("{0}")]
+    Read(quinn::ReadError),
+    /// A read to the end of a stream failed (too long, or [`Lost::Read`]).
+    #[error("{0}")]
+    ReadToEnd(quinn::ReadToEndError),
+    /// A stream write failed without the connection ending (the peer stopped it).
+    #[error("{0}")]
+    Write(quinn::WriteError),
+    /// A new stream could not be opened.
+    #[error("{0}")]
+    Open(quinn::ConnectionError),
+    /// The relay closed the connection with a code that is neither a refusal
+    /// nor its shutdown.
+    #[error("closed by the relay: {reason}")]
+    ClosedByRelay {
+        /// The application close code.
+        code: u64,
+        /// The relay's words.
+        reason: String,
+    },
+    /// The other side ended its stream before the session finished.
+    #[error("the {0} ended the stream before the session finished")]
+    EndedEarly(Peer),
+    /// The relay sent nothing for `secs` in the middle of a sync.
+    #[error(
+        "the relay at {addr} sent nothing for {secs} s in the middle of the sync (the relay may be stuck): gave up"
+    )]
+    Stalled {
+        /// The relay's address.
+        addr: String,
+        /// The silence bound.
+        secs: f32,
+    },
+}
+
+/// Which side of a session ([`Lost::EndedEarly`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The laptop.
+    Device,
+    /// The relay.
+    Relay,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Peer::Device => "device",
+            Peer::Relay => "relay",
+        })
+    }
+}
+
+/// Why a TLS or QUIC configuration could not be built ([`NetError::Tls`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFailure {
+    /// rustls refused a certificate, key or setting.
+    #[error("{0}")]
+    Rustls(rustls::Error),
+    /// The verifier of laptops' certificates could not be built from the CA.
+    #[error("{0}")]
+    ClientVerifier(rustls::server::VerifierBuilderError),
+    /// The TLS configuration offers no cipher suite QUIC can start with.
+    #[error("{0}")]
+    NoInitialCipherSuite(quinn::crypto::rustls::NoInitialCipherSuite),
+    /// The QUIC endpoint was built outside an async runtime.
+    #[error("no async runtime for the QUIC endpoint")]
+    NoRuntime,
+}
+
+/// Why a certificate, key or bundle could not be made or read
+/// ([`NetError::Certificate`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CertFailure {
+    /// rcgen failed while doing `what` (generating or reading a key, signing).
+    #[error("{what}: {err}")]
+    Rcgen {
+        /// What was being done.
+        what: &'static str,
+        /// rcgen's error.
+        err: rcgen::Error,
+    },
+    /// A certificate request that does not parse.
+    #[error("the certificate request: {0}")]
+    Request(rcgen::Error),
+    /// Text that is not a PEM certificate.
+    #[error("not a PEM certificate: {0}")]
+    PemCertificate(rustls_pki_types::pem::Error),
+    /// Text that is not a PEM private key.
+    #[error("not a PEM private key: {0}")]
+    PemKey(rustls_pki_types::pem::Error),
+    /// A certificate whose DER does not parse.
+    #[error("the certificate does not parse: {0}")]
+    X509(x509_parser::nom::Err<x509_parser::error::X509Error>),
+    /// A device id that is not one (the words say which rule it breaks).
+    #[error("{0}")]
+    DeviceId(String),
+    /// A validity period starting before 1970.
+    #[error("validity before 1970")]
+    BeforeEpoch,
+    /// The bundle could not be encoded.
+    #[error("encoding the bundle: {0}")]
+    Encode(serde_json::Error),
+    /// The certificate the relay signed at enrolment is not the one asked for.
+    #[error("the relay's answer: {0}")]
+    Answer(&'static str),
+}
+
+/// Why the enrolment exchange failed ([`NetError::Enrol`]).
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolFailure {
+    /// A message's stream ended before its length said.
+    #[error("the message ended early")]
+    EndedEarly,
+    /// A message longer than the exchange allows.
+    #[error("a message of {len} bytes is larger than {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// A message that is not the JSON the exchange expects.
+    #[error("a malformed message: {0}")]
+    Malformed(serde_json::Error),
+    /// A message that could not be encoded.
+    #[error("encoding: {0}")]
+    Encode(serde_json::Error),
+    /// The relay accepted but sent no certificate.
+    #[error("the relay's answer has no certificate")]
+    NoCertificate,
+    /// The laptop sent no request in time.
+    #[error("no enrolment request within {secs} s")]
+    NoRequest {
+        /// The wait.
+        secs: u64,
+    },
+    /// The blocking task that decided the request failed.
+    #[error("the enrolment worker failed: {0}")]
+    Worker(tokio::task::JoinError),
 }
 
 /// Which limit of the relay ended a session ([`NetError::Limit`]; docs/relay.md, "Limits").

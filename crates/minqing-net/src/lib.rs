@@ -4,6 +4,7 @@
 //!
 //! Ring is the only crypto provider, always passed explicitly to the builders,
 //! never installed as a process default.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod bundle;
 mod ca;
@@ -33,7 +34,9 @@ pub use enrol::{
     ENROL_FORMAT, EnrolRefusal, EnrolRequest, EnrolResponse, MAX_ENROL_MESSAGE, USED_MESSAGE,
     enrol, read_message, serve_enrolment, write_message,
 };
-pub use error::{NetError, REFUSED_MESSAGE, SessionLimit};
+pub use error::{
+    CertFailure, EnrolFailure, Lost, NetError, Peer, REFUSED_MESSAGE, SessionLimit, TlsFailure,
+};
 pub use tls::{
     ALPN, DeviceGate, ENROL_ALPN, ServerTls, client_crypto, enrol_client_crypto, server_crypto,
 };

@@ -107,8 +107,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn tls(e: impl std::fmt::Display) -> NetError {
-    NetError::Tls(e.to_string())
+fn tls(e: rustls::Error) -> NetError {
+    NetError::Tls(crate::TlsFailure::Rustls(e))
 }
 
 fn roots(ca_cert_pem: &str) -> Result<Arc<RootCertStore>, NetError> {
@@ -119,7 +119,7 @@ fn roots(ca_cert_pem: &str) -> Result<Arc<RootCertStore>, NetError> {
 
 fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, NetError> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| NetError::Certificate(format!("not a PEM private key: {e}")))
+        .map_err(|e| NetError::Certificate(crate::CertFailure::PemKey(e)))
 }
 
 /// What the relay's server needs to speak mutual TLS.
@@ -150,7 +150,7 @@ pub fn server_crypto(
         WebPkiClientVerifier::builder_with_provider(roots(&server.ca_cert_pem)?, provider())
             .allow_unauthenticated()
             .build()
-            .map_err(tls)?;
+            .map_err(|e| NetError::Tls(crate::TlsFailure::ClientVerifier(e)))?;
     let verifier = Arc::new(GatedVerifier { inner, gate });
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -3,6 +3,7 @@
 //! binary is [`run`]; everything else lives here, laid out like the laptop's
 //! CLI: `args` (clap, raw strings), `cmd/<group>.rs` per command group, and the
 //! relay's own modules (registry, serve, audit, exports, the guarded store).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod args;
 mod audit;

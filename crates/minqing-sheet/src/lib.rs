@@ -3,6 +3,7 @@
 //! model's [`minqing_model::Table`]s) drawn as text and written as CSV and
 //! `.xlsx`. The only crate that knows calamine, csv, rust_xlsxwriter and zip;
 //! the binaries call it with the paths a user gave.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod read;
 pub mod render;

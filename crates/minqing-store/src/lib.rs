@@ -2,6 +2,7 @@
 //! incremental chunks, compaction), and the small metadata tree devices and the relay keep.
 //!
 //! See `docs/store.md` for the on-disk layout, durability and compaction rules.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod compactor;
 pub mod crypt;

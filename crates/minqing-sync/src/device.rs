@@ -7,7 +7,7 @@ use automerge::Automerge;
 use automerge::sync::{State, SyncDoc};
 
 use crate::DocId;
-use crate::frame::{DocHeads, Frame, FrameDecoder, Heads, HeadsDigest, PROTOCOL_VERSION};
+use crate::frame::{DocHeads, Frame, FrameDecoder, Heads, HeadsDigest};
 use crate::session::{
     Assembler, DocOutcome, LimitExceeded, Outbox, SessionConfig, SessionError, SessionOutcome,
     Side, Violation, changes_one_by_one, decode_message, decode_state, receive_guarded, same_set,
@@ -151,11 +151,7 @@ impl DeviceSession {
             );
         }
         session.out.push(
-            &Frame::Hello {
-                version: PROTOCOL_VERSION,
-                device: device_id.to_owned(),
-                docs: hello,
-            },
+            &Frame::hello(device_id.to_owned(), hello),
             session.config.max_frame_len,
         )?;
         // Dirty villages' first messages carry their changes; clean ones send

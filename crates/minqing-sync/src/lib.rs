@@ -4,6 +4,7 @@
 //! Drivers (QUIC in `minqing-net`, the deterministic simulator in the tests)
 //! feed it bytes and carry out what it returns. See docs/sync.md, "Driving the
 //! state machine".
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod apply;
 mod device;

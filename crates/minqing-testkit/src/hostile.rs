@@ -90,7 +90,7 @@ impl HostilePeer {
             .connection
             .open_bi()
             .await
-            .map_err(|e| NetError::ConnectionLost(e.to_string()))?;
+            .map_err(|e| NetError::ConnectionLost(minqing_net::Lost::Open(e)))?;
         Ok(HostilePeer { conn, send, recv })
     }
 
@@ -99,17 +99,13 @@ impl HostilePeer {
         self.send
             .write_all(bytes)
             .await
-            .map_err(|e| NetError::ConnectionLost(e.to_string()))?;
+            .map_err(|e| NetError::ConnectionLost(minqing_net::Lost::Write(e)))?;
         Ok(())
     }
 
     /// Sends a `Hello` that names `device` (another laptop's id: impersonation).
     pub async fn hello_as(&mut self, device: &str) -> Result<(), HostileError> {
-        let frame = Frame::Hello {
-            version: minqing_sync::PROTOCOL_VERSION,
-            device: device.to_owned(),
-            docs: Vec::<DocHeads>::new(),
-        };
+        let frame = Frame::hello(device.to_owned(), Vec::<DocHeads>::new());
         let bytes = frame.encode()?;
         self.send_raw(&bytes).await
     }
@@ -129,11 +125,7 @@ impl HostilePeer {
                 heads: minqing_sync::frame::Heads::List(Vec::new()),
             })
             .collect();
-        let frame = Frame::Hello {
-            version: minqing_sync::PROTOCOL_VERSION,
-            device: device.to_owned(),
-            docs,
-        };
+        let frame = Frame::hello(device.to_owned(), docs);
         let bytes = frame.encode()?;
         self.send_raw(&bytes).await
     }

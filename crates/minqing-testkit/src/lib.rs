@@ -11,6 +11,7 @@
 //!
 //! Everything here refuses addresses outside the loopback range: no test or
 //! benchmark may send traffic anywhere but this machine.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod hostile;
 pub mod powercut;

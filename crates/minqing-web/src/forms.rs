@@ -8,8 +8,8 @@
 use chrono::NaiveDate;
 use minqing_model::{
     Category, DemandText, Department, EventKind, Gender, Id, IdCardNumber, LeaveReason, Month,
-    NewDemand, NewResident, NewVisit, Note, PersonName, Phone, RecordKind, Relation,
-    ResidentFields, Satisfaction, Tag, Transition, Village, VisitKind, parse_date, parse_past_date,
+    NewDemand, NewResident, NewVisit, Note, PersonName, Phone, ReadVillage, RecordKind, Relation,
+    ResidentFields, Satisfaction, Tag, Transition, VisitKind, parse_date, parse_past_date,
 };
 
 /// The most fields a form may carry, and the longest body parsed; anything
@@ -292,7 +292,11 @@ pub fn leave(form: &Form) -> Result<(Month, LeaveReason, Option<String>), FormEr
 }
 
 /// Which of `villages` holds the record `id` of `kind` (one map lookup each).
-pub fn village_of(villages: &[&Village], kind: RecordKind, id: &Id) -> Option<usize> {
+pub fn village_of<V: ReadVillage + ?Sized>(
+    villages: &[&V],
+    kind: RecordKind,
+    id: &Id,
+) -> Option<usize> {
     villages.iter().position(|v| v.contains(kind, id))
 }
 

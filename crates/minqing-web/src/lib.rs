@@ -15,6 +15,7 @@
 //! Adding a page: a module with a `pub fn …_page(ctx, …) -> String` and unit
 //! tests on its content, a path in [`routes`], a `Nav` entry if it belongs in
 //! the navigation bar, and a route in the service.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod assets;
 pub mod browse;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use minqing_model::{ResidentView, Village};
+use minqing_model::{ReadVillage, ResidentView};
 
 /// Names of the villages, households and residents held on the laptop.
 #[derive(Clone, Debug, Default)]
@@ -16,7 +16,7 @@ pub struct Names {
 impl Names {
     /// Collects the names from `villages` (one pass over each village's
     /// households and residents).
-    pub fn new(villages: &[&Village]) -> Names {
+    pub fn new<V: ReadVillage + ?Sized>(villages: &[&V]) -> Names {
         let mut names = Names::default();
         for v in villages {
             names.add_village(v);
@@ -25,11 +25,11 @@ impl Names {
     }
 
     /// Collects the names of one village.
-    pub fn of(village: &Village) -> Names {
+    pub fn of(village: &(impl ReadVillage + ?Sized)) -> Names {
         Names::new(&[village])
     }
 
-    fn add_village(&mut self, v: &Village) {
+    fn add_village(&mut self, v: &(impl ReadVillage + ?Sized)) {
         self.villages.insert(v.id().to_string(), village_name(v));
         for h in v.households() {
             self.households.insert(h.id, h.address);
@@ -56,7 +56,7 @@ impl Names {
 }
 
 /// A village's name, or its id if it has none.
-pub fn village_name(v: &Village) -> String {
+pub fn village_name(v: &(impl ReadVillage + ?Sized)) -> String {
     let view = v.view();
     if view.name.is_empty() {
         view.id

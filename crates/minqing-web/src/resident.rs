@@ -5,7 +5,7 @@
 
 use maud::html;
 use minqing_model::validate::KNOWN_TAGS;
-use minqing_model::{Id, Village};
+use minqing_model::{Id, ReadVillage, Village};
 
 use crate::forms::Form;
 use crate::layout::{self, Nav};
@@ -15,7 +15,7 @@ use crate::{Ctx, Notice, routes, time};
 /// The warning after adding resident `id` whose 身份证号 another resident of
 /// the village already has: names who (a warning, not a refusal — the two
 /// may be one person entered twice, merged with `minqing resident merge`).
-pub fn duplicate_notice(village: &Village, id: &Id) -> Option<Notice> {
+pub fn duplicate_notice(village: &(impl ReadVillage + ?Sized), id: &Id) -> Option<Notice> {
     let residents = village.residents();
     let new = residents.iter().find(|r| r.id == id.as_str())?;
     let card = new.id_card.as_deref()?;
@@ -69,7 +69,11 @@ pub fn resident_new_page(ctx: &Ctx<'_>, village: &Village, form: &Form) -> Optio
 }
 
 /// The resident's page, or `None` if `id` is no resident of `village`.
-pub fn resident_page(ctx: &Ctx<'_>, village: &Village, id: &Id) -> Option<String> {
+pub fn resident_page(
+    ctx: &Ctx<'_>,
+    village: &(impl ReadVillage + ?Sized),
+    id: &Id,
+) -> Option<String> {
     let detail = village.resident_detail(id)?;
     let r = &detail.resident;
     let household = Id::parse(&r.household_id)

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use minqing_model::{ResidentView, Village};
+use minqing_model::{ReadVillage, ResidentView};
 use pinyin::ToPinyinMulti;
 
 use crate::names::village_name;
@@ -59,7 +59,7 @@ pub struct SearchIndex {
 impl SearchIndex {
     /// Indexes the residents of `villages` (merged duplicates left out, as in
     /// `resident list`).
-    pub fn new(villages: &[&Village]) -> SearchIndex {
+    pub fn new<V: ReadVillage + ?Sized>(villages: &[&V]) -> SearchIndex {
         SearchIndex::from_residents(villages.iter().flat_map(|v| {
             let name = village_name(v);
             v.residents().into_iter().map(move |r| (r, name.clone()))

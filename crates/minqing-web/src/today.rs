@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use chrono::NaiveDate;
 use maud::{Markup, html};
 use minqing_model::{
-    DemandView, LeaveStatus, ResidentView, Village, month_of, parse_date, settle_leaves,
+    DemandView, LeaveStatus, ReadVillage, ResidentView, month_of, parse_date, settle_leaves,
 };
 
 use crate::layout::{self, Nav, is_key_tag};
@@ -72,7 +72,11 @@ pub struct TodayFigures {
 
 impl TodayFigures {
     /// Computes the figures for `cadre` on `today` (China date).
-    pub fn new(villages: &[&Village], cadre: &str, today: NaiveDate) -> TodayFigures {
+    pub fn new<V: ReadVillage + ?Sized>(
+        villages: &[&V],
+        cadre: &str,
+        today: NaiveDate,
+    ) -> TodayFigures {
         let month = month_of(today);
         let mut households_due = 0;
         let mut visited: BTreeSet<(String, String)> = BTreeSet::new();
@@ -175,7 +179,11 @@ impl TodayFigures {
 }
 
 /// The 今日 page.
-pub fn today_page(ctx: &Ctx<'_>, villages: &[&Village], sync: &SyncSummary) -> String {
+pub fn today_page<V: ReadVillage + ?Sized>(
+    ctx: &Ctx<'_>,
+    villages: &[&V],
+    sync: &SyncSummary,
+) -> String {
     let f = TodayFigures::new(villages, ctx.cadre, ctx.today);
     let names = Names::new(villages);
     let percent = (f.households_visited * 100)

@@ -24,7 +24,7 @@ use std::time::Duration;
 use automerge::sync::{ChunkList, Have, Message, MessageVersion};
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc};
-use minqing_sync::frame::{DocHeads, Frame, FrameDecoder, Heads, PROTOCOL_VERSION};
+use minqing_sync::frame::{DocHeads, Frame, FrameDecoder, Heads};
 use minqing_sync::{DocId, Storage};
 
 fn main() -> ExitCode {
@@ -168,14 +168,13 @@ fn run() -> anyhow::Result<()> {
         version: MessageVersion::V1,
     }
     .encode();
-    let mut out = Frame::Hello {
-        version: PROTOCOL_VERSION,
-        device: bundle.device_id.clone(),
-        docs: vec![DocHeads {
+    let mut out = Frame::hello(
+        bundle.device_id.clone(),
+        vec![DocHeads {
             doc: doc_id.clone(),
             heads: Heads::List(base.get_heads()),
         }],
-    }
+    )
     .encode()?;
     out.extend(
         Frame::Sync {

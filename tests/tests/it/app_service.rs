@@ -357,14 +357,14 @@ fn app_syncs_in_the_background_offline_and_when_the_relay_returns() {
 }
 
 /// A browser session with the service: the cookie from the login link.
-struct Browser {
+pub struct Browser {
     port: u16,
     cookie: String,
 }
 
 impl Browser {
     /// Opens the login link as the browser does; keeps the cookie it sets.
-    fn login(app: &AppProc) -> Browser {
+    pub fn login(app: &AppProc) -> Browser {
         let (status, head, _) = app.http("GET", &format!("/login?k={}", app.secret), &[], b"");
         assert_eq!(status, 303, "{head}");
         let cookie = head
@@ -386,14 +386,14 @@ impl Browser {
     }
 
     /// A page, as the browser asks for it.
-    fn get(&self, path: &str) -> (u16, String) {
+    pub fn get(&self, path: &str) -> (u16, String) {
         let (status, _, body) = http(self.port, "GET", path, &[("Cookie", &self.cookie)], b"");
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// The CSRF token of the page's forms (the hidden `csrf` field, or in
     /// the action of a multipart form).
-    fn csrf(&self, page: &str) -> String {
+    pub fn csrf(&self, page: &str) -> String {
         let (status, html) = self.get(page);
         assert_eq!(status, 200, "{html}");
         let (at, mark) = ["name=\"csrf\" value=\"", "?csrf="]
@@ -406,7 +406,7 @@ impl Browser {
 
     /// Posts a form as the browser does (urlencoded, same origin, the cookie);
     /// the status and the `Location` of the answer.
-    fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
         let body = fields
             .iter()
             .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))

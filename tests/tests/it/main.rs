@@ -4,6 +4,7 @@
 //! add new tests as modules here, never as new files directly under `tests/`.
 
 mod app_service;
+mod app_views;
 mod at_rest;
 mod cli_comfort;
 mod closed_loop;

@@ -71,7 +71,13 @@ struct Inner {
     sync: OnceLock<sync_loop::Shared>,
     /// Told when the service must stop on its own (the relay ordered a wipe).
     shutdown: tokio::sync::Notify,
+    /// The 人 page's search index and the villages' residents generations it
+    /// was built from (docs/store.md, "Views kept with a cached village").
+    search: Mutex<Option<(SearchKey, Arc<minqing_web::SearchIndex>)>>,
 }
+
+/// Which villages, at which residents generation, a search index shows.
+type SearchKey = Vec<(String, u64)>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A command that panicked left the store as sled left it: every write is
@@ -151,6 +157,25 @@ impl App {
         })
         .await
         .context("a command of the service failed unexpectedly")?
+    }
+
+    /// The search index of `villages`: kept while every village's residents
+    /// generation is the one it was built from, else built again.
+    pub fn search_index(&self, villages: &[crate::home::Reader]) -> Arc<minqing_web::SearchIndex> {
+        let key: Option<SearchKey> = villages
+            .iter()
+            .map(|v| v.generation().map(|g| (v.id().to_string(), g)))
+            .collect();
+        let mut kept = lock(&self.0.search);
+        if let (Some(key), Some((k, index))) = (&key, kept.as_ref())
+            && key == k
+        {
+            return index.clone();
+        }
+        let refs: Vec<&crate::home::Reader> = villages.iter().collect();
+        let index = Arc::new(minqing_web::SearchIndex::new(&refs));
+        *kept = key.map(|k| (k, index.clone()));
+        index
     }
 
     /// A page: `render` gets read access to the villages under the store lock
@@ -284,6 +309,7 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
         last_used: Mutex::new(Instant::now()),
         sync,
         shutdown: tokio::sync::Notify::new(),
+        search: Mutex::new(None),
     }));
     discovery::write(
         dir,

@@ -14,7 +14,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use minqing_model::{Id, RecordKind, Village};
+use minqing_model::{Id, ReadVillage, RecordKind, Village};
 use minqing_web::forms::{self, Form, village_of};
 use minqing_web::{Ctx, Notice, SearchIndex, SyncSummary};
 
@@ -112,13 +112,25 @@ pub fn sync_summary(home: &Home) -> anyhow::Result<SyncSummary> {
     let relay_name = serde_json::from_slice::<serde_json::Value>(&raw)
         .ok()
         .and_then(|v| v.get("relay_name")?.as_str().map(str::to_owned));
-    let pending_villages = match relay_name {
-        Some(name) => minqing_sync::device_docs(&*home.store, &name)?
-            .into_iter()
-            .filter(|(_, doc, state)| minqing_sync::has_local_changes(doc, state.as_deref()))
-            .count(),
-        None => 0,
-    };
+    // Each village's heads from the service's cache (no copy, no load while
+    // it is unchanged), against the sync state persisted for the relay.
+    let mut pending_villages = 0;
+    if let Some(name) = relay_name {
+        for id in home.village_ids()? {
+            let state = home
+                .store
+                .sync_state(&name, &id)
+                .with_context(|| format!("cannot read the sync state of village {id}"))?;
+            let pending = home.inspect(&id, |v| {
+                minqing_sync::has_local_changes(v.document(), state.as_deref())
+            });
+            match pending {
+                Ok(Some(true)) => pending_villages += 1,
+                Ok(_) => {}
+                Err(e) => crate::home::report_unloadable(&id, &e),
+            }
+        }
+    }
     Ok(SyncSummary {
         enrolled: true,
         online: None,
@@ -216,11 +228,11 @@ async fn read(
 async fn today(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
     let form = query(q);
     app.page(move |view| {
-        let villages = view.villages()?;
+        let villages = view.home.readers()?;
         let sync = view.sync_state()?;
         Ok(minqing_web::today::today_page(
             &view.ctx(done(&form)),
-            &refs(&villages),
+            &villages.iter().collect::<Vec<_>>(),
             &sync,
         ))
     })
@@ -301,9 +313,13 @@ async fn village(
 }
 
 /// The village of record `id` of `kind` among `villages`, with the id parsed.
-fn holding<'v>(villages: &'v [Village], kind: RecordKind, id: &str) -> Option<(&'v Village, Id)> {
+fn holding<'v, V: ReadVillage>(
+    villages: &'v [V],
+    kind: RecordKind,
+    id: &str,
+) -> Option<(&'v V, Id)> {
     let id = Id::parse(id).ok()?;
-    let i = village_of(&refs(villages), kind, &id)?;
+    let i = village_of(&villages.iter().collect::<Vec<_>>(), kind, &id)?;
     Some((&villages[i], id))
 }
 
@@ -332,8 +348,8 @@ async fn household(
 async fn search(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
     let form = query(q);
     app.page(move |view| {
-        let villages = view.villages()?;
-        let index = SearchIndex::new(&refs(&villages));
+        let villages = view.home.readers()?;
+        let index = view.app.search_index(&villages);
         Ok(minqing_web::browse::search_page(
             &view.ctx(None),
             &index,
@@ -352,7 +368,7 @@ async fn resident(
 ) -> Response {
     let form = query(q);
     render(app, move |view| {
-        let villages = view.villages()?;
+        let villages = view.home.readers()?;
         let Some((v, id)) = holding(&villages, RecordKind::Resident, &id) else {
             return Ok(None);
         };

@@ -564,18 +564,23 @@ pub struct SyncView {
 
 /// The villages' rows: `home` is held under the store lock by the caller.
 pub fn view(home: &Home, state: Option<SyncState>) -> anyhow::Result<SyncView> {
-    let pending: BTreeMap<String, usize> = match &state {
-        Some(s) => minqing_sync::device_docs(&*home.store, &s.relay_name)?
-            .into_iter()
-            .map(|(id, doc, st)| {
-                (
-                    id.to_string(),
-                    minqing_sync::local_change_count(&doc, st.as_deref()),
-                )
-            })
-            .collect(),
-        None => BTreeMap::new(),
-    };
+    // Counted on the service's cached villages (lent, not copied or loaded).
+    let mut pending: BTreeMap<String, usize> = BTreeMap::new();
+    if let Some(s) = &state {
+        for id in home.village_ids()? {
+            let st = home.store.sync_state(&s.relay_name, &id)?;
+            let count = home.inspect(&id, |v| {
+                minqing_sync::local_change_count(v.document(), st.as_deref())
+            });
+            match count {
+                Ok(Some(n)) => {
+                    pending.insert(id.to_string(), n);
+                }
+                Ok(None) => {}
+                Err(e) => crate::home::report_unloadable(&id, &e),
+            }
+        }
+    }
     let mut villages = Vec::new();
     for v in home.villages()? {
         let id = v.id().to_string();

@@ -69,8 +69,8 @@ fn list(
     let status = status.as_deref().map(parse_status).transpose()?;
     let today = today_or(today)?;
     let villages = match village {
-        Some(id) => vec![home.require_village(id.trim())?],
-        None => home.villages()?,
+        Some(id) => vec![home.require_reader(id.trim())?],
+        None => home.readers()?,
     };
     let all: Vec<DemandView> = villages
         .iter()

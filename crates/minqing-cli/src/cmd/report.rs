@@ -4,11 +4,11 @@
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use minqing_model::{Month, Table, Village, parse_date};
+use minqing_model::{Month, Table, parse_date};
 use serde::Serialize;
 
 use crate::cli::{ReportCmd, ReportOut, TodayArg};
-use crate::home::Home;
+use crate::home::{Home, Reader};
 use crate::output;
 
 /// The day given by `--today`, else today in China Standard Time.
@@ -29,7 +29,7 @@ pub fn run(home: &Home, cmd: ReportCmd) -> anyhow::Result<()> {
         } => {
             let month = Month::parse(&month).context("--month")?;
             let villages = load(home, village)?;
-            let report = minqing_model::monthly_report(&villages, month);
+            let report = minqing_model::monthly_report(villages.iter().map(|v| &**v), month);
             emit(&report, &report.tables(), &out)
         }
         ReportCmd::Ledger {
@@ -43,16 +43,17 @@ pub fn run(home: &Home, cmd: ReportCmd) -> anyhow::Result<()> {
             let to = to.map(|d| parse_date(&d).context("--to")).transpose()?;
             let today = today_or(&today)?;
             let villages = load(home, village)?;
-            let report = minqing_model::ledger_report(&villages, from, to, today);
+            let report =
+                minqing_model::ledger_report(villages.iter().map(|v| &**v), from, to, today);
             emit(&report, &report.tables(), &out)
         }
     }
 }
 
-fn load(home: &Home, village: Option<String>) -> anyhow::Result<Vec<Village>> {
+fn load(home: &Home, village: Option<String>) -> anyhow::Result<Vec<Reader>> {
     match village {
-        Some(id) => Ok(vec![home.require_village(id.trim())?]),
-        None => home.villages(),
+        Some(id) => Ok(vec![home.require_reader(id.trim())?]),
+        None => home.readers(),
     }
 }
 

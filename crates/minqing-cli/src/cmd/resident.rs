@@ -330,7 +330,7 @@ fn list(
 }
 
 fn show(home: &Home, typed: &str, json: bool) -> anyhow::Result<()> {
-    let (village, id) = home.find_record(RecordKind::Resident, typed)?;
+    let (village, id) = home.read_record(RecordKind::Resident, typed)?;
     let detail: ResidentDetail = village
         .resident_detail(&id)
         .context("the resident vanished while reading")?;

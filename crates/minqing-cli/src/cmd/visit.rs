@@ -67,8 +67,8 @@ pub fn run(home: &Home, cmd: VisitCmd) -> anyhow::Result<()> {
                 .transpose()?;
             let cadre = cadre.map(|c| text::trim(&c).to_owned());
             let villages = match village {
-                Some(id) => vec![home.require_village(id.trim())?],
-                None => home.villages()?,
+                Some(id) => vec![home.require_reader(id.trim())?],
+                None => home.readers()?,
             };
             let keep = |v: &VisitView| {
                 cadre.as_deref().is_none_or(|c| v.cadre == c)

@@ -15,8 +15,10 @@
 
 mod leaves;
 mod merge;
+mod records;
 mod steps;
 
+pub use records::{ReadVillage, VillageRecords};
 pub use steps::{COUNTY_CONSOLE_DEVICE, CountyAuthor};
 
 use std::collections::BTreeMap;
@@ -419,6 +421,34 @@ impl Village {
         self.doc.get_heads()
     }
 
+    /// The automerge document, read-only (its heads and changes, for the
+    /// sync state of a village held in memory).
+    pub fn document(&mut self) -> &automerge::Automerge {
+        self.doc.document()
+    }
+
+    /// Marks the current state for [`Village::patches_since`] (automerge's
+    /// diff cursor: the changes made from here on are indexed as they are
+    /// applied) and returns its heads.
+    pub(crate) fn mark_views(&mut self) -> Vec<ChangeHash> {
+        self.doc.update_diff_cursor();
+        self.doc.get_heads()
+    }
+
+    /// The patches from `heads` to now, if `heads` is where this value was
+    /// last marked ([`Village::mark_views`]); `None` otherwise.
+    pub(crate) fn patches_since(&mut self, heads: &[ChangeHash]) -> Option<Vec<automerge::Patch>> {
+        let mut cursor = self.doc.diff_cursor();
+        let mut asked = heads.to_vec();
+        cursor.sort();
+        asked.sort();
+        if cursor.is_empty() || cursor != asked {
+            return None;
+        }
+        let now = self.doc.get_heads();
+        Some(self.doc.diff(heads, &now))
+    }
+
     /// Sets the actor for following writes (the device id's bytes).
     pub fn set_actor(&mut self, actor: &[u8]) {
         self.doc.set_actor(ActorId::from(actor));
@@ -609,6 +639,13 @@ impl Village {
 
     /// Every resident not merged into another, by creation time then id.
     pub fn residents(&self) -> Vec<ResidentView> {
+        let mut all = self.all_residents();
+        all.retain(|r| r.merged_into.is_none());
+        all
+    }
+
+    /// Every resident, merged ones too, by creation time then id.
+    fn all_residents(&self) -> Vec<ResidentView> {
         let merges = self.merges();
         let addresses: BTreeMap<String, String> = self
             .records(RecordKind::Household)
@@ -625,7 +662,6 @@ impl Village {
                 let canonical = merges.canonical(id.as_str());
                 self.resident_view(id, obj, &address, canonical)
             })
-            .filter(|r| r.merged_into.is_none())
             .collect();
         all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
         all
@@ -734,6 +770,16 @@ impl Village {
     }
 
     fn demand_view(&self, id: &Id, obj: &ObjId, canonical: &dyn Fn(&str) -> String) -> DemandView {
+        self.demand_view_events(id, obj, canonical).0
+    }
+
+    /// A demand's view and its raw events (read once for both).
+    fn demand_view_events(
+        &self,
+        id: &Id,
+        obj: &ObjId,
+        canonical: &dyn Fn(&str) -> String,
+    ) -> (DemandView, Vec<DemandEvent>) {
         let f = Fields::read(&self.doc, obj);
         let s = |k| f.str(k);
         let events = f
@@ -741,7 +787,7 @@ impl Village {
             .map(|e| self.events_of(&e))
             .unwrap_or_default();
         let fold = fold(&events);
-        DemandView {
+        let view = DemandView {
             id: id.to_string(),
             resident_id: canonical(&s("resident_id").unwrap_or_default()),
             household_id: s("household_id").unwrap_or_default(),
@@ -771,7 +817,8 @@ impl Village {
                     flag: step.flag,
                 })
                 .collect(),
-        }
+        };
+        (view, events)
     }
 
     /// Every demand, by opening time then id.

@@ -145,7 +145,7 @@ async fn echo(dev: &Dev) -> Result<Vec<u8>, NetError> {
     let _ = send.finish();
     let out = recv.read_to_end(1024).await.map_err(|e| match e {
         minqing_net::quinn::ReadToEndError::Read(r) => map_read_error(&r, &conn.addr),
-        other => NetError::ConnectionLost(other.to_string()),
+        other => NetError::ConnectionLost(minqing_net::Lost::ReadToEnd(other)),
     })?;
     conn.close().await;
     Ok(out)

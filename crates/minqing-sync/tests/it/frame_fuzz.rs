@@ -26,11 +26,7 @@ fn valid_stream(rng: &mut StdRng) -> Vec<u8> {
         })
         .collect();
     let frames = [
-        Frame::Hello {
-            version: PROTOCOL_VERSION,
-            device: "dev".into(),
-            docs: docs.clone(),
-        },
+        Frame::hello("dev", docs.clone()),
         Frame::Welcome {
             version: PROTOCOL_VERSION,
             relay: "relay".into(),

@@ -4,6 +4,7 @@
 //! (`stats`, `reset`, `outage on|off`, `delay MS`, `jitter MS`, `loss P`,
 //! `seed N`, `quit`) and prints the final counters as one JSON line when it ends
 //! (on `quit`, Ctrl-C or SIGTERM). See docs/testing.md.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;

@@ -11,7 +11,7 @@ use super::support::{TestStorage, new_storage};
 use automerge::sync::{ChunkList, Have, Message, MessageVersion};
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc};
-use minqing_sync::frame::{DocHeads, Frame, FrameDecoder, Heads, PROTOCOL_VERSION};
+use minqing_sync::frame::{DocHeads, Frame, FrameDecoder, Heads};
 use minqing_sync::{
     DeviceSession, DocHost, DocId, DocOutcome, RelaySession, SessionConfig, Storage,
     StorageDocHost, device_docs, device_step, relay_step,
@@ -76,14 +76,13 @@ fn send(host: &StorageDocHost, device: &str, msg: Vec<u8>) -> Vec<Frame> {
         BTreeSet::from([v1()]),
     );
     let heads = host.heads(&v1()).expect("heads");
-    let mut bytes = Frame::Hello {
-        version: PROTOCOL_VERSION,
-        device: device.into(),
-        docs: vec![DocHeads {
+    let mut bytes = Frame::hello(
+        device,
+        vec![DocHeads {
             doc: v1(),
             heads: Heads::List(heads),
         }],
-    }
+    )
     .encode()
     .expect("small");
     bytes.extend(

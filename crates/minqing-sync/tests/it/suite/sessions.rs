@@ -26,13 +26,7 @@ fn error_frame(bytes: &[u8]) -> Frame {
 fn relay_names_both_versions_when_the_device_is_newer() {
     let (_s, host) = relay_with(&[]);
     let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d1", BTreeSet::new());
-    let mut hello = Frame::Hello {
-        version: PROTOCOL_VERSION,
-        device: "d1".into(),
-        docs: vec![],
-    }
-    .encode()
-    .expect("encodes");
+    let mut hello = Frame::hello("d1", vec![]).encode().expect("encodes");
     hello[9..11].copy_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
     let err = relay
         .handle_input(&hello, &host)
@@ -86,11 +80,7 @@ fn sync_before_hello_and_wrong_device_name_end_the_session() {
     assert!(relay.handle_input(&[], &host).is_err(), "stays closed");
 
     let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d1", [d].into());
-    let hello = Frame::Hello {
-        version: PROTOCOL_VERSION,
-        device: "d2".into(),
-        docs: vec![],
-    };
+    let hello = Frame::hello("d2", vec![]);
     let e = relay.handle_input(&hello.encode().expect("enc"), &host);
     assert!(matches!(e, Err(SessionError::Unauthorized(_))), "{e:?}");
     let Frame::Error { code, .. } = error_frame(&relay.poll_transmit().expect("error frame"))
@@ -192,14 +182,13 @@ fn hostile_sync_messages_end_the_session_without_panic() {
         };
         message
     };
-    let hello = Frame::Hello {
-        version: PROTOCOL_VERSION,
-        device: "d1".into(),
-        docs: vec![DocHeads {
+    let hello = Frame::hello(
+        "d1",
+        vec![DocHeads {
             doc: d.clone(),
             heads: Heads::List(vec![]),
         }],
-    }
+    )
     .encode()
     .expect("enc");
     for round in 0..2000 {
@@ -275,14 +264,13 @@ fn a_bloom_filter_that_would_crash_automerge_is_refused() {
     let (_s, host) = relay_with(std::slice::from_ref(&d));
     // The relay has changes the device lacks, so it consults the filter.
     relay_write(&host, &d, 2, "k", "v");
-    let hello = Frame::Hello {
-        version: PROTOCOL_VERSION,
-        device: "d1".into(),
-        docs: vec![DocHeads {
+    let hello = Frame::hello(
+        "d1",
+        vec![DocHeads {
             doc: d.clone(),
             heads: Heads::List(vec![]),
         }],
-    }
+    )
     .encode()
     .expect("enc");
     let zero_bits = [0x01, 0x00, 0x07]; // 1 entry, 0 bits per entry, 7 probes, no bits
@@ -343,11 +331,7 @@ fn a_malformed_document_chunk_ends_the_session_without_panic() {
     let storage = std::sync::Arc::new(new_storage());
     let host = minqing_sync::StorageDocHost::new(storage.clone());
     let mut relay = RelaySession::new(SessionConfig::default(), RELAY, "d1", [d.clone()].into());
-    let hello = Frame::Hello {
-        version: PROTOCOL_VERSION,
-        device: "d1".into(),
-        docs: vec![],
-    };
+    let hello = Frame::hello("d1", vec![]);
     relay
         .handle_input(&hello.encode().expect("enc"), &host)
         .expect("hello ok");
@@ -464,11 +448,7 @@ fn a_change_counting_its_ops_below_its_dependencies_is_refused() {
     let heads = host.heads(&d).expect("loads");
     let device = "aaaaaaaaaaaaaaaa";
     let mut relay = RelaySession::new(SessionConfig::default(), RELAY, device, [d.clone()].into());
-    let hello = Frame::Hello {
-        version: PROTOCOL_VERSION,
-        device: device.into(),
-        docs: vec![],
-    };
+    let hello = Frame::hello(device, vec![]);
     relay
         .handle_input(&hello.encode().expect("enc"), &host)
         .expect("hello ok");
