@@ -238,7 +238,10 @@ async fn run_once(ctx: &Ctx<'_>, sims: &[SimDevice], cache: &R1Cache, seed: u64)
         tasks.spawn(async move {
             // Connect to outcome, as every sync time in the report; a
             // refused or missing village is an error.
-            let r = device_sync(&*store, &bundle, addr).await?;
+            let started = Instant::now();
+            let r = device_sync(&*store, &bundle, addr).await.with_context(|| {
+                format!("after {:.1} s", started.elapsed().as_secs_f64())
+            })?;
             accepted(&r.outcome, 1)?;
             Ok::<f64, anyhow::Error>(r.elapsed.as_secs_f64())
         });
@@ -256,6 +259,9 @@ async fn run_once(ctx: &Ctx<'_>, sims: &[SimDevice], cache: &R1Cache, seed: u64)
             Err(e) => e.to_string(),
         };
         errors += 1;
+        // Every error, with how long it took to fail: what the handshake
+        // deadlines (the relay's 10 s, a Retry token's 15 s) look like.
+        eprintln!("R1: error: {why}");
         first_error.get_or_insert(why);
     }
     let total = t.elapsed().as_secs_f64();
