@@ -71,6 +71,10 @@ pub struct AmrRun {
     pub secs: f64,
     /// TCP stream bytes both ways at the shaper.
     pub bytes: f64,
+    /// The whole `node client.mjs` process, exec to exit, seconds (what a
+    /// user of that client waits for: start-up and loading its documents
+    /// included).
+    pub process_secs: f64,
 }
 
 /// A running `server.mjs`.
@@ -169,9 +173,13 @@ async fn client(
         .args(["--timeout-ms", "600000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await?
-        .context("running node client.mjs")?;
+    let out = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        cmd.output().map(|o| (o, t.elapsed().as_secs_f64()))
+    })
+    .await?
+    .context("running node client.mjs")?;
+    let (out, process_secs) = out;
     let stats = shaper.stats();
     drop(shaper);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -196,6 +204,7 @@ async fn client(
     Ok(AmrRun {
         secs: ms / 1e3,
         bytes: (stats.up.bytes + stats.down.bytes) as f64,
+        process_secs,
     })
 }
 

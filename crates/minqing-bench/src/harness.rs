@@ -31,9 +31,27 @@ pub struct RelayProc {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Reads the rest of its stderr; returns the line `serve` prints about
-    /// its document cache when it stops.
-    stderr: Option<std::thread::JoinHandle<Option<String>>>,
+    /// Reads the rest of its stderr; returns the lines `serve` prints as it
+    /// stops (its final exports, its document cache).
+    stderr: Option<std::thread::JoinHandle<StopLines>>,
+}
+
+/// What `serve` said as it stopped.
+#[derive(Debug, Default, Clone)]
+pub struct StopLines {
+    /// "document cache: peak …"
+    pub cache: Option<String>,
+    /// "final exports: N village(s) written in S s"
+    pub exports: Option<String>,
+}
+
+/// A relay that stopped within the wait.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    /// What it said as it stopped.
+    pub lines: StopLines,
+    /// From SIGTERM to its exit, s.
+    pub secs: f64,
 }
 
 impl RelayProc {
@@ -70,10 +88,15 @@ impl RelayProc {
             }
         }
         let stderr = std::thread::spawn(move || {
-            lines
-                .map_while(Result::ok)
-                .filter(|l| l.starts_with("document cache:"))
-                .last()
+            let mut out = StopLines::default();
+            for l in lines.map_while(Result::ok) {
+                if l.starts_with("document cache:") {
+                    out.cache = Some(l);
+                } else if l.starts_with("final exports:") {
+                    out.exports = Some(l);
+                }
+            }
+            out
         });
         Ok(RelayProc {
             child,
@@ -94,15 +117,25 @@ impl RelayProc {
 
     /// Stops it (SIGTERM, then SIGKILL after 10 s); returns what it said
     /// about its document cache as it stopped, if it stopped cleanly.
-    pub fn stop(mut self) -> Option<String> {
+    pub fn stop(self) -> Option<String> {
+        self.stop_within(Duration::from_secs(10))
+            .and_then(|s| s.lines.cache)
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after `wait`); what it said as it
+    /// stopped and how long the stop took, if it stopped cleanly in time.
+    pub fn stop_within(mut self, wait: Duration) -> Option<Stopped> {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
-        let until = Instant::now() + Duration::from_secs(10);
+        let started = Instant::now();
+        let until = started + wait;
         while Instant::now() < until {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return self.stderr.take().and_then(|t| t.join().ok().flatten());
+                let secs = started.elapsed().as_secs_f64();
+                let lines = self.stderr.take().and_then(|t| t.join().ok())?;
+                return Some(Stopped { lines, secs });
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -33,6 +33,15 @@ pub struct Probe {
     pub reply_peak: u64,
     /// Size of that message, bytes.
     pub reply_bytes: u64,
+    /// Peak RSS growth while loading the first copy, above what that copy
+    /// keeps once loaded (one load's transient buffers), bytes.
+    pub load_transient: u64,
+    /// The same for a whole-history answer in its compact saved form (the
+    /// relay's way: the peer's capabilities are set first, as
+    /// `minqing_sync`'s relay session does), above the loaded copies, bytes.
+    pub compact_peak: u64,
+    /// Size of that message, bytes.
+    pub compact_bytes: u64,
 }
 
 impl Probe {
@@ -75,8 +84,13 @@ pub fn probe(store: &Path, village: &str, copies: usize) -> Result<Probe> {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let copies = copies.max(1);
     let before = rss();
+    // Peak of the first load above what it keeps: the high-water mark is
+    // reset first (`clear_refs` 5 resets VmHWM to the current RSS).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let mut docs = Vec::with_capacity(copies);
-    for _ in 0..copies {
+    docs.push(automerge::Automerge::load(&bytes).context("the village does not load")?);
+    let load_transient = hwm().saturating_sub(rss());
+    for _ in 1..copies {
         docs.push(automerge::Automerge::load(&bytes).context("the village does not load")?);
     }
     let after = rss();
@@ -102,6 +116,31 @@ pub fn probe(store: &Path, village: &str, copies: usize) -> Result<Probe> {
         .map(|m| m.encode().len())
         .unwrap_or(0);
     let reply_peak = hwm().saturating_sub(base);
+    // The relay's way: a peer that names no capabilities is answered as one
+    // that takes a whole document in one message (its compact saved form).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let base = rss();
+    let mut state = automerge::sync::State::new();
+    let ask = automerge::sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: vec![automerge::sync::Have::default()],
+        changes: automerge::sync::ChunkList::empty(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    };
+    let doc = &mut docs[1 % copies];
+    doc.receive_sync_message(&mut state, ask)
+        .context("the probe's request does not apply")?;
+    state.their_capabilities = Some(vec![
+        automerge::sync::Capability::MessageV2,
+        automerge::sync::Capability::SyncReset,
+    ]);
+    let compact = doc
+        .generate_sync_message(&mut state)
+        .map(|m| m.encode().len())
+        .unwrap_or(0);
+    let compact_peak = hwm().saturating_sub(base);
     drop(docs);
     Ok(Probe {
         village: village.to_owned(),
@@ -110,6 +149,9 @@ pub fn probe(store: &Path, village: &str, copies: usize) -> Result<Probe> {
         per_copy: after.saturating_sub(before) / copies as u64,
         reply_peak,
         reply_bytes: reply as u64,
+        load_transient,
+        compact_peak,
+        compact_bytes: compact as u64,
     })
 }
 

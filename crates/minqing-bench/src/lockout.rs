@@ -105,7 +105,9 @@ fn rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn sync_once(bins: &Bins, home: &Path) -> Result<f64> {
+/// One `minqing sync` of `home`, exec to exit: its seconds, or its stderr
+/// as the error.
+pub fn sync_once(bins: &Bins, home: &Path) -> Result<f64> {
     let t = Instant::now();
     let out = crate::homes::command(&bins.minqing)?
         .arg("--home")
@@ -125,7 +127,7 @@ fn sync_once(bins: &Bins, home: &Path) -> Result<f64> {
 }
 
 /// Points the device home's stored bundle at `addr`.
-fn retarget(home: &Path, addr: &str) -> Result<()> {
+pub fn retarget(home: &Path, addr: &str) -> Result<()> {
     let store = open_store(&home.join("store"))?;
     let raw = store
         .meta_get("relay_bundle")?

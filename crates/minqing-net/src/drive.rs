@@ -17,6 +17,9 @@ use crate::{DeviceConnection, Lost, NetError, Peer, SessionLimit};
 const READ_CHUNK: usize = 256 * 1024;
 /// How long a finished session waits for the peer's end of stream.
 const LINGER: Duration = Duration::from_secs(5);
+/// The most of a relay session's answers QUIC keeps after taking them: the
+/// connection's send window ([`crate::endpoint::RELAY_SEND_WINDOW`]).
+const QUIC_SEND_HOLD: usize = crate::endpoint::RELAY_SEND_WINDOW as usize;
 
 async fn transmit(
     send: &mut SendStream,
@@ -148,6 +151,14 @@ pub async fn run_relay_session(
         budget: limits.budget.clone(),
         bytes: 0,
     };
+    // What QUIC may still hold of this session's answers once `write_all`
+    // returned: everything written, up to the connection's send window
+    // (`RELAY_SEND_WINDOW`), until the device acknowledges it. quinn does not
+    // say how much of a stream is unacknowledged, so the bound is kept
+    // counted in the budget until the session ends: a device that asks for
+    // whole villages and reads nothing cannot make the relay hold its send
+    // buffers outside the budget (docs/relay.md, "Limits").
+    let mut quic_held: usize = 0;
     loop {
         let chunk =
             match tokio::time::timeout(limits.silence, recv.read_chunk(READ_CHUNK, true)).await {
@@ -178,7 +189,7 @@ pub async fn run_relay_session(
         })
         .await
         .map_err(NetError::Worker)??;
-        held.keep(s.buffered());
+        held.keep(s.buffered() + quic_held);
         for ev in step.events {
             on_event(ev);
         }
@@ -200,7 +211,10 @@ pub async fn run_relay_session(
             }
         }
         drop(frames);
-        held.keep(s.buffered());
+        // Never more than was taken: `out` was, and the send window only
+        // grows by what was written.
+        quic_held = quic_held.saturating_add(out).min(QUIC_SEND_HOLD);
+        held.keep(s.buffered() + quic_held);
         if let Err(e) = step.result {
             let _ = send.finish();
             return Err(NetError::Protocol(e));

@@ -15,6 +15,14 @@
 //! in use the cache may stay above its budget until one is released; the
 //! cache is brought back within it as each call ends.
 //!
+//! Memory a call needs only while it runs — the buffers of a load, of a
+//! whole-history answer built from the document (`generate_sync_message` for a
+//! peer that holds nothing: the village's compact saved form), of an export's
+//! `save()` — is counted too, as [`call_cost`] of the village's saved size,
+//! from before the load until the call returns; and at most [`DOC_WORKERS`]
+//! calls run at once (the others wait), so those transients are bounded by
+//! what the budget holds however many sessions ask at once.
+//!
 //! A panic while a village was locked leaves it possibly half-changed: the
 //! copy is put back from storage under the same lock before the panic goes
 //! on (as `minqing_sync::StorageDocHost` does), and a village whose lock is
@@ -22,7 +30,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use automerge::{Automerge, ReadDoc};
 use minqing_sync::{DocHost, DocId, Storage, StorageError};
@@ -50,6 +58,31 @@ pub fn village_cost(saved: usize) -> usize {
     VILLAGE_BASE.saturating_add(saved.saturating_mul(MEMORY_PER_SAVED_BYTE))
 }
 
+/// Calls on villages ([`DocHost::with_doc`] and the rest, a load included)
+/// that run at once; more wait for one of them to end. Two: the relay's
+/// machine has two cores, and the work of a call is CPU (automerge), so a
+/// third at once would not finish sooner — it would only add its transient
+/// memory ([`call_cost`]) to the relay's.
+pub const DOC_WORKERS: usize = 2;
+
+/// Bytes of memory a call on a village may need while it runs, beyond the
+/// loaded copy, per byte of the village's saved form ([`call_cost`]).
+/// Measured (`minqing-bench heap-probe` on the county profile, a fresh
+/// process): loading a full-size village (1.18 MB saved) peaks 4.6–4.8 MB
+/// above what the copy then keeps (3.9–4.1× its saved size), and building its
+/// whole history as one compact message 5.5–5.6 MB (4.6–4.7×); a small village
+/// (53 KB saved) peaks at most 1.04 MB, which [`CALL_BASE`] covers.
+pub const CALL_PER_SAVED_BYTE: usize = 5;
+
+/// Bytes every call is counted for while it runs, whatever the village's size.
+pub const CALL_BASE: usize = 1024 * 1024;
+
+/// What a call on a village of `saved` bytes is counted for while it runs
+/// (see [`CALL_PER_SAVED_BYTE`]).
+pub fn call_cost(saved: usize) -> usize {
+    CALL_BASE.saturating_add(saved.saturating_mul(CALL_PER_SAVED_BYTE))
+}
+
 /// What `appended` more saved bytes of a cached village are counted for.
 fn cost(appended: usize) -> usize {
     appended.saturating_mul(MEMORY_PER_SAVED_BYTE)
@@ -61,6 +94,8 @@ struct Entry {
     /// What it is counted for ([`village_cost`] of its saved size, plus
     /// [`cost`] of what was appended since).
     size: usize,
+    /// Its saved size: what it was loaded from plus what was appended since.
+    saved: usize,
     /// Value of the cache's clock at its last use.
     used: u64,
 }
@@ -69,8 +104,11 @@ struct Entry {
 struct Entries {
     map: BTreeMap<DocId, Entry>,
     clock: u64,
-    /// Sum of the entries' sizes.
+    /// Sum of the entries' sizes and of the calls in progress
+    /// ([`call_cost`]).
     bytes: usize,
+    /// The part of `bytes` counted for calls in progress.
+    calls: usize,
 }
 
 /// What the cache did since the relay started (for the operator and the
@@ -81,8 +119,10 @@ pub struct CacheStats {
     pub bytes: u64,
     /// Villages in memory now.
     pub resident: u64,
-    /// The most it held.
+    /// The most it held (calls in progress included).
     pub peak_bytes: u64,
+    /// The most it counted for calls in progress at once.
+    pub peak_calls: u64,
     /// The budget.
     pub budget: u64,
     /// Villages loaded from storage.
@@ -103,6 +143,38 @@ pub struct DocCache {
     loads: AtomicU64,
     evictions: AtomicU64,
     peak: AtomicU64,
+    peak_calls: AtomicU64,
+    /// Calls running now (at most [`DOC_WORKERS`]).
+    running: Mutex<usize>,
+    /// Signalled when a call ends.
+    ended: Condvar,
+}
+
+/// One of the [`DOC_WORKERS`] places, given back when dropped.
+struct Pass<'a>(&'a DocCache);
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.running();
+        *n = n.saturating_sub(1);
+        drop(n);
+        self.0.ended.notify_one();
+    }
+}
+
+/// What a call in progress is counted for, given back when dropped (whatever
+/// way the call ends).
+struct Counted<'a> {
+    cache: &'a DocCache,
+    bytes: usize,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        let mut e = self.cache.entries();
+        e.bytes = e.bytes.saturating_sub(self.bytes);
+        e.calls = e.calls.saturating_sub(self.bytes);
+    }
 }
 
 impl std::fmt::Debug for DocCache {
@@ -134,7 +206,42 @@ impl DocCache {
             loads: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             peak: AtomicU64::new(0),
+            peak_calls: AtomicU64::new(0),
+            running: Mutex::new(0),
+            ended: Condvar::new(),
         }
+    }
+
+    fn running(&self) -> MutexGuard<'_, usize> {
+        // Poisoned (nothing in its sections panics): counted again from zero.
+        lock_or_reload(&self.running, "the running village calls", || 0)
+    }
+
+    /// Waits for one of the [`DOC_WORKERS`] places.
+    fn pass(&self) -> Pass<'_> {
+        let mut n = self.running();
+        while *n >= DOC_WORKERS {
+            n = crate::lock::recover(
+                &self.running,
+                self.ended.wait(n),
+                "the running village calls",
+                || 0,
+            );
+        }
+        *n += 1;
+        Pass(self)
+    }
+
+    /// Counts a call on a village of `saved` bytes until the result drops.
+    fn count_call(&self, saved: usize) -> Counted<'_> {
+        let bytes = call_cost(saved);
+        let mut e = self.entries();
+        e.bytes = e.bytes.saturating_add(bytes);
+        e.calls = e.calls.saturating_add(bytes);
+        self.peak_calls.fetch_max(e.calls as u64, Ordering::Relaxed);
+        // Room for it, if villages nobody uses can go.
+        self.shrink(&mut e);
+        Counted { cache: self, bytes }
     }
 
     /// The storage behind the cache.
@@ -160,14 +267,16 @@ impl DocCache {
             bytes: e.bytes as u64,
             resident: e.map.len() as u64,
             peak_bytes: self.peak.load(Ordering::Relaxed),
+            peak_calls: self.peak_calls.load(Ordering::Relaxed),
             budget: self.budget as u64,
             loads: self.loads.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
         }
     }
 
-    /// The village, loaded if needed; marks it used.
-    fn entry(&self, doc: &DocId) -> Result<Arc<Mutex<Automerge>>, StorageError> {
+    /// The village, loaded if needed; marks it used. The call is counted
+    /// ([`call_cost`]) from before the load until the second value drops.
+    fn entry(&self, doc: &DocId) -> Result<(Arc<Mutex<Automerge>>, Counted<'_>), StorageError> {
         {
             let mut e = self.entries();
             e.clock += 1;
@@ -175,7 +284,9 @@ impl DocCache {
             if let Some(entry) = e.map.get_mut(doc) {
                 if !entry.doc.is_poisoned() {
                     entry.used = now;
-                    return Ok(Arc::clone(&entry.doc));
+                    let (shared, saved) = (Arc::clone(&entry.doc), entry.saved);
+                    drop(e);
+                    return Ok((shared, self.count_call(saved)));
                 }
                 // Possibly half-changed: dropped, loaded afresh below.
                 tracing::error!(village = %doc, "a poisoned village copy is dropped and reloaded");
@@ -192,7 +303,10 @@ impl DocCache {
         }
         // Loaded without holding the map's lock: a large village takes a
         // while, and sessions on other villages must not wait for it.
-        let (am, size) = match self.storage.load(doc)? {
+        let stored = self.storage.load(doc)?;
+        let saved = stored.as_ref().map_or(0, Vec::len);
+        let counted = self.count_call(saved);
+        let (am, size) = match stored {
             None => (Automerge::new(), VILLAGE_BASE),
             Some(bytes) => match Automerge::load(&bytes) {
                 Ok(am) => (am, village_cost(bytes.len())),
@@ -224,6 +338,7 @@ impl DocCache {
                     Entry {
                         doc: Arc::clone(&shared),
                         size,
+                        saved,
                         used: now,
                     },
                 );
@@ -232,7 +347,7 @@ impl DocCache {
             }
         };
         self.shrink(&mut e);
-        Ok(shared)
+        Ok((shared, counted))
     }
 
     /// After a call on `doc` ended: counts the `appended` saved bytes, then
@@ -242,6 +357,7 @@ impl DocCache {
         if let Some(entry) = e.map.get_mut(doc) {
             let n = cost(appended);
             entry.size += n;
+            entry.saved += appended;
             e.bytes += n;
         }
         self.shrink(&mut e);
@@ -318,7 +434,10 @@ impl DocHost for DocCache {
         doc: &DocId,
         f: &mut dyn FnMut(&mut Automerge) -> bool,
     ) -> Result<bool, StorageError> {
-        let shared = self.entry(doc)?;
+        // The place first, then the village's lock: a call never waits for a
+        // place while it holds a village.
+        let _pass = self.pass();
+        let (shared, counted) = self.entry(doc)?;
         let mut am = match shared.lock() {
             Ok(g) => g,
             Err(_) => {
@@ -351,6 +470,7 @@ impl DocHost for DocCache {
                 }
                 drop(am);
                 drop(shared);
+                drop(counted);
                 self.settle(doc, 0);
                 return Ok(false);
             }
@@ -361,6 +481,7 @@ impl DocHost for DocCache {
         };
         drop(am);
         drop(shared);
+        drop(counted);
         self.settle(doc, appended);
         Ok(true)
     }
@@ -532,6 +653,74 @@ mod tests {
             s.loads > VILLAGES as u64,
             "evicted villages were reloaded: {s:?}"
         );
+    }
+
+    #[test]
+    fn a_call_in_progress_is_counted_until_it_returns() {
+        let storage = Arc::new(MemStorage::new());
+        seed_village(&storage, 0);
+        let saved = storage
+            .load(&village(0))
+            .expect("load")
+            .expect("held")
+            .len();
+        let cache = DocCache::new(storage, usize::MAX);
+        let mut inside = None;
+        cache
+            .with_doc(&village(0), &mut |_| inside = Some(cache.stats().bytes))
+            .expect("call");
+        // The load's and the call's memory while it runs, the village after.
+        assert_eq!(
+            inside,
+            Some((village_cost(saved) + call_cost(saved)) as u64)
+        );
+        let after = cache.stats();
+        assert_eq!(after.bytes, village_cost(saved) as u64, "{after:?}");
+        assert_eq!(after.peak_calls, call_cost(saved) as u64, "{after:?}");
+        // A failing call is given back too.
+        let missing = DocId::new("V99".to_owned()).expect("valid id");
+        let _ = cache.with_doc(&missing, &mut |_| {});
+        assert_eq!(cache.stats().bytes - after.bytes, VILLAGE_BASE as u64);
+    }
+
+    #[test]
+    fn at_most_doc_workers_calls_run_at_once() {
+        use std::sync::atomic::AtomicUsize;
+        let storage = Arc::new(MemStorage::new());
+        for i in 0..6 {
+            seed_village(&storage, i);
+        }
+        let cache = Arc::new(DocCache::new(storage, usize::MAX));
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..6)
+            .map(|i| {
+                let (cache, running, most) = (cache.clone(), running.clone(), most.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..3 {
+                        cache
+                            .with_doc(&village(i), &mut |_| {
+                                let n = running.fetch_add(1, Ordering::SeqCst) + 1;
+                                most.fetch_max(n, Ordering::SeqCst);
+                                std::thread::sleep(std::time::Duration::from_millis(20));
+                                running.fetch_sub(1, Ordering::SeqCst);
+                            })
+                            .expect("call");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= DOC_WORKERS, "{most} calls ran at once");
+        let s = cache.stats();
+        let one = (0..6)
+            .map(|i| call_cost(cache.entries().map[&village(i)].saved))
+            .max()
+            .unwrap_or(0);
+        assert!(s.peak_calls as usize <= DOC_WORKERS * one, "{s:?}");
     }
 
     #[test]

@@ -23,7 +23,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use cache::{MEMORY_PER_SAVED_BYTE, VILLAGE_BASE, village_cost};
+pub use cache::{
+    CALL_BASE, CALL_PER_SAVED_BYTE, DOC_WORKERS, MEMORY_PER_SAVED_BYTE, VILLAGE_BASE, call_cost,
+    village_cost,
+};
 pub use registry::UsageError;
 
 /// Exit code of a usage error (a bad argument, a wrong home).

@@ -448,8 +448,16 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
     exporter.stop();
     let _ = export_worker.await;
     let ex = exporter.clone();
+    let exporting = std::time::Instant::now();
     match tokio::task::spawn_blocking(move || ex.finish()).await {
-        Ok(Ok(n)) => tracing::info!(written = n, "final exports written"),
+        Ok(Ok(n)) => {
+            tracing::info!(written = n, "final exports written");
+            // Read by the benchmarks (R1): how long the stop's exports take.
+            eprintln!(
+                "final exports: {n} village(s) written in {:.1} s",
+                exporting.elapsed().as_secs_f64()
+            );
+        }
         Ok(Err(e)) => {
             eprintln!("warning: the final exports for reports were not all written: {e:#}")
         }
@@ -458,11 +466,15 @@ pub async fn serve_async(home: Home, config: Config, ca: minqing_net::RelayCa) -
     let c = relay.host.stats();
     // Read by the benchmarks (R1): the cache's use of its budget.
     eprintln!(
-        "document cache: peak {:.1} MiB of its {:.1} MiB budget (villages counted at {} KiB + {}× their saved size), {} villages loaded now, {} loads, {} evictions",
+        "document cache: peak {:.1} MiB of its {:.1} MiB budget (villages counted at {} KiB + {}× their saved size; calls in progress, at most {} at once, at {} KiB + {}×: {:.1} MiB at most), {} villages loaded now, {} loads, {} evictions",
         c.peak_bytes as f64 / (1024.0 * 1024.0),
         c.budget as f64 / (1024.0 * 1024.0),
         crate::cache::VILLAGE_BASE / 1024,
         crate::cache::MEMORY_PER_SAVED_BYTE,
+        crate::cache::DOC_WORKERS,
+        crate::cache::CALL_BASE / 1024,
+        crate::cache::CALL_PER_SAVED_BYTE,
+        c.peak_calls as f64 / (1024.0 * 1024.0),
         c.resident,
         c.loads,
         c.evictions

@@ -22,6 +22,7 @@ mod s3;
 mod sync;
 mod w1;
 mod w2;
+mod whole;
 
 /// What every scenario works with.
 pub struct Ctx<'a> {
@@ -63,9 +64,11 @@ pub fn run_all(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         }
         if opts.wants("S2") {
             rt.block_on(s2::run(ctx, &base, report))?;
+            rt.block_on(whole::s2(ctx, &base, report))?;
         }
         if opts.wants("S3") {
             rt.block_on(s3::run(ctx, &base, report))?;
+            rt.block_on(whole::s3(ctx, &base, report))?;
         }
     }
     if opts.wants("R1") {

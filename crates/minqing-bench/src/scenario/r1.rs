@@ -21,6 +21,11 @@ use minqing_relay::{MEMORY_PER_SAVED_BYTE, VILLAGE_BASE, village_cost};
 /// Copies of each village the heap probe loads and keeps.
 const HEAP_COPIES: usize = 4;
 
+/// How long R1 waits for the relay to stop: its stop writes the final
+/// exports of every village changed since the last export (up to all 500),
+/// which takes far longer than 10 s.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What one R1 run measured.
 struct R1Run {
     total: f64,
@@ -32,6 +37,10 @@ struct R1Run {
     cache_peak: f64,
     /// That line.
     cache_line: Option<String>,
+    /// From SIGTERM to the relay's exit, s (NaN if it did not stop in [`STOP_WAIT`]).
+    stop_secs: f64,
+    /// What the relay said about its final exports.
+    exports_line: Option<String>,
 }
 
 /// Runs R1 and adds its rows.
@@ -147,6 +156,19 @@ impl R1Cache {
 
 fn cache_row(report: &mut Report, cache: &R1Cache, runs: &[R1Run]) {
     let last = runs.iter().rev().find_map(|r| r.cache_line.as_deref());
+    let exports = runs.iter().rev().find_map(|r| r.exports_line.as_deref());
+    report
+        .add(
+            "R1",
+            "relay stop after the load (SIGTERM to exit: final flush and exports)",
+            Unit::S,
+            super::col(runs, |r| r.stop_secs),
+        )
+        .note(format!(
+            "the harness waits up to {} s; the relay said: {}",
+            STOP_WAIT.as_secs(),
+            exports.unwrap_or("nothing")
+        ));
     report
         .add(
             "R1",
@@ -216,7 +238,10 @@ async fn run_once(ctx: &Ctx<'_>, sims: &[SimDevice], cache: &R1Cache, seed: u64)
         tasks.spawn(async move {
             // Connect to outcome, as every sync time in the report; a
             // refused or missing village is an error.
-            let r = device_sync(&*store, &bundle, addr).await?;
+            let started = Instant::now();
+            let r = device_sync(&*store, &bundle, addr).await.with_context(|| {
+                format!("after {:.1} s", started.elapsed().as_secs_f64())
+            })?;
             accepted(&r.outcome, 1)?;
             Ok::<f64, anyhow::Error>(r.elapsed.as_secs_f64())
         });
@@ -234,6 +259,9 @@ async fn run_once(ctx: &Ctx<'_>, sims: &[SimDevice], cache: &R1Cache, seed: u64)
             Err(e) => e.to_string(),
         };
         errors += 1;
+        // Every error, with how long it took to fail: what the handshake
+        // deadlines (the relay's 10 s, a Retry token's 15 s) look like.
+        eprintln!("R1: error: {why}");
         first_error.get_or_insert(why);
     }
     let total = t.elapsed().as_secs_f64();
@@ -243,7 +271,19 @@ async fn run_once(ctx: &Ctx<'_>, sims: &[SimDevice], cache: &R1Cache, seed: u64)
     let rss_mib = relay
         .peak_rss()
         .map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0));
-    let cache_line = relay.stop();
+    let stopped = relay.stop_within(STOP_WAIT);
+    if stopped.is_none() {
+        eprintln!(
+            "R1: the relay did not stop within {} s",
+            STOP_WAIT.as_secs()
+        );
+    }
+    // The relay's peak with its stop (the final exports load villages too).
+    let (lines, stop_secs) = stopped.map_or((Default::default(), f64::NAN), |s| (s.lines, s.secs));
+    let harness::StopLines {
+        cache: cache_line,
+        exports: exports_line,
+    } = lines;
     Ok(R1Run {
         total,
         p50: percentile(&lat, 50.0),
@@ -255,6 +295,8 @@ async fn run_once(ctx: &Ctx<'_>, sims: &[SimDevice], cache: &R1Cache, seed: u64)
             .and_then(harness::cache_peak)
             .unwrap_or(f64::NAN),
         cache_line,
+        stop_secs,
+        exports_line,
     })
 }
 

@@ -349,3 +349,29 @@ pub async fn fresh_once(ctx: &Ctx<'_>, naive: bool) -> Result<Measured> {
         protocol_bytes,
     })
 }
+
+/// One whole-process run of a case (issue 15): fresh copies, the day's work,
+/// the relay process behind the UDP shaper with `link`, the device home's
+/// bundle pointed at the shaper, then `minqing sync` executed — seconds from
+/// exec to exit, as the cadre waits for it (the unlock, opening the store,
+/// the handshake, the session and closing the connection included).
+pub async fn process_once(ctx: &Ctx<'_>, case: &Case, link: LinkConfig, seed: u64) -> Result<f64> {
+    let name = case.device.context("process_once needs a device home")?;
+    let run: PathBuf = ctx.scratch.join("process");
+    let _ = std::fs::remove_dir_all(&run);
+    copy_dir(&ctx.data.join("relay"), &run.join("relay"))?;
+    copy_dir(&ctx.data.join(name), &run.join("device"))?;
+    let laptop = Laptop::read(&ctx.data.join(format!("{name}.bundle.json")))?;
+    if case.work {
+        offline_day(&run, case, &Who::Laptop(&laptop), seed)?;
+    }
+    let relay = RelayProc::start(ctx.bins, &run.join("relay"))?;
+    let shaper = UdpShaper::start("127.0.0.1:0".parse()?, relay.addr, link).await?;
+    let home = run.join("device");
+    crate::lockout::retarget(&home, &shaper.local_addr().to_string())?;
+    let bins = ctx.bins.clone();
+    let secs = tokio::task::spawn_blocking(move || crate::lockout::sync_once(&bins, &home)).await?;
+    drop(shaper);
+    relay.stop();
+    secs
+}
