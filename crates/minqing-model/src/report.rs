@@ -131,17 +131,17 @@ pub fn monthly_report<'a, V: ReadVillage + ?Sized + 'a>(
         // household id -> key residents in it
         let mut key_by_household: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut key_residents: BTreeSet<String> = BTreeSet::new();
-        for r in v.residents() {
+        for r in v.residents().iter() {
             if r.tags.iter().any(|t| is_key_tag(t)) {
                 key_by_household
                     .entry(r.household_id.clone())
                     .or_default()
                     .push(r.id.clone());
-                key_residents.insert(r.id);
+                key_residents.insert(r.id.clone());
             }
         }
         let visits = v.visits();
-        for visit in &visits {
+        for visit in visits.iter() {
             let Ok(date) = parse_date(&visit.date) else {
                 continue;
             };
@@ -177,17 +177,23 @@ pub fn monthly_report<'a, V: ReadVillage + ?Sized + 'a>(
                 }
             }
         }
-        for leave in v.leaves() {
+        for leave in v.leaves().iter() {
             if leave.month().is_some_and(|m| m <= month) {
                 acc.entry(leave.cadre.clone())
                     .or_default()
                     .villages
                     .insert(vid.clone());
             }
-            all_leaves.push(leave);
+            all_leaves.push(leave.clone());
         }
-        all_visits.extend(visits);
-        for d in v.demands() {
+        // `settle_leaves` reads the 补访 visits only.
+        all_visits.extend(
+            visits
+                .iter()
+                .filter(|v| v.kind == VisitKind::Makeup.as_str())
+                .cloned(),
+        );
+        for d in v.demands().iter() {
             let Ok(id) = crate::id::Id::parse(&d.id) else {
                 continue;
             };
@@ -474,7 +480,7 @@ pub fn ledger_report<'a, V: ReadVillage + ?Sized + 'a>(
             .collect(),
     };
     for v in villages {
-        for d in v.demands() {
+        for d in v.demands().iter() {
             let Ok(id) = crate::id::Id::parse(&d.id) else {
                 continue;
             };

@@ -31,11 +31,11 @@ impl Names {
 
     fn add_village(&mut self, v: &(impl ReadVillage + ?Sized)) {
         self.villages.insert(v.id().to_string(), village_name(v));
-        for h in v.households() {
-            self.households.insert(h.id, h.address);
+        for h in v.households().iter() {
+            self.households.insert(h.id.clone(), h.address.clone());
         }
-        for r in v.residents() {
-            self.residents.insert(r.id, r.name);
+        for r in v.residents().iter() {
+            self.residents.insert(r.id.clone(), r.name.clone());
         }
     }
 

@@ -79,10 +79,11 @@ pub fn resident_page(
     let household = Id::parse(&r.household_id)
         .ok()
         .and_then(|h| village.household(&h));
-    let members: Vec<_> = village
-        .residents()
-        .into_iter()
+    let all = village.residents();
+    let members: Vec<_> = all
+        .iter()
         .filter(|m| m.household_id == r.household_id && m.id != r.id)
+        .cloned()
         .collect();
     let vname = village_name(village);
     let mut visits = detail.visits.clone();

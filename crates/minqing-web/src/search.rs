@@ -62,7 +62,10 @@ impl SearchIndex {
     pub fn new<V: ReadVillage + ?Sized>(villages: &[&V]) -> SearchIndex {
         SearchIndex::from_residents(villages.iter().flat_map(|v| {
             let name = village_name(v);
-            v.residents().into_iter().map(move |r| (r, name.clone()))
+            v.residents()
+                .iter()
+                .map(|r| (r.clone(), name.clone()))
+                .collect::<Vec<_>>()
         }))
     }
 

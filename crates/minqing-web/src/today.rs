@@ -93,7 +93,7 @@ impl TodayFigures {
             let visits = v.visits();
             let mut met: BTreeSet<String> = BTreeSet::new();
             let mut whole_households: BTreeSet<String> = BTreeSet::new();
-            for visit in &visits {
+            for visit in visits.iter() {
                 let in_month = parse_date(&visit.date).is_ok_and(|d| month_of(d) == month);
                 if !in_month || visit.cadre != cadre {
                     continue;
@@ -116,7 +116,7 @@ impl TodayFigures {
                     .find(|r| r.id == id)
                     .map_or_else(|| "未知居民".to_owned(), |r| r.name.clone())
             };
-            for r in &residents {
+            for r in residents.iter() {
                 if !r.tags.iter().any(|t| is_key_tag(t)) {
                     continue;
                 }
@@ -128,19 +128,25 @@ impl TodayFigures {
                     });
                 }
             }
-            for d in v.demands() {
+            for d in v.demands().iter() {
                 let due = d.due.as_deref().and_then(|s| parse_date(s).ok());
                 if let Some(due) = due.filter(|due| *due < today && d.status != "已销号") {
                     overdue.push(OverdueDemand {
                         resident_name: names(&d.resident_id),
                         village_name: vname.clone(),
                         days_overdue: (today - due).num_days(),
-                        demand: d,
+                        demand: d.clone(),
                     });
                 }
             }
-            all_leaves.extend(v.leaves());
-            all_visits.extend(visits);
+            all_leaves.extend(v.leaves().iter().cloned());
+            // `settle_leaves` reads the 补访 visits only.
+            all_visits.extend(
+                visits
+                    .iter()
+                    .filter(|v| v.kind == minqing_model::VisitKind::Makeup.as_str())
+                    .cloned(),
+            );
         }
         key_not_visited.sort_by(|a, b| {
             (&a.village_name, &a.resident.address, &a.resident.name).cmp(&(

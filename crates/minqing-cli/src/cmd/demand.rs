@@ -74,9 +74,14 @@ fn list(
     };
     let all: Vec<DemandView> = villages
         .iter()
-        .flat_map(|v| v.demands())
-        .filter(|d| status.is_none_or(|s| d.status == s.name()))
-        .filter(|d| !overdue || d.is_overdue(today))
+        .flat_map(|v| {
+            v.demands()
+                .iter()
+                .filter(|d| status.is_none_or(|s| d.status == s.name()))
+                .filter(|d| !overdue || d.is_overdue(today))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
         .collect();
     if json {
         return output::json(&all);

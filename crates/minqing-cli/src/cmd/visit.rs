@@ -78,8 +78,13 @@ pub fn run(home: &Home, cmd: VisitCmd) -> anyhow::Result<()> {
             };
             let mut all: Vec<VisitView> = villages
                 .iter()
-                .flat_map(|v| v.visits())
-                .filter(keep)
+                .flat_map(|v| {
+                    v.visits()
+                        .iter()
+                        .filter(|x| keep(x))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             // Newest last across all villages, as within one.
             all.sort_by(|a, b| {

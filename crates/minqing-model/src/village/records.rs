@@ -4,6 +4,7 @@
 //! records answer — the same model functions run over either, so their
 //! figures cannot differ (docs/store.md, "Views kept with a cached village").
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,23 +26,23 @@ pub trait ReadVillage {
     /// Its name, township and record counts.
     fn view(&self) -> VillageView;
     /// Every household, by creation time then id.
-    fn households(&self) -> Vec<HouseholdView>;
+    fn households(&self) -> Cow<'_, [HouseholdView]>;
     /// One household.
     fn household(&self, id: &Id) -> Option<HouseholdView>;
     /// Every resident not merged into another, by creation time then id.
-    fn residents(&self) -> Vec<ResidentView>;
+    fn residents(&self) -> Cow<'_, [ResidentView]>;
     /// One resident (a merged one too, with `merged_into`).
     fn resident(&self, id: &Id) -> Option<ResidentView>;
     /// A resident with their visits and demands.
     fn resident_detail(&self, id: &Id) -> Option<ResidentDetail>;
     /// Every visit, by date, then time recorded, then id.
-    fn visits(&self) -> Vec<VisitView>;
+    fn visits(&self) -> Cow<'_, [VisitView]>;
     /// Every demand, by opening time then id.
-    fn demands(&self) -> Vec<DemandView>;
+    fn demands(&self) -> Cow<'_, [DemandView]>;
     /// The events of one demand, oldest first.
-    fn demand_events(&self, id: &Id) -> Vec<DemandEvent>;
+    fn demand_events(&self, id: &Id) -> Cow<'_, [DemandEvent]>;
     /// Every leave record, by month, cadre, then id.
-    fn leaves(&self) -> Vec<LeaveView>;
+    fn leaves(&self) -> Cow<'_, [LeaveView]>;
     /// Whether a record of `kind` with this id exists.
     fn contains(&self, kind: RecordKind, id: &Id) -> bool;
     /// For kept views, their residents' generation
@@ -58,14 +59,14 @@ impl ReadVillage for Village {
     fn view(&self) -> VillageView {
         Village::view(self)
     }
-    fn households(&self) -> Vec<HouseholdView> {
-        Village::households(self)
+    fn households(&self) -> Cow<'_, [HouseholdView]> {
+        Cow::Owned(Village::households(self))
     }
     fn household(&self, id: &Id) -> Option<HouseholdView> {
         Village::household(self, id)
     }
-    fn residents(&self) -> Vec<ResidentView> {
-        Village::residents(self)
+    fn residents(&self) -> Cow<'_, [ResidentView]> {
+        Cow::Owned(Village::residents(self))
     }
     fn resident(&self, id: &Id) -> Option<ResidentView> {
         Village::resident(self, id)
@@ -73,17 +74,17 @@ impl ReadVillage for Village {
     fn resident_detail(&self, id: &Id) -> Option<ResidentDetail> {
         Village::resident_detail(self, id)
     }
-    fn visits(&self) -> Vec<VisitView> {
-        Village::visits(self)
+    fn visits(&self) -> Cow<'_, [VisitView]> {
+        Cow::Owned(Village::visits(self))
     }
-    fn demands(&self) -> Vec<DemandView> {
-        Village::demands(self)
+    fn demands(&self) -> Cow<'_, [DemandView]> {
+        Cow::Owned(Village::demands(self))
     }
-    fn demand_events(&self, id: &Id) -> Vec<DemandEvent> {
-        Village::demand_events(self, id)
+    fn demand_events(&self, id: &Id) -> Cow<'_, [DemandEvent]> {
+        Cow::Owned(Village::demand_events(self, id))
     }
-    fn leaves(&self) -> Vec<LeaveView> {
-        Village::leaves(self)
+    fn leaves(&self) -> Cow<'_, [LeaveView]> {
+        Cow::Owned(Village::leaves(self))
     }
     fn contains(&self, kind: RecordKind, id: &Id) -> bool {
         Village::contains(self, kind, id)
@@ -100,13 +101,13 @@ macro_rules! read_through {
             fn view(&self) -> VillageView {
                 (**self).view()
             }
-            fn households(&self) -> Vec<HouseholdView> {
+            fn households(&self) -> Cow<'_, [HouseholdView]> {
                 (**self).households()
             }
             fn household(&self, id: &Id) -> Option<HouseholdView> {
                 (**self).household(id)
             }
-            fn residents(&self) -> Vec<ResidentView> {
+            fn residents(&self) -> Cow<'_, [ResidentView]> {
                 (**self).residents()
             }
             fn resident(&self, id: &Id) -> Option<ResidentView> {
@@ -115,16 +116,16 @@ macro_rules! read_through {
             fn resident_detail(&self, id: &Id) -> Option<ResidentDetail> {
                 (**self).resident_detail(id)
             }
-            fn visits(&self) -> Vec<VisitView> {
+            fn visits(&self) -> Cow<'_, [VisitView]> {
                 (**self).visits()
             }
-            fn demands(&self) -> Vec<DemandView> {
+            fn demands(&self) -> Cow<'_, [DemandView]> {
                 (**self).demands()
             }
-            fn demand_events(&self, id: &Id) -> Vec<DemandEvent> {
+            fn demand_events(&self, id: &Id) -> Cow<'_, [DemandEvent]> {
                 (**self).demand_events(id)
             }
-            fn leaves(&self) -> Vec<LeaveView> {
+            fn leaves(&self) -> Cow<'_, [LeaveView]> {
                 (**self).leaves()
             }
             fn contains(&self, kind: RecordKind, id: &Id) -> bool {
@@ -156,14 +157,76 @@ pub struct VillageRecords {
     /// The document's heads these views show.
     heads: Vec<ChangeHash>,
     view: VillageView,
-    households: BTreeMap<String, HouseholdView>,
+    /// Each list in the order the document's views give (kept sorted as
+    /// records are caught up), so a read borrows it.
+    households: Vec<HouseholdView>,
     /// Every resident, merged ones too.
-    residents: BTreeMap<String, ResidentView>,
-    visits: BTreeMap<String, VisitView>,
-    demands: BTreeMap<String, (DemandView, Vec<DemandEvent>)>,
+    residents: Vec<ResidentView>,
+    /// Whether some resident is merged into another.
+    any_merged: bool,
+    visits: Vec<VisitView>,
+    demands: Vec<DemandView>,
+    events: BTreeMap<String, Vec<DemandEvent>>,
     leaves: Vec<LeaveView>,
     /// Changes whenever residents or households may have changed.
     generation: u64,
+}
+
+/// A list of views kept in the model's order: `key` orders them, `id` names one.
+trait Ordered: Sized {
+    fn id(&self) -> &str;
+    fn before(&self, other: &Self) -> std::cmp::Ordering;
+}
+
+impl Ordered for HouseholdView {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn before(&self, o: &Self) -> std::cmp::Ordering {
+        (&self.created_at, &self.id).cmp(&(&o.created_at, &o.id))
+    }
+}
+
+impl Ordered for ResidentView {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn before(&self, o: &Self) -> std::cmp::Ordering {
+        (&self.created_at, &self.id).cmp(&(&o.created_at, &o.id))
+    }
+}
+
+impl Ordered for VisitView {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn before(&self, o: &Self) -> std::cmp::Ordering {
+        (&self.date, &self.created_at, &self.id).cmp(&(&o.date, &o.created_at, &o.id))
+    }
+}
+
+impl Ordered for DemandView {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn before(&self, o: &Self) -> std::cmp::Ordering {
+        (&self.opened_at, &self.id).cmp(&(&o.opened_at, &o.id))
+    }
+}
+
+/// Replaces (or removes, `None`) the record `id` of a sorted list, keeping it sorted.
+fn upsert<T: Ordered>(list: &mut Vec<T>, id: &str, new: Option<T>) {
+    if let Some(at) = list.iter().position(|t| t.id() == id) {
+        list.remove(at);
+    }
+    if let Some(t) = new {
+        let at = list.partition_point(|x| x.before(&t) == std::cmp::Ordering::Less);
+        list.insert(at, t);
+    }
+}
+
+fn find<'a, T: Ordered>(list: &'a [T], id: &str) -> Option<&'a T> {
+    list.iter().find(|t| t.id() == id)
 }
 
 /// What a diff touched: records by kind, `leaves` at all, or something the
@@ -235,22 +298,25 @@ impl VillageRecords {
         let heads = village.mark_views();
         let merges = village.merges();
         let canonical = |r: &str| merges.canonical(r);
-        let demands = village
-            .records(RecordKind::Demand)
-            .iter()
-            .map(|(id, obj)| {
-                let (view, events) = village.demand_view_events(id, obj, &canonical);
-                (id.to_string(), (view, events))
-            })
-            .collect();
+        let mut demands = Vec::new();
+        let mut events = BTreeMap::new();
+        for (id, obj) in village.records(RecordKind::Demand) {
+            let (view, evs) = village.demand_view_events(&id, &obj, &canonical);
+            events.insert(id.to_string(), evs);
+            demands.push(view);
+        }
+        demands.sort_by(|a, b| a.before(b));
+        let residents = village.all_residents();
         VillageRecords {
             id: village.id().clone(),
             heads,
             view: village.view(),
-            households: by_id(village.households(), |h| &h.id),
-            residents: by_id(village.all_residents(), |r| &r.id),
-            visits: by_id(village.visits(), |v| &v.id),
+            households: village.households(),
+            any_merged: residents.iter().any(|r| r.merged_into.is_some()),
+            residents,
+            visits: village.visits(),
             demands,
+            events,
             leaves: village.leaves(),
             generation: next_generation(),
         }
@@ -278,13 +344,13 @@ impl VillageRecords {
             let hs: BTreeSet<&str> = households.iter().map(|h| h.as_str()).collect();
             residents.extend(
                 self.residents
-                    .values()
+                    .iter()
                     .filter(|r| hs.contains(r.household_id.as_str()))
                     .map(|r| r.id.clone()),
             );
         }
         for key in &residents {
-            let before = self.residents.get(key);
+            let before = find(&self.residents, key);
             let after = Id::parse(key).ok().and_then(|id| village.resident(&id));
             // A merge changes the resident ids shown on visits and demands.
             if before.is_some_and(|r| r.merged_into.is_some())
@@ -292,33 +358,26 @@ impl VillageRecords {
             {
                 return false;
             }
-            match after {
-                Some(r) => self.residents.insert(key.clone(), r),
-                None => self.residents.remove(key),
-            };
+            upsert(&mut self.residents, key, after);
         }
         for key in households {
-            match Id::parse(key).ok().and_then(|id| village.household(&id)) {
-                Some(h) => self.households.insert(key.clone(), h),
-                None => self.households.remove(key),
-            };
+            let h = Id::parse(key).ok().and_then(|id| village.household(&id));
+            upsert(&mut self.households, key, h);
         }
         for key in touched.of_kind(RecordKind::Visit) {
-            match Id::parse(key).ok().and_then(|id| village.visit(&id)) {
-                Some(v) => self.visits.insert(key.clone(), v),
-                None => self.visits.remove(key),
-            };
+            let v = Id::parse(key).ok().and_then(|id| village.visit(&id));
+            upsert(&mut self.visits, key, v);
         }
         for key in touched.of_kind(RecordKind::Demand) {
             let id = Id::parse(key).ok();
-            match id.as_ref().and_then(|id| village.demand(id)) {
-                Some(d) => {
-                    let events = id.map(|id| village.demand_events(&id)).unwrap_or_default();
-                    self.demands.insert(key.clone(), (d, events))
-                }
-                None => self.demands.remove(key),
+            let d = id.as_ref().and_then(|id| village.demand(id));
+            match id.filter(|_| d.is_some()) {
+                Some(id) => self.events.insert(key.clone(), village.demand_events(&id)),
+                None => self.events.remove(key),
             };
+            upsert(&mut self.demands, key, d);
         }
+        self.any_merged = self.residents.iter().any(|r| r.merged_into.is_some());
         if touched.leaves {
             self.leaves = village.leaves();
         }
@@ -342,16 +401,6 @@ impl VillageRecords {
     }
 }
 
-fn by_id<T>(items: Vec<T>, id: impl Fn(&T) -> &String) -> BTreeMap<String, T> {
-    items.into_iter().map(|t| (id(&t).clone(), t)).collect()
-}
-
-fn sorted<T: Clone, K: Ord>(items: impl Iterator<Item = T>, key: impl Fn(&T) -> K) -> Vec<T> {
-    let mut all: Vec<T> = items.collect();
-    all.sort_by_key(|t| key(t));
-    all
-}
-
 impl ReadVillage for VillageRecords {
     fn id(&self) -> &DocId {
         &self.id
@@ -359,75 +408,70 @@ impl ReadVillage for VillageRecords {
     fn view(&self) -> VillageView {
         self.view.clone()
     }
-    fn households(&self) -> Vec<HouseholdView> {
-        sorted(self.households.values().cloned(), |h| {
-            (h.created_at.clone(), h.id.clone())
-        })
+    fn households(&self) -> Cow<'_, [HouseholdView]> {
+        Cow::Borrowed(&self.households)
     }
     fn household(&self, id: &Id) -> Option<HouseholdView> {
-        self.households.get(id.as_str()).cloned()
+        find(&self.households, id.as_str()).cloned()
     }
-    fn residents(&self) -> Vec<ResidentView> {
-        sorted(
-            self.residents
-                .values()
-                .filter(|r| r.merged_into.is_none())
-                .cloned(),
-            |r| (r.created_at.clone(), r.id.clone()),
-        )
+    fn residents(&self) -> Cow<'_, [ResidentView]> {
+        if self.any_merged {
+            Cow::Owned(
+                self.residents
+                    .iter()
+                    .filter(|r| r.merged_into.is_none())
+                    .cloned()
+                    .collect(),
+            )
+        } else {
+            Cow::Borrowed(&self.residents)
+        }
     }
     fn resident(&self, id: &Id) -> Option<ResidentView> {
-        self.residents.get(id.as_str()).cloned()
+        find(&self.residents, id.as_str()).cloned()
     }
     fn resident_detail(&self, id: &Id) -> Option<ResidentDetail> {
         let resident = self.resident(id)?;
-        let visits = sorted(
-            self.visits
-                .values()
-                .filter(|v| v.resident_id.as_deref() == Some(id.as_str()))
-                .cloned(),
-            |v| (v.date.clone(), v.created_at.clone(), v.id.clone()),
-        );
-        let demands = sorted(
-            self.demands
-                .values()
-                .map(|(d, _)| d)
-                .filter(|d| d.resident_id == id.as_str())
-                .cloned(),
-            |d| (d.opened_at.clone(), d.id.clone()),
-        );
+        let visits = self
+            .visits
+            .iter()
+            .filter(|v| v.resident_id.as_deref() == Some(id.as_str()))
+            .cloned()
+            .collect();
+        let demands = self
+            .demands
+            .iter()
+            .filter(|d| d.resident_id == id.as_str())
+            .cloned()
+            .collect();
         Some(ResidentDetail {
             resident,
             visits,
             demands,
         })
     }
-    fn visits(&self) -> Vec<VisitView> {
-        let mut all: Vec<&VisitView> = self.visits.values().collect();
-        all.sort_by(|a, b| (&a.date, &a.created_at, &a.id).cmp(&(&b.date, &b.created_at, &b.id)));
-        all.into_iter().cloned().collect()
+    fn visits(&self) -> Cow<'_, [VisitView]> {
+        Cow::Borrowed(&self.visits)
     }
-    fn demands(&self) -> Vec<DemandView> {
-        let mut all: Vec<&DemandView> = self.demands.values().map(|(d, _)| d).collect();
-        all.sort_by(|a, b| (&a.opened_at, &a.id).cmp(&(&b.opened_at, &b.id)));
-        all.into_iter().cloned().collect()
+    fn demands(&self) -> Cow<'_, [DemandView]> {
+        Cow::Borrowed(&self.demands)
     }
-    fn demand_events(&self, id: &Id) -> Vec<DemandEvent> {
-        self.demands
-            .get(id.as_str())
-            .map(|(_, e)| e.clone())
-            .unwrap_or_default()
+    fn demand_events(&self, id: &Id) -> Cow<'_, [DemandEvent]> {
+        match self.events.get(id.as_str()) {
+            Some(e) => Cow::Borrowed(e),
+            None => Cow::Owned(Vec::new()),
+        }
     }
-    fn leaves(&self) -> Vec<LeaveView> {
-        self.leaves.clone()
+    fn leaves(&self) -> Cow<'_, [LeaveView]> {
+        Cow::Borrowed(&self.leaves)
     }
     fn contains(&self, kind: RecordKind, id: &Id) -> bool {
         let id = id.as_str();
         match kind {
-            RecordKind::Household => self.households.contains_key(id),
-            RecordKind::Resident => self.residents.contains_key(id),
-            RecordKind::Visit => self.visits.contains_key(id),
-            RecordKind::Demand => self.demands.contains_key(id),
+            RecordKind::Household => find(&self.households, id).is_some(),
+            RecordKind::Resident => find(&self.residents, id).is_some(),
+            RecordKind::Visit => find(&self.visits, id).is_some(),
+            RecordKind::Demand => self.events.contains_key(id),
         }
     }
     fn generation(&self) -> Option<u64> {
@@ -458,10 +502,14 @@ mod tests {
             r.leaves()
         );
         let ids = |kind| match kind {
-            RecordKind::Household => r.households().into_iter().map(|h| h.id).collect::<Vec<_>>(),
-            RecordKind::Resident => r.residents().into_iter().map(|x| x.id).collect(),
-            RecordKind::Visit => r.visits().into_iter().map(|x| x.id).collect(),
-            RecordKind::Demand => r.demands().into_iter().map(|x| x.id).collect(),
+            RecordKind::Household => r
+                .households()
+                .iter()
+                .map(|h| h.id.clone())
+                .collect::<Vec<_>>(),
+            RecordKind::Resident => r.residents().iter().map(|x| x.id.clone()).collect(),
+            RecordKind::Visit => r.visits().iter().map(|x| x.id.clone()).collect(),
+            RecordKind::Demand => r.demands().iter().map(|x| x.id.clone()).collect(),
         };
         for id in ids(RecordKind::Household) {
             let id = Id::parse(&id).unwrap();
