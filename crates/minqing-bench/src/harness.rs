@@ -26,6 +26,11 @@ use crate::county::{self, Cadre};
 use crate::homes::Bins;
 use crate::text;
 
+/// Environment variable: a log filter for the relays the bench starts, whose
+/// stderr is then kept in `minqing-bench-relay-PID.log` in the temporary
+/// directory.
+pub const RELAY_LOG_ENV: &str = "MINQING_BENCH_RELAY_LOG";
+
 /// A running `minqing-relay serve`.
 pub struct RelayProc {
     child: Child,
@@ -65,11 +70,15 @@ impl RelayProc {
         let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path)?)?;
         config["listen"] = serde_json::Value::String(addr.to_string());
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+        // Diagnostics: `MINQING_BENCH_RELAY_LOG=<filter>` runs the relay with
+        // that log filter and keeps its whole stderr in a file of the
+        // temporary directory (named on the bench's stderr).
+        let diag = std::env::var(RELAY_LOG_ENV).ok();
         let mut child = crate::homes::command(&bins.relay)?
             .arg("--home")
             .arg(home)
             .arg("serve")
-            .env("MINQING_LOG", "error")
+            .env("MINQING_LOG", diag.as_deref().unwrap_or("error"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -87,9 +96,25 @@ impl RelayProc {
                 }
             }
         }
+        let mut keep = match diag {
+            Some(_) => {
+                let path =
+                    std::env::temp_dir().join(format!("minqing-bench-relay-{}.log", child.id()));
+                eprintln!("relay {} logs to {}", child.id(), path.display());
+                Some(std::io::BufWriter::new(
+                    std::fs::File::create(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                ))
+            }
+            None => None,
+        };
         let stderr = std::thread::spawn(move || {
+            use std::io::Write;
             let mut out = StopLines::default();
             for l in lines.map_while(Result::ok) {
+                if let Some(w) = &mut keep {
+                    let _ = writeln!(w, "{l}");
+                }
                 if l.starts_with("document cache:") {
                     out.cache = Some(l);
                 } else if l.starts_with("final exports:") {

@@ -239,9 +239,9 @@ async fn run_once(ctx: &Ctx<'_>, sims: &[SimDevice], cache: &R1Cache, seed: u64)
             // Connect to outcome, as every sync time in the report; a
             // refused or missing village is an error.
             let started = Instant::now();
-            let r = device_sync(&*store, &bundle, addr).await.with_context(|| {
-                format!("after {:.1} s", started.elapsed().as_secs_f64())
-            })?;
+            let r = device_sync(&*store, &bundle, addr)
+                .await
+                .with_context(|| format!("after {:.1} s", started.elapsed().as_secs_f64()))?;
             accepted(&r.outcome, 1)?;
             Ok::<f64, anyhow::Error>(r.elapsed.as_secs_f64())
         });
