@@ -2,7 +2,7 @@
 //! (name, pinyin initials, 身份证号 or phone prefix, address; tag filter).
 
 use maud::{Markup, html};
-use minqing_model::{Id, Village};
+use minqing_model::{Id, ReadVillage};
 
 use crate::layout::{self, Nav};
 use crate::names::village_name;
@@ -13,7 +13,7 @@ use crate::{Ctx, routes, time};
 pub const SEARCH_LIMIT: usize = 50;
 
 /// The villages held, with their record counts (`village list --json`).
-pub fn villages_page(ctx: &Ctx<'_>, villages: &[&Village]) -> String {
+pub fn villages_page<V: ReadVillage + ?Sized>(ctx: &Ctx<'_>, villages: &[&V]) -> String {
     let body = html! {
         (search_form(routes::SEARCH, "", None, None, &[]))
         @if villages.is_empty() {
@@ -41,7 +41,7 @@ pub fn villages_page(ctx: &Ctx<'_>, villages: &[&Village]) -> String {
 }
 
 /// One village: its households with their members' names.
-pub fn village_page(ctx: &Ctx<'_>, village: &Village) -> String {
+pub fn village_page(ctx: &Ctx<'_>, village: &(impl ReadVillage + ?Sized)) -> String {
     let residents = village.residents();
     let households = village.households();
     let body = html! {
@@ -49,7 +49,7 @@ pub fn village_page(ctx: &Ctx<'_>, village: &Village) -> String {
         table #households {
             thead { tr { th { "住址" } th { "户号" } th { "人员" } th { span.no-print { "操作" } } } }
             tbody {
-                @for h in &households {
+                @for h in households.iter() {
                     tr {
                         td { a href=(routes::household(&h.id)) { (h.address) } }
                         td { (h.number.as_deref().unwrap_or("-")) }
@@ -70,16 +70,20 @@ pub fn village_page(ctx: &Ctx<'_>, village: &Village) -> String {
 }
 
 /// One household: members and every visit to it (newest first).
-pub fn household_page(ctx: &Ctx<'_>, village: &Village, id: &Id) -> Option<String> {
+pub fn household_page(
+    ctx: &Ctx<'_>,
+    village: &(impl ReadVillage + ?Sized),
+    id: &Id,
+) -> Option<String> {
     let h = village.household(id)?;
     let residents = village.residents();
     let members: Vec<_> = residents
         .iter()
         .filter(|r| r.household_id == h.id)
         .collect();
-    let mut visits: Vec<_> = village
-        .visits()
-        .into_iter()
+    let all_visits = village.visits();
+    let mut visits: Vec<_> = all_visits
+        .iter()
         .filter(|v| v.household_id == h.id)
         .collect();
     visits.reverse();

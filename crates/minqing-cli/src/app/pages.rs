@@ -284,10 +284,10 @@ async fn sync_now(State(app): State<App>) -> Response {
 /// 村: every village held.
 async fn villages(State(app): State<App>) -> Response {
     app.page(|view| {
-        let villages = view.villages()?;
+        let villages = view.home.readers()?;
         Ok(minqing_web::browse::villages_page(
             &view.ctx(None),
-            &refs(&villages),
+            &villages.iter().collect::<Vec<_>>(),
         ))
     })
     .await
@@ -301,7 +301,10 @@ async fn village(
 ) -> Response {
     let form = query(q);
     render(app, move |view| {
-        let Ok(Some(v)) = view.village(&id) else {
+        let Ok(Some(v)) = minqing_sync::DocId::new(&id)
+            .map_err(anyhow::Error::new)
+            .and_then(|id| view.home.reader(&id))
+        else {
             return Ok(None);
         };
         Ok(Some(minqing_web::browse::village_page(
@@ -331,7 +334,7 @@ async fn household(
 ) -> Response {
     let form = query(q);
     render(app, move |view| {
-        let villages = view.villages()?;
+        let villages = view.home.readers()?;
         let Some((v, id)) = holding(&villages, RecordKind::Household, &id) else {
             return Ok(None);
         };

@@ -582,7 +582,7 @@ pub fn view(home: &Home, state: Option<SyncState>) -> anyhow::Result<SyncView> {
         }
     }
     let mut villages = Vec::new();
-    for v in home.villages()? {
+    for v in home.readers()? {
         let id = v.id().to_string();
         let per = state
             .as_ref()
