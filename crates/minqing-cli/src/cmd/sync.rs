@@ -491,8 +491,7 @@ pub(crate) async fn session(
     dir: &Path,
     keys: &Keys,
 ) -> Result<(SessionOutcome, Vec<Notice>), NetError> {
-    let set_aside = quarantine_unloadable(store, dir, keys)?;
-    let docs = minqing_sync::device_docs(store, &bundle.relay_name)?;
+    let (docs, set_aside) = load_or_set_aside(store, dir, keys, &bundle.relay_name)?;
     let unsynced = docs
         .iter()
         .filter(|(_, doc, state)| minqing_sync::has_local_changes(doc, state.as_deref()))
@@ -564,18 +563,31 @@ pub(crate) enum Notice {
 /// Folder of the home where villages that do not load are set aside by `sync`.
 pub const QUARANTINE_DIR: &str = "quarantine";
 
-/// Moves every village that does not load out of the store, into
+/// A village set aside: its id, where its copy went and why it did not load.
+type SetAside = (DocId, PathBuf, String);
+
+/// Loads every village of the store once, with its sync state for `peer`
+/// (what [`minqing_sync::device_docs`] gives), and moves every village that
+/// does not load out of the store, into
 /// `quarantine/<village>-<unix ms>.automerge` in the home (synced to disk
 /// first), so that the session fetches the relay's copy instead of failing.
-fn quarantine_unloadable(
+/// One load per village: they are the largest part of a sync's local work.
+fn load_or_set_aside(
     store: &dyn minqing_sync::Storage,
     dir: &Path,
     keys: &Keys,
-) -> Result<Vec<(DocId, PathBuf, String)>, NetError> {
+    peer: &str,
+) -> Result<(Vec<minqing_sync::HeldDoc>, Vec<SetAside>), NetError> {
+    let mut docs = Vec::new();
     let mut out = Vec::new();
     for id in store.docs()? {
         let why = match minqing_sync::load_doc(store, &id) {
-            Ok(_) => continue,
+            Ok(Some(doc)) => {
+                let state = store.sync_state(peer, &id)?;
+                docs.push((id, doc, state));
+                continue;
+            }
+            Ok(None) => continue,
             Err(StorageError::Corrupt { detail, .. }) => detail,
             Err(e) => return Err(e.into()),
         };
@@ -608,7 +620,7 @@ fn quarantine_unloadable(
         tracing::warn!(village = %id, path = %path.display(), "set aside a village that does not load");
         out.push((id, path, why));
     }
-    Ok(out)
+    Ok((docs, out))
 }
 
 /// Folder of the home where villages taken off this laptop with unsynced work are kept.
