@@ -217,7 +217,17 @@ pub struct Home {
     /// Villages kept in memory between commands (`minqing app` only; the
     /// CLI runs one command and keeps none): [`Home::enable_cache`].
     cache: Option<crate::cache::VillageCache>,
+    /// With the cache on (the service): villages whose compaction waits for
+    /// a quiet moment ([`Home::compact_pending`]), each with how many
+    /// writes asked for it since.
+    deferred: std::sync::Mutex<std::collections::BTreeMap<DocId, u32>>,
 }
+
+/// How many writes a deferred compaction may wait for before a write runs
+/// it anyway: twice the store's `COMPACT_CHUNKS`, so a village's chunk count
+/// stays within about twice what the store lets it reach even when the
+/// service is never quiet.
+const MAX_DEFERRED: u32 = 2 * minqing_store::COMPACT_CHUNKS as u32;
 
 /// Files and directories that make a directory a relay's home.
 const RELAY_MARKERS: [&str; 3] = ["config.json", "ca", "registry"];
@@ -385,6 +395,7 @@ impl Home {
             keyring,
             saves: Default::default(),
             cache: None,
+            deferred: Default::default(),
         })
     }
 
@@ -706,6 +717,43 @@ impl Home {
         if self.read_only.is_some() {
             return;
         }
+        if self.cache.is_some() {
+            // The service: a compaction rewrites the village (a few hundred
+            // ms for a large one) while the next command waits on the store
+            // lock, so it waits for a quiet moment instead — unless writes
+            // kept coming for a whole compaction's worth of chunks.
+            let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+            let waited = deferred.entry(id.clone()).or_insert(0);
+            *waited += 1;
+            if *waited < MAX_DEFERRED {
+                return;
+            }
+            deferred.remove(id);
+        }
+        self.compact_now(id);
+    }
+
+    /// Runs the compactions deferred until now ([`Home::compact_later`] in
+    /// the service); returns how many villages were looked at.
+    pub fn compact_pending(&self) -> usize {
+        let pending = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        for id in pending.keys() {
+            self.compact_now(id);
+        }
+        pending.len()
+    }
+
+    /// Whether compactions wait for [`Home::compact_pending`].
+    pub fn has_pending_compaction(&self) -> bool {
+        !self
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// [`Home::compact_later`]'s work, now.
+    fn compact_now(&self, id: &DocId) {
         let before = self.store.doc_version(id).ok().flatten();
         match self.store.compact_if_needed(id) {
             Ok(true) => {
@@ -981,4 +1029,73 @@ pub fn now_ms() -> i64 {
 /// overdue demands alike, whatever time zone the laptop is set to.
 pub fn today() -> chrono::NaiveDate {
     minqing_model::local_date(now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minqing_model::{Address, NewHousehold, new_village};
+
+    /// In the service (cache on) a write never pays for a compaction: it
+    /// waits for `compact_pending` (run when the service is quiet), and a
+    /// write runs it only after `MAX_DEFERRED` writes.
+    #[test]
+    fn the_service_compacts_when_quiet_not_on_a_write() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let pw = tmp.path().join("pw");
+        std::fs::write(&pw, "a passphrase for this test\n")?;
+        let secrets = Secrets {
+            passphrase_file: Some(pw),
+        };
+        let dir = tmp.path().join("home");
+        init(&dir, PersonName::parse("张三")?, None, &secrets)?;
+        let mut home = Home::open(&dir, &secrets)?;
+        home.enable_cache(64 << 20);
+
+        let id = DocId::new("v1")?;
+        let doc = new_village(&id, "一村", None, &home.actor(), now_ms())?;
+        let mut village = Village::from_new_doc(id.clone(), doc)?;
+        home.save(&mut village, "village")?;
+        // More writes than the store lets a village's chunks reach: without
+        // the deferral, one of these compact_later calls compacts.
+        let writes = minqing_store::COMPACT_CHUNKS + 6;
+        for n in 0..writes {
+            let mut v = home.require_village("v1")?;
+            let new = NewHousehold {
+                address: Address::parse(&format!("一组{n}号"))?,
+                number: None,
+            };
+            v.add_household(&mut *rng(), &home.author(), &new)?;
+            home.save(&mut v, "household")?;
+            let before = home.store.doc_version(&id)?;
+            home.compact_later(&id);
+            assert_eq!(home.store.doc_version(&id)?, before, "write {n} compacted");
+        }
+        assert!(home.has_pending_compaction());
+        let before = home.store.doc_version(&id)?;
+        assert_eq!(home.compact_pending(), 1);
+        assert_ne!(
+            home.store.doc_version(&id)?,
+            before,
+            "the quiet moment did not compact"
+        );
+        assert!(!home.has_pending_compaction());
+
+        // Writes that never leave a quiet moment: the last of MAX_DEFERRED runs it.
+        for n in 0..MAX_DEFERRED {
+            let mut v = home.require_village("v1")?;
+            let new = NewHousehold {
+                address: Address::parse(&format!("二组{n}号"))?,
+                number: None,
+            };
+            v.add_household(&mut *rng(), &home.author(), &new)?;
+            home.save(&mut v, "household")?;
+            let before = home.store.doc_version(&id)?;
+            home.compact_later(&id);
+            let moved = home.store.doc_version(&id)? != before;
+            assert_eq!(moved, n + 1 == MAX_DEFERRED, "write {n}");
+        }
+        assert!(!home.has_pending_compaction());
+        Ok(())
+    }
 }

@@ -147,6 +147,7 @@ impl App {
         &self,
         f: impl FnOnce(&Home, &Secrets) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
+        self.touch();
         let app = self.clone();
         tokio::task::spawn_blocking(move || {
             let home = lock(&app.0.home);
@@ -333,6 +334,7 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
     if let Some(parts) = parts {
         sync_loop::spawn(&app, parts)?;
     }
+    rt.spawn(compact_when_quiet(app.clone()));
     if !args.no_browser {
         open_browser(&url);
     }
@@ -365,6 +367,33 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
     flushed.context("cannot flush the store at shutdown")?;
     output::line("minqing app stopped; everything is saved")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long no command or page may come before deferred compactions run.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// Runs the compactions that writes deferred (`Home::compact_later`) once
+/// the service has been quiet for [`QUIET`], so that rewriting a village
+/// never delays the cadre's next command (docs/store.md, "Compaction").
+async fn compact_when_quiet(app: App) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if lock(&app.0.last_used).elapsed() < QUIET {
+            continue;
+        }
+        let a = app.clone();
+        let ran = tokio::task::spawn_blocking(move || {
+            if let Some(home) = lock(&a.0.home).as_ref()
+                && home.has_pending_compaction()
+            {
+                home.compact_pending();
+            }
+        })
+        .await;
+        if let Err(e) = ran {
+            tracing::warn!("a deferred compaction failed unexpectedly: {e}");
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM. A second signal ends the process at once.
