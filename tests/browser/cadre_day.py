@@ -49,7 +49,7 @@ import time
 import urllib.parse
 
 import openpyxl
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError, expect, sync_playwright
 
 CHINA = datetime.timezone(datetime.timedelta(hours=8))
 PASSPHRASE = "browser-test-passphrase"
@@ -368,10 +368,15 @@ class Walk:
         relay.start()
         # No click: the loop's backoff finds the relay again.
         def delivered():
-            return (self.sync_row().locator("td").nth(2).inner_text() == "无（已同步到县里）"
-                    and "已连接县里" in page.locator("#sync-state").inner_text())
+            try:
+                return (self.sync_row().locator("td").nth(2).inner_text(timeout=5000)
+                        == "无（已同步到县里）"
+                        and "已连接县里" in page.locator("#sync-state").inner_text(timeout=5000))
+            except PlaywrightError:  # read while the page was reloading itself
+                return False
+        # No F5 either: the 同步 page reloads itself (every 10 s between passes).
         try:
-            self.reload_until("同步 shows the change at the county, connected", delivered)
+            until("同步 shows the change at the county, connected, with no reload", delivered, 90)
         except AssertionError as e:
             raise AssertionError(f"{e}; status: {self.home.json('status')}") from None
         assert all(v["pending_changes"] == 0 for v in self.home.json("status")["villages"])

@@ -70,8 +70,10 @@ impl std::fmt::Debug for StorageDocHost {
 }
 
 fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while a document was locked can only come from a bug; automerge
-    // applies a message or fails before mutating, so the value is still usable.
+    // A panic inside automerge is caught under the document's lock and the
+    // copy is put back from storage (`reload_after_panic`), so no lock is
+    // poisoned by one; the maps hold plain entries that a panic cannot leave
+    // half-written.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -50,11 +50,26 @@ const NAV: &[(Nav, &str, &str, Icon)] = &[
 /// Renders a whole page: `title` (also the `<h1>`), the current navigation
 /// entry, and the body.
 pub fn page(ctx: &Ctx<'_>, nav: Nav, title: &str, body: Markup) -> String {
+    page_refreshing(ctx, nav, title, body, None)
+}
+
+/// [`page`] that the browser loads again every `refresh` seconds (a page
+/// showing state that changes by itself, e.g. 同步 while a pass runs).
+pub fn page_refreshing(
+    ctx: &Ctx<'_>,
+    nav: Nav,
+    title: &str,
+    body: Markup,
+    refresh: Option<u32>,
+) -> String {
     html! {
         (DOCTYPE)
         html lang="zh-CN" {
             head {
                 meta charset="utf-8";
+                @if let Some(secs) = refresh {
+                    meta http-equiv="refresh" content=(secs);
+                }
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="same-origin";
                 title { (title) " · 民情日记" }

@@ -84,8 +84,20 @@ pub fn sync_page(ctx: &Ctx<'_>, page: &SyncPage) -> String {
             (layout::none("本机还没有村的数据。"))
         }
     };
-    layout::page(ctx, Nav::Sync, "同步", body)
+    // The state changes by itself (the background sync): shown again every
+    // few seconds while a pass runs, and every half minute otherwise.
+    let refresh = page.summary.enrolled.then_some(if page.syncing {
+        SYNCING_REFRESH_SECS
+    } else {
+        IDLE_REFRESH_SECS
+    });
+    layout::page_refreshing(ctx, Nav::Sync, "同步", body, refresh)
 }
+
+/// How often the 同步 page reloads while a pass runs, in seconds.
+pub const SYNCING_REFRESH_SECS: u32 = 2;
+/// How often the 同步 page reloads between passes, in seconds.
+pub const IDLE_REFRESH_SECS: u32 = 10;
 
 #[cfg(test)]
 mod tests {
@@ -139,6 +151,28 @@ mod tests {
         assert!(html.contains("action=\"/sync\""), "{html}");
         assert!(html.contains("name=\"csrf\""), "{html}");
         assert!(html.contains("立即同步"), "{html}");
+    }
+
+    #[test]
+    fn the_page_reloads_itself_faster_while_a_pass_runs() {
+        let mut p = page();
+        let idle = sync_page(&ctx("2026-03-02"), &p);
+        assert!(
+            idle.contains(r#"http-equiv="refresh" content="10""#),
+            "{idle}"
+        );
+        p.syncing = true;
+        let busy = sync_page(&ctx("2026-03-02"), &p);
+        assert!(
+            busy.contains(r#"http-equiv="refresh" content="2""#),
+            "{busy}"
+        );
+        p.summary = SyncSummary::default();
+        let alone = sync_page(&ctx("2026-03-02"), &p);
+        assert!(
+            !alone.contains("http-equiv"),
+            "a standalone laptop has nothing to wait for"
+        );
     }
 
     #[test]

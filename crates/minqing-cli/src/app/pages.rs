@@ -642,7 +642,10 @@ async fn demand_step(State(app): State<App>, Path(id): Path<String>, body: Strin
         let recorded =
             villages[vi].record_step(&mut *crate::home::rng(), &home.author(), &demand, &step);
         if let Err(e) = recorded {
-            return Ok(again(&villages[vi], format!("没有记录：{e}")));
+            return Ok(again(
+                &villages[vi],
+                format!("没有记录：{}", minqing_web::zh::error(&e)),
+            ));
         }
         let v = &mut villages[vi];
         home.save(v, "demand step").context("saving the step")?;
@@ -750,7 +753,13 @@ async fn import_upload(State(app): State<App>, mut parts: axum::extract::Multipa
         let field = match parts.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return (StatusCode::BAD_REQUEST, format!("bad upload: {e}")).into_response(),
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("上传的文件没有收全，请重新选择文件上传（{e}）"),
+                )
+                    .into_response();
+            }
         };
         match field.name() {
             Some("village") => village = field.text().await.ok(),
@@ -759,7 +768,10 @@ async fn import_upload(State(app): State<App>, mut parts: axum::extract::Multipa
                 match field.bytes().await {
                     Ok(b) => file = Some((name, b.to_vec())),
                     Err(e) => {
-                        return (StatusCode::BAD_REQUEST, format!("bad upload: {e}"))
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            format!("上传的文件没有收全，请重新选择文件上传（{e}）"),
+                        )
                             .into_response();
                     }
                 }
