@@ -34,6 +34,15 @@ async fn transmit(
     Ok(())
 }
 
+/// Whether `e` says the relay rejected this connection's 0-RTT data.
+fn early_data_rejected(e: &NetError) -> bool {
+    matches!(
+        e,
+        NetError::ConnectionLost(Lost::Read(quinn::ReadError::ZeroRttRejected))
+            | NetError::ConnectionLost(Lost::Write(quinn::WriteError::ZeroRttRejected))
+    )
+}
+
 /// Limits on one relay session (docs/relay.md, "Limits").
 #[derive(Debug, Clone)]
 pub struct SessionLimits {
@@ -256,24 +265,50 @@ pub async fn run_device_session(
     on_event: &mut (dyn FnMut(&DeviceEvent) + Send),
 ) -> Result<SessionOutcome, NetError> {
     let addr = conn.addr.clone();
-    let (mut send, mut recv) = conn
-        .connection
-        .open_bi()
-        .await
-        .map_err(|e| map_connection_error(&e, &addr))?;
     let silence = conn.silence;
-    tokio::time::timeout(
-        silence,
-        transmit(&mut send, || session.poll_transmit(), &addr),
-    )
-    .await
-    .map_err(|_| stalled(&addr, silence))??;
+    // The first flight (`Hello` and this laptop's changes). On a resumed
+    // connection it goes as 0-RTT data and is kept until the relay answers:
+    // if the relay rejects the early data (it restarted, or forgot the
+    // ticket), the same bytes go again on a new stream of the now
+    // established connection — one round trip more, never an error.
+    let first: Vec<Vec<u8>> = std::iter::from_fn(|| session.poll_transmit()).collect();
+    let mut tries = 0;
+    let (mut send, mut recv, mut pending) = loop {
+        tries += 1;
+        let (mut send, mut recv) = conn
+            .connection
+            .open_bi()
+            .await
+            .map_err(|e| map_connection_error(&e, &addr))?;
+        let mut frames = first.iter().cloned();
+        let answered = async {
+            transmit(&mut send, || frames.next(), &addr).await?;
+            recv.read_chunk(READ_CHUNK, true)
+                .await
+                .map_err(|e| map_read_error(&e, &addr))
+        };
+        let answer = tokio::time::timeout(silence, answered).await;
+        match answer {
+            Err(_) => return Err(stalled(&addr, silence)),
+            Ok(Err(e)) if conn.early && tries == 1 && early_data_rejected(&e) => {
+                conn.early_rejected
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::debug!("the relay rejected the 0-RTT data: first flight sent again");
+            }
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(chunk)) => break (send, recv, Some(chunk)),
+        }
+    };
+    drop(first);
     let mut outcome = None;
     loop {
-        let chunk = tokio::time::timeout(silence, recv.read_chunk(READ_CHUNK, true))
-            .await
-            .map_err(|_| stalled(&addr, silence))?
-            .map_err(|e| map_read_error(&e, &addr))?;
+        let chunk = match pending.take() {
+            Some(first_answer) => first_answer,
+            None => tokio::time::timeout(silence, recv.read_chunk(READ_CHUNK, true))
+                .await
+                .map_err(|_| stalled(&addr, silence))?
+                .map_err(|e| map_read_error(&e, &addr))?,
+        };
         let Some(chunk) = chunk else {
             return match outcome {
                 Some(o) => Ok(o),

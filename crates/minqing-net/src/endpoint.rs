@@ -166,9 +166,26 @@ pub struct DeviceConnection {
     /// send one) for this long ends it, even while QUIC keep-alives hold the
     /// connection up (`ConnectOptions::timeout`).
     pub silence: Duration,
+    /// Resumed with a ticket before the handshake finished: the first flight
+    /// goes as 0-RTT data, kept until the relay's first answer so that it can
+    /// be sent again if the relay rejects the early data.
+    pub early: bool,
+    /// Set when the relay rejected the early data (the first flight went
+    /// again, one round trip later).
+    pub(crate) early_rejected: std::sync::atomic::AtomicBool,
 }
 
 impl DeviceConnection {
+    /// Whether this connection's first flight reached the relay as 0-RTT
+    /// data: it was resumed with a ticket and the relay did not reject the
+    /// early data (known once a session on it has read the relay's answer).
+    pub fn used_0rtt(&self) -> bool {
+        self.early
+            && !self
+                .early_rejected
+                .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Keeps a finished session's wait for the relay's end of stream until
     /// [`DeviceConnection::close`].
     pub(crate) fn linger(&self, task: tokio::task::JoinHandle<()>) {
@@ -247,36 +264,70 @@ pub async fn connect(
     connect_with(bundle, client_crypto(bundle, identity)?, opts, None).await
 }
 
-/// A laptop's QUIC client endpoint (one UDP socket), made by [`client_endpoint`].
-pub type ClientEndpoint = quinn::Endpoint;
+/// A laptop's QUIC client endpoint for a long-running process, made by
+/// [`client_endpoint`]: one UDP socket, and one TLS configuration whose
+/// in-memory ticket store lets every pass after the first resume the TLS
+/// session and send its first flight as 0-RTT data (docs/sync.md,
+/// "Resumption and 0-RTT").
+#[derive(Clone)]
+pub struct ClientEndpoint {
+    endpoint: quinn::Endpoint,
+    crypto: Arc<QuicClientConfig>,
+}
 
-/// A client endpoint (one UDP socket) for the relay named in `bundle`, for a
-/// long-running laptop process to reuse across sync passes ([`connect_on`]):
-/// one socket for the process's life, and the place where TLS session
-/// resumption can live.
-pub async fn client_endpoint(bundle: &Bundle) -> Result<ClientEndpoint, NetError> {
+impl std::fmt::Debug for ClientEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientEndpoint")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientEndpoint {
+    /// Closes every connection of the endpoint at once (the process stops).
+    pub fn close(&self, code: quinn::VarInt, reason: &[u8]) {
+        self.endpoint.close(code, reason);
+    }
+}
+
+/// A client endpoint for the relay named in `bundle`, presenting `identity`,
+/// for a long-running laptop process to reuse across sync passes
+/// ([`connect_on`]).
+pub async fn client_endpoint(
+    bundle: &Bundle,
+    identity: &Identity,
+) -> Result<ClientEndpoint, NetError> {
     let addr = resolve(&bundle.relay_addr).await?;
     let bind: SocketAddr = if addr.is_ipv6() {
         SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
     } else {
         SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
     };
-    quinn::Endpoint::client(bind).map_err(|e| NetError::io("opening a UDP socket", e))
+    let crypto = QuicClientConfig::try_from(crate::tls::resuming_client_crypto(bundle, identity)?)
+        .map_err(|e| NetError::Tls(TlsFailure::NoInitialCipherSuite(e)))?;
+    let endpoint =
+        quinn::Endpoint::client(bind).map_err(|e| NetError::io("opening a UDP socket", e))?;
+    Ok(ClientEndpoint {
+        endpoint,
+        crypto: Arc::new(crypto),
+    })
 }
 
 /// [`connect`] on an endpoint made by [`client_endpoint`] (reused: no new
-/// socket per pass).
+/// socket per pass). When the endpoint holds a ticket from an earlier pass
+/// the connection is returned at once, before the handshake finishes: the
+/// session's first flight goes as 0-RTT data ([`DeviceConnection::early`]).
 pub async fn connect_on(
     endpoint: &ClientEndpoint,
     bundle: &Bundle,
-    identity: &Identity,
     opts: ConnectOptions,
 ) -> Result<DeviceConnection, NetError> {
-    connect_with(
+    connect_prepared(
         bundle,
-        client_crypto(bundle, identity)?,
+        endpoint.crypto.clone(),
         opts,
-        Some(endpoint.clone()),
+        Some(endpoint.endpoint.clone()),
+        true,
     )
     .await
 }
@@ -296,12 +347,22 @@ async fn connect_with(
     opts: ConnectOptions,
     reuse: Option<quinn::Endpoint>,
 ) -> Result<DeviceConnection, NetError> {
+    let quic = QuicClientConfig::try_from(crypto)
+        .map_err(|e| NetError::Tls(TlsFailure::NoInitialCipherSuite(e)))?;
+    connect_prepared(bundle, Arc::new(quic), opts, reuse, false).await
+}
+
+async fn connect_prepared(
+    bundle: &Bundle,
+    quic: Arc<QuicClientConfig>,
+    opts: ConnectOptions,
+    reuse: Option<quinn::Endpoint>,
+    try_0rtt: bool,
+) -> Result<DeviceConnection, NetError> {
     let addr_text = bundle.relay_addr.clone();
     let work = async {
         let addr = resolve(&addr_text).await?;
-        let quic = QuicClientConfig::try_from(crypto)
-            .map_err(|e| NetError::Tls(TlsFailure::NoInitialCipherSuite(e)))?;
-        let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+        let mut cfg = quinn::ClientConfig::new(quic);
         cfg.transport_config(transport(opts.timeout, Some(opts.timeout / 4)));
         let endpoint = match reuse {
             Some(e) => e,
@@ -321,21 +382,38 @@ async fn connect_with(
                 addr: addr_text.clone(),
                 detail: e.to_string(),
             })?;
+        // With a ticket from an earlier connection: usable at once, the
+        // first flight as 0-RTT data (the handshake finishes meanwhile; a
+        // relay that refuses the laptop closes the connection, which the
+        // session reads as it would after a full handshake).
+        let connecting = if try_0rtt {
+            match connecting.into_0rtt() {
+                Ok((connection, _accepted)) => {
+                    return Ok::<_, NetError>((endpoint, connection, true));
+                }
+                Err(connecting) => connecting,
+            }
+        } else {
+            connecting
+        };
         let connection = connecting
             .await
             .map_err(|e| map_connection_error(&e, &addr_text))?;
-        Ok(DeviceConnection {
-            endpoint,
-            connection,
-            addr: addr_text.clone(),
-            lingering: std::sync::Mutex::new(Vec::new()),
-            silence: opts.timeout,
-        })
+        Ok((endpoint, connection, false))
     };
-    match tokio::time::timeout(opts.timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(NetError::timed_out(&addr_text, opts.timeout)),
-    }
+    let (endpoint, connection, early) = match tokio::time::timeout(opts.timeout, work).await {
+        Ok(r) => r?,
+        Err(_) => return Err(NetError::timed_out(&addr_text, opts.timeout)),
+    };
+    Ok(DeviceConnection {
+        endpoint,
+        connection,
+        addr: addr_text,
+        lingering: std::sync::Mutex::new(Vec::new()),
+        silence: opts.timeout,
+        early,
+        early_rejected: std::sync::atomic::AtomicBool::new(false),
+    })
 }
 
 /// The ALPN protocol a connection negotiated, if any.

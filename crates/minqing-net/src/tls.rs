@@ -162,12 +162,27 @@ pub fn server_crypto(
         )
         .map_err(tls)?;
     cfg.alpn_protocols = vec![ALPN.to_vec(), ENROL_ALPN.to_vec()];
-    // No session tickets: `minqing sync` is one process per pass and rustls
-    // cannot persist a ticket across processes, so every ticket would be ≈ 100
-    // bytes sent to a laptop for nothing (see docs/sync.md, "Transport").
+    // Session tickets only for a laptop that asks for one (RFC 9149
+    // `ticket_request`): a long-running process resumes its next pass with
+    // 0-RTT data ([`resuming_client_crypto`]); a one-shot `minqing sync`
+    // cannot keep a ticket past its exit, so it asks for none and gets none
+    // (docs/sync.md, "Resumption and 0-RTT"). Tickets are stateful: each is
+    // an entry of a bounded cache, taken out on use, so a ticket resumes at
+    // most once (the anti-replay defence for 0-RTT), and a restart of the
+    // relay forgets them all.
     cfg.send_tls13_tickets = 0;
+    cfg.max_tls13_tickets = 1;
+    cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(RESUMPTION_CACHE);
+    // QUIC requires all or nothing; what early data may carry is bounded by
+    // the relay's stream and connection windows like any other data.
+    cfg.max_early_data_size = u32::MAX;
     Ok(cfg)
 }
+
+/// Tickets the relay keeps for resumption (stateful; ≈ 1.5 KB each with the
+/// laptop's certificate: ≈ 6 MB at most). Past it the cache forgets entries,
+/// and a laptop whose ticket was forgotten makes a full handshake.
+pub const RESUMPTION_CACHE: usize = 4096;
 
 /// The device's rustls client config: trusts only the relay's CA of its
 /// bundle, presents its own certificate.
@@ -185,10 +200,32 @@ pub fn client_crypto(
         )
         .map_err(tls)?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
-    // Nothing to resume (the relay issues no tickets; see `server_crypto`).
+    // One connection per process: nothing to resume, and the relay sends
+    // tickets only to a laptop that asks (see `server_crypto`).
     cfg.resumption = rustls::client::Resumption::disabled();
     Ok(cfg)
 }
+
+/// [`client_crypto`] for a process that connects again and again on one
+/// endpoint (`minqing app`'s background sync): it asks the relay for one
+/// ticket per connection, keeps it in memory, and sends its next pass's
+/// first flight as 0-RTT data on the resumed connection.
+pub fn resuming_client_crypto(
+    bundle: &Bundle,
+    identity: &Identity,
+) -> Result<rustls::ClientConfig, NetError> {
+    let mut cfg = client_crypto(bundle, identity)?;
+    cfg.resumption = rustls::client::Resumption::in_memory_sessions(RESUMING_TICKETS);
+    cfg.send_ticket_request = Some(rustls::client::TicketRequest {
+        new_session_count: 1,
+        resumption_count: 1,
+    });
+    cfg.enable_early_data = true;
+    Ok(cfg)
+}
+
+/// Tickets a laptop keeps (one relay; a few spare).
+const RESUMING_TICKETS: usize = 4;
 
 /// The client config of a first contact: trusts only the bundle's CA,
 /// presents no certificate, speaks [`ENROL_ALPN`].

@@ -532,18 +532,48 @@ async fn serve_connection(
         }
     };
     let wait = Duration::from_secs(limits.handshake_timeout_secs.max(1));
-    let conn = match tokio::time::timeout(wait, connecting).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            tracing::debug!("handshake failed: {e}");
-            return;
-        }
-        Err(_) => {
-            // Dropping the handshake closes it.
-            tracing::debug!("handshake not finished within {} s", wait.as_secs());
-            return;
-        }
+    // 0.5-RTT: a laptop resuming with a ticket is known from its ClientHello
+    // (rustls takes its certificate from the ticket, which a single-use cache
+    // entry held), so its session may start now, reading the first flight it
+    // sent as 0-RTT data — after the registry check below, as for a full
+    // handshake. Anyone else (a full handshake, an enrolment) is served only
+    // once the handshake has finished. docs/sync.md, "Resumption and 0-RTT".
+    let Ok((conn, established)) = connecting.into_0rtt() else {
+        tracing::debug!("no 0.5-RTT connection (quinn always gives one to a server)");
+        return;
     };
+    let resumed = minqing_net::negotiated_alpn(&conn).as_deref() == Some(minqing_net::ALPN)
+        && minqing_net::peer_fingerprint(&conn).is_some();
+    if resumed {
+        // The handshake must still finish (the laptop's Finished proves it is
+        // live, not a replayed ClientHello): otherwise the connection ends.
+        let watched = conn.clone();
+        tokio::spawn(async move {
+            // Resolves when the handshake finishes or the connection ends
+            // (its value is whether 0-RTT was accepted: not what is asked).
+            let finished = tokio::time::timeout(wait, established).await.is_ok();
+            if !finished || watched.close_reason().is_some() {
+                tracing::debug!("resumed handshake not finished within {} s", wait.as_secs());
+                watched.close(CLOSE_ERROR.into(), b"handshake not finished");
+            }
+        });
+    } else {
+        // Resolves when the handshake finishes or the connection ends (its
+        // value says whether 0-RTT data was accepted, false for a full
+        // handshake: not what is asked here).
+        match tokio::time::timeout(wait, established).await {
+            Ok(_) if conn.close_reason().is_none() => {}
+            Ok(_) => {
+                tracing::debug!("handshake failed: {:?}", conn.close_reason());
+                return;
+            }
+            Err(_) => {
+                // Dropping the handshake closes it.
+                tracing::debug!("handshake not finished within {} s", wait.as_secs());
+                return;
+            }
+        }
+    }
     if minqing_net::negotiated_alpn(&conn).as_deref() == Some(minqing_net::ENROL_ALPN) {
         // An enrolment holds its handshake slot, never a session slot.
         serve_enrolment(&relay, &conn).await;
@@ -560,8 +590,34 @@ async fn serve_connection(
             wipe_device(&relay, &conn, &d).instrument(span).await;
             return;
         }
-        Some(d) if !d.revoked => d,
-        _ => {
+        // A resumed laptop's certificate was checked when its ticket was
+        // issued; its expiry is checked again here (the verifier does not run).
+        Some(d) if !(d.revoked || resumed && expired(&d.expires_at)) => d,
+        other => {
+            if resumed {
+                // The handshake's verifier did not run (the certificate came
+                // from the ticket), so the refusal is audited here; nothing
+                // the laptop sent as 0-RTT data has been read.
+                let fp = minqing_net::peer_fingerprint(&conn).unwrap_or_default();
+                let why = match &other {
+                    Some(d) if d.revoked => {
+                        format!("laptop {} ({}) is revoked", d.device_id, d.cadre)
+                    }
+                    Some(d) => format!(
+                        "the certificate of laptop {} expired at {}",
+                        d.device_id, d.expires_at
+                    ),
+                    None => "certificate is not enrolled with this relay".into(),
+                };
+                tracing::warn!(fingerprint = %fp, reason = %why, "resumed session refused");
+                relay.audit.aggregated(
+                    kind::REFUSED_HANDSHAKE,
+                    &fp,
+                    other.as_ref().map(|d| d.device_id.as_str()),
+                    None,
+                    format!("{why}; resumed session, its 0-RTT data not read; certificate {fp}"),
+                );
+            }
             conn.close(
                 CLOSE_REFUSED.into(),
                 minqing_net::REFUSED_MESSAGE.as_bytes(),
@@ -610,7 +666,9 @@ async fn serve_connection(
     let deadline = Duration::from_secs(limits.session_deadline_secs.max(1));
     async {
         let result =
-            match tokio::time::timeout(deadline, serve_device(&relay, &conn, &device)).await {
+            match tokio::time::timeout(deadline, serve_device(&relay, &conn, &device, resumed))
+                .await
+            {
                 Ok(r) => r,
                 Err(_) => Err(anyhow::Error::new(NetError::Limit(
                     minqing_net::SessionLimit::Deadline {
@@ -629,6 +687,12 @@ async fn serve_connection(
     }
     .instrument(span)
     .await;
+}
+
+/// Whether a certificate expiry (RFC 3339, as the registry keeps it) has
+/// passed; an expiry that does not parse counts as passed.
+fn expired(expires_at: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(expires_at).map_or(true, |t| t <= chrono::Utc::now())
 }
 
 /// How long the wipe exchange may take at each step.
@@ -909,7 +973,14 @@ fn decide_enrolment(relay: &Relay, req: Result<EnrolRequest, String>) -> EnrolRe
     EnrolResponse::enrolled(issued.cert_pem)
 }
 
-async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Device) -> Result<()> {
+/// `resumed`: the laptop resumed its TLS session and its first flight came
+/// as 0-RTT data (said in the sync's audit line).
+async fn serve_device(
+    relay: &Arc<Relay>,
+    conn: &quinn::Connection,
+    device: &Device,
+    resumed: bool,
+) -> Result<()> {
     let r = relay.clone();
     let ensured = tokio::task::spawn_blocking(move || r.ensure_villages()).await;
     match ensured {
@@ -1019,7 +1090,11 @@ async fn serve_device(relay: &Arc<Relay>, conn: &quinn::Connection, device: &Dev
                 kind::SYNC,
                 Some(&device.device_id),
                 None,
-                format!("villages [{}]", device.villages.join(",")),
+                format!(
+                    "villages [{}]{}",
+                    device.villages.join(","),
+                    if resumed { "; resumed, first flight as 0-RTT data" } else { "" }
+                ),
             );
         }
     })

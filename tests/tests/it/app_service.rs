@@ -902,3 +902,155 @@ fn cli_and_app_at_once_none_fails_none_is_lost() {
     assert!(visit_notes(&w, "V1").is_superset(&written));
     assert!(relay.stop());
 }
+
+/// Sync lines of the relay's audit for `device`: (detail, whether the
+/// session was resumed with its first flight as 0-RTT data).
+fn sync_lines(relay: &Relay, device: &str) -> Vec<(String, bool)> {
+    relay
+        .audit()
+        .into_iter()
+        .filter(|l| l["kind"] == "sync" && l["device_id"] == device)
+        .map(|l| {
+            let detail = l["detail"].as_str().unwrap_or("").to_owned();
+            let early = detail.contains("0-RTT");
+            (detail, early)
+        })
+        .collect()
+}
+
+#[test]
+fn app_resumes_its_tls_session_and_sends_its_first_flight_as_0rtt() {
+    let mut relay = Relay::init("县中继");
+    relay.village_add("V1", "小河村");
+    let (wid, w) = relay.laptop("王芳", "V1");
+    let (_, t) = relay.laptop("赵六", "V1");
+    relay.start();
+    w.minqing(&["sync", "--timeout", "5"]).ok();
+    t.minqing(&["sync", "--timeout", "5"]).ok();
+    // A one-shot `minqing sync` asks for no ticket and resumes nothing.
+    let one_shot = sync_lines(&relay, &wid);
+    assert_eq!(one_shot.len(), 1, "{one_shot:?}");
+    assert!(!one_shot[0].1, "{one_shot:?}");
+
+    // Passes only after writes (and at start): the long interval keeps the
+    // timer out of the way.
+    let app = AppProc::start(&w, &["--interval", "600", "--timeout", "5"]);
+    let passes = || background(&w)["background"]["passes"].as_u64().unwrap_or(0);
+    assert!(
+        eventually(Duration::from_secs(30), || passes() >= 1),
+        "{}",
+        app.log()
+    );
+    let h = w
+        .minqing(&[
+            "household",
+            "add",
+            "--village",
+            "V1",
+            "--address",
+            "小河村三组12号",
+        ])
+        .id();
+    let mut notes = BTreeSet::new();
+    for i in 0..3 {
+        let before = passes();
+        notes.insert(visit(&w, &h, &format!("王芳：第{i}次入户走访。")));
+        assert!(
+            eventually(Duration::from_secs(30), || passes() > before),
+            "a write makes a pass: {}\n{}",
+            background(&w),
+            app.log()
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || pending(&background(&w), "V1")
+            == 0),
+        "the app synced its writes: {}",
+        background(&w)
+    );
+    // Every pass after the app's first resumes with the ticket the one
+    // before it received, its first flight (Hello and the changes) as 0-RTT
+    // data the relay took.
+    let s = background(&w)["background"].clone();
+    let (made, early) = (s["passes"].as_u64(), s["zero_rtt_passes"].as_u64());
+    assert!(
+        early >= Some(3) && early.zip(made).is_some_and(|(e, p)| e + 1 == p),
+        "every pass but the first went as 0-RTT: {s}"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            t.minqing(&["sync", "--timeout", "5"]).ok();
+            visit_ids(&t, "V1").is_superset(&notes)
+        }),
+        "what went as 0-RTT data is at the relay"
+    );
+    // The relay says the same: its sync lines for this laptop are resumed ones.
+    let lines = sync_lines(&relay, &wid);
+    let resumed = lines.iter().filter(|(_, e)| *e).count() as u64;
+    assert!(resumed >= 3, "{lines:?}");
+
+    // The relay restarts with an empty ticket cache: the laptop's next 0-RTT
+    // flight is rejected, goes again on the established connection, and the
+    // pass succeeds at its first attempt.
+    assert!(relay.stop());
+    relay.start();
+    let before = background(&w)["background"].clone();
+    let count = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+    let again = visit(&w, &h, "王芳：中继重启之后的走访。");
+    assert!(
+        eventually(Duration::from_secs(30), || passes()
+            > count(&before, "passes")),
+        "{}\n{}",
+        background(&w),
+        app.log()
+    );
+    let after = background(&w)["background"].clone();
+    assert_eq!(
+        count(&after, "attempts"),
+        count(&before, "attempts") + 1,
+        "one attempt, no failure: {before} → {after}"
+    );
+    assert_eq!(
+        count(&after, "zero_rtt_passes"),
+        count(&before, "zero_rtt_passes"),
+        "the rejected early data is not counted: {after}"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            t.minqing(&["sync", "--timeout", "5"]).ok();
+            visit_ids(&t, "V1").contains(&again)
+        }),
+        "the flight sent again reached the relay"
+    );
+
+    // Revoked while the app holds a ticket: the resumed connection is refused
+    // before anything it sent early is read; the relay audits the refusal.
+    relay.run(&["revoke", &wid]).ok();
+    // `serve` applies a registry change within 1 s (registry::APPLY_BOUND).
+    std::thread::sleep(Duration::from_secs(2));
+    let late = visit(&w, &h, "王芳：吊销以后写的记录，不得到达县里。");
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            background(&w)["background"]["refused"] == true
+        }),
+        "the app is refused: {}\n{}",
+        background(&w),
+        app.log()
+    );
+    t.minqing(&["sync", "--timeout", "5"]).ok();
+    assert!(
+        !visit_ids(&t, "V1").contains(&late),
+        "nothing a revoked laptop sent as 0-RTT data reached the relay"
+    );
+    assert!(app.stop());
+    // Refusals are aggregated per interval; the stop writes what is pending.
+    assert!(relay.stop());
+    assert!(
+        relay.audit().iter().any(|l| l["device_id"] == wid.as_str()
+            && l["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("is revoked") && d.contains("0-RTT data not read"))),
+        "the refused resumption is audited: {:?}",
+        relay.audit()
+    );
+}

@@ -63,6 +63,12 @@ pub struct SyncState {
     pub refused: bool,
     /// Per village: when it was last in sync and how the last pass ended for it.
     pub villages: BTreeMap<String, VillageSync>,
+    /// Passes that reached the relay since the service started.
+    pub passes: u64,
+    /// Of those, the passes on a resumed TLS session whose first flight the
+    /// relay took as 0-RTT data (every pass after the first, unless the relay
+    /// restarted or forgot the ticket: docs/sync.md, "Resumption and 0-RTT").
+    pub zero_rtt_passes: u64,
 }
 
 /// One village in [`SyncState`].
@@ -153,6 +159,8 @@ pub fn prepare(
             last_error: None,
             refused: false,
             villages,
+            passes: 0,
+            zero_rtt_passes: 0,
         }),
         thread: Mutex::new(None),
     };
@@ -259,8 +267,9 @@ fn now() -> String {
 
 /// How one attempt ended.
 enum Ended {
-    /// The relay was reached and the session ran to its end.
-    Synced(SessionOutcome, Vec<cmd_sync::Notice>),
+    /// The relay was reached and the session ran to its end (`true`: its
+    /// first flight went as 0-RTT data).
+    Synced(SessionOutcome, Vec<cmd_sync::Notice>, bool),
     /// The relay or the network failed; retried with backoff.
     Net(NetError),
     /// The relay refused this laptop or is not its relay.
@@ -278,7 +287,7 @@ async fn pass(
     parts: &LoopParts,
 ) -> Ended {
     if endpoint.is_none() {
-        match minqing_net::client_endpoint(&parts.bundle).await {
+        match minqing_net::client_endpoint(&parts.bundle, &parts.identity).await {
             Ok(e) => *endpoint = Some(e),
             Err(e) => return Ended::Net(e),
         }
@@ -289,7 +298,7 @@ async fn pass(
     let opts = ConnectOptions {
         timeout: parts.timeout,
     };
-    let conn = match minqing_net::connect_on(ep, &parts.bundle, &parts.identity, opts).await {
+    let conn = match minqing_net::connect_on(ep, &parts.bundle, opts).await {
         Ok(c) => c,
         Err(e) if e.is_trust_failure() => return Ended::Refused(e),
         Err(e) => return Ended::Net(e),
@@ -306,6 +315,7 @@ async fn pass(
         conn.close_wiped().await;
         return Ended::Wiped(anyhow::Error::new(Wiped(order.clone())));
     }
+    let zero_rtt = conn.used_0rtt();
     conn.close().await;
     match result {
         Ok((out, notices)) => {
@@ -314,7 +324,7 @@ async fn pass(
             }) {
                 return Ended::Local(e.into());
             }
-            Ended::Synced(out, notices)
+            Ended::Synced(out, notices, zero_rtt)
         }
         Err(e) if e.is_trust_failure() => Ended::Refused(e),
         Err(e) => Ended::Net(e),
@@ -441,10 +451,12 @@ enum Next {
 fn record(handle: &SyncHandle, bundle: &Bundle, ended: Ended) -> ((PassReport, Next), bool) {
     let mut wiped = false;
     let ((code, next), captured) = output::capture(|| match ended {
-        Ended::Synced(out, notices) => {
+        Ended::Synced(out, notices, zero_rtt) => {
             let all_ok = cmd_sync::print_outcome(&out, &notices).unwrap_or(false);
             let t = now();
             let mut s = lock(&handle.state);
+            s.passes += 1;
+            s.zero_rtt_passes += u64::from(zero_rtt);
             s.online = Some(true);
             s.last_sync = Some(t.clone());
             s.last_error = None;
