@@ -247,6 +247,56 @@ pub async fn device_sync(
     Ok(SyncRun { elapsed, outcome })
 }
 
+/// [`device_sync`] as `minqing app`'s background sync makes it: on a
+/// reused [`minqing_net::ClientEndpoint`]. With `resume`, a first connection
+/// on the endpoint only handshakes and waits (`2 × rtt` + 100 ms) for the
+/// relay's ticket, untimed; the timed sync then resumes with it and sends
+/// its first flight as 0-RTT data — and fails unless the relay took it so.
+/// Without, the timed sync is the endpoint's first connection (a full
+/// handshake, as every pass of a one-shot `minqing sync`). Also returns the
+/// part of the time spent loading the laptop's villages.
+pub async fn device_sync_on_endpoint(
+    store: &dyn Storage,
+    laptop: &Laptop,
+    addr: SocketAddr,
+    rtt: Duration,
+    resume: bool,
+) -> Result<(SyncRun, Duration)> {
+    let mut bundle = laptop.bundle.clone();
+    bundle.relay_addr = addr.to_string();
+    let opts = ConnectOptions {
+        timeout: Duration::from_secs(120),
+    };
+    let endpoint = minqing_net::client_endpoint(&bundle, &laptop.identity()).await?;
+    if resume {
+        let warm = minqing_net::connect_on(&endpoint, &bundle, opts).await?;
+        tokio::time::sleep(rtt * 2 + Duration::from_millis(100)).await;
+        warm.close().await;
+    }
+    let started = Instant::now();
+    let conn = minqing_net::connect_on(&endpoint, &bundle, opts).await?;
+    let loading = Instant::now();
+    let docs = minqing_sync::device_docs(store, &bundle.relay_name)?;
+    let load = loading.elapsed();
+    let mut session = DeviceSession::new(SessionConfig::default(), &bundle.device_id, docs)?;
+    let outcome = minqing_net::run_device_session(
+        &conn,
+        &mut session,
+        store,
+        &bundle.relay_name,
+        &mut |_| {},
+    )
+    .await?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        conn.used_0rtt() == resume,
+        "the timed sync {} 0-RTT data",
+        if resume { "did not send" } else { "sent" }
+    );
+    conn.close().await;
+    Ok((SyncRun { elapsed, outcome }, load))
+}
+
 /// A storage that never keeps sync states: the naive baseline's device.
 pub struct NoSyncState<'a>(pub &'a dyn Storage);
 

@@ -16,6 +16,7 @@ mod baselines;
 mod c1;
 mod l1;
 mod r1;
+mod resumed;
 mod s1;
 mod s2;
 mod s3;
@@ -65,11 +66,20 @@ pub fn run_all(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         if opts.wants("S2") {
             rt.block_on(s2::run(ctx, &base, report))?;
             rt.block_on(whole::s2(ctx, &base, report))?;
+            rt.block_on(resumed::run(ctx, "S2", true, report))?;
         }
         if opts.wants("S3") {
             rt.block_on(s3::run(ctx, &base, report))?;
             rt.block_on(whole::s3(ctx, &base, report))?;
+            rt.block_on(resumed::run(ctx, "S3", false, report))?;
         }
+    }
+    // `--only RES`: just the rows of the app's resumed passes (they are also
+    // part of S2 and S3).
+    if opts.wants("RES") && !opts.wants("S2") {
+        eprintln!("S2/S3 on the app's endpoint …");
+        rt.block_on(resumed::run(ctx, "S2", true, report))?;
+        rt.block_on(resumed::run(ctx, "S3", false, report))?;
     }
     if opts.wants("R1") {
         eprintln!("R1 …");

@@ -303,6 +303,46 @@ pub async fn sync_once(
     })
 }
 
+/// One run of a case as `minqing app` syncs it: fresh copies, the day's
+/// work if any, then the 4-village laptop's sync on a reused endpoint at
+/// `rtt_ms`, resumed with 0-RTT or not ([`harness::device_sync_on_endpoint`]);
+/// seconds from the connect to the outcome, and of them loading the laptop's
+/// villages.
+pub async fn on_endpoint_once(
+    ctx: &Ctx<'_>,
+    case: &Case,
+    rtt_ms: u64,
+    resume: bool,
+    seed: u64,
+) -> Result<(f64, f64)> {
+    let name = case
+        .device
+        .context("on_endpoint_once needs a device home")?;
+    let run: PathBuf = ctx.scratch.join("sync-endpoint");
+    let _ = std::fs::remove_dir_all(&run);
+    copy_dir(&ctx.data.join("relay"), &run.join("relay"))?;
+    copy_dir(&ctx.data.join(name), &run.join("device"))?;
+    let laptop = Laptop::read(&ctx.data.join(format!("{name}.bundle.json")))?;
+    if case.work {
+        offline_day(&run, case, &Who::Laptop(&laptop), seed)?;
+    }
+    let device_store = open_store(&run.join("device/store"))?;
+    let (relay, shaper) = relay_behind_shaper(ctx, &run.join("relay"), rtt_ms).await?;
+    let r = harness::device_sync_on_endpoint(
+        &device_store,
+        &laptop,
+        shaper.local_addr(),
+        Duration::from_millis(rtt_ms),
+        resume,
+    )
+    .await;
+    drop(shaper);
+    relay.stop();
+    let (r, load) = r?;
+    accepted(&r.outcome, case.villages.len())?;
+    Ok((r.elapsed.as_secs_f64(), load.as_secs_f64()))
+}
+
 /// `runs` runs of a case (seeds `seed`, `seed + 1` …).
 pub async fn measure_runs(
     ctx: &Ctx<'_>,
