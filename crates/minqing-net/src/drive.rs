@@ -289,6 +289,11 @@ pub async fn run_device_session(
         };
         let answer = tokio::time::timeout(silence, answered).await;
         match answer {
+            // A resumed connection is usable before the relay has said
+            // anything: silence then means the relay was never reached.
+            Err(_) if !conn.established.load(std::sync::atomic::Ordering::SeqCst) => {
+                return Err(NetError::timed_out(&addr, silence));
+            }
             Err(_) => return Err(stalled(&addr, silence)),
             Ok(Err(e)) if conn.early && tries == 1 && early_data_rejected(&e) => {
                 conn.early_rejected

@@ -173,6 +173,10 @@ pub struct DeviceConnection {
     /// Set when the relay rejected the early data (the first flight went
     /// again, one round trip later).
     pub(crate) early_rejected: std::sync::atomic::AtomicBool,
+    /// Whether the handshake has finished (always, unless [`Self::early`]:
+    /// then set when it does), so that a resumed connection to a relay that
+    /// never answers reads as unreachable, not as a relay gone silent.
+    pub(crate) established: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DeviceConnection {
@@ -388,8 +392,15 @@ async fn connect_prepared(
         // session reads as it would after a full handshake).
         let connecting = if try_0rtt {
             match connecting.into_0rtt() {
-                Ok((connection, _accepted)) => {
-                    return Ok::<_, NetError>((endpoint, connection, true));
+                Ok((connection, accepted)) => {
+                    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let flag = done.clone();
+                    // Resolves when the handshake finishes (or the connection ends).
+                    tokio::spawn(async move {
+                        let _ = accepted.await;
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    });
+                    return Ok::<_, NetError>((endpoint, connection, Some(done)));
                 }
                 Err(connecting) => connecting,
             }
@@ -399,9 +410,9 @@ async fn connect_prepared(
         let connection = connecting
             .await
             .map_err(|e| map_connection_error(&e, &addr_text))?;
-        Ok((endpoint, connection, false))
+        Ok((endpoint, connection, None))
     };
-    let (endpoint, connection, early) = match tokio::time::timeout(opts.timeout, work).await {
+    let (endpoint, connection, pending) = match tokio::time::timeout(opts.timeout, work).await {
         Ok(r) => r?,
         Err(_) => return Err(NetError::timed_out(&addr_text, opts.timeout)),
     };
@@ -411,8 +422,9 @@ async fn connect_prepared(
         addr: addr_text,
         lingering: std::sync::Mutex::new(Vec::new()),
         silence: opts.timeout,
-        early,
+        early: pending.is_some(),
         early_rejected: std::sync::atomic::AtomicBool::new(false),
+        established: pending.unwrap_or_else(|| Arc::new(std::sync::atomic::AtomicBool::new(true))),
     })
 }
 
