@@ -254,14 +254,18 @@ pub async fn device_sync(
 /// its first flight as 0-RTT data — and fails unless the relay took it so.
 /// Without, the timed sync is the endpoint's first connection (a full
 /// handshake, as every pass of a one-shot `minqing sync`). Also returns the
-/// part of the time spent loading the laptop's villages.
+/// part of the time spent loading the laptop's villages, and the bytes the
+/// timed connection put on the wire, all and of them the handshake's
+/// (`wire()`: the link's counts, read before it starts and after it is
+/// closed).
 pub async fn device_sync_on_endpoint(
     store: &dyn Storage,
     laptop: &Laptop,
     addr: SocketAddr,
     rtt: Duration,
     resume: bool,
-) -> Result<(SyncRun, Duration)> {
+    wire: &(dyn Fn() -> (u64, u64) + Sync),
+) -> Result<(SyncRun, Duration, (u64, u64))> {
     let mut bundle = laptop.bundle.clone();
     bundle.relay_addr = addr.to_string();
     let opts = ConnectOptions {
@@ -273,6 +277,7 @@ pub async fn device_sync_on_endpoint(
         tokio::time::sleep(rtt * 2 + Duration::from_millis(100)).await;
         warm.close().await;
     }
+    let bytes_before = wire();
     let started = Instant::now();
     let conn = minqing_net::connect_on(&endpoint, &bundle, opts).await?;
     let loading = Instant::now();
@@ -294,7 +299,12 @@ pub async fn device_sync_on_endpoint(
         if resume { "did not send" } else { "sent" }
     );
     conn.close().await;
-    Ok((SyncRun { elapsed, outcome }, load))
+    let after = wire();
+    let bytes = (
+        after.0.saturating_sub(bytes_before.0),
+        after.1.saturating_sub(bytes_before.1),
+    );
+    Ok((SyncRun { elapsed, outcome }, load, bytes))
 }
 
 /// A storage that never keeps sync states: the naive baseline's device.

@@ -31,12 +31,19 @@ pub async fn run(ctx: &Ctx<'_>, id: &'static str, work: bool, report: &mut Repor
         "nothing to do"
     };
     let (mut full, mut resumed, mut loads) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut full_bytes, mut resumed_bytes) = (Vec::new(), Vec::new());
+    let (mut full_hs, mut resumed_hs) = (Vec::new(), Vec::new());
     for i in 0..ctx.opts.runs {
         let seed = ctx.opts.seed + i as u64;
-        full.push(on_endpoint_once(ctx, &case, rtt, false, seed).await?.0);
-        let (t, load) = on_endpoint_once(ctx, &case, rtt, true, seed).await?;
+        let (t, _, bytes) = on_endpoint_once(ctx, &case, rtt, false, seed).await?;
+        full.push(t);
+        full_bytes.push(bytes.0);
+        full_hs.push(bytes.1);
+        let (t, load, bytes) = on_endpoint_once(ctx, &case, rtt, true, seed).await?;
         resumed.push(t);
         loads.push(load);
+        resumed_bytes.push(bytes.0);
+        resumed_hs.push(bytes.1);
     }
     let n = case.villages.len();
     let in_rtt = |xs: &[f64]| {
@@ -71,6 +78,30 @@ pub async fn run(ctx: &Ctx<'_>, id: &'static str, work: bool, report: &mut Repor
             in_rtt(&resumed),
             summary(&full).0 / summary(&resumed).0,
             summary(&loads).0
+        ));
+    report
+        .add(
+            id,
+            format!(
+                "  bytes on the wire, {what}, {n} villages: the app's first pass (whole connection)"
+            ),
+            Unit::B,
+            full_bytes,
+        )
+        .note(format!(
+            "UDP payload both ways at the shaper: handshake with both certificates, session, close; of which the handshake (long-header packets): {:.0} B",
+            summary(&full_hs).0
+        ));
+    report
+        .add(
+            id,
+            format!("  bytes on the wire, {what}, {n} villages: a later pass, resumed (whole connection)"),
+            Unit::B,
+            resumed_bytes,
+        )
+        .note(format!(
+            "UDP payload both ways at the shaper: a resumed handshake (no certificates), session, close; of which the handshake (long-header packets, the 0-RTT packets with the first flight included): {:.0} B",
+            summary(&resumed_hs).0
         ));
     Ok(())
 }

@@ -307,14 +307,15 @@ pub async fn sync_once(
 /// work if any, then the 4-village laptop's sync on a reused endpoint at
 /// `rtt_ms`, resumed with 0-RTT or not ([`harness::device_sync_on_endpoint`]);
 /// seconds from the connect to the outcome, and of them loading the laptop's
-/// villages.
+/// villages; bytes on the wire of the timed connection (UDP payload both
+/// ways, close included) and of them the handshake's (long-header packets).
 pub async fn on_endpoint_once(
     ctx: &Ctx<'_>,
     case: &Case,
     rtt_ms: u64,
     resume: bool,
     seed: u64,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, (f64, f64))> {
     let name = case
         .device
         .context("on_endpoint_once needs a device home")?;
@@ -328,19 +329,32 @@ pub async fn on_endpoint_once(
     }
     let device_store = open_store(&run.join("device/store"))?;
     let (relay, shaper) = relay_behind_shaper(ctx, &run.join("relay"), rtt_ms).await?;
+    let link = shaper.handle();
+    let wire = move || {
+        let s = link.stats();
+        (
+            s.up.bytes + s.down.bytes,
+            s.up.quic_handshake_bytes + s.down.quic_handshake_bytes,
+        )
+    };
     let r = harness::device_sync_on_endpoint(
         &device_store,
         &laptop,
         shaper.local_addr(),
         Duration::from_millis(rtt_ms),
         resume,
+        &wire,
     )
     .await;
     drop(shaper);
     relay.stop();
-    let (r, load) = r?;
+    let (r, load, bytes) = r?;
     accepted(&r.outcome, case.villages.len())?;
-    Ok((r.elapsed.as_secs_f64(), load.as_secs_f64()))
+    Ok((
+        r.elapsed.as_secs_f64(),
+        load.as_secs_f64(),
+        (bytes.0 as f64, bytes.1 as f64),
+    ))
 }
 
 /// `runs` runs of a case (seeds `seed`, `seed + 1` …).
