@@ -224,17 +224,8 @@ pub async fn device_sync(
     )
     .await?;
     let t_conn = started.elapsed();
-    let docs = minqing_sync::device_docs(store, &bundle.relay_name)?;
-    let t_load = started.elapsed();
-    let mut session = DeviceSession::new(SessionConfig::default(), &bundle.device_id, docs)?;
-    let outcome = minqing_net::run_device_session(
-        &conn,
-        &mut session,
-        store,
-        &bundle.relay_name,
-        &mut |_| {},
-    )
-    .await?;
+    let (outcome, load) = session_on(&conn, store, &bundle).await?;
+    let t_load = t_conn + load;
     let elapsed = started.elapsed();
     tracing::debug!(
         "device sync: connected at {:.3} s, documents loaded at {:.3} s, outcome at {:.3} s; quic {:?}",
@@ -245,6 +236,24 @@ pub async fn device_sync(
     );
     conn.close().await;
     Ok(SyncRun { elapsed, outcome })
+}
+
+/// One session over every village of `store` on `conn`, persisted and
+/// flushed like `minqing sync`; its outcome and the time spent loading the
+/// villages.
+async fn session_on(
+    conn: &minqing_net::DeviceConnection,
+    store: &dyn Storage,
+    bundle: &minqing_net::Bundle,
+) -> Result<(SessionOutcome, Duration)> {
+    let loading = Instant::now();
+    let docs = minqing_sync::device_docs(store, &bundle.relay_name)?;
+    let load = loading.elapsed();
+    let mut session = DeviceSession::new(SessionConfig::default(), &bundle.device_id, docs)?;
+    let outcome =
+        minqing_net::run_device_session(conn, &mut session, store, &bundle.relay_name, &mut |_| {})
+            .await?;
+    Ok((outcome, load))
 }
 
 /// [`device_sync`] as `minqing app`'s background sync makes it: on a
@@ -280,18 +289,7 @@ pub async fn device_sync_on_endpoint(
     let bytes_before = wire();
     let started = Instant::now();
     let conn = minqing_net::connect_on(&endpoint, &bundle, opts).await?;
-    let loading = Instant::now();
-    let docs = minqing_sync::device_docs(store, &bundle.relay_name)?;
-    let load = loading.elapsed();
-    let mut session = DeviceSession::new(SessionConfig::default(), &bundle.device_id, docs)?;
-    let outcome = minqing_net::run_device_session(
-        &conn,
-        &mut session,
-        store,
-        &bundle.relay_name,
-        &mut |_| {},
-    )
-    .await?;
+    let (outcome, load) = session_on(&conn, store, &bundle).await?;
     let elapsed = started.elapsed();
     anyhow::ensure!(
         conn.used_0rtt() == resume,

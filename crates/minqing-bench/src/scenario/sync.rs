@@ -303,6 +303,22 @@ pub async fn sync_once(
     })
 }
 
+/// Fresh copies of the relay and of the case's laptop under
+/// `scratch/<dir>`, with the day's work if the case has one: the run's
+/// directory and the laptop.
+fn laptop_run(ctx: &Ctx<'_>, case: &Case, dir: &str, seed: u64) -> Result<(PathBuf, Laptop)> {
+    let name = case.device.context("this run needs a device home")?;
+    let run: PathBuf = ctx.scratch.join(dir);
+    let _ = std::fs::remove_dir_all(&run);
+    copy_dir(&ctx.data.join("relay"), &run.join("relay"))?;
+    copy_dir(&ctx.data.join(name), &run.join("device"))?;
+    let laptop = Laptop::read(&ctx.data.join(format!("{name}.bundle.json")))?;
+    if case.work {
+        offline_day(&run, case, &Who::Laptop(&laptop), seed)?;
+    }
+    Ok((run, laptop))
+}
+
 /// One run of a case as `minqing app` syncs it: fresh copies, the day's
 /// work if any, then the 4-village laptop's sync on a reused endpoint at
 /// `rtt_ms`, resumed with 0-RTT or not ([`harness::device_sync_on_endpoint`]);
@@ -316,17 +332,7 @@ pub async fn on_endpoint_once(
     resume: bool,
     seed: u64,
 ) -> Result<(f64, f64, (f64, f64))> {
-    let name = case
-        .device
-        .context("on_endpoint_once needs a device home")?;
-    let run: PathBuf = ctx.scratch.join("sync-endpoint");
-    let _ = std::fs::remove_dir_all(&run);
-    copy_dir(&ctx.data.join("relay"), &run.join("relay"))?;
-    copy_dir(&ctx.data.join(name), &run.join("device"))?;
-    let laptop = Laptop::read(&ctx.data.join(format!("{name}.bundle.json")))?;
-    if case.work {
-        offline_day(&run, case, &Who::Laptop(&laptop), seed)?;
-    }
+    let (run, laptop) = laptop_run(ctx, case, "sync-endpoint", seed)?;
     let device_store = open_store(&run.join("device/store"))?;
     let (relay, shaper) = relay_behind_shaper(ctx, &run.join("relay"), rtt_ms).await?;
     let link = shaper.handle();
@@ -410,15 +416,7 @@ pub async fn fresh_once(ctx: &Ctx<'_>, naive: bool) -> Result<Measured> {
 /// exec to exit, as the cadre waits for it (the unlock, opening the store,
 /// the handshake, the session and closing the connection included).
 pub async fn process_once(ctx: &Ctx<'_>, case: &Case, link: LinkConfig, seed: u64) -> Result<f64> {
-    let name = case.device.context("process_once needs a device home")?;
-    let run: PathBuf = ctx.scratch.join("process");
-    let _ = std::fs::remove_dir_all(&run);
-    copy_dir(&ctx.data.join("relay"), &run.join("relay"))?;
-    copy_dir(&ctx.data.join(name), &run.join("device"))?;
-    let laptop = Laptop::read(&ctx.data.join(format!("{name}.bundle.json")))?;
-    if case.work {
-        offline_day(&run, case, &Who::Laptop(&laptop), seed)?;
-    }
+    let (run, _) = laptop_run(ctx, case, "process", seed)?;
     let relay = RelayProc::start(ctx.bins, &run.join("relay"))?;
     let shaper = UdpShaper::start("127.0.0.1:0".parse()?, relay.addr, link).await?;
     let home = run.join("device");
