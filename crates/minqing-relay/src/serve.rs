@@ -551,8 +551,7 @@ async fn serve_connection(
         tokio::spawn(async move {
             // Resolves when the handshake finishes or the connection ends
             // (its value is whether 0-RTT was accepted: not what is asked).
-            let finished = tokio::time::timeout(wait, established).await.is_ok();
-            if !finished || watched.close_reason().is_some() {
+            if tokio::time::timeout(wait, established).await.is_err() {
                 tracing::debug!("resumed handshake not finished within {} s", wait.as_secs());
                 watched.close(CLOSE_ERROR.into(), b"handshake not finished");
             }

@@ -243,28 +243,39 @@ fn pending(status: &serde_json::Value, village: &str) -> u64 {
         .unwrap_or_else(|| panic!("village {village} in {status}"))
 }
 
-#[test]
-fn app_syncs_in_the_background_offline_and_when_the_relay_returns() {
+/// A serving relay with village V1 and two laptops on it (王芳's id and home,
+/// then 赵六's home), each synced once.
+fn two_laptops() -> (Relay, String, Home, Home) {
     let mut relay = Relay::init("县中继");
     relay.village_add("V1", "小河村");
-    let (_, w) = relay.laptop("王芳", "V1");
+    let (wid, w) = relay.laptop("王芳", "V1");
     let (_, t) = relay.laptop("赵六", "V1");
     relay.start();
     w.minqing(&["sync", "--timeout", "5"]).ok();
     t.minqing(&["sync", "--timeout", "5"]).ok();
+    (relay, wid, w, t)
+}
+
+/// Adds the household the tests log visits for in V1; its id.
+fn household(home: &Home) -> String {
+    home.minqing(&[
+        "household",
+        "add",
+        "--village",
+        "V1",
+        "--address",
+        "小河村三组12号",
+    ])
+    .id()
+}
+
+#[test]
+fn app_syncs_in_the_background_offline_and_when_the_relay_returns() {
+    let (mut relay, _, w, t) = two_laptops();
 
     let app = AppProc::start(&w, &["--interval", "2", "--timeout", "2"]);
     // Commands now go through the service; a write is synced without a click.
-    let h = w
-        .minqing(&[
-            "household",
-            "add",
-            "--village",
-            "V1",
-            "--address",
-            "小河村三组12号",
-        ])
-        .id();
+    let h = household(&w);
     let online = visit(&w, &h, "王芳：入户走访。");
     assert!(
         eventually(Duration::from_secs(60), || {
@@ -751,16 +762,7 @@ fn cli_and_app_at_once_none_fails_none_is_lost() {
     let (_, t) = relay.laptop("赵六", "V1");
     relay.start();
     w.minqing(&["sync", "--timeout", "5"]).ok();
-    let h = w
-        .minqing(&[
-            "household",
-            "add",
-            "--village",
-            "V1",
-            "--address",
-            "小河村三组12号",
-        ])
-        .id();
+    let h = household(&w);
     let r = w
         .minqing(&[
             "resident",
@@ -927,13 +929,7 @@ fn sync_lines(relay: &Relay, device: &str) -> Vec<(String, bool)> {
 
 #[test]
 fn app_resumes_its_tls_session_and_sends_its_first_flight_as_0rtt() {
-    let mut relay = Relay::init("县中继");
-    relay.village_add("V1", "小河村");
-    let (wid, w) = relay.laptop("王芳", "V1");
-    let (_, t) = relay.laptop("赵六", "V1");
-    relay.start();
-    w.minqing(&["sync", "--timeout", "5"]).ok();
-    t.minqing(&["sync", "--timeout", "5"]).ok();
+    let (mut relay, wid, w, t) = two_laptops();
     // A one-shot `minqing sync` asks for no ticket and resumes nothing.
     let one_shot = sync_lines(&relay, &wid);
     assert_eq!(one_shot.len(), 1, "{one_shot:?}");
@@ -948,16 +944,7 @@ fn app_resumes_its_tls_session_and_sends_its_first_flight_as_0rtt() {
         "{}",
         app.log()
     );
-    let h = w
-        .minqing(&[
-            "household",
-            "add",
-            "--village",
-            "V1",
-            "--address",
-            "小河村三组12号",
-        ])
-        .id();
+    let h = household(&w);
     let mut notes = BTreeSet::new();
     for i in 0..3 {
         let before = passes();
