@@ -478,8 +478,14 @@ impl Home {
         let mut village = Village::load(id.clone(), &bytes)
             .with_context(|| format!("village {id} does not load"))?;
         village.set_actor(&self.actor());
-        if let (Some(cache), Some(now)) = (&self.cache, now) {
-            cache.put(&village, now, bytes.len() as u64, None);
+        match (&self.cache, now) {
+            (Some(cache), Some(now)) => cache.put(&village, now, bytes.len() as u64, None),
+            // One command: the views kept in the store (if they show this
+            // version) catch up with this village's writes in `save`.
+            (None, _) => {
+                village.mark_views();
+            }
+            (Some(_), None) => {}
         }
         Ok(Some(village))
     }
@@ -490,7 +496,7 @@ impl Home {
     /// same model functions ([`ReadVillage`]).
     pub fn reader(&self, id: &DocId) -> anyhow::Result<Option<Reader>> {
         let Some(cache) = &self.cache else {
-            return Ok(self.village(id)?.map(|v| Box::new(v) as Reader));
+            return self.stored_reader(id);
         };
         if let Some(now) = self.doc_version(id)?
             && let Some(r) = cache.records(id, &now)
@@ -508,6 +514,31 @@ impl Home {
             return Ok(Some(Box::new(r)));
         }
         Ok(Some(Box::new(Arc::new(VillageRecords::of(&mut village)))))
+    }
+
+    /// [`Home::reader`] in a one-command process: the views kept in the
+    /// store when they show the village's current version — no document
+    /// loaded —, else views made from the loaded document and kept for the
+    /// next command (docs/store.md, "Views kept on disk").
+    fn stored_reader(&self, id: &DocId) -> anyhow::Result<Option<Reader>> {
+        let now = self.doc_version(id)?;
+        if let Some(now) = &now
+            && let Some(r) = crate::views::read(&*self.store, id, now)
+        {
+            return Ok(Some(Box::new(r)));
+        }
+        let Some(mut village) = self.village(id)? else {
+            return Ok(None);
+        };
+        let records = VillageRecords::of(&mut village);
+        if let Some(now) = &now
+            && self.read_only.is_none()
+            && self.doc_version(id)?.as_ref() == Some(now)
+            && let Err(e) = crate::views::write(&*self.store, id, now, &records)
+        {
+            tracing::warn!("cannot keep the views of village {id}: {e:#}");
+        }
+        Ok(Some(Box::new(records)))
     }
 
     /// One village to read ([`Home::reader`]) or the error naming what to do.
@@ -538,14 +569,12 @@ impl Home {
     /// found through the index, then [`Home::reader`] (the service reads its
     /// kept views); as [`Home::find_record`] when the index is wrong.
     pub fn read_record(&self, kind: RecordKind, typed: &str) -> anyhow::Result<(Reader, Id)> {
-        if self.cache.is_some() {
-            let finder = self.index()?;
-            if let Ok((doc, id)) = finder.find(kind, typed)
-                && let Some(r) = self.reader(&doc)?
-                && r.contains(kind, &id)
-            {
-                return Ok((r, id));
-            }
+        let finder = self.index()?;
+        if let Ok((doc, id)) = finder.find(kind, typed)
+            && let Some(r) = self.reader(&doc)?
+            && r.contains(kind, &id)
+        {
+            return Ok((r, id));
         }
         let (village, id) = self.find_record(kind, typed)?;
         Ok((Box::new(village), id))
@@ -616,6 +645,7 @@ impl Home {
         }
         if rebuilt {
             let kept = index::remove_orphans(&*self.store, &held)
+                .and_then(|()| crate::views::remove_orphans(&*self.store, &held))
                 .and_then(|()| self.store.flush().map_err(anyhow::Error::new));
             if let Err(e) = kept {
                 tracing::warn!("cannot keep the village index: {e:#}");
@@ -666,6 +696,11 @@ impl Home {
         let before = self.doc_version(village.id())?;
         let (cached_bytes, records) = match (&self.cache, &before) {
             (Some(c), Some(b)) => (c.bytes(village.id(), b), c.take_records(village.id(), b)),
+            // One command: the views kept in the store, to catch up below.
+            (None, Some(b)) => (
+                None,
+                crate::views::read(&*self.store, village.id(), b).map(Arc::new),
+            ),
             _ => (None, None),
         };
         if let Err(e) = self.store.append(village.id(), &bytes) {
@@ -688,6 +723,22 @@ impl Home {
             // The chain then stops short of the document: rebuilt on next use.
             tracing::warn!("cannot update the index of village {}: {e:#}", village.id());
         }
+        let records = match (&self.cache, records, &after) {
+            (None, Some(r), Some(after)) => {
+                // Views kept in the store: caught up and kept in the same flush.
+                let mut r = Arc::try_unwrap(r).unwrap_or_else(|shared| (*shared).clone());
+                let kept = if r.catch_up(village) {
+                    crate::views::write(&*self.store, village.id(), after, &r)
+                } else {
+                    crate::views::remove(&*self.store, village.id())
+                };
+                if let Err(e) = kept {
+                    tracing::warn!("cannot keep the views of village {}: {e:#}", village.id());
+                }
+                None
+            }
+            (_, r, _) => r,
+        };
         if let Err(e) = self.store.flush() {
             if is_disk_full(&e) {
                 return Err(disk_full(what));
@@ -761,6 +812,11 @@ impl Home {
                 if let (Some(before), Some(after)) = (&before, &after) {
                     if let Some(cache) = &self.cache {
                         cache.restamp(id, before, after);
+                    }
+                    if let Some(r) = crate::views::read(&*self.store, id, before)
+                        && let Err(e) = crate::views::write(&*self.store, id, after, &r)
+                    {
+                        tracing::warn!("cannot keep the views of village {id}: {e:#}");
                     }
                     let kept = crate::index::restamp(&*self.store, id, before, after)
                         .and_then(|()| self.store.flush().map_err(anyhow::Error::new));
@@ -1035,6 +1091,156 @@ pub fn today() -> chrono::NaiveDate {
 mod tests {
     use super::*;
     use minqing_model::{Address, NewHousehold, new_village};
+
+    /// Everything a read shows of a village, as text (views' JSON and the
+    /// demands' events), to compare two ways of reading it.
+    fn shown(r: &dyn ReadVillage) -> String {
+        let mut out = serde_json::json!({
+            "view": r.view(),
+            "households": &*r.households(),
+            "residents": &*r.residents(),
+            "visits": &*r.visits(),
+            "demands": &*r.demands(),
+            "leaves": &*r.leaves(),
+        })
+        .to_string();
+        for d in r.demands().iter() {
+            if let Ok(id) = Id::parse(&d.id) {
+                out += &format!("{:?}", r.demand_events(&id));
+            }
+        }
+        out
+    }
+
+    /// A one-command process (no cache) reads a village from the views kept
+    /// in the store while they show its version; its writes catch them up
+    /// in the same flush, a compaction moves them to the new version, and
+    /// anything else that changes the village (a sync) makes them stale —
+    /// the next read makes them again. Every read equals the document.
+    #[test]
+    fn a_command_reads_the_views_kept_in_the_store_while_they_are_true() -> anyhow::Result<()> {
+        use minqing_model::{Category, DemandText, NewDemand, NewResident, NewVisit, VisitKind};
+        let tmp = tempfile::tempdir()?;
+        let pw = tmp.path().join("pw");
+        std::fs::write(&pw, "a passphrase for this test\n")?;
+        let secrets = Secrets {
+            passphrase_file: Some(pw),
+        };
+        let dir = tmp.path().join("home");
+        init(&dir, PersonName::parse("张三")?, None, &secrets)?;
+        let home = Home::open(&dir, &secrets)?;
+        let id = DocId::new("v1")?;
+        let doc = new_village(&id, "一村", None, &home.actor(), now_ms())?;
+        let mut village = Village::from_new_doc(id.clone(), doc)?;
+        home.save(&mut village, "village")?;
+        let version = |home: &Home| home.store.doc_version(&id).map(|v| v.expect("a version"));
+        let kept = |home: &Home| -> anyhow::Result<bool> {
+            Ok(crate::views::read(&*home.store, &id, &version(home)?).is_some())
+        };
+        // What a read shows, checked against the document loaded afresh.
+        let check = |home: &Home| -> anyhow::Result<()> {
+            let read = home.reader(&id)?.expect("village held");
+            let bytes = home.store.load(&id)?.expect("village stored");
+            let fresh = Village::load(id.clone(), &bytes)?;
+            assert_eq!(shown(&*read), shown(&fresh));
+            Ok(())
+        };
+
+        assert!(!kept(&home)?, "no views before the first read");
+        check(&home)?;
+        assert!(kept(&home)?, "the first read keeps its views");
+
+        // Writes, each as a command does it: the views follow.
+        let mut v = home.require_village("v1")?;
+        let h = v.add_household(
+            &mut *rng(),
+            &home.author(),
+            &NewHousehold {
+                address: Address::parse("一村1组1号")?,
+                number: None,
+            },
+        )?;
+        home.save(&mut v, "household")?;
+        assert!(kept(&home)?, "caught up after a household");
+        check(&home)?;
+        let mut v = home.require_village("v1")?;
+        let p = v.add_resident(
+            &mut *rng(),
+            &home.author(),
+            &NewResident::new(h.clone(), PersonName::parse("李秀英")?),
+        )?;
+        home.save(&mut v, "resident")?;
+        let mut v = home.require_village("v1")?;
+        v.log_visit(
+            &mut *rng(),
+            &home.author(),
+            &NewVisit {
+                household: h.clone(),
+                resident: Some(p.clone()),
+                kind: VisitKind::Regular,
+                note: minqing_model::Note::parse("入户走访")?,
+                date: today(),
+            },
+        )?;
+        v.open_demand(
+            &mut *rng(),
+            &home.author(),
+            &NewDemand {
+                resident: p.clone(),
+                category: Category::parse("基础设施")?,
+                text: DemandText::parse("村口路灯不亮")?,
+            },
+        )?;
+        home.save(&mut v, "visit")?;
+        assert!(kept(&home)?, "caught up after a visit and a demand");
+        check(&home)?;
+
+        // A colleague's change appended by a sync: stale, made again on read.
+        let mut theirs = home.require_village("v1")?;
+        theirs.set_actor(b"bbbbbbbbbbbbbbbb-1");
+        theirs.log_visit(
+            &mut *rng(),
+            &home.author(),
+            &NewVisit {
+                household: h,
+                resident: None,
+                kind: VisitKind::Regular,
+                note: minqing_model::Note::parse("同事走访")?,
+                date: today(),
+            },
+        )?;
+        home.store.append(&id, &theirs.take_unsaved())?;
+        assert!(!kept(&home)?, "a sync's append leaves the views behind");
+        check(&home)?;
+        assert!(kept(&home)?);
+        assert_eq!(home.reader(&id)?.expect("held").visits().len(), 2);
+
+        // A compaction moves them to the new version unchanged: writes until
+        // the store compacts (a compaction's worth of chunks).
+        let mut compacted = false;
+        for n in 0..minqing_store::COMPACT_CHUNKS + 2 {
+            let mut v = home.require_village("v1")?;
+            v.add_household(
+                &mut *rng(),
+                &home.author(),
+                &NewHousehold {
+                    address: Address::parse(&format!("一村2组{n}号"))?,
+                    number: None,
+                },
+            )?;
+            home.save(&mut v, "household")?;
+            let before = version(&home)?;
+            home.compact_later(&id);
+            if version(&home)? != before {
+                compacted = true;
+                break;
+            }
+        }
+        assert!(compacted, "the store never compacted");
+        assert!(kept(&home)?, "a compaction keeps the views");
+        check(&home)?;
+        Ok(())
+    }
 
     /// In the service (cache on) a write never pays for a compaction: it
     /// waits for `compact_pending` (run when the service is quiet), and a

@@ -15,6 +15,7 @@ mod idle_store;
 mod index;
 mod lookup;
 mod output;
+mod views;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 use crate::validate::{Month, ValidationError, VisitKind, check_text, parse_date};
@@ -66,7 +66,7 @@ pub enum DutyError {
 }
 
 /// A leave record, as read (and printed by `--json`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaveView {
     /// Leave id.
     pub id: String,

@@ -11,7 +11,7 @@
 //! if it needs a new one, its flag in the CLI's `cli.rs`).
 
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::text::{fold_full_width, trim};
 use crate::validate::{Gender, IdCardNumber, Phone, Relation, ValidationError, parse_past_date};
@@ -52,7 +52,7 @@ impl ResidentFields {
 
 /// A resident (居民) as stored: what `--json` prints (the other views are in
 /// `view.rs`, which re-exports this one).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResidentView {
     /// Resident id.
     pub id: String,

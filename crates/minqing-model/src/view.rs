@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::resident::ResidentView;
 
 /// A village: its id, names and record counts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VillageView {
     /// The village id (the document id), e.g. `V001`.
     pub id: String,
@@ -28,7 +28,7 @@ pub struct VillageView {
 }
 
 /// A household (户).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HouseholdView {
     /// Household id.
     pub id: String,
@@ -57,7 +57,7 @@ pub struct ResidentDetail {
 }
 
 /// A visit (民情日记 entry).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VisitView {
     /// Visit id.
     pub id: String,
@@ -82,7 +82,7 @@ pub struct VisitView {
 }
 
 /// A demand (诉求) with its event log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DemandView {
     /// Demand id.
     pub id: String,
@@ -119,7 +119,7 @@ pub struct DemandView {
 }
 
 /// One demand event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventView {
     /// Event id.
     pub id: String,

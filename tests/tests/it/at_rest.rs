@@ -148,6 +148,10 @@ fn after_a_realistic_session_nothing_is_in_clear_and_every_file_is_private() {
     // through the store with the passphrase, to look for it in clear.
     let _ = bundle;
     let key_pem = {
+        // Opened in this process as every minqing process opens it: with the
+        // private umask (sled may write a snapshot file when it opens a log
+        // that grew since the last one — here, views the reads kept).
+        minqing_store::files::private_umask();
         let dir = home.path().join("store");
         let ring = minqing_store::keyring::Keyring::load(&dir).unwrap();
         let pass = minqing_store::secret::Passphrase::new(minqing_e2e::TEST_PASSPHRASE);

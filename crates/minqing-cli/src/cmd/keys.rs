@@ -108,6 +108,11 @@ pub fn backup(dir: &Path, secrets: &Secrets, args: &BackupArgs) -> anyhow::Resul
     let mut payload = BACKUP_MAGIC.to_vec();
     let mut villages = 0;
     for (key, value) in home.store.meta_scan("")? {
+        if key.starts_with("vw/") {
+            // Views kept on disk: derived from the documents, made again
+            // after a restore (whose documents are at new versions anyway).
+            continue;
+        }
         // The incarnation goes too: restore replaces it with a new one.
         put_entry(&mut payload, ENTRY_META, key.as_bytes(), &value);
     }

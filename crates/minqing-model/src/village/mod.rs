@@ -429,8 +429,10 @@ impl Village {
 
     /// Marks the current state for [`Village::patches_since`] (automerge's
     /// diff cursor: the changes made from here on are indexed as they are
-    /// applied) and returns its heads.
-    pub(crate) fn mark_views(&mut self) -> Vec<ChangeHash> {
+    /// applied) and returns its heads. A process that keeps views made
+    /// elsewhere (read back from a store) marks the village when it loads
+    /// it, so that [`VillageRecords::catch_up`] works after its writes.
+    pub fn mark_views(&mut self) -> Vec<ChangeHash> {
         self.doc.update_diff_cursor();
         self.doc.get_heads()
     }

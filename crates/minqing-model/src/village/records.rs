@@ -399,6 +399,140 @@ impl VillageRecords {
     pub fn heads(&self) -> &[ChangeHash] {
         &self.heads
     }
+
+    /// The views as bytes for a store to keep (JSON of [`STORED_FORMAT`]):
+    /// a one-command process reads them back with
+    /// [`VillageRecords::from_stored`] instead of loading the document
+    /// (docs/store.md, "Views kept on disk").
+    pub fn to_stored(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let events: BTreeMap<&str, Vec<StoredEvent<'_>>> = self
+            .events
+            .iter()
+            .map(|(k, evs)| (k.as_str(), evs.iter().map(StoredEvent::of).collect()))
+            .collect();
+        serde_json::to_vec(&StoredRef {
+            format: STORED_FORMAT,
+            id: self.id.as_str(),
+            heads: &self.heads,
+            view: &self.view,
+            households: &self.households,
+            residents: &self.residents,
+            visits: &self.visits,
+            demands: &self.demands,
+            events,
+            leaves: &self.leaves,
+        })
+    }
+
+    /// Views of village `id` from [`VillageRecords::to_stored`]'s bytes;
+    /// `None` for bytes of another format or village, or that do not parse
+    /// (the caller then makes them again from the document). They get a new
+    /// [`VillageRecords::generation`].
+    pub fn from_stored(id: &DocId, bytes: &[u8]) -> Option<VillageRecords> {
+        let s: Stored = serde_json::from_slice(bytes).ok()?;
+        if s.format != STORED_FORMAT || s.id != id.as_str() {
+            return None;
+        }
+        let mut events = BTreeMap::new();
+        for (key, evs) in s.events {
+            let evs = evs
+                .into_iter()
+                .map(|e| {
+                    Some(DemandEvent {
+                        id: Id::parse(&e.id).ok()?,
+                        kind: crate::ledger::EventKind::from_key(&e.kind),
+                        at_ms: e.at_ms,
+                        cadre: e.cadre,
+                        device_id: e.device_id,
+                        fields: e.fields,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            events.insert(key, evs);
+        }
+        Some(VillageRecords {
+            id: id.clone(),
+            heads: s.heads,
+            view: s.view,
+            households: s.households,
+            any_merged: s.residents.iter().any(|r| r.merged_into.is_some()),
+            residents: s.residents,
+            visits: s.visits,
+            demands: s.demands,
+            events,
+            leaves: s.leaves,
+            generation: next_generation(),
+        })
+    }
+}
+
+/// The format of [`VillageRecords::to_stored`]: a store keeps views only
+/// of this format (another is read as absent and made again).
+pub const STORED_FORMAT: u32 = 1;
+
+/// [`VillageRecords`] as written.
+#[derive(serde::Serialize)]
+struct StoredRef<'a> {
+    format: u32,
+    id: &'a str,
+    heads: &'a [ChangeHash],
+    view: &'a VillageView,
+    households: &'a [HouseholdView],
+    residents: &'a [ResidentView],
+    visits: &'a [VisitView],
+    demands: &'a [DemandView],
+    events: BTreeMap<&'a str, Vec<StoredEvent<'a>>>,
+    leaves: &'a [LeaveView],
+}
+
+/// [`VillageRecords`] as read back.
+#[derive(serde::Deserialize)]
+struct Stored {
+    format: u32,
+    id: String,
+    heads: Vec<ChangeHash>,
+    view: VillageView,
+    households: Vec<HouseholdView>,
+    residents: Vec<ResidentView>,
+    visits: Vec<VisitView>,
+    demands: Vec<DemandView>,
+    events: BTreeMap<String, Vec<StoredEventOwned>>,
+    leaves: Vec<LeaveView>,
+}
+
+/// A [`DemandEvent`] as written (its kind by the document's key).
+#[derive(serde::Serialize)]
+struct StoredEvent<'a> {
+    id: &'a str,
+    kind: &'a str,
+    at_ms: i64,
+    cadre: &'a str,
+    device_id: &'a str,
+    fields: &'a BTreeMap<String, String>,
+}
+
+impl<'a> StoredEvent<'a> {
+    fn of(e: &'a DemandEvent) -> StoredEvent<'a> {
+        StoredEvent {
+            id: e.id.as_str(),
+            kind: e.kind.as_key(),
+            at_ms: e.at_ms,
+            cadre: &e.cadre,
+            device_id: &e.device_id,
+            fields: &e.fields,
+        }
+    }
+}
+
+/// A [`DemandEvent`] as read back.
+#[derive(serde::Deserialize)]
+struct StoredEventOwned {
+    id: String,
+    kind: String,
+    at_ms: i64,
+    cadre: String,
+    device_id: String,
+    fields: BTreeMap<String, String>,
 }
 
 impl ReadVillage for VillageRecords {
@@ -536,7 +670,22 @@ mod tests {
 
     /// Catches `records` up with `v` (`caught`: whether the update rule
     /// covers the change; else made again), then compares with the document.
+    /// The views as a store gives them back are caught up too (what a
+    /// one-command process does), so the stored form is checked at every step.
     fn check(records: &mut VillageRecords, v: &mut Village, caught: bool) {
+        let stored = records.to_stored().unwrap();
+        let mut back = VillageRecords::from_stored(records.id(), &stored).unwrap();
+        assert_eq!(everything(&back), everything(&*records), "stored form");
+        assert_eq!(back.heads(), records.heads());
+        let mut marked = v.clone();
+        assert_eq!(
+            back.catch_up(&mut marked),
+            caught,
+            "catch_up of the stored form"
+        );
+        if caught {
+            assert_eq!(everything(&back), everything(v), "stored form caught up");
+        }
         let before = records.generation();
         assert_eq!(records.catch_up(v), caught, "catch_up");
         if !caught {
@@ -658,6 +807,27 @@ mod tests {
             "2026-03-04",
         );
         check(&mut records, &mut v, true);
+    }
+
+    #[test]
+    fn stored_views_of_another_village_format_or_garbage_are_refused() {
+        let mut r = rng(5);
+        let mut v = village("V1", "小河村");
+        let who = author(DEV_A, "李书记", ms("2026-03-01"));
+        household(&mut v, &mut r, &who, "小河村1组1号");
+        let stored = VillageRecords::of(&mut v).to_stored().unwrap();
+        let id = v.id().clone();
+        assert!(VillageRecords::from_stored(&id, &stored).is_some());
+        assert!(VillageRecords::from_stored(&DocId::new("V2").unwrap(), &stored).is_none());
+        let text = String::from_utf8(stored.clone()).unwrap();
+        let newer = text.replacen(
+            &format!("\"format\":{STORED_FORMAT}"),
+            &format!("\"format\":{}", STORED_FORMAT + 1),
+            1,
+        );
+        assert_ne!(newer, text);
+        assert!(VillageRecords::from_stored(&id, newer.as_bytes()).is_none());
+        assert!(VillageRecords::from_stored(&id, &stored[..stored.len() / 2]).is_none());
     }
 
     #[test]
