@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use minqing_model::{Author, Id, PersonName, ReadVillage, RecordKind, Village, VillageRecords};
+use minqing_model::{
+    Author, Id, PersonName, ReadVillage, RecordKind, ViewsDelta, Village, VillageRecords,
+};
 use minqing_store::escrow::EscrowPublic;
 use minqing_store::keyring::{self, KdfParams, KeyError, Keyring};
 use minqing_store::secret::Passphrase;
@@ -522,16 +524,21 @@ impl Home {
     /// next command (docs/store.md, "Views kept on disk").
     fn stored_reader(&self, id: &DocId) -> anyhow::Result<Option<Reader>> {
         let now = self.doc_version(id)?;
-        if let Some(now) = &now
-            && let Some(r) = crate::views::read(&*self.store, id, now)
+        let (records, keep) = match now
+            .as_ref()
+            .and_then(|now| crate::views::read(&*self.store, id, now))
         {
-            return Ok(Some(Box::new(r)));
-        }
-        let Some(mut village) = self.village(id)? else {
-            return Ok(None);
+            // A long chain is folded into a new base while it is at hand.
+            Some((records, deltas)) => (records, deltas > crate::views::FOLD_AFTER),
+            None => {
+                let Some(mut village) = self.village(id)? else {
+                    return Ok(None);
+                };
+                (VillageRecords::of(&mut village), true)
+            }
         };
-        let records = VillageRecords::of(&mut village);
-        if let Some(now) = &now
+        if keep
+            && let Some(now) = &now
             && self.read_only.is_none()
             && self.doc_version(id)?.as_ref() == Some(now)
             && let Err(e) = crate::views::write(&*self.store, id, now, &records)
@@ -696,12 +703,12 @@ impl Home {
         let before = self.doc_version(village.id())?;
         let (cached_bytes, records) = match (&self.cache, &before) {
             (Some(c), Some(b)) => (c.bytes(village.id(), b), c.take_records(village.id(), b)),
-            // One command: the views kept in the store, to catch up below.
-            (None, Some(b)) => (
-                None,
-                crate::views::read(&*self.store, village.id(), b).map(Arc::new),
-            ),
             _ => (None, None),
+        };
+        // One command: where the chain of views kept in the store ends.
+        let views = match &self.cache {
+            None => crate::views::chain_end(&*self.store, village.id()),
+            Some(_) => None,
         };
         if let Err(e) = self.store.append(village.id(), &bytes) {
             if is_disk_full(&e) {
@@ -723,22 +730,19 @@ impl Home {
             // The chain then stops short of the document: rebuilt on next use.
             tracing::warn!("cannot update the index of village {}: {e:#}", village.id());
         }
-        let records = match (&self.cache, records, &after) {
-            (None, Some(r), Some(after)) => {
-                // Views kept in the store: caught up and kept in the same flush.
-                let mut r = Arc::try_unwrap(r).unwrap_or_else(|shared| (*shared).clone());
-                let kept = if r.catch_up(village) {
-                    crate::views::write(&*self.store, village.id(), after, &r)
-                } else {
-                    crate::views::remove(&*self.store, village.id())
-                };
-                if let Err(e) = kept {
-                    tracing::warn!("cannot keep the views of village {}: {e:#}", village.id());
+        if let (None, Some(before), Some(after)) = (&self.cache, &before, &after) {
+            // Views kept in the store: what the write changed, in the same flush.
+            let id = village.id().clone();
+            let kept = crate::views::record_write(&*self.store, &id, views, before, after, || {
+                match ViewsDelta::since_mark(village) {
+                    Some(d) => crate::views::Change::Records(Box::new(d)),
+                    None => crate::views::Change::Uncovered,
                 }
-                None
+            });
+            if let Err(e) = kept {
+                tracing::warn!("cannot keep the views of village {}: {e:#}", village.id());
             }
-            (_, r, _) => r,
-        };
+        }
         if let Err(e) = self.store.flush() {
             if is_disk_full(&e) {
                 return Err(disk_full(what));
@@ -813,9 +817,7 @@ impl Home {
                     if let Some(cache) = &self.cache {
                         cache.restamp(id, before, after);
                     }
-                    if let Some(r) = crate::views::read(&*self.store, id, before)
-                        && let Err(e) = crate::views::write(&*self.store, id, after, &r)
-                    {
+                    if let Err(e) = crate::views::restamp(&*self.store, id, before, after) {
                         tracing::warn!("cannot keep the views of village {id}: {e:#}");
                     }
                     let kept = crate::index::restamp(&*self.store, id, before, after)
@@ -1238,6 +1240,15 @@ mod tests {
         }
         assert!(compacted, "the store never compacted");
         assert!(kept(&home)?, "a compaction keeps the views");
+        let deltas = |home: &Home| -> anyhow::Result<usize> {
+            Ok(crate::views::read(&*home.store, &id, &version(home)?).map_or(usize::MAX, |r| r.1))
+        };
+        assert!(
+            deltas(&home)? > crate::views::FOLD_AFTER,
+            "each write kept a delta"
+        );
+        check(&home)?;
+        assert_eq!(deltas(&home)?, 0, "a read folds a long chain");
         check(&home)?;
         Ok(())
     }

@@ -57,6 +57,6 @@ pub use view::{
 };
 pub use village::{
     Author, CountyAuthor, NewDemand, NewHousehold, NewResident, NewVisit, ReadVillage, RecordKind,
-    ResidentEdit, SchemaError, Village, VillageRecords, check_schema, new_village, skeleton,
-    skeleton_hash,
+    ResidentEdit, SchemaError, ViewsDelta, Village, VillageRecords, check_schema, new_village,
+    skeleton, skeleton_hash,
 };

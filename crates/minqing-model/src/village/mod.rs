@@ -18,7 +18,7 @@ mod merge;
 mod records;
 mod steps;
 
-pub use records::{ReadVillage, VillageRecords};
+pub use records::{ReadVillage, ViewsDelta, VillageRecords};
 pub use steps::{COUNTY_CONSOLE_DEVICE, CountyAuthor};
 
 use std::collections::BTreeMap;
@@ -437,6 +437,11 @@ impl Village {
         self.doc.get_heads()
     }
 
+    /// Where this value was last marked ([`Village::mark_views`]), if it was.
+    pub(crate) fn marked(&self) -> Option<Vec<ChangeHash>> {
+        Some(self.doc.diff_cursor()).filter(|c| !c.is_empty())
+    }
+
     /// The patches from `heads` to now, if `heads` is where this value was
     /// last marked ([`Village::mark_views`]); `None` otherwise.
     pub(crate) fn patches_since(&mut self, heads: &[ChangeHash]) -> Option<Vec<automerge::Patch>> {
@@ -637,6 +642,18 @@ impl Village {
             *(field.shown_mut)(&mut view) = f.str(field.key);
         }
         view
+    }
+
+    /// The ids of the residents (merged ones too) whose household is
+    /// `household`: reads one field per resident.
+    pub(crate) fn residents_of_household(&self, household: &str) -> Vec<String> {
+        self.records(RecordKind::Resident)
+            .into_iter()
+            .filter(|(_, obj)| {
+                get_str(&self.doc, obj, "household_id").is_some_and(|h| h == household)
+            })
+            .map(|(id, _)| id.to_string())
+            .collect()
     }
 
     /// Every resident not merged into another, by creation time then id.

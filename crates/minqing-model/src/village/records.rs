@@ -324,68 +324,77 @@ impl VillageRecords {
 
     /// Brings these views up to `village`, which must hold every change they
     /// show (the same village after writes): reads again only the records
-    /// the new changes touched. Returns `false` when that rule does not
+    /// the new changes touched ([`ViewsDelta::since`], then
+    /// [`VillageRecords::apply`]). Returns `false` when that rule does not
     /// cover what changed (a merge of residents, the village's `info`, a
     /// village not marked at these views' heads): then these views are stale
     /// and must be made again with [`VillageRecords::of`].
     pub fn catch_up(&mut self, village: &mut Village) -> bool {
-        let Some(patches) = village.patches_since(&self.heads) else {
-            return false;
+        let residents = &self.residents;
+        let residents_of = |_: &Village, h: &str| {
+            residents
+                .iter()
+                .filter(|r| r.household_id == h)
+                .map(|r| r.id.clone())
+                .collect()
         };
-        let touched = Touched::of(&patches);
-        if touched.other {
+        match ViewsDelta::since(village, &self.heads, &residents_of) {
+            Some(delta) => self.apply(&delta),
+            None => false,
+        }
+    }
+
+    /// Applies what writes changed ([`ViewsDelta::since`] of these views'
+    /// heads); `false` (and these views stale, to be made again) when the
+    /// delta starts elsewhere or touches a merged resident.
+    pub fn apply(&mut self, delta: &ViewsDelta) -> bool {
+        if delta.from != self.heads {
             return false;
         }
-        let households: Vec<&String> = touched.of_kind(RecordKind::Household).collect();
-        let mut residents: BTreeSet<String> =
-            touched.of_kind(RecordKind::Resident).cloned().collect();
-        if !households.is_empty() {
-            // A household's address shows on its residents.
-            let hs: BTreeSet<&str> = households.iter().map(|h| h.as_str()).collect();
-            residents.extend(
-                self.residents
-                    .iter()
-                    .filter(|r| hs.contains(r.household_id.as_str()))
-                    .map(|r| r.id.clone()),
-            );
-        }
-        for key in &residents {
-            let before = find(&self.residents, key);
-            let after = Id::parse(key).ok().and_then(|id| village.resident(&id));
+        for (key, after) in &delta.residents {
             // A merge changes the resident ids shown on visits and demands.
-            if before.is_some_and(|r| r.merged_into.is_some())
+            if find(&self.residents, key).is_some_and(|r| r.merged_into.is_some())
                 || after.as_ref().is_some_and(|r| r.merged_into.is_some())
             {
                 return false;
             }
-            upsert(&mut self.residents, key, after);
         }
-        for key in households {
-            let h = Id::parse(key).ok().and_then(|id| village.household(&id));
-            upsert(&mut self.households, key, h);
+        for (key, after) in &delta.residents {
+            upsert(&mut self.residents, key, after.clone());
         }
-        for key in touched.of_kind(RecordKind::Visit) {
-            let v = Id::parse(key).ok().and_then(|id| village.visit(&id));
-            upsert(&mut self.visits, key, v);
+        for (key, h) in &delta.households {
+            upsert(&mut self.households, key, h.clone());
         }
-        for key in touched.of_kind(RecordKind::Demand) {
-            let id = Id::parse(key).ok();
-            let d = id.as_ref().and_then(|id| village.demand(id));
-            match id.filter(|_| d.is_some()) {
-                Some(id) => self.events.insert(key.clone(), village.demand_events(&id)),
+        for (key, v) in &delta.visits {
+            upsert(&mut self.visits, key, v.clone());
+        }
+        for (key, d) in &delta.demands {
+            match d {
+                Some((_, events)) => self.events.insert(
+                    key.clone(),
+                    events
+                        .iter()
+                        .cloned()
+                        .filter_map(StoredEvent::into_event)
+                        .collect(),
+                ),
                 None => self.events.remove(key),
             };
-            upsert(&mut self.demands, key, d);
+            upsert(
+                &mut self.demands,
+                key,
+                d.as_ref().map(|(view, _)| view.clone()),
+            );
         }
         self.any_merged = self.residents.iter().any(|r| r.merged_into.is_some());
-        if touched.leaves {
-            self.leaves = village.leaves();
+        if let Some(leaves) = &delta.leaves {
+            self.leaves = leaves.clone();
         }
-        if !residents.is_empty() || touched.records.contains_key(&RecordKind::Household) {
+        if !delta.residents.is_empty() || !delta.households.is_empty() {
             self.generation = next_generation();
         }
-        self.view = village.view();
-        self.heads = village.mark_views();
+        self.view = delta.view.clone();
+        self.heads = delta.heads.clone();
         true
     }
 
@@ -400,17 +409,17 @@ impl VillageRecords {
         &self.heads
     }
 
-    /// The views as bytes for a store to keep (JSON of [`STORED_FORMAT`]):
+    /// The views as bytes for a store to keep (postcard, [`STORED_FORMAT`]):
     /// a one-command process reads them back with
     /// [`VillageRecords::from_stored`] instead of loading the document
     /// (docs/store.md, "Views kept on disk").
-    pub fn to_stored(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let events: BTreeMap<&str, Vec<StoredEvent<'_>>> = self
+    pub fn to_stored(&self) -> Result<Vec<u8>, postcard::Error> {
+        let events: BTreeMap<&str, Vec<StoredEvent>> = self
             .events
             .iter()
             .map(|(k, evs)| (k.as_str(), evs.iter().map(StoredEvent::of).collect()))
             .collect();
-        serde_json::to_vec(&StoredRef {
+        postcard::to_allocvec(&StoredRef {
             format: STORED_FORMAT,
             id: self.id.as_str(),
             heads: &self.heads,
@@ -429,7 +438,7 @@ impl VillageRecords {
     /// (the caller then makes them again from the document). They get a new
     /// [`VillageRecords::generation`].
     pub fn from_stored(id: &DocId, bytes: &[u8]) -> Option<VillageRecords> {
-        let s: Stored = serde_json::from_slice(bytes).ok()?;
+        let s: Stored = postcard::from_bytes(bytes).ok()?;
         if s.format != STORED_FORMAT || s.id != id.as_str() {
             return None;
         }
@@ -437,16 +446,7 @@ impl VillageRecords {
         for (key, evs) in s.events {
             let evs = evs
                 .into_iter()
-                .map(|e| {
-                    Some(DemandEvent {
-                        id: Id::parse(&e.id).ok()?,
-                        kind: crate::ledger::EventKind::from_key(&e.kind),
-                        at_ms: e.at_ms,
-                        cadre: e.cadre,
-                        device_id: e.device_id,
-                        fields: e.fields,
-                    })
-                })
+                .map(StoredEvent::into_event)
                 .collect::<Option<Vec<_>>>()?;
             events.insert(key, evs);
         }
@@ -466,6 +466,112 @@ impl VillageRecords {
     }
 }
 
+/// What writes changed in a village's views since they were marked: every
+/// record the writes touched as it is now (`None`: gone), the leaves if
+/// touched, and the heads and counts after them. [`VillageRecords::catch_up`]
+/// is [`ViewsDelta::since`] then [`VillageRecords::apply`]; a one-command
+/// process keeps deltas in its store next to the views instead of writing
+/// every view again (docs/store.md, "Views kept on disk").
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ViewsDelta {
+    from: Vec<ChangeHash>,
+    heads: Vec<ChangeHash>,
+    view: VillageView,
+    households: Vec<(String, Option<HouseholdView>)>,
+    residents: Vec<(String, Option<ResidentView>)>,
+    visits: Vec<(String, Option<VisitView>)>,
+    demands: Vec<(String, Option<DemandAfter>)>,
+    leaves: Option<Vec<LeaveView>>,
+}
+
+/// A demand as a delta keeps it: its view and its events.
+type DemandAfter = (DemandView, Vec<StoredEvent>);
+
+impl ViewsDelta {
+    /// What changed in `village` since it was marked at `from`
+    /// ([`Village::mark_views`]), read from the document — only the records
+    /// the changes touched (a household's residents too: its address shows
+    /// on them; `residents_of` names them). Marks the village again.
+    /// `None` when the rule does not cover the changes (the village's
+    /// `info`, a patch outside a record, a merge of residents, a village
+    /// not marked at `from`).
+    pub fn since(
+        village: &mut Village,
+        from: &[ChangeHash],
+        residents_of: &dyn Fn(&Village, &str) -> Vec<String>,
+    ) -> Option<ViewsDelta> {
+        let patches = village.patches_since(from)?;
+        let touched = Touched::of(&patches);
+        if touched.other {
+            return None;
+        }
+        let mut residents: BTreeSet<String> =
+            touched.of_kind(RecordKind::Resident).cloned().collect();
+        for h in touched.of_kind(RecordKind::Household) {
+            residents.extend(residents_of(village, h));
+        }
+        let mut delta = ViewsDelta {
+            from: from.to_vec(),
+            heads: Vec::new(),
+            view: village.view(),
+            households: Vec::new(),
+            residents: Vec::new(),
+            visits: Vec::new(),
+            demands: Vec::new(),
+            leaves: touched.leaves.then(|| village.leaves()),
+        };
+        for key in residents {
+            let after = Id::parse(&key).ok().and_then(|id| village.resident(&id));
+            if after.as_ref().is_some_and(|r| r.merged_into.is_some()) {
+                return None;
+            }
+            delta.residents.push((key, after));
+        }
+        for key in touched.of_kind(RecordKind::Household) {
+            let h = Id::parse(key).ok().and_then(|id| village.household(&id));
+            delta.households.push((key.clone(), h));
+        }
+        for key in touched.of_kind(RecordKind::Visit) {
+            let v = Id::parse(key).ok().and_then(|id| village.visit(&id));
+            delta.visits.push((key.clone(), v));
+        }
+        for key in touched.of_kind(RecordKind::Demand) {
+            let d = Id::parse(key).ok().and_then(|id| {
+                let view = village.demand(&id)?;
+                let events = village
+                    .demand_events(&id)
+                    .iter()
+                    .map(StoredEvent::of)
+                    .collect();
+                Some((view, events))
+            });
+            delta.demands.push((key.clone(), d));
+        }
+        delta.heads = village.mark_views();
+        Some(delta)
+    }
+
+    /// [`ViewsDelta::since`] the village's own mark, with its households'
+    /// residents read from the document: what a one-command process that
+    /// marked the village when it loaded it keeps after a write.
+    pub fn since_mark(village: &mut Village) -> Option<ViewsDelta> {
+        let from = village.marked()?;
+        ViewsDelta::since(village, &from, &|v, h| v.residents_of_household(h))
+    }
+
+    /// The delta as bytes for a store (postcard).
+    pub fn to_stored(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_allocvec(&(STORED_FORMAT, self))
+    }
+
+    /// A delta from [`ViewsDelta::to_stored`]'s bytes; `None` if they are of
+    /// another format or do not parse.
+    pub fn from_stored(bytes: &[u8]) -> Option<ViewsDelta> {
+        let (format, delta): (u32, ViewsDelta) = postcard::from_bytes(bytes).ok()?;
+        (format == STORED_FORMAT).then_some(delta)
+    }
+}
+
 /// The format of [`VillageRecords::to_stored`]: a store keeps views only
 /// of this format (another is read as absent and made again).
 pub const STORED_FORMAT: u32 = 1;
@@ -481,7 +587,7 @@ struct StoredRef<'a> {
     residents: &'a [ResidentView],
     visits: &'a [VisitView],
     demands: &'a [DemandView],
-    events: BTreeMap<&'a str, Vec<StoredEvent<'a>>>,
+    events: BTreeMap<&'a str, Vec<StoredEvent>>,
     leaves: &'a [LeaveView],
 }
 
@@ -496,43 +602,43 @@ struct Stored {
     residents: Vec<ResidentView>,
     visits: Vec<VisitView>,
     demands: Vec<DemandView>,
-    events: BTreeMap<String, Vec<StoredEventOwned>>,
+    events: BTreeMap<String, Vec<StoredEvent>>,
     leaves: Vec<LeaveView>,
 }
 
-/// A [`DemandEvent`] as written (its kind by the document's key).
-#[derive(serde::Serialize)]
-struct StoredEvent<'a> {
-    id: &'a str,
-    kind: &'a str,
-    at_ms: i64,
-    cadre: &'a str,
-    device_id: &'a str,
-    fields: &'a BTreeMap<String, String>,
-}
-
-impl<'a> StoredEvent<'a> {
-    fn of(e: &'a DemandEvent) -> StoredEvent<'a> {
-        StoredEvent {
-            id: e.id.as_str(),
-            kind: e.kind.as_key(),
-            at_ms: e.at_ms,
-            cadre: &e.cadre,
-            device_id: &e.device_id,
-            fields: &e.fields,
-        }
-    }
-}
-
-/// A [`DemandEvent`] as read back.
-#[derive(serde::Deserialize)]
-struct StoredEventOwned {
+/// A [`DemandEvent`] as stored (its kind by the document's key).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct StoredEvent {
     id: String,
     kind: String,
     at_ms: i64,
     cadre: String,
     device_id: String,
     fields: BTreeMap<String, String>,
+}
+
+impl StoredEvent {
+    fn of(e: &DemandEvent) -> StoredEvent {
+        StoredEvent {
+            id: e.id.as_str().to_owned(),
+            kind: e.kind.as_key().to_owned(),
+            at_ms: e.at_ms,
+            cadre: e.cadre.clone(),
+            device_id: e.device_id.clone(),
+            fields: e.fields.clone(),
+        }
+    }
+
+    fn into_event(self) -> Option<DemandEvent> {
+        Some(DemandEvent {
+            id: Id::parse(&self.id).ok()?,
+            kind: crate::ledger::EventKind::from_key(&self.kind),
+            at_ms: self.at_ms,
+            cadre: self.cadre,
+            device_id: self.device_id,
+            fields: self.fields,
+        })
+    }
 }
 
 impl ReadVillage for VillageRecords {
@@ -677,14 +783,17 @@ mod tests {
         let mut back = VillageRecords::from_stored(records.id(), &stored).unwrap();
         assert_eq!(everything(&back), everything(&*records), "stored form");
         assert_eq!(back.heads(), records.heads());
+        // What a one-command process keeps: the delta of its village's own
+        // mark (the households' residents read from the document), stored.
         let mut marked = v.clone();
-        assert_eq!(
-            back.catch_up(&mut marked),
-            caught,
-            "catch_up of the stored form"
-        );
+        let applied = ViewsDelta::since_mark(&mut marked).is_some_and(|d| {
+            let d = ViewsDelta::from_stored(&d.to_stored().unwrap()).unwrap();
+            back.apply(&d)
+        });
+        assert_eq!(applied, caught, "a stored delta applied to the stored form");
         if caught {
             assert_eq!(everything(&back), everything(v), "stored form caught up");
+            assert_eq!(back.heads(), marked.heads().as_slice());
         }
         let before = records.generation();
         assert_eq!(records.catch_up(v), caught, "catch_up");
@@ -819,14 +928,11 @@ mod tests {
         let id = v.id().clone();
         assert!(VillageRecords::from_stored(&id, &stored).is_some());
         assert!(VillageRecords::from_stored(&DocId::new("V2").unwrap(), &stored).is_none());
-        let text = String::from_utf8(stored.clone()).unwrap();
-        let newer = text.replacen(
-            &format!("\"format\":{STORED_FORMAT}"),
-            &format!("\"format\":{}", STORED_FORMAT + 1),
-            1,
-        );
-        assert_ne!(newer, text);
-        assert!(VillageRecords::from_stored(&id, newer.as_bytes()).is_none());
+        // The format is the first field (a varint: one byte).
+        assert_eq!(u32::from(stored[0]), STORED_FORMAT);
+        let mut newer = stored.clone();
+        newer[0] += 1;
+        assert!(VillageRecords::from_stored(&id, &newer).is_none());
         assert!(VillageRecords::from_stored(&id, &stored[..stored.len() / 2]).is_none());
     }
 
