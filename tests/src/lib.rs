@@ -17,7 +17,12 @@ const SCRUBBED_ENV: &[&str] = &[
     "MINQING_TEST_RNG_SEED",
     "MINQING_RELAY_HOME",
     "MINQING_TEST_STALL_FLUSH",
+    "MINQING_KEY_CACHE_MINUTES",
 ];
+
+/// The environment that turns the key cache back on for one command (the
+/// cache tests; [`command`] turns it off for every other one).
+pub const KEY_CACHE_ON: (&str, &str) = ("MINQING_KEY_CACHE", "on");
 
 /// The passphrase every test home and relay is set up with (see
 /// [`passphrase_file`]).
@@ -122,6 +127,11 @@ pub fn command(name: &str) -> Command {
     cmd.env("MINQING_PASSPHRASE_FILE", passphrase_file());
     cmd.env("MINQING_RELAY_PASSPHRASE_FILE", passphrase_file());
     cmd.env("MINQING_TEST_WEAK_KDF", "1");
+    // No key cache (docs/security.md): a key cached by one command would let
+    // the next one skip the passphrase, and the tests of wrong passphrases,
+    // prompts and the throttle would test the cache instead. The tests of
+    // the cache itself turn it on again ([`KEY_CACHE_ON`]).
+    cmd.env("MINQING_KEY_CACHE", "off");
     cmd.stdin(Stdio::null());
     cmd
 }
@@ -252,6 +262,32 @@ impl Home {
         let mut cmd = self.minqing_command(args);
         cmd.envs(env.iter().copied());
         self.run(cmd, args)
+    }
+
+    /// Runs `minqing` with extra environment variables and no passphrase at
+    /// all: no `MINQING_PASSPHRASE_FILE`, and no terminal to ask on (a new
+    /// session without a controlling terminal, through util-linux `setsid`),
+    /// so a command that needs the passphrase fails with the hint saying how
+    /// to give it instead of asking.
+    pub fn minqing_without_passphrase(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
+        let inner = self.minqing_command(args);
+        let mut cmd = Command::new("setsid");
+        cmd.arg("--wait")
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (var, value) in inner.get_envs() {
+            match value {
+                Some(v) => cmd.env(var, v),
+                None => cmd.env_remove(var),
+            };
+        }
+        cmd.env_remove("MINQING_PASSPHRASE_FILE");
+        cmd.envs(env.iter().copied());
+        cmd.stdin(Stdio::null());
+        let out = cmd
+            .output()
+            .expect("util-linux `setsid` runs minqing without a terminal");
+        Run::new(format!("minqing {}", args.join(" ")), out)
     }
 
     fn run(&self, mut cmd: Command, args: &[&str]) -> Run {
@@ -676,5 +712,34 @@ impl Home {
         let home = Home::new();
         copy_dir(other.path(), home.path());
         home
+    }
+}
+
+/// Whether the kernel lets this login keep keys in its session keyring (the
+/// key cache, docs/security.md). When it does not, says
+/// `skipped: kernel keyring unavailable` on stderr: a test of the cache then
+/// returns early, visibly, instead of passing on a cache that is not there.
+pub fn key_cache_available() -> bool {
+    let ok = minqing_store::keycache::available();
+    if !ok {
+        eprintln!("skipped: kernel keyring unavailable");
+    }
+    ok
+}
+
+/// The store id of a laptop home: the key cache's name for its data key.
+pub fn store_id(home: &Path) -> String {
+    minqing_store::keyring::Keyring::load(&home.join("store"))
+        .expect("the home has a keyring")
+        .store_id
+}
+
+/// Drops a store's data key from the key cache when dropped, so that a test
+/// leaves nothing in the login's keyring, failed or not.
+pub struct ForgetCachedKey(pub String);
+
+impl Drop for ForgetCachedKey {
+    fn drop(&mut self) {
+        minqing_store::keycache::drop_key(&self.0);
     }
 }

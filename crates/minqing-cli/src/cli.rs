@@ -70,6 +70,9 @@ pub enum Command {
     App(AppArgs),
     /// Change the passphrase that unlocks this laptop's data.
     Passwd(PasswdArgs),
+    /// Forget the unlocked data key kept for this login: the next command
+    /// asks for the passphrase (leaving the laptop).
+    Lock,
     /// Write one encrypted backup file of everything on this laptop.
     Backup(BackupArgs),
     /// Make a working laptop home from a backup file (a new actor incarnation).

@@ -9,6 +9,7 @@ use minqing_model::{
     Author, Id, PersonName, ReadVillage, RecordKind, ViewsDelta, Village, VillageRecords,
 };
 use minqing_store::escrow::EscrowPublic;
+use minqing_store::keycache;
 use minqing_store::keyring::{self, KdfParams, KeyError, Keyring};
 use minqing_store::secret::Passphrase;
 use minqing_store::{DataKey, SledStorage};
@@ -90,10 +91,33 @@ pub fn make_private(dir: &Path) {
     }
 }
 
-/// Unlocks the store of home `dir`: the keyring, the data key.
+/// Unlocks the store of home `dir`: the keyring, the data key — from the key
+/// cache if it holds a key the keyring accepts (nothing asked, no argon2id,
+/// no throttle), else with the passphrase (then cached).
+///
+/// Commands that must prove the passphrase (`passwd`, `backup`) do not come
+/// here: they ask for it and call [`unlock_with`].
 pub fn unlock(dir: &Path, secrets: &Secrets) -> anyhow::Result<(Keyring, DataKey)> {
     check_unlockable(dir)?;
+    if let Some(unlocked) = unlock_cached(dir) {
+        return Ok(unlocked);
+    }
     unlock_with(dir, &secrets.passphrase(dir)?)
+}
+
+/// The keyring and data key of home `dir` from the key cache
+/// (docs/security.md, "the key cache"), if a key is cached for its store and
+/// its keyring accepts it; a cached key the keyring refuses is dropped.
+pub fn unlock_cached(dir: &Path) -> Option<(Keyring, DataKey)> {
+    let ring = Keyring::load(&store_dir(dir)).ok()?;
+    let key = keycache::get(&ring)?;
+    Some((ring, key))
+}
+
+/// Drops the cached data key of home `dir` (`minqing lock`, `passwd`, a
+/// wipe); whether one was cached. A home without a keyring has none.
+pub fn forget_cached_key(dir: &Path) -> bool {
+    Keyring::load(&store_dir(dir)).is_ok_and(|ring| keycache::drop_key(&ring.store_id))
 }
 
 /// Refuses (with what to do) a home that has no keys to unlock.
@@ -120,7 +144,8 @@ fn check_unlockable(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Unlocks the store of home `dir` with `passphrase` (throttled).
+/// Unlocks the store of home `dir` with `passphrase` (throttled); the data
+/// key is then cached for the next commands of this login.
 pub fn unlock_with(dir: &Path, passphrase: &Passphrase) -> anyhow::Result<(Keyring, DataKey)> {
     check_unlockable(dir)?;
     let sdir = store_dir(dir);
@@ -131,7 +156,10 @@ pub fn unlock_with(dir: &Path, passphrase: &Passphrase) -> anyhow::Result<(Keyri
         ))
     });
     match r {
-        Ok(k) => Ok(k),
+        Ok((ring, key)) => {
+            keycache::put(&ring.store_id, &key);
+            Ok((ring, key))
+        }
         Err(e @ KeyError::WrongPassphrase { .. }) => Err(anyhow::Error::new(Locked(e))),
         Err(e) => Err(anyhow::Error::new(e).context("cannot unlock this laptop's data")),
     }
@@ -177,6 +205,14 @@ pub fn home_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// The store directory inside a home.
 pub fn store_dir(home: &Path) -> PathBuf {
     home.join("store")
+}
+
+/// The error for a home that `minqing init` never set up.
+fn not_set_up(dir: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "this laptop is not set up: run `minqing init --cadre 姓名` (or --home DIR) — no minqing data in {}",
+        dir.display()
+    )
 }
 
 /// Why a home is open for reading only.
@@ -310,36 +346,45 @@ fn open_copy(dir: &Path, key: &DataKey) -> anyhow::Result<(Arc<dyn Store>, tempf
 }
 
 impl Home {
-    /// Opens a home that `minqing init` has set up; refuses (writing nothing)
-    /// if it was never set up.
+    /// Opens a home that `minqing init` has set up, unlocked by the key cache
+    /// or the passphrase ([`unlock`]); refuses (writing nothing) if it was
+    /// never set up.
     pub fn open(dir: &Path, secrets: &Secrets) -> anyhow::Result<Home> {
-        refuse_relay_home(dir)?;
-        let passphrase = if store_dir(dir).is_dir() {
-            check_unlockable(dir)?;
-            Some(secrets.passphrase(dir)?)
-        } else {
-            None
-        };
-        Home::open_with(dir, passphrase.as_ref())
+        Home::prepare(dir)?;
+        let (keyring, key) = unlock(dir, secrets)?;
+        Home::open_prepared(dir, keyring, key)
     }
 
-    /// [`Home::open`] with the passphrase at hand (`None`: the home has no store).
+    /// [`Home::open`] with the passphrase at hand (`None`: the home has no
+    /// store); the key cache is not looked at.
     pub fn open_with(dir: &Path, passphrase: Option<&Passphrase>) -> anyhow::Result<Home> {
-        let not_set_up = || {
-            anyhow::anyhow!(
-                "this laptop is not set up: run `minqing init --cadre 姓名` (or --home DIR) — no minqing data in {}",
-                dir.display()
-            )
-        };
-        refuse_relay_home(dir)?;
-        if !store_dir(dir).is_dir() {
-            return Err(not_set_up());
-        }
-        make_private(dir);
+        Home::prepare(dir)?;
         let Some(passphrase) = passphrase else {
-            return Err(not_set_up());
+            return Err(not_set_up(dir));
         };
         let (keyring, key) = unlock_with(dir, passphrase)?;
+        Home::open_prepared(dir, keyring, key)
+    }
+
+    /// [`Home::open`] with the store already unlocked (`minqing app`, with a
+    /// key from the cache).
+    pub fn open_unlocked(dir: &Path, keyring: Keyring, key: DataKey) -> anyhow::Result<Home> {
+        Home::prepare(dir)?;
+        Home::open_prepared(dir, keyring, key)
+    }
+
+    /// Refuses a relay's home and one with no store; makes the home private.
+    fn prepare(dir: &Path) -> anyhow::Result<()> {
+        refuse_relay_home(dir)?;
+        if !store_dir(dir).is_dir() {
+            return Err(not_set_up(dir));
+        }
+        make_private(dir);
+        Ok(())
+    }
+
+    /// Opens the store of a prepared home with its unlocked key.
+    fn open_prepared(dir: &Path, keyring: Keyring, key: DataKey) -> anyhow::Result<Home> {
         let (store, read_only, copy) = match SledStorage::open_sealed(&store_dir(dir), &key) {
             Ok(store) => (Arc::new(store) as Arc<dyn Store>, None, None),
             Err(e) => match read_only_reason(&e) {
@@ -374,7 +419,7 @@ impl Home {
             if store.meta_get(ENROL_PENDING_KEY)?.is_some() {
                 return Err(anyhow::Error::new(EnrolPending));
             }
-            return Err(not_set_up());
+            return Err(not_set_up(dir));
         };
         let device: Device = serde_json::from_slice(&raw).context(
             "this laptop's identity record is damaged; set up a new home with `minqing init`",
@@ -1017,6 +1062,8 @@ pub fn create_store(
     // The keyring first: nothing is ever written under a key that is not kept.
     ring.save(&store_dir(dir))
         .context("cannot write this laptop's keyring")?;
+    // As after an unlock: the next commands of this login need no passphrase.
+    keycache::put(&ring.store_id, &key);
     let store = open_store(dir, &key)?;
     Ok((store, key))
 }
@@ -1266,6 +1313,14 @@ mod tests {
         };
         let dir = tmp.path().join("home");
         init(&dir, PersonName::parse("张三")?, None, &secrets)?;
+        // `init` cached the key in this login's keyring: gone with the test.
+        struct Forget(PathBuf);
+        impl Drop for Forget {
+            fn drop(&mut self) {
+                forget_cached_key(&self.0);
+            }
+        }
+        let _forget = Forget(dir.clone());
         let mut home = Home::open(&dir, &secrets)?;
         home.enable_cache(64 << 20);
 

@@ -9,6 +9,7 @@ pub mod crypt;
 pub mod escrow;
 pub mod files;
 pub mod hex;
+pub mod keycache;
 pub mod keyring;
 mod large;
 mod record;

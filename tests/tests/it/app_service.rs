@@ -2,7 +2,8 @@
 //! keeps working with the relay stopped and delivers what was written
 //! meanwhile once the relay is back, without a click; and the CLI, the sync
 //! and a browser session all write at once through the service, none fails
-//! and nothing is lost.
+//! and nothing is lost; the service unlocks through the key cache as every
+//! command does.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Read, Write};
@@ -11,7 +12,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use minqing_e2e::{Home, Relay, send_signal};
+use minqing_e2e::{
+    ForgetCachedKey, Home, KEY_CACHE_ON, Relay, key_cache_available, passphrase_file_with,
+    send_signal, store_id,
+};
+use minqing_store::keycache;
 
 /// A running `minqing app` for a home, killed when dropped.
 pub struct AppProc {
@@ -27,10 +32,16 @@ impl AppProc {
     /// Starts `minqing app --no-browser ARGS` on `home` and waits (up to
     /// 60 s) for the address it prints.
     pub fn start(home: &Home, args: &[&str]) -> AppProc {
+        AppProc::start_env(home, &[], args)
+    }
+
+    /// [`AppProc::start`] with extra environment variables.
+    pub fn start_env(home: &Home, env: &[(&str, &str)], args: &[&str]) -> AppProc {
         let mut all = vec!["app", "--no-browser"];
         all.extend_from_slice(args);
         let mut child = home
             .minqing_command(&all)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -1047,4 +1058,50 @@ fn app_resumes_its_tls_session_and_sends_its_first_flight_as_0rtt() {
         "the refused resumption is audited: {:?}",
         relay.audit()
     );
+}
+
+/// `minqing app` unlocks as every command does (docs/security.md, the key
+/// cache): unlocked with the passphrase, it caches the key for the login's
+/// next commands; started after a command cached the key, it asks for no
+/// passphrase. `minqing lock` while it runs says that the app keeps the home
+/// unlocked.
+#[test]
+fn the_app_unlocks_through_the_key_cache_and_fills_it() {
+    if !key_cache_available() {
+        return;
+    }
+    let home = Home::new();
+    home.init("张伟");
+    let id = store_id(home.path());
+    let _forget = ForgetCachedKey(id.clone());
+    assert!(!keycache::is_cached(&id));
+    let app = AppProc::start_env(&home, &[KEY_CACHE_ON], &[]);
+    assert!(keycache::is_cached(&id), "the app did not cache the key");
+    let out = home.minqing_env(&[KEY_CACHE_ON], &["lock"]).ok();
+    assert!(
+        out.contains("minqing app (pid") && out.contains("keeps the home unlocked"),
+        "{out}"
+    );
+    assert!(!keycache::is_cached(&id));
+    // As it says: commands still go through the app, with no passphrase.
+    home.minqing_without_passphrase(&[KEY_CACHE_ON], &["whoami"])
+        .ok();
+    assert!(app.stop());
+
+    // A wrong passphrase file would stop the app at start (exit 4): with
+    // the key cached by a command it is never read.
+    home.minqing_env(&[KEY_CACHE_ON], &["whoami"]).ok();
+    let (_g, wrong) = passphrase_file_with("not the passphrase");
+    let app = AppProc::start_env(
+        &home,
+        &[
+            KEY_CACHE_ON,
+            ("MINQING_PASSPHRASE_FILE", wrong.to_str().unwrap()),
+        ],
+        &[],
+    );
+    home.minqing_without_passphrase(&[KEY_CACHE_ON], &["whoami"])
+        .ok();
+    assert!(app.stop());
+    assert!(!home.path().join("store/keyring.throttle").exists());
 }

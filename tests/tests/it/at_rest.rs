@@ -3,13 +3,20 @@
 //! backups or the relay's CA directory after a realistic session; every file is
 //! private; a wrong passphrase is refused, writes nothing and waits longer each
 //! time; `passwd`, escrow recovery through the operator, remote wipe, and
-//! backup → restore → write → sync without a reused automerge sequence number.
+//! backup → restore → write → sync without a reused automerge sequence number;
+//! the key cache: one unlock serves a login's next commands until `minqing
+//! lock`, `passwd` or a wipe, and commands that must prove the passphrase
+//! still ask for it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use minqing_e2e::{Home, Relay, contains_bytes, files_under, passphrase_file_with};
+use minqing_e2e::{
+    ForgetCachedKey, Home, KEY_CACHE_ON, Relay, contains_bytes, files_under, key_cache_available,
+    passphrase_file_with, store_id,
+};
+use minqing_store::keycache;
 
 const ID_CARD: &str = "370811195803151224";
 const PHONE: &str = "13905371234";
@@ -400,8 +407,21 @@ fn remote_wipe_destroys_the_keys_when_the_laptop_connects_and_is_audited() {
     let run = relay.run(&["revoke", "--wipe", &id]);
     run.ok();
     assert!(run.stderr.contains("last completed sync"), "{}", run.stderr);
-    let err = home.minqing(&["sync", "--timeout", "5"]).fails(3);
+    // The key cache (where the kernel has one): the key a command cached
+    // before the wipe goes with the keyring.
+    let cached = key_cache_available().then(|| {
+        home.minqing_env(&[KEY_CACHE_ON], &["whoami"]).ok();
+        let store = store_id(home.path());
+        assert!(keycache::is_cached(&store));
+        ForgetCachedKey(store)
+    });
+    let err = home
+        .minqing_env(&[KEY_CACHE_ON], &["sync", "--timeout", "5"])
+        .fails(3);
     assert!(err.contains("wiped"), "{err}");
+    if let Some(ForgetCachedKey(store)) = &cached {
+        assert!(!keycache::is_cached(store), "the wipe left the key cached");
+    }
     // The data is unreadable now: no keyring, nothing in clear.
     assert!(!home.path().join("store/keyring").exists());
     let err = home.minqing(&["resident", "list"]).fails(1);
@@ -500,4 +520,175 @@ fn a_restored_backup_writes_and_syncs_without_reusing_a_sequence_number() {
         ])
         .fails(1);
     assert!(files_under(again.path()).is_empty());
+}
+
+// The key cache (docs/security.md, "Unlocked once per login session"). The
+// harness turns it off for every command; these tests turn it on
+// (`KEY_CACHE_ON`). Each home has its own store id, so tests running at once
+// never share a cached key; `ForgetCachedKey` drops it when a test ends.
+
+/// What a command that needs the passphrase says when it has neither a
+/// passphrase file nor a terminal (exit 1).
+const NO_PASSPHRASE: &str = "the passphrase is needed and there is no terminal to ask on";
+
+#[test]
+fn one_unlock_serves_the_next_commands_of_the_login_until_minqing_lock() {
+    if !key_cache_available() {
+        return;
+    }
+    let home = Home::new();
+    home.init("张伟");
+    let id = store_id(home.path());
+    let _forget = ForgetCachedKey(id.clone());
+    // With the cache off (the harness's default) nothing was kept.
+    assert!(!keycache::is_cached(&id));
+    let err = home
+        .minqing_without_passphrase(&[KEY_CACHE_ON], &["whoami"])
+        .fails(1);
+    assert!(err.contains(NO_PASSPHRASE), "{err}");
+
+    // One command unlocks with the passphrase…
+    home.minqing_env(
+        &[KEY_CACHE_ON],
+        &["village", "add", "--id", "V1", "--name", "小河村"],
+    )
+    .ok();
+    assert!(keycache::is_cached(&id));
+    // …and the next ones need none: no file, no terminal.
+    let list = home
+        .minqing_without_passphrase(&[KEY_CACHE_ON], &["village", "list"])
+        .ok();
+    assert!(list.contains("小河村"), "{list}");
+    home.minqing_without_passphrase(
+        &[KEY_CACHE_ON],
+        &[
+            "household",
+            "add",
+            "--village",
+            "V1",
+            "--address",
+            "一组1号",
+        ],
+    )
+    .ok();
+    // A passphrase file is not even read then: a wrong one counts no failure.
+    let (_g, wrong) = passphrase_file_with("not the passphrase");
+    let wrong = wrong.to_str().unwrap().to_owned();
+    home.minqing_env(
+        &[KEY_CACHE_ON, ("MINQING_PASSPHRASE_FILE", &wrong)],
+        &["whoami"],
+    )
+    .ok();
+    assert!(!home.path().join("store/keyring.throttle").exists());
+    // A process with the cache off does not use the cached key.
+    let err = home.minqing_without_passphrase(&[], &["whoami"]).fails(1);
+    assert!(err.contains(NO_PASSPHRASE), "{err}");
+    assert!(keycache::is_cached(&id));
+
+    // `minqing lock`, even from a process with the cache off, drops it.
+    let out = home.minqing(&["lock"]).ok();
+    assert!(
+        out.contains("locked: the next command asks for the passphrase"),
+        "{out}"
+    );
+    assert!(!keycache::is_cached(&id));
+    let err = home
+        .minqing_without_passphrase(&[KEY_CACHE_ON], &["village", "list"])
+        .fails(1);
+    assert!(err.contains(NO_PASSPHRASE), "{err}");
+    // Nothing cached, or no home at all: nothing to do, and no error.
+    home.minqing_env(&[KEY_CACHE_ON], &["lock"]).ok();
+    let out = Home::new().minqing(&["lock"]).ok();
+    assert!(out.contains("nothing to lock"), "{out}");
+}
+
+#[test]
+fn init_and_restore_cache_the_new_key_but_passwd_and_backup_ask_for_the_passphrase() {
+    if !key_cache_available() {
+        return;
+    }
+    let home = Home::new();
+    home.minqing_env(&[KEY_CACHE_ON], &["init", "--cadre", "张伟"])
+        .ok();
+    let id = store_id(home.path());
+    let _forget = ForgetCachedKey(id.clone());
+    assert!(keycache::is_cached(&id), "init cached the new key");
+    home.minqing_without_passphrase(
+        &[KEY_CACHE_ON],
+        &["village", "add", "--id", "V1", "--name", "小河村"],
+    )
+    .ok();
+
+    // A backup is sealed with the laptop's passphrase: asked for even so.
+    let work = tempfile::tempdir().unwrap();
+    let backup = work.path().join("backup.sealed");
+    let backup = backup.to_str().unwrap();
+    let err = home
+        .minqing_without_passphrase(&[KEY_CACHE_ON], &["backup", "--to", backup])
+        .fails(1);
+    assert!(err.contains(NO_PASSPHRASE), "{err}");
+    home.minqing_env(&[KEY_CACHE_ON], &["backup", "--to", backup])
+        .ok();
+    // A restored home's new key is cached like a new home's.
+    let restored = Home::new();
+    restored
+        .minqing_env(&[KEY_CACHE_ON], &["restore", backup])
+        .ok();
+    let restored_id = store_id(restored.path());
+    let _forget_restored = ForgetCachedKey(restored_id.clone());
+    assert_ne!(restored_id, id);
+    assert!(
+        keycache::is_cached(&restored_id),
+        "restore cached the new key"
+    );
+    let list = restored
+        .minqing_without_passphrase(&[KEY_CACHE_ON], &["village", "list"])
+        .ok();
+    assert!(list.contains("小河村"), "{list}");
+
+    // `passwd` proves the current passphrase (a cached key proves nothing)…
+    let (_g, new) = passphrase_file_with("新的口令 2026 new");
+    let new = new.to_str().unwrap().to_owned();
+    let err = home
+        .minqing_without_passphrase(&[KEY_CACHE_ON], &["passwd", "--new-passphrase-file", &new])
+        .fails(1);
+    assert!(err.contains(NO_PASSPHRASE), "{err}");
+    assert!(keycache::is_cached(&id));
+    // …and drops the key: the next command asks for the new passphrase.
+    home.minqing_env(&[KEY_CACHE_ON], &["passwd", "--new-passphrase-file", &new])
+        .ok();
+    assert!(!keycache::is_cached(&id), "passwd left the key cached");
+    let err = home
+        .minqing_without_passphrase(&[KEY_CACHE_ON], &["whoami"])
+        .fails(1);
+    assert!(err.contains(NO_PASSPHRASE), "{err}");
+    home.minqing_env(
+        &[KEY_CACHE_ON, ("MINQING_PASSPHRASE_FILE", &new)],
+        &["whoami"],
+    )
+    .ok();
+    assert!(keycache::is_cached(&id));
+}
+
+#[test]
+fn init_from_a_bundle_caches_the_key() {
+    if !key_cache_available() {
+        return;
+    }
+    let relay = Relay::init("城关镇民情中心");
+    relay.village_add("V1", "小河村");
+    let (_, bundle) = relay.enroll("张伟", "V1");
+    let home = Home::new();
+    relay.while_serving(|| {
+        home.minqing_env(
+            &[KEY_CACHE_ON],
+            &["init", "--bundle", bundle.to_str().unwrap()],
+        )
+        .ok()
+    });
+    let id = store_id(home.path());
+    let _forget = ForgetCachedKey(id.clone());
+    assert!(keycache::is_cached(&id));
+    home.minqing_without_passphrase(&[KEY_CACHE_ON], &["whoami"])
+        .ok();
 }

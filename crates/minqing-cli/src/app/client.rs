@@ -136,9 +136,10 @@ pub fn find(dir: &Path) -> Option<Discovery> {
 }
 
 /// Whether a command is carried out by a running service (all but `restore`,
-/// whose target is a new home, and `app` itself, which says it is running).
+/// whose target is a new home, and `lock`, which empties the key cache of
+/// the CLI's own login session; `app` itself says it is running).
 fn forwardable(c: &Command) -> bool {
-    !matches!(c, Command::Restore(_))
+    !matches!(c, Command::Restore(_) | Command::Lock)
 }
 
 /// Carries the command out through the service of its home if one runs:

@@ -63,10 +63,19 @@ pub fn open_or_wait(dir: &Path, secrets: &Secrets) -> anyhow::Result<Opened> {
         return Ok(Opened::NotSetUp(None));
     }
     home::check_unlockable_pub(dir)?;
-    let passphrase = secrets.passphrase(dir)?;
-    match Home::open_with(dir, Some(&passphrase)) {
+    // Unlocked as every command is: by the key cache, else the passphrase
+    // (kept for an unfinished enrolment; after a cached key 设置 asks for it).
+    let (passphrase, (keyring, key)) = match home::unlock_cached(dir) {
+        Some(unlocked) => (None, unlocked),
+        None => {
+            let passphrase = secrets.passphrase(dir)?;
+            let unlocked = home::unlock_with(dir, &passphrase)?;
+            (Some(passphrase), unlocked)
+        }
+    };
+    match Home::open_unlocked(dir, keyring, key) {
         Ok(h) => Ok(Opened::Home(Box::new(h))),
-        Err(e) if e.is::<home::EnrolPending>() => Ok(Opened::NotSetUp(Some(passphrase))),
+        Err(e) if e.is::<home::EnrolPending>() => Ok(Opened::NotSetUp(passphrase)),
         Err(e) => Err(e),
     }
 }

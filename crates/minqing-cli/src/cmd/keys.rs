@@ -1,5 +1,6 @@
-//! Keys and copies of the laptop's data: `minqing passwd`, `minqing backup`,
-//! `minqing restore` and `minqing recovery request|finish` (docs/security.md).
+//! Keys and copies of the laptop's data: `minqing passwd`, `minqing lock`,
+//! `minqing backup`, `minqing restore` and `minqing recovery request|finish`
+//! (docs/security.md).
 
 use std::path::Path;
 
@@ -30,9 +31,12 @@ const MAX_ENTRY_KEY: usize = 4096;
 
 /// `minqing passwd [--new-passphrase-file FILE]`.
 pub fn passwd(dir: &Path, secrets: &Secrets, args: &PasswdArgs) -> anyhow::Result<()> {
-    // Open the whole home: the current passphrase must be right (throttled),
-    // and the home must be one minqing can use.
-    let home = Home::open(dir, secrets)?;
+    // Open the whole home: the current passphrase must be right (throttled;
+    // a key in the key cache proves nothing), and the home must be one
+    // minqing can use.
+    home::check_unlockable_pub(dir)?;
+    let current = secrets.passphrase(dir)?;
+    let home = Home::open_with(dir, Some(&current))?;
     let new = match &args.new_passphrase_file {
         Some(f) => Passphrase::from_file(f)?,
         None => Passphrase::prompt_new("passphrase", "--new-passphrase-file FILE")?,
@@ -42,10 +46,32 @@ pub fn passwd(dir: &Path, secrets: &Secrets, args: &PasswdArgs) -> anyhow::Resul
     ring.set_passphrase(&home.key, &new, home::new_kdf())?;
     ring.save(&store_dir(dir))
         .context("cannot write the new keyring; the old passphrase still works")?;
+    // The next command asks for the new passphrase.
+    home::forget_cached_key(dir);
     output::line(&format!(
         "passphrase changed for {}; the old one no longer opens it",
         dir.display()
     ))
+}
+
+/// `minqing lock`: drops this home's data key from the key cache
+/// (docs/security.md); nothing cached is not an error.
+pub fn lock(dir: &Path) -> anyhow::Result<()> {
+    home::refuse_relay_home(dir)?;
+    if !keyring::has_keyring(&store_dir(dir)) {
+        return output::line(&format!(
+            "nothing to lock: {} has no keyring (not set up, or wiped)",
+            dir.display()
+        ));
+    }
+    home::forget_cached_key(dir);
+    match crate::app::client::find(dir) {
+        None => output::line("locked: the next command asks for the passphrase"),
+        Some(app) => output::line(&format!(
+            "locked: the key cache no longer holds this laptop's key, but minqing app (pid {}) keeps the home unlocked, and commands go through it, until it stops",
+            app.pid
+        )),
+    }
 }
 
 fn put_entry(out: &mut Vec<u8>, kind: u8, key: &[u8], value: &[u8]) {
@@ -102,6 +128,8 @@ pub fn backup(dir: &Path, secrets: &Secrets, args: &BackupArgs) -> anyhow::Resul
     if let Some(p) = &separate {
         p.check_new().map_err(|e| usage(e.to_string()))?;
     }
+    // The laptop's passphrase itself (it may seal the backup): asked even
+    // when the key cache holds the key.
     home::check_unlockable_pub(dir)?;
     let passphrase = secrets.passphrase(dir)?;
     let home = Home::open_with(dir, Some(&passphrase))?;
@@ -292,6 +320,8 @@ pub fn recovery(dir: &Path, secrets: &Secrets, cmd: RecoveryCmd) -> anyhow::Resu
             ring.end_recovery();
             ring.save(&sdir).context("cannot write the new keyring")?;
             let _ = std::fs::remove_file(sdir.join(THROTTLE_FILE));
+            // As after `passwd`: the next command asks for the new passphrase.
+            home::forget_cached_key(dir);
             output::line(&format!(
                 "recovered: {} opens with the new passphrase; the answer cannot be used again",
                 dir.display()

@@ -44,6 +44,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             keys::passwd(&dir, &sec, &a)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Lock => {
+            keys::lock(&dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Backup(a) => {
             keys::backup(&dir, &sec, &a)?;
             Ok(ExitCode::SUCCESS)
@@ -75,6 +79,8 @@ pub fn run_on(home: &Home, sec: &Secrets, command: Command) -> anyhow::Result<Ex
         Command::Report(c) => report::run(home, c),
         Command::Import(c) => import::run(home, c),
         Command::Debug(c) => debug::run(home, sec, c),
+        // Never forwarded to the service (app::client), but harmless in it.
+        Command::Lock => keys::lock(&home.dir),
         Command::App(_)
         | Command::Sync(_)
         | Command::Init(_)

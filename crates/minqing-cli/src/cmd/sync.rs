@@ -261,6 +261,7 @@ pub(crate) fn init_bundle(
                     store.meta_remove(home::ENROL_PENDING_KEY)?;
                     store.flush()?;
                 } else {
+                    home::forget_cached_key(dir);
                     let _ = std::fs::remove_dir_all(home::store_dir(dir));
                     if !dir_existed {
                         let _ = std::fs::remove_dir(dir);
@@ -663,11 +664,14 @@ impl Keys {
 )]
 pub struct Wiped(pub String);
 
-/// Destroys this laptop's keys (crypto-shredding): the keyring is overwritten
+/// Destroys this laptop's keys (crypto-shredding): the data key is dropped
+/// from the key cache, the keyring is overwritten
 /// in place and removed, a `WIPED` marker says what happened, and the
 /// `removed/` and `quarantine/` copies are overwritten and removed too.
 pub fn wipe(dir: &Path) -> anyhow::Result<()> {
     let sdir = home::store_dir(dir);
+    // The key cache first: its name needs the keyring's store id.
+    home::forget_cached_key(dir);
     minqing_store::keyring::shred(&sdir).context("cannot destroy this laptop's keys")?;
     let marker = sdir.join(home::WIPED_FILE);
     minqing_store::files::replace_private(&marker, now().as_bytes())
