@@ -552,6 +552,20 @@ fn village_last_sync(app: &AppProc, village: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A SIGTERM as soon as the address is printed stops the service cleanly
+/// (exit 0, everything saved): the signals are listened for before the
+/// address goes out (before, such a signal ended the process at once).
+#[test]
+fn a_stop_right_after_start_is_clean() {
+    let home = Home::new();
+    home.init("张三");
+    for _ in 0..3 {
+        let app = AppProc::start(&home, &["--interval", "60"]);
+        let log = app.log();
+        assert!(app.stop(), "minqing app did not exit 0:\n{log}");
+    }
+}
+
 #[test]
 fn an_empty_laptop_enrols_on_settings_and_a_used_file_is_refused() {
     let mut relay = Relay::init("县中继");

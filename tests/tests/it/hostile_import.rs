@@ -183,6 +183,14 @@ fn import(home: &Home, file: &Path) -> (Option<i32>, String, Option<u64>) {
     } else {
         Command::new(minqing)
     };
+    // The harness's environment (the passphrase file above all): without
+    // it every import stopped at the unlock and no spreadsheet was read.
+    for (k, v) in minqing_e2e::command("minqing").get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
     cmd.arg("--home")
         .arg(home.path())
         .args(["import", "residents"])
@@ -238,6 +246,10 @@ fn malicious_xlsx_files_fail_clearly_within_the_memory_bound() {
                     "one clear line:\n{stderr}"
                 );
             }
+            assert!(
+                !stderr.contains("passphrase"),
+                "{kind} seed {seed}: the import never reached the file:\n{stderr}"
+            );
             if let Some(peak) = peak {
                 worst = worst.max(peak);
                 assert!(

@@ -312,6 +312,12 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
         shutdown: tokio::sync::Notify::new(),
         search: Mutex::new(None),
     }));
+    // Listened for from now on: a signal right after the address is printed
+    // stops the service cleanly (it would otherwise end the process outright).
+    let signals = {
+        let _in_runtime = rt.enter();
+        StopSignals::listen()
+    };
     discovery::write(
         dir,
         &discovery::Discovery {
@@ -343,7 +349,7 @@ pub fn serve(dir: &Path, secrets: &Secrets, args: &AppArgs) -> anyhow::Result<Ex
         axum::serve(listener, router(app.clone()))
             .with_graceful_shutdown(async move {
                 tokio::select! {
-                    _ = shutdown_signal() => {}
+                    _ = shutdown_signal(signals) => {}
                     _ = stopping.0.shutdown.notified() => {
                         output::err("minqing app: stopping: this laptop was wiped on the relay operator's order");
                     }
@@ -397,21 +403,42 @@ async fn compact_when_quiet(app: App) {
 }
 
 /// Resolves on Ctrl-C or SIGTERM. A second signal ends the process at once.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// SIGINT (Ctrl-C) and SIGTERM, registered once (in the runtime) so that
+/// none is missed between the start and the wait for them.
+struct StopSignals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot listen for {name}: {e}");
+                None
+            }
+        };
+        StopSignals {
+            int: listen(SignalKind::interrupt(), "SIGINT"),
+            term: listen(SignalKind::terminate(), "SIGTERM"),
+        }
+    }
+}
+
+async fn shutdown_signal(signals: StopSignals) {
+    async fn recv(s: Option<tokio::signal::unix::Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
+            None => std::future::pending::<()>().await,
         }
-    };
+    }
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        _ = recv(signals.int) => {}
+        _ = recv(signals.term) => {}
     }
     output::err("minqing app: stopping (saving everything)…");
     tokio::spawn(async {
