@@ -336,6 +336,30 @@ pub async fn connect_on(
     .await
 }
 
+/// [`connect_on`] without 0-RTT, giving up if the handshake has not
+/// finished `within` (the session on it keeps `opts.timeout` as its bound on
+/// silence): how a long-running process looks for a relay that was
+/// unreachable — a short attempt, made often, notices the link's return
+/// within about `within` plus a round trip, where one long attempt would
+/// wait for QUIC's growing retransmission intervals (docs/sync.md,
+/// "Outages").
+pub async fn connect_within(
+    endpoint: &ClientEndpoint,
+    bundle: &Bundle,
+    opts: ConnectOptions,
+    within: Duration,
+) -> Result<DeviceConnection, NetError> {
+    connect_deadline(
+        bundle,
+        endpoint.crypto.clone(),
+        opts,
+        Some(endpoint.endpoint.clone()),
+        false,
+        within.min(opts.timeout),
+    )
+    .await
+}
+
 /// Connects for a first contact (enrolment): no client certificate, ALPN
 /// `minqing-enroll/1`; the relay's certificate is checked as for a sync.
 pub async fn connect_enrol(
@@ -362,6 +386,18 @@ async fn connect_prepared(
     opts: ConnectOptions,
     reuse: Option<quinn::Endpoint>,
     try_0rtt: bool,
+) -> Result<DeviceConnection, NetError> {
+    connect_deadline(bundle, quic, opts, reuse, try_0rtt, opts.timeout).await
+}
+
+/// [`connect_prepared`], reaching the relay within `deadline`.
+async fn connect_deadline(
+    bundle: &Bundle,
+    quic: Arc<QuicClientConfig>,
+    opts: ConnectOptions,
+    reuse: Option<quinn::Endpoint>,
+    try_0rtt: bool,
+    deadline: Duration,
 ) -> Result<DeviceConnection, NetError> {
     let addr_text = bundle.relay_addr.clone();
     let work = async {
@@ -412,9 +448,9 @@ async fn connect_prepared(
             .map_err(|e| map_connection_error(&e, &addr_text))?;
         Ok((endpoint, connection, None))
     };
-    let (endpoint, connection, pending) = match tokio::time::timeout(opts.timeout, work).await {
+    let (endpoint, connection, pending) = match tokio::time::timeout(deadline, work).await {
         Ok(r) => r?,
-        Err(_) => return Err(NetError::timed_out(&addr_text, opts.timeout)),
+        Err(_) => return Err(NetError::timed_out(&addr_text, deadline)),
     };
     Ok(DeviceConnection {
         endpoint,

@@ -27,8 +27,8 @@ pub use drive::{SessionLimits, run_device_session, run_relay_session};
 pub use endpoint::{
     CLOSE_DONE, CLOSE_ERROR, CLOSE_REFUSED, CLOSE_SHUTDOWN, CLOSE_WIPED, ClientEndpoint,
     ConnectOptions, DEFAULT_TIMEOUT, DeviceConnection, RELAY_INITIAL_WINDOW, RELAY_RECEIVE_WINDOW,
-    client_endpoint, connect, connect_enrol, connect_on, map_connection_error, map_read_error,
-    map_write_error, negotiated_alpn, peer_fingerprint, server_endpoint,
+    client_endpoint, connect, connect_enrol, connect_on, connect_within, map_connection_error,
+    map_read_error, map_write_error, negotiated_alpn, peer_fingerprint, server_endpoint,
 };
 pub use enrol::{
     ENROL_FORMAT, EnrolRefusal, EnrolRequest, EnrolResponse, MAX_ENROL_MESSAGE, USED_MESSAGE,

@@ -15,6 +15,7 @@ use crate::report::Report;
 mod baselines;
 mod c1;
 mod l1;
+mod outage;
 mod r1;
 mod resumed;
 mod s1;
@@ -80,6 +81,10 @@ pub fn run_all(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         eprintln!("S2/S3 on the app's endpoint …");
         rt.block_on(resumed::run(ctx, "S2", true, report))?;
         rt.block_on(resumed::run(ctx, "S3", false, report))?;
+    }
+    if opts.wants("OUT") {
+        eprintln!("OUT …");
+        rt.block_on(outage::run(ctx, report))?;
     }
     if opts.wants("R1") {
         eprintln!("R1 …");

@@ -306,7 +306,12 @@ pub async fn sync_once(
 /// Fresh copies of the relay and of the case's laptop under
 /// `scratch/<dir>`, with the day's work if the case has one: the run's
 /// directory and the laptop.
-fn laptop_run(ctx: &Ctx<'_>, case: &Case, dir: &str, seed: u64) -> Result<(PathBuf, Laptop)> {
+pub(super) fn laptop_run(
+    ctx: &Ctx<'_>,
+    case: &Case,
+    dir: &str,
+    seed: u64,
+) -> Result<(PathBuf, Laptop)> {
     let name = case.device.context("this run needs a device home")?;
     let run: PathBuf = ctx.scratch.join(dir);
     let _ = std::fs::remove_dir_all(&run);

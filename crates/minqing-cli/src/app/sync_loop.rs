@@ -13,8 +13,9 @@
 //! after each command and page post; the loop compares [`Home::saves`] with
 //! the count at its last good pass), at least every `--interval` seconds, on
 //! request ("sync now", `minqing sync` through the service), and while the
-//! relay is unreachable with backoff from 1 s up to the interval (at most
-//! 60 s). The state of the passes is kept for the 同步 page and `minqing
+//! relay is unreachable with the short, frequent attempts of
+//! [`cmd_sync::Outage`] (docs/sync.md, "Outages"; waits capped at the
+//! interval). The state of the passes is kept for the 同步 page and `minqing
 //! status` ([`SyncState`]).
 
 use std::collections::BTreeMap;
@@ -285,6 +286,7 @@ async fn pass(
     app: &App,
     endpoint: &mut Option<minqing_net::ClientEndpoint>,
     parts: &LoopParts,
+    outage: bool,
 ) -> Ended {
     if endpoint.is_none() {
         match minqing_net::client_endpoint(&parts.bundle, &parts.identity).await {
@@ -298,7 +300,13 @@ async fn pass(
     let opts = ConnectOptions {
         timeout: parts.timeout,
     };
-    let conn = match minqing_net::connect_on(ep, &parts.bundle, opts).await {
+    // While the relay is unreachable: a short attempt (docs/sync.md, "Outages").
+    let conn = if outage {
+        minqing_net::connect_within(ep, &parts.bundle, opts, cmd_sync::OUTAGE_ATTEMPT).await
+    } else {
+        minqing_net::connect_on(ep, &parts.bundle, opts).await
+    };
+    let conn = match conn {
         Ok(c) => c,
         Err(e) if e.is_trust_failure() => return Ended::Refused(e),
         Err(e) => return Ended::Net(e),
@@ -358,6 +366,7 @@ async fn run_async(app: App, parts: &mut LoopParts) {
     let mut endpoint: Option<minqing_net::ClientEndpoint> = None;
     let max_backoff = parts.interval.min(MAX_BACKOFF);
     let mut backoff = Duration::from_secs(1);
+    let mut outage = cmd_sync::Outage::default();
     // The save count at the start of the last pass that reached the relay.
     let mut synced_saves: Option<u64> = None;
     let mut failing = false;
@@ -392,17 +401,26 @@ async fn run_async(app: App, parts: &mut LoopParts) {
             s.attempts += 1;
             s.last_attempt = Some(now());
         }
+        let started = std::time::Instant::now();
         let ended = tokio::select! {
             _ = stop.changed() => break,
-            e = pass(&app, &mut endpoint, parts) => e,
+            e = pass(&app, &mut endpoint, parts, outage.active()) => e,
         };
+        let net_failed = matches!(ended, Ended::Net(_));
         let (report, wiped) = record(&handle, &parts.bundle, ended);
         match &report.1 {
             Next::Interval => {
                 synced_saves = Some(count);
                 failing = false;
                 backoff = Duration::from_secs(1);
+                outage.reached();
                 next_due = tokio::time::Instant::now() + parts.interval;
+            }
+            // The relay or the network: short attempts, often at first.
+            Next::Backoff if net_failed => {
+                failing = true;
+                let wait = outage.failed(started, std::time::Instant::now());
+                next_due = tokio::time::Instant::now() + wait.min(parts.interval);
             }
             Next::Backoff => {
                 failing = true;

@@ -448,11 +448,10 @@ pub const EXIT_REFUSED: u8 = 3;
 async fn pass(
     dir: &Path,
     bundle: &Bundle,
-    identity: &Identity,
-    timeout: Duration,
     keys: &Keys,
+    connect: impl std::future::Future<Output = Result<minqing_net::DeviceConnection, NetError>>,
 ) -> anyhow::Result<Result<(SessionOutcome, Vec<Notice>), NetError>> {
-    let conn = match minqing_net::connect(bundle, identity, ConnectOptions { timeout }).await {
+    let conn = match connect.await {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
@@ -854,7 +853,8 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
     drop(home);
     if !args.watch {
         let context = || format!("sync with relay {} failed", bundle.relay_name);
-        let result = match rt.block_on(pass(&dir, &bundle, &identity, timeout, &keys)) {
+        let connect = minqing_net::connect(&bundle, &identity, ConnectOptions { timeout });
+        let result = match rt.block_on(pass(&dir, &bundle, &keys, connect)) {
             Err(e) if e.is::<Wiped>() => {
                 crate::output::err(&format!("error: {e:#}"));
                 return Ok(std::process::ExitCode::from(EXIT_REFUSED));
@@ -890,10 +890,57 @@ pub fn sync(home: Home, args: &SyncArgs) -> anyhow::Result<std::process::ExitCod
 const WATCH_POLL: Duration = Duration::from_secs(1);
 /// Longest wait between attempts while the relay is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// While the relay is unreachable, how long an attempt waits for the
+/// handshake, and how often attempts start during [`OUTAGE_QUICK`].
+pub(crate) const OUTAGE_ATTEMPT: Duration = Duration::from_secs(1);
+/// How long after the relay became unreachable attempts stay that frequent.
+const OUTAGE_QUICK: Duration = Duration::from_secs(120);
+/// The first wait between attempts after [`OUTAGE_QUICK`] (then doubled).
+const OUTAGE_SLOW: Duration = Duration::from_secs(5);
 
-/// Watch mode: sync now; then after local writes, at least every `interval`,
-/// and while the relay is unreachable with exponential backoff (1 s to 60 s),
-/// so that a write made offline reaches the relay soon after it is back.
+/// Attempts while the relay cannot be reached (docs/sync.md, "Outages"):
+/// short ones ([`OUTAGE_ATTEMPT`]), one a second for the first two minutes
+/// — so that the link's return is noticed within about a second — then
+/// waiting 5 s, 10 s … up to a minute between them.
+#[derive(Debug, Default)]
+pub(crate) struct Outage {
+    since: Option<std::time::Instant>,
+    wait: Duration,
+}
+
+impl Outage {
+    /// Whether the last attempt failed on the network.
+    pub(crate) fn active(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// An attempt that began at `started` failed on the network (`now`):
+    /// how long to wait before the next one.
+    pub(crate) fn failed(
+        &mut self,
+        started: std::time::Instant,
+        now: std::time::Instant,
+    ) -> Duration {
+        let since = *self.since.get_or_insert(started);
+        if now.saturating_duration_since(since) < OUTAGE_QUICK {
+            return (started + OUTAGE_ATTEMPT).saturating_duration_since(now);
+        }
+        self.wait = (self.wait * 2).clamp(OUTAGE_SLOW, MAX_BACKOFF);
+        self.wait
+    }
+
+    /// The relay was reached: how long it had been unreachable, if it had.
+    pub(crate) fn reached(&mut self) -> Option<Duration> {
+        self.wait = Duration::ZERO;
+        self.since.take().map(|s| s.elapsed())
+    }
+}
+
+/// Watch mode: sync now; then after local writes and at least every
+/// `interval`, on one QUIC endpoint whose TLS session resumes (each pass
+/// after the first sends its first flight as 0-RTT data); while the relay
+/// is unreachable, short attempts as [`Outage`] says, so that a write made
+/// offline reaches the relay soon after the link is back.
 fn watch(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
@@ -903,7 +950,11 @@ fn watch(
     interval: Duration,
     keys: &Keys,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let mut backoff = Duration::from_secs(1);
+    let endpoint = rt
+        .block_on(minqing_net::client_endpoint(bundle, identity))
+        .context("cannot open a UDP socket for the sync")?;
+    let opts = ConnectOptions { timeout };
+    let mut outage = Outage::default();
     // The store's files and the villages' heads right after the last good pass.
     let mut synced: Option<(FileStamps, Heads)> = None;
     let mut last_pass = std::time::Instant::now();
@@ -938,11 +989,25 @@ fn watch(
             std::thread::sleep(WATCH_POLL);
             continue;
         }
-        last_pass = std::time::Instant::now();
-        match rt.block_on(pass(dir, bundle, identity, timeout, keys)) {
+        let started = std::time::Instant::now();
+        last_pass = started;
+        let connect = async {
+            if outage.active() {
+                minqing_net::connect_within(&endpoint, bundle, opts, OUTAGE_ATTEMPT).await
+            } else {
+                minqing_net::connect_on(&endpoint, bundle, opts).await
+            }
+        };
+        match rt.block_on(pass(dir, bundle, keys, connect)) {
             Ok(Ok((out, notices))) => {
+                if let Some(gone) = outage.reached() {
+                    crate::output::err(&format!(
+                        "relay {} is reachable again (it was not for {} s)",
+                        bundle.relay_name,
+                        gone.as_secs()
+                    ));
+                }
                 print_outcome(&out, &notices)?;
-                backoff = Duration::from_secs(1);
                 synced = match local_heads(dir, &keys.data) {
                     Ok(h) => Some((file_stamps(&home::store_dir(dir)), h)),
                     Err(_) => None,
@@ -953,9 +1018,14 @@ fn watch(
             }
             Ok(Err(e)) if e.is_trust_failure() => return Ok(refused(bundle, &e)),
             Ok(Err(e)) => {
-                crate::output::err(&format!("{e}; retrying in {} s", backoff.as_secs()));
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                let first = !outage.active();
+                let wait = outage.failed(started, std::time::Instant::now());
+                if first {
+                    crate::output::err(&format!("{e}; trying again every second, then less often"));
+                } else {
+                    tracing::debug!("still unreachable: {e}");
+                }
+                std::thread::sleep(wait);
                 // Retry even without new local writes: there may be some unsent.
                 synced = None;
             }
@@ -1104,4 +1174,41 @@ pub fn status_with(
         ))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While the relay is unreachable: an attempt a second for two minutes
+    /// (a fast failure waits out the rest of its second, never a busy loop),
+    /// then 5 s, 10 s … up to a minute; reaching the relay starts over.
+    #[test]
+    fn outage_attempts_are_frequent_first_then_back_off() {
+        let t0 = std::time::Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        let mut o = Outage::default();
+        assert!(!o.active());
+        // A handshake that timed out after its second: the next one at once.
+        assert_eq!(o.failed(at(0.0), at(1.0)), Duration::ZERO);
+        assert!(o.active());
+        // A failure in 10 ms (no route): the rest of the second.
+        assert_eq!(o.failed(at(1.0), at(1.01)), Duration::from_millis(990));
+        assert_eq!(o.failed(at(119.0), at(119.5)), Duration::from_millis(500));
+        let slow: Vec<u64> = (0..6)
+            .map(|n| {
+                let start = 121.0 + f64::from(n);
+                o.failed(at(start), at(start + 0.5)).as_secs()
+            })
+            .collect();
+        assert_eq!(slow, vec![5, 10, 20, 40, 60, 60]);
+        assert!(o.reached().is_some());
+        assert!(!o.active());
+        assert_eq!(o.reached(), None);
+        assert_eq!(
+            o.failed(at(200.0), at(201.0)),
+            Duration::ZERO,
+            "a new outage starts quick"
+        );
+    }
 }
