@@ -41,7 +41,7 @@ fn main() -> ExitCode {
                 "  gen-data  --profile device|county|quick --seed N --out DIR: a deterministic data set in real stores"
             );
             eprintln!(
-                "  bench     [--quick] [--only W1,W2,C1,S1,S2,S3,RES,R1,L1] every benchmark scenario; writes docs/benchmarks.md (--quick: target/bench-quick.md; --only: target/bench-only.md)"
+                "  bench     [--quick] [--only W1,W2,C1,S1,S2,S3,RES,OUT,R1,L1] every benchmark scenario; writes docs/benchmarks.md (--quick: target/bench-quick.md; --only: target/bench-only.md)"
             );
             eprintln!(
                 "  fuzz      [TARGET] [--runs N | --seconds S] [--merge] coverage-guided fuzzing on stable (docs/testing.md#fuzzing)"
