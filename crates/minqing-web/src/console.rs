@@ -538,8 +538,8 @@ pub fn bulletin_page(
         h3 { "本月回访满意度" }
         table.list #satisfaction {
             tbody {
-                @for (k, n) in &b.revisits {
-                    tr { th { (k) } td.num data-sat=(k) { (n) } }
+                @for k in minqing_model::Satisfaction::ALL.map(|s| s.as_str()) {
+                    tr { th { (k) } td.num data-sat=(k) { (b.revisits.get(k).copied().unwrap_or(0)) } }
                 }
                 tr { th { "本月回访" } td.num #revisited { (b.revisited) } }
                 tr { th { "满意率（满意+基本满意）" } td.num #satisfaction-rate { (percent(b.satisfaction_rate)) } }
