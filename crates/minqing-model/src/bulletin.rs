@@ -27,7 +27,7 @@ use chrono::{Months, NaiveDate};
 use serde::Serialize;
 
 use crate::duty::{LeaveStatus, month_of, settle_leaves};
-use crate::ledger::{EventKind, Satisfaction, fold};
+use crate::ledger::{DemandStatus, EventKind, Satisfaction, fold};
 use crate::report::{LedgerReport, MonthlyReport, ledger_report, local_date, monthly_report};
 use crate::table::{Cell, Table};
 use crate::validate::{Month, VisitKind};
@@ -333,11 +333,13 @@ impl Bulletin {
         demands.push(vec![Cell::text("已销号"), Cell::count(l.closed)]);
         demands.push(vec![Cell::text("办结率"), Cell::Percent(l.resolution_rate)]);
         demands.push(vec![Cell::text("逾期"), Cell::count(l.overdue.len())]);
-        for (status, n) in &l.open_by_status {
-            demands.push(vec![
-                Cell::text(format!("未销号·{status}")),
-                Cell::count(*n),
-            ]);
+        for status in DemandStatus::ALL {
+            if let Some(n) = l.open_by_status.get(status.name()) {
+                demands.push(vec![
+                    Cell::text(format!("未销号·{}", status.name())),
+                    Cell::count(*n),
+                ]);
+            }
         }
         let mut sat = Table::new("回访满意度", &["满意度", "件数"]);
         for s in Satisfaction::ALL {

@@ -530,8 +530,10 @@ pub fn bulletin_page(
                 tr { th { "已销号" } td.num #demands-closed { (l.closed) } }
                 tr { th { "办结率" } td.num #demands-rate { (percent(l.resolution_rate)) } }
                 tr { th { "逾期" } td.num #demands-overdue { (l.overdue.len()) } }
-                @for (status, n) in &l.open_by_status {
-                    tr { th { "未销号 · " (status) } td.num data-status=(status) { (n) } }
+                @for status in minqing_model::DemandStatus::ALL.map(|s| s.name()) {
+                    @if let Some(n) = l.open_by_status.get(status) {
+                        tr { th { "未销号 · " (status) } td.num data-status=(status) { (n) } }
+                    }
                 }
             }
         }
