@@ -321,6 +321,27 @@ def main():
             summary = {row[0]: row[1] for row in book.worksheets[0].iter_rows(values_only=True)
                        if row and row[0] in ("收集", "销号")}
             assert summary == {"收集": report["collected"], "销号": report["closed"]}, summary
+            # The 督查通报: from the dashboard (last month by default), then
+            # this month's, whose coverage is the sum of `report monthly`'s.
+            page.get_by_role("link", name="上月督查通报（可打印）").click()
+            expect(page.get_by_role("heading", name="民情走访督查通报")).to_be_visible()
+            page.get_by_label("月份").fill(month)
+            page.get_by_role("button", name="查看").click()
+            y, m = month.split("-")
+            expect(page.get_by_role("heading", level=1)).to_have_text(
+                f"全县民情走访督查通报（{int(y)}年{int(m)}月）")
+            total = page.locator("#coverage-total")
+            due = sum(c["households_assigned"] for c in monthly["cadres"])
+            visited = sum(c["households_visited"] for c in monthly["cadres"])
+            expect(total.locator("[data-k=due]")).to_have_text(str(due))
+            expect(total.locator("[data-k=visited]")).to_have_text(str(visited))
+            shot("bulletin.png")
+            # Printed: the bulletin without navigation, forms or buttons.
+            page.emulate_media(media="print")
+            expect(page.locator("header.top")).to_be_hidden()
+            expect(page.get_by_role("button", name="打印")).to_be_hidden()
+            expect(page.get_by_role("heading", level=1)).to_be_visible()
+            page.emulate_media(media="screen")
             sup.close()
             browser.close()
     finally:

@@ -8,6 +8,7 @@
 //! writes the files).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bulletin;
 pub mod dedupe;
 pub mod duty;
 pub mod error;
@@ -28,6 +29,10 @@ pub mod village;
 #[allow(dead_code)]
 mod testkit;
 
+pub use bulletin::{
+    Bulletin, Coverage, Missed, MissedVisits, OnLeave, bulletin, leave_statuses, missed_visits,
+    month_range, revisits_in,
+};
 pub use dedupe::{DedupeError, DuplicateGroup};
 pub use duty::{DutyError, LeaveReason, LeaveStatus, LeaveView, month_of, settle_leaves};
 pub use error::ModelError;

@@ -17,6 +17,9 @@
 //!   困难户, 留守儿童, 独居老人, 残疾人, 低保户, 退役军人) met in M: the resident
 //!   named by a visit, or, when a visit names none, every resident of the
 //!   visited household (the whole household was visited).
+//! - `key_residents_assigned`: the residents with a known key tag (as they are
+//!   now) in the cadre's villages, the key-group counterpart of
+//!   `households_assigned`.
 //! - `leave`: the cadre's leaves for M (a leave is one per cadre and month).
 //! - `makeups_owed`: the cadre's leaves for months up to M not settled by a
 //!   补访 dated by the end of M ([`settle_leaves`]); `makeups_done`: the
@@ -73,6 +76,8 @@ pub struct CadreMonth {
     pub coverage: f64,
     /// Distinct key-group residents met in the month.
     pub key_residents_visited: usize,
+    /// Key-group residents in the cadre's villages.
+    pub key_residents_assigned: usize,
     /// Leaves taken for the month.
     pub leave: usize,
     /// Leaves up to the month still owed a 补访 at its end.
@@ -122,6 +127,7 @@ pub fn monthly_report<'a, V: ReadVillage + ?Sized + 'a>(
     }
     let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
     let mut household_counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut key_counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut all_leaves = Vec::new();
     let mut all_visits = Vec::new();
     let (mut opened_total, mut closed_total) = (0, 0);
@@ -140,6 +146,7 @@ pub fn monthly_report<'a, V: ReadVillage + ?Sized + 'a>(
                 key_residents.insert(r.id.clone());
             }
         }
+        key_counts.insert(vid.clone(), key_residents.len());
         let visits = v.visits();
         for visit in visits.iter() {
             let Ok(date) = parse_date(&visit.date) else {
@@ -248,6 +255,11 @@ pub fn monthly_report<'a, V: ReadVillage + ?Sized + 'a>(
                 .iter()
                 .map(|v| household_counts.get(v).copied().unwrap_or(0))
                 .sum();
+            let key_assigned: usize = a
+                .villages
+                .iter()
+                .map(|v| key_counts.get(v).copied().unwrap_or(0))
+                .sum();
             let visited = a.households.len();
             CadreMonth {
                 visits: a.visits,
@@ -256,6 +268,7 @@ pub fn monthly_report<'a, V: ReadVillage + ?Sized + 'a>(
                 households_assigned: assigned,
                 coverage: ratio(visited, assigned),
                 key_residents_visited: a.key_residents.len(),
+                key_residents_assigned: key_assigned,
                 leave: leave_taken.get(cadre.as_str()).copied().unwrap_or(0),
                 makeups_owed: owed.get(cadre.as_str()).copied().unwrap_or(0),
                 makeups_done: a.makeups_done,
@@ -888,6 +901,7 @@ mod tests {
         );
         assert_eq!(li.coverage, 0.75);
         assert_eq!(li.key_residents_visited, 2);
+        assert_eq!(li.key_residents_assigned, 3, "r1, r3, r5 of V1");
         assert_eq!((li.leave, li.makeups_owed, li.makeups_done), (1, 1, 1));
         assert_eq!((li.demands_opened, li.demands_closed), (1, 1));
         assert_eq!(li.villages, ["V1"]);
@@ -945,6 +959,7 @@ mod tests {
             "households_visited",
             "households_assigned",
             "key_residents_visited",
+            "key_residents_assigned",
             "leave",
             "makeups_owed",
             "makeups_done",

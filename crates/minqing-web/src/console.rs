@@ -7,7 +7,7 @@
 
 use chrono::NaiveDate;
 use maud::{DOCTYPE, Markup, html};
-use minqing_model::{DemandView, LedgerReport, MonthlyReport};
+use minqing_model::{Bulletin, DemandView, LedgerReport, MonthlyReport};
 
 use crate::report::{Bar, bars, percent};
 
@@ -27,6 +27,10 @@ pub mod paths {
     pub const DASHBOARD_XLSX: &str = "/dashboard/ledger.xlsx";
     /// The dashboard's monthly duty report (this month) as an .xlsx download.
     pub const DASHBOARD_MONTHLY_XLSX: &str = "/dashboard/monthly.xlsx";
+    /// The monthly supervision bulletin (督查通报), `?month=YYYY-MM`.
+    pub const BULLETIN: &str = "/bulletin";
+    /// The bulletin as an .xlsx download, `?month=YYYY-MM`.
+    pub const BULLETIN_XLSX: &str = "/bulletin.xlsx";
     /// The first page after login.
     pub const HOME: &str = "/";
 
@@ -427,8 +431,124 @@ pub fn dashboard_page(
             }
         }
         p { a.button href=(paths::DASHBOARD_MONTHLY_XLSX) download="月度走访.xlsx" { "下载本月走访（.xlsx）" } }
+        h2 { "督查通报" }
+        p { a.button href=(paths::BULLETIN) { "上月督查通报（可打印）" } " " span.muted { "走访覆盖、点名、请假与补访、诉求办理，可选月份，可下载 .xlsx。" } }
     };
     page(ctx, "看板", body)
+}
+
+/// The heading of the bulletin of `scope` (全县, or a township) for `month`.
+pub fn bulletin_title(scope: &str, month: &minqing_model::Month) -> String {
+    format!(
+        "{scope}民情走访督查通报（{}年{}月）",
+        month.year, month.month
+    )
+}
+
+/// The monthly supervision bulletin (督查通报) of a scope: `title` from
+/// [`bulletin_title`], `area` heads the coverage table (乡镇 or 村), `made`
+/// is the day it was generated. Prints as a clean A4 page (the stylesheet's
+/// print rules drop the navigation, forms and buttons). Names cadres only.
+pub fn bulletin_page(
+    ctx: &ConsoleCtx<'_>,
+    title: &str,
+    area: &str,
+    b: &Bulletin,
+    made: NaiveDate,
+) -> String {
+    let l = &b.ledger;
+    let cov_row = |c: &minqing_model::Coverage, id: Option<&str>| {
+        html! {
+            tr id=[id] {
+                td { (c.area) }
+                td.num data-k="due" { (c.households_due) }
+                td.num data-k="visited" { (c.households_visited) }
+                td.num data-k="coverage" { (percent(c.coverage)) }
+                td.num data-k="key" { (c.key_visited) "/" (c.key_due) }
+            }
+        }
+    };
+    let body = html! {
+        p #bulletin-made { "生成日期：" (time::date_zh(made)) "（诉求逾期按此日计）" }
+        div.actions {
+            form.inline method="get" action=(paths::BULLETIN) {
+                label for="bulletin-month" { "月份" }
+                " "
+                input #bulletin-month type="month" name="month" value=(b.month);
+                " "
+                button.secondary type="submit" { "查看" }
+            }
+            " "
+            (layout::print_button())
+            " "
+            a.button.secondary.no-print href=(format!("{}?month={}", paths::BULLETIN_XLSX, b.month)) download=(format!("督查通报{}.xlsx", b.month)) { "下载 .xlsx" }
+        }
+        h2 { "一、走访覆盖" }
+        table.list #coverage {
+            thead { tr { th { (area) } th.num { "应访户数" } th.num { "已访户数" } th.num { "覆盖率" } th.num { "重点人员 已访/应访" } } }
+            tbody {
+                @for c in &b.areas { (cov_row(c, None)) }
+                (cov_row(&b.total, Some("coverage-total")))
+            }
+        }
+        p.muted { "应访户数为各干部所在村户数之和，与月度走访报表一致。" }
+        h2 { "二、未按要求走访（点名）" }
+        @if b.missed.named.is_empty() {
+            p #named-none { "本月没有未按要求走访且未请假的干部。" }
+        } @else {
+            table.list #named {
+                thead { tr { th { "干部" } th { "村" } th.num { "已访/应访户数" } } }
+                tbody {
+                    @for m in &b.missed.named {
+                        tr { td { (m.cadre) } td { (m.villages.join("、")) } td.num { (m.households_visited) "/" (m.households_due) } }
+                    }
+                }
+            }
+        }
+        h3 { "请假" }
+        @if b.missed.on_leave.is_empty() {
+            p #leave-none { "本月没有干部请假。" }
+        } @else {
+            table.list #on-leave {
+                thead { tr { th { "干部" } th { "村" } th.num { "已访/应访户数" } th { "补访" } } }
+                tbody {
+                    @for m in &b.missed.on_leave {
+                        tr {
+                            td { (m.cadre) } td { (m.villages.join("、")) }
+                            td.num { (m.households_visited) "/" (m.households_due) }
+                            td { @match &m.makeup_on { Some(d) => { "已补访（" (d) "）" }, None => { "未补访" } } }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "三、诉求办理" }
+        p.muted { "本月受理的诉求，办理状态截至生成日期。" }
+        table.list #demands {
+            tbody {
+                tr { th { "本月受理" } td.num #demands-collected { (l.collected) } }
+                tr { th { "已销号" } td.num #demands-closed { (l.closed) } }
+                tr { th { "办结率" } td.num #demands-rate { (percent(l.resolution_rate)) } }
+                tr { th { "逾期" } td.num #demands-overdue { (l.overdue.len()) } }
+                @for status in minqing_model::DemandStatus::ALL.map(|s| s.name()) {
+                    @if let Some(n) = l.open_by_status.get(status) {
+                        tr { th { "未销号 · " (status) } td.num data-status=(status) { (n) } }
+                    }
+                }
+            }
+        }
+        h3 { "本月回访满意度" }
+        table.list #satisfaction {
+            tbody {
+                @for k in minqing_model::Satisfaction::ALL.map(|s| s.as_str()) {
+                    tr { th { (k) } td.num data-sat=(k) { (b.revisits.get(k).copied().unwrap_or(0)) } }
+                }
+                tr { th { "本月回访" } td.num #revisited { (b.revisited) } }
+                tr { th { "满意率（满意+基本满意）" } td.num #satisfaction-rate { (percent(b.satisfaction_rate)) } }
+            }
+        }
+    };
+    page(ctx, title, body)
 }
 
 #[cfg(test)]
@@ -527,5 +647,41 @@ mod tests {
             DemandActions::default(),
         );
         assert!(!none.contains("显示完整号码") && !none.contains("<textarea"));
+    }
+
+    #[test]
+    fn bulletin_names_the_cadres_it_is_given_and_prints_without_navigation() {
+        let s = sample();
+        let month = minqing_model::Month::parse("2026-03").unwrap();
+        let mut b = minqing_model::bulletin(
+            &[("城关镇".to_owned(), vec![&s.village])],
+            &Default::default(),
+            month,
+            date("2026-04-02"),
+        );
+        b.missed.named.push(minqing_model::Missed {
+            cadre: "赵强".into(),
+            villages: vec!["小河村".into(), "大河村".into()],
+            households_visited: 1,
+            households_due: 4,
+        });
+        let title = bulletin_title("城关镇", &month);
+        assert_eq!(title, "城关镇民情走访督查通报（2026年3月）");
+        let mut c = ctx(Some("辖区诉求"));
+        c.dashboard = true;
+        let html = bulletin_page(&c, &title, "村", &b, date("2026-04-02"));
+        assert!(html.contains("<h1>城关镇民情走访督查通报（2026年3月）</h1>"));
+        assert!(html.contains("生成日期：2026年4月2日"), "{html}");
+        assert!(html.contains("<td>赵强</td><td>小河村、大河村</td><td class=\"num\">1/4</td>"));
+        assert!(html.contains("本月没有干部请假。"));
+        assert!(html.contains("<label for=\"bulletin-month\">月份</label>"));
+        assert!(html.contains("href=\"/bulletin.xlsx?month=2026-03\""));
+        // The stylesheet's print rules hide what is not the bulletin.
+        assert!(html.contains("<header class=\"top\">") && html.contains("data-print"));
+        let css = crate::assets::asset(crate::routes::CSS).unwrap().body;
+        assert!(css.contains(
+            "header.top, nav, form, .actions, .no-print, button { display: none !important; }"
+        ));
+        assert!(css.contains("@page { size: A4;"));
     }
 }

@@ -7,7 +7,9 @@
 //! URL guessing, a township supervisor outside its township, a viewer acting,
 //! a post without the CSRF token, a disabled account, an expired session;
 //! ten wrong passwords make the next try wait; numbers stay masked unless a
-//! department reveals them, and that view is audited.
+//! department reveals them, and that view is audited. The supervisors' 督查通报
+//! (page and .xlsx) carries `report monthly`'s and `report ledger`'s figures
+//! for its scope and no personal number.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -27,6 +29,8 @@ struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// The body as sent (a download), when not chunked.
+    bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -115,6 +119,11 @@ impl Browser {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
             Err(e) => panic!("reading the answer to {method} {path}: {e}"),
         }
+        let bytes = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| raw[at + 4..].to_vec())
+            .unwrap_or_default();
         let text = String::from_utf8_lossy(&raw).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let mut lines = head.lines();
@@ -139,6 +148,7 @@ impl Browser {
             status,
             headers,
             body,
+            bytes,
         }
     }
 
@@ -396,6 +406,18 @@ fn console_closes_the_loop_and_refuses_what_an_account_may_not_do() {
             "V1",
             "--address",
             "小河村1组1号",
+        ],
+    );
+    // A second household nobody visits: 李书记 is named in the bulletin.
+    id(
+        &cadre,
+        &[
+            "household",
+            "add",
+            "--village",
+            "V1",
+            "--address",
+            "小河村1组2号",
         ],
     );
     let r = id(
@@ -785,7 +807,222 @@ fn console_closes_the_loop_and_refuses_what_an_account_may_not_do() {
         !hk.get("/inbox").body.contains("危房改造"),
         "V1 is not in 河口镇"
     );
+    check_bulletin(&relay, port, &month, &monthly);
     relay.stop();
+}
+
+/// The text between `id="<id>">` (or any `needle`) and the next `<`.
+fn after<'a>(body: &'a str, needle: &str) -> &'a str {
+    let at = body
+        .find(needle)
+        .unwrap_or_else(|| panic!("no {needle} in {body}"));
+    body[at + needle.len()..].split('<').next().unwrap_or("")
+}
+
+/// The 督查通报 of `month` (the month the test's visits are in): the county
+/// supervisor's page and .xlsx carry `report monthly`'s and `report
+/// ledger`'s figures for the month and no personal number; a township
+/// supervisor's covers its township only; a department has none.
+fn check_bulletin(relay: &Relay, port: u16, month: &str, monthly: &Value) {
+    let (y, m): (u32, u32) = (
+        month[..4].parse().expect("year"),
+        month[5..].parse().expect("month"),
+    );
+    let last = match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    let ledger = relay
+        .run(&[
+            "report",
+            "ledger",
+            "--from",
+            &format!("{month}-01"),
+            "--to",
+            &format!("{month}-{last}"),
+            "--json",
+        ])
+        .json();
+    let cadres = monthly["cadres"].as_array().expect("cadres");
+    let sum = |k: &str| -> u64 { cadres.iter().map(|c| c[k].as_u64().expect(k)).sum() };
+    let (due, visited) = (sum("households_assigned"), sum("households_visited"));
+    let (key_due, key_visited) = (sum("key_residents_assigned"), sum("key_residents_visited"));
+    assert_eq!((due, visited), (2, 1), "{monthly}");
+
+    let mut county = Browser::new(relay, port);
+    county.login("ducha");
+    let board = county.get("/dashboard");
+    assert!(
+        board.body.contains("href=\"/bulletin\""),
+        "linked from the dashboard"
+    );
+    let page = county.get(&format!("/bulletin?month={month}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let b = &page.body;
+    assert!(
+        b.contains(&format!("<h1>全县民情走访督查通报（{y}年{m}月）</h1>")),
+        "{b}"
+    );
+    let row = &b[b.find("id=\"coverage-total\"").expect("total row")..];
+    assert_eq!(after(row, "data-k=\"due\">"), due.to_string());
+    assert_eq!(after(row, "data-k=\"visited\">"), visited.to_string());
+    assert_eq!(
+        after(row, "data-k=\"key\">"),
+        format!("{key_visited}/{key_due}")
+    );
+    assert!(b.contains("<td>城关镇</td>"), "by township");
+    // 李书记 visited 1 of 2 households and took no leave: named.
+    let named = &b[b.find("id=\"named\"").expect("the named list")..];
+    assert!(
+        named.contains("<td>李书记</td><td>小河村</td><td class=\"num\">1/2</td>"),
+        "{named}"
+    );
+    assert!(b.contains("本月没有干部请假。"));
+    for (id, key) in [
+        ("demands-collected", "collected"),
+        ("demands-closed", "closed"),
+    ] {
+        assert_eq!(after(b, &format!("id=\"{id}\">")), ledger[key].to_string());
+    }
+    assert_eq!(
+        after(b, "id=\"demands-overdue\">"),
+        ledger["overdue"]
+            .as_array()
+            .expect("overdue")
+            .len()
+            .to_string()
+    );
+    for (status, n) in ledger["open_by_status"].as_object().expect("by status") {
+        assert_eq!(
+            after(b, &format!("data-status=\"{status}\">")),
+            n.to_string(),
+            "{status}"
+        );
+    }
+    // Both demands were opened, and the water one revisited, this month:
+    // the month's revisits are the ledger's satisfaction counts.
+    for s in ["满意", "基本满意", "不满意"] {
+        assert_eq!(
+            after(b, &format!("data-sat=\"{s}\">")),
+            ledger["satisfaction"][s].to_string(),
+            "{s}"
+        );
+    }
+    assert_eq!(after(b, "id=\"revisited\">"), "1");
+    assert_eq!(after(b, "id=\"satisfaction-rate\">"), "100%");
+    // No personal number, masked or not, and no resident named.
+    let no_personal_data = |text: &str, what: &str| {
+        for needle in [ID_CARD, PHONE, "3708**********1224", "138****5678", "张三"] {
+            assert!(!text.contains(needle), "{what} holds {needle}");
+        }
+    };
+    no_personal_data(b, "the bulletin page");
+
+    // The .xlsx: the same sections and figures.
+    let x = county.get(&format!("/bulletin.xlsx?month={month}"));
+    assert_eq!(x.status, 200);
+    assert!(x.bytes.starts_with(b"PK"), "an .xlsx (zip) file");
+    let path = relay.home().join("bulletin.xlsx");
+    std::fs::write(&path, &x.bytes).expect("the download is saved");
+    let sheets = read_xlsx(&path);
+    std::fs::remove_file(&path).ok();
+    let names: Vec<&str> = sheets.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "走访覆盖",
+            "未按要求走访（点名）",
+            "请假",
+            "诉求办理",
+            "回访满意度"
+        ]
+    );
+    let cov = &sheets[0].1;
+    let total = cov.last().expect("合计");
+    assert_eq!(total[0], "合计");
+    assert_eq!(
+        total[1..3],
+        [due.to_string(), visited.to_string()],
+        "{cov:?}"
+    );
+    assert_eq!(total[4..6], [key_visited.to_string(), key_due.to_string()]);
+    assert_eq!(sheets[1].1[1][..4], ["李书记", "小河村", "1", "2"]);
+    assert_eq!(sheets[2].1.len(), 1, "no one on leave: the header only");
+    let demands = &sheets[3].1;
+    let value = |label: &str| -> String {
+        demands
+            .iter()
+            .find(|r| r[0] == label)
+            .unwrap_or_else(|| panic!("no {label} in {demands:?}"))[1]
+            .clone()
+    };
+    assert_eq!(value("本月受理"), ledger["collected"].to_string());
+    assert_eq!(value("已销号"), ledger["closed"].to_string());
+    assert_eq!(
+        value("逾期"),
+        ledger["overdue"]
+            .as_array()
+            .expect("overdue")
+            .len()
+            .to_string()
+    );
+    let sat = &sheets[4].1;
+    assert_eq!(
+        sat[1][..2],
+        [
+            "满意".to_owned(),
+            ledger["satisfaction"]["满意"].to_string()
+        ]
+    );
+    no_personal_data(&format!("{sheets:?}"), "the bulletin .xlsx");
+
+    // A township supervisor: its township's villages only.
+    let mut hk = Browser::new(relay, port);
+    hk.login("hekou");
+    let p = hk.get(&format!("/bulletin?month={month}"));
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body
+            .contains(&format!("<h1>河口镇民情走访督查通报（{y}年{m}月）</h1>"))
+    );
+    assert!(p.body.contains("<td>大河村</td>"), "by village");
+    for outside in ["小河村", "城关镇", "李书记"] {
+        assert!(!p.body.contains(outside), "{outside} is not in 河口镇");
+    }
+    let row = &p.body[p.body.find("id=\"coverage-total\"").expect("total row")..];
+    assert_eq!(after(row, "data-k=\"due\">"), "0");
+    assert_eq!(after(&p.body, "id=\"demands-collected\">"), "0");
+    // The default month is last month; a bad one is refused.
+    assert_eq!(hk.get("/bulletin").status, 200);
+    assert_eq!(hk.get("/bulletin?month=2026-13").status, 400);
+    // A department has no bulletin.
+    let mut dept = Browser::new(relay, port);
+    dept.login("shuiwu");
+    assert_eq!(dept.get(&format!("/bulletin?month={month}")).status, 404);
+    assert_eq!(
+        dept.get(&format!("/bulletin.xlsx?month={month}")).status,
+        404
+    );
+}
+
+/// Every sheet of an .xlsx: its name and its rows as text.
+fn read_xlsx(path: &std::path::Path) -> Vec<(String, Vec<Vec<String>>)> {
+    use calamine::{Reader, open_workbook_auto};
+    let mut book = open_workbook_auto(path).expect("an .xlsx calamine reads");
+    let names = book.sheet_names().to_vec();
+    names
+        .into_iter()
+        .map(|n| {
+            let range = book.worksheet_range(&n).expect("a sheet");
+            let rows = range
+                .rows()
+                .map(|r| r.iter().map(|c| c.to_string()).collect())
+                .collect();
+            (n, rows)
+        })
+        .collect()
 }
 
 /// `user add` with `password` on standard input: the finished run.

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use chrono::NaiveDate;
 use minqing_model::{
-    CountyAuthor, CountyRole, CountyStep, DemandView, Id, Note, Village, local_date, parse_date,
+    CountyAuthor, CountyRole, CountyStep, DemandView, Id, Note, ReadVillage, Village, local_date,
+    parse_date,
 };
 use minqing_sync::DocId;
 use minqing_web::console::{self as web, ConsoleCtx, DemandActions, InboxRow, ResidentCard, paths};
@@ -175,6 +176,8 @@ impl Console {
             (Method::GET, ["dashboard"]) => self.dashboard(&who, Board::Page),
             (Method::GET, ["dashboard", "ledger.xlsx"]) => self.dashboard(&who, Board::Ledger),
             (Method::GET, ["dashboard", "monthly.xlsx"]) => self.dashboard(&who, Board::Monthly),
+            (Method::GET, ["bulletin"]) => self.bulletin(&who, &req.query, false),
+            (Method::GET, ["bulletin.xlsx"]) => self.bulletin(&who, &req.query, true),
             (Method::GET, ["demand", village, id]) => {
                 let notice = (req.query == "done=step")
                     .then(|| Notice::ok("已保存（已写入县里的存储），干部下次同步时就能看到。"));
@@ -348,10 +351,8 @@ impl Console {
     /// The ledger over the villages of a supervisor's scope (a viewer: the
     /// county), as a page or as .xlsx.
     fn dashboard(&self, who: &Who, what: Board) -> Resp {
-        let scope = match (who.account.role, &who.account.scope) {
-            (Role::Supervisor, Some(s)) => s.clone(),
-            (Role::Viewer, _) => accounts::Scope::County,
-            _ => return self.not_found(who, "/dashboard"),
+        let Some(scope) = Self::board_scope(who) else {
+            return self.not_found(who, "/dashboard");
         };
         let docs: Vec<DocId> = self
             .villages()
@@ -388,7 +389,13 @@ impl Console {
                 "%E6%9C%88%E5%BA%A6%E8%B5%B0%E8%AE%BF.xlsx",
             ),
         };
-        match minqing_sheet::xlsx_bytes(&tables, file) {
+        self.xlsx(who, &tables, file, name)
+    }
+
+    /// `tables` as an .xlsx download named `file` (`name`: the same in
+    /// Chinese, percent-encoded).
+    fn xlsx(&self, who: &Who, tables: &[minqing_model::Table], file: &str, name: &str) -> Resp {
+        match minqing_sheet::xlsx_bytes(tables, file) {
             Ok(bytes) => {
                 let mut r = Resp::html(StatusCode::OK, String::new());
                 r.body = bytes;
@@ -401,17 +408,98 @@ impl Console {
                 r
             }
             Err(e) => {
-                tracing::error!("the ledger .xlsx was not made: {e}");
+                tracing::error!("the {file} download was not made: {e}");
                 Resp::html(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     web::message_page(
                         &who.ctx(Some(Notice::error("下载失败"))),
                         "下载失败",
-                        "台账文件生成失败，请稍后再试。",
+                        "文件生成失败，请稍后再试。",
                     ),
                 )
             }
         }
+    }
+
+    /// The scope of a supervisor or viewer (the dashboard's), or `None`.
+    fn board_scope(who: &Who) -> Option<accounts::Scope> {
+        match (who.account.role, &who.account.scope) {
+            (Role::Supervisor, Some(s)) => Some(s.clone()),
+            (Role::Viewer, _) => Some(accounts::Scope::County),
+            _ => None,
+        }
+    }
+
+    /// The 督查通报 of `?month=YYYY-MM` (default: last month, China time)
+    /// over the account's scope: by township (county) or by village
+    /// (township); as the page or as .xlsx.
+    fn bulletin(&self, who: &Who, query: &str, xlsx: bool) -> Resp {
+        let Some(scope) = Self::board_scope(who) else {
+            return self.not_found(who, "/bulletin");
+        };
+        let today = today();
+        let month = match form(query.as_bytes()).get("month").map(|m| m.trim()) {
+            Some(raw) if !raw.is_empty() => match minqing_model::Month::parse(raw) {
+                Ok(m) => m,
+                Err(e) => {
+                    return Resp::html(
+                        StatusCode::BAD_REQUEST,
+                        web::message_page(
+                            &who.ctx(Some(Notice::error("月份不对"))),
+                            "月份不对",
+                            &format!("月份请写成 2026-03 这样：{e}"),
+                        ),
+                    );
+                }
+            },
+            _ => previous_month(today),
+        };
+        let (area_head, scope_words) = match &scope {
+            accounts::Scope::County => ("乡镇", "全县".to_owned()),
+            accounts::Scope::Township(t) => ("村", t.clone()),
+        };
+        // village id -> its area (township, or the village's own name).
+        let mut area_of: BTreeMap<String, String> = BTreeMap::new();
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        let mut docs = Vec::new();
+        for (id, e) in self.villages() {
+            if !scope.covers(e.township.as_deref()) {
+                continue;
+            }
+            let Ok(doc) = DocId::new(id.clone()) else {
+                continue;
+            };
+            let area = match &scope {
+                accounts::Scope::County => e.township.clone().unwrap_or_else(|| "未分乡镇".into()),
+                accounts::Scope::Township(_) => e.name.clone(),
+            };
+            area_of.insert(id.clone(), area);
+            names.insert(id, e.name);
+            docs.push(doc);
+        }
+        let b = self.villages.read_all(&docs, |held| {
+            let mut areas: BTreeMap<&str, Vec<&Village>> = BTreeMap::new();
+            for v in held {
+                if let Some(a) = area_of.get(v.id().as_str()) {
+                    areas.entry(a.as_str()).or_default().push(*v);
+                }
+            }
+            let areas: Vec<(String, Vec<&Village>)> = areas
+                .into_iter()
+                .map(|(a, vs)| (a.to_owned(), vs))
+                .collect();
+            minqing_model::bulletin(&areas, &names, month, today)
+        });
+        let title = web::bulletin_title(&scope_words, &month);
+        if xlsx {
+            let file = format!("bulletin-{month}.xlsx");
+            let name = percent_encode(&format!("督查通报{month}.xlsx"));
+            return self.xlsx(who, &b.tables(area_head), &file, &name);
+        }
+        Resp::html(
+            StatusCode::OK,
+            web::bulletin_page(&who.ctx(None), &title, area_head, &b, today),
+        )
     }
 
     /// A department's inbox (its demands) or a supervisor's demands in
@@ -755,9 +843,54 @@ fn ours(list: &departments::Departments, d: &DemandView, dept: &str) -> bool {
         .is_some_and(|canonical| canonical == dept)
 }
 
+/// The month before `today`'s.
+fn previous_month(today: NaiveDate) -> minqing_model::Month {
+    let m = minqing_model::month_of(today);
+    if m.month == 1 {
+        minqing_model::Month {
+            year: m.year - 1,
+            month: 12,
+        }
+    } else {
+        minqing_model::Month {
+            year: m.year,
+            month: m.month - 1,
+        }
+    }
+}
+
+/// `s` percent-encoded for a `filename*=UTF-8''` parameter.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 fn days_overdue(d: &DemandView, today: NaiveDate) -> i64 {
     match d.due.as_deref().and_then(|s| parse_date(s).ok()) {
         Some(due) if d.is_overdue(today) => (today - due).num_days(),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bulletin_defaults_to_last_month_and_names_its_file() {
+        let day = |s: &str| parse_date(s).unwrap();
+        assert_eq!(previous_month(day("2026-01-05")).to_string(), "2025-12");
+        assert_eq!(previous_month(day("2026-12-31")).to_string(), "2026-11");
+        assert_eq!(
+            percent_encode("督查通报2026-11.xlsx"),
+            "%E7%9D%A3%E6%9F%A5%E9%80%9A%E6%8A%A52026-11.xlsx"
+        );
     }
 }
