@@ -83,7 +83,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
             .add("C1", format!("`minqing {}`, no service: p99", c.label), Unit::Ms, p99.clone())
             .target(Target::at_most(c.alone, format!("≤ {} ms", c.alone)))
             .note(format!(
-                "{samples} samples per run; first run on the fresh copy (village index and views built, argon2id): {first:.0} ms"
+                "{samples} samples per run; first run on the fresh copy (village index and views built; the round's first command unlocked with argon2id): {first:.0} ms"
             ));
     }
     // The same with no key cache: a command after 15 idle minutes or `minqing lock`.
