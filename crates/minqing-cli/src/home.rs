@@ -1141,6 +1141,41 @@ mod tests {
     use super::*;
     use minqing_model::{Address, NewHousehold, new_village};
 
+    /// A home made by `init` in a temporary directory; the key `init` cached
+    /// in this login's keyring goes with it.
+    struct TestHome {
+        tmp: tempfile::TempDir,
+        secrets: Secrets,
+    }
+
+    impl TestHome {
+        fn new() -> anyhow::Result<TestHome> {
+            let tmp = tempfile::tempdir()?;
+            let pw = tmp.path().join("pw");
+            std::fs::write(&pw, "a passphrase for this test\n")?;
+            let secrets = Secrets {
+                passphrase_file: Some(pw),
+            };
+            init(
+                &tmp.path().join("home"),
+                PersonName::parse("张三")?,
+                None,
+                &secrets,
+            )?;
+            Ok(TestHome { tmp, secrets })
+        }
+
+        fn open(&self) -> anyhow::Result<Home> {
+            Home::open(&self.tmp.path().join("home"), &self.secrets)
+        }
+    }
+
+    impl Drop for TestHome {
+        fn drop(&mut self) {
+            forget_cached_key(&self.tmp.path().join("home"));
+        }
+    }
+
     /// Everything a read shows of a village, as text (views' JSON and the
     /// demands' events), to compare two ways of reading it.
     fn shown(r: &dyn ReadVillage) -> String {
@@ -1169,15 +1204,8 @@ mod tests {
     #[test]
     fn a_command_reads_the_views_kept_in_the_store_while_they_are_true() -> anyhow::Result<()> {
         use minqing_model::{Category, DemandText, NewDemand, NewResident, NewVisit, VisitKind};
-        let tmp = tempfile::tempdir()?;
-        let pw = tmp.path().join("pw");
-        std::fs::write(&pw, "a passphrase for this test\n")?;
-        let secrets = Secrets {
-            passphrase_file: Some(pw),
-        };
-        let dir = tmp.path().join("home");
-        init(&dir, PersonName::parse("张三")?, None, &secrets)?;
-        let home = Home::open(&dir, &secrets)?;
+        let test = TestHome::new()?;
+        let home = test.open()?;
         let id = DocId::new("v1")?;
         let doc = new_village(&id, "一村", None, &home.actor(), now_ms())?;
         let mut village = Village::from_new_doc(id.clone(), doc)?;
@@ -1305,23 +1333,8 @@ mod tests {
     /// write runs it only after `MAX_DEFERRED` writes.
     #[test]
     fn the_service_compacts_when_quiet_not_on_a_write() -> anyhow::Result<()> {
-        let tmp = tempfile::tempdir()?;
-        let pw = tmp.path().join("pw");
-        std::fs::write(&pw, "a passphrase for this test\n")?;
-        let secrets = Secrets {
-            passphrase_file: Some(pw),
-        };
-        let dir = tmp.path().join("home");
-        init(&dir, PersonName::parse("张三")?, None, &secrets)?;
-        // `init` cached the key in this login's keyring: gone with the test.
-        struct Forget(PathBuf);
-        impl Drop for Forget {
-            fn drop(&mut self) {
-                forget_cached_key(&self.0);
-            }
-        }
-        let _forget = Forget(dir.clone());
-        let mut home = Home::open(&dir, &secrets)?;
+        let test = TestHome::new()?;
+        let mut home = test.open()?;
         home.enable_cache(64 << 20);
 
         let id = DocId::new("v1")?;
