@@ -13,7 +13,7 @@ use minqing_store::keycache;
 use minqing_store::keyring::{self, KdfParams, KeyError, Keyring};
 use minqing_store::secret::Passphrase;
 use minqing_store::{DataKey, SledStorage};
-use minqing_sync::{DocId, Incarnation, Store};
+use minqing_sync::{DocId, DocVersion, Incarnation, Store};
 use serde::{Deserialize, Serialize};
 
 /// Meta key under which the device identity is kept.
@@ -582,15 +582,23 @@ impl Home {
                 (VillageRecords::of(&mut village), true)
             }
         };
-        if keep
-            && let Some(now) = &now
+        if keep {
+            self.keep_views(id, now.as_ref(), &records);
+        }
+        Ok(Some(Box::new(records)))
+    }
+
+    /// Keeps `records` in the store as the views of village `id` at
+    /// version `now`, if the store is still there (a one-command process
+    /// holds it alone; the check is for the record).
+    fn keep_views(&self, id: &DocId, now: Option<&DocVersion>, records: &VillageRecords) {
+        if let Some(now) = now
             && self.read_only.is_none()
-            && self.doc_version(id)?.as_ref() == Some(now)
-            && let Err(e) = crate::views::write(&*self.store, id, now, &records)
+            && matches!(self.doc_version(id), Ok(Some(v)) if &v == now)
+            && let Err(e) = crate::views::write(&*self.store, id, now, records)
         {
             tracing::warn!("cannot keep the views of village {id}: {e:#}");
         }
-        Ok(Some(Box::new(records)))
     }
 
     /// One village to read ([`Home::reader`]) or the error naming what to do.
@@ -621,12 +629,23 @@ impl Home {
     /// found through the index, then [`Home::reader`] (the service reads its
     /// kept views); as [`Home::find_record`] when the index is wrong.
     pub fn read_record(&self, kind: RecordKind, typed: &str) -> anyhow::Result<(Reader, Id)> {
-        let finder = self.index()?;
-        if let Ok((doc, id)) = finder.find(kind, typed)
-            && let Some(r) = self.reader(&doc)?
-            && r.contains(kind, &id)
-        {
-            return Ok((r, id));
+        let mut finder = self.index()?;
+        if let Ok((doc, id)) = finder.find(kind, typed) {
+            let reader = match finder.loaded(&doc) {
+                // Loaded to rebuild its index (a one-command process after a
+                // sync): its views are made from it, not from a second load.
+                Some(mut village) if self.cache.is_none() => {
+                    let records = VillageRecords::of(&mut village);
+                    self.keep_views(&doc, self.doc_version(&doc)?.as_ref(), &records);
+                    Some(Box::new(records) as Reader)
+                }
+                _ => self.reader(&doc)?,
+            };
+            if let Some(r) = reader
+                && r.contains(kind, &id)
+            {
+                return Ok((r, id));
+            }
         }
         let (village, id) = self.find_record(kind, typed)?;
         Ok((Box::new(village), id))
@@ -1288,6 +1307,16 @@ mod tests {
         )?;
         home.store.append(&id, &theirs.take_unsaved())?;
         assert!(!kept(&home)?, "a sync's append leaves the views behind");
+        // A command naming a record: the index is stale too, so the village
+        // it loads to rebuild the index makes the views (one load, not two).
+        let (read, found) = home.read_record(RecordKind::Resident, p.as_str())?;
+        assert_eq!(found, p);
+        let fresh = Village::load(id.clone(), &home.store.load(&id)?.expect("stored"))?;
+        assert_eq!(shown(&*read), shown(&fresh));
+        assert!(
+            kept(&home)?,
+            "the views made from the index's load are kept"
+        );
         check(&home)?;
         assert!(kept(&home)?);
         assert_eq!(home.reader(&id)?.expect("held").visits().len(), 2);

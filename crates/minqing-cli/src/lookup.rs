@@ -74,6 +74,11 @@ impl<'h> Finder<'h> {
             None => self.home.village(doc),
         }
     }
+
+    /// The village as loaded to rebuild its index, if it was (taken out).
+    pub fn loaded(&mut self, doc: &DocId) -> Option<Village> {
+        self.loaded.remove(doc)
+    }
 }
 
 /// Finds the one record of `kind` whose id starts with `typed` among
